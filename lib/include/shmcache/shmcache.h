@@ -1,0 +1,264 @@
+/*
+ * shmcache.h - the whole public contract of libshmcache.
+ *
+ * shmcache is a host-wide cache shared by every process on a machine through one named POSIX
+ * shared-memory segment. Callers must not include or rely on any other header of this project.
+ *
+ * Conventions, stated once:
+ * - Handles are opaque (`shmc_cache *`). Open one with shmc_open(), release it with shmc_close()
+ *   (which accepts NULL). A handle is immutable after open, so one handle may be shared by any
+ *   number of threads without extra locking.
+ * - Data is passed as pointer + length. Keys and values are binary-safe (may contain NUL bytes).
+ *   Nothing returned by the library needs to be freed by the caller except where a function says so.
+ * - Every call that can fail returns int: 0 on success, a negative SHMC_E_* code (values are pinned
+ *   and never renumbered), or a positive errno value from the operating system. shmc_strerror()
+ *   decodes both. shmc_errmsg() gives a longer, specific message for the last failure in the
+ *   calling thread (for example both layout versions on a version mismatch).
+ * - No C++ exception ever crosses this interface.
+ * - Durations are milliseconds. A TTL of 0 means "never expires".
+ * - fork(): a child may keep using a handle opened by its parent (gunicorn --preload), provided no
+ *   thread of the parent was inside a shmcache call at the moment of fork. Nothing needs reopening.
+ * - Lock waits are bounded (options.lock_timeout_ms). A call that would wait longer returns
+ *   SHMC_E_LOCK_TIMEOUT; callers should treat that as a miss, never retry in a loop.
+ * - A process killed at any instant (SIGKILL) leaves a segment that the next caller repairs
+ *   before use; see docs/architecture.md.
+ */
+#ifndef SHMCACHE_SHMCACHE_H
+#define SHMCACHE_SHMCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* SHMC_API marks the exported symbols; everything else in the library is hidden. */
+#if defined(SHMC_BUILDING_LIBRARY)
+#define SHMC_API __attribute__((visibility("default")))
+#else
+#define SHMC_API
+#endif
+
+/* Library version. The soname follows SHMC_VERSION_MAJOR. */
+#define SHMC_VERSION_MAJOR 0
+#define SHMC_VERSION_MINOR 1
+#define SHMC_VERSION_PATCH 0
+
+/* Limits. Keys may be up to SHMC_MAX_KEY_LEN bytes. Values may be up to the segment's
+ * max_value_len, reported by shmc_get_info(); it is never above SHMC_MAX_VALUE_LEN. */
+#define SHMC_MAX_KEY_LEN 4096u
+#define SHMC_MAX_VALUE_LEN (64u * 1024u * 1024u)
+
+/* Error codes. Pinned values: never renumbered, only appended. */
+#define SHMC_OK 0
+#define SHMC_E_NOTFOUND -1          /* key absent or expired (a miss) */
+#define SHMC_E_EXISTS -2            /* shmc_add: key already present */
+#define SHMC_E_INVAL -3             /* a bad argument (NULL pointer, zero length, bad option) */
+#define SHMC_E_KEY_TOO_LONG -4      /* key longer than SHMC_MAX_KEY_LEN; nothing stored */
+#define SHMC_E_VALUE_TOO_LARGE -5   /* value above the segment's max_value_len; nothing stored */
+#define SHMC_E_BUFFER_TOO_SMALL -6  /* shmc_get: *value_len was set to the size needed */
+#define SHMC_E_LOCK_TIMEOUT -7      /* a stripe lock was not granted in time; treat as a miss */
+#define SHMC_E_NOSPC -8             /* /dev/shm has no room for the segment (see shmc_errmsg) */
+#define SHMC_E_VERSION -9           /* segment made by another layout version or ABI */
+#define SHMC_E_CORRUPT -10          /* damage found that could not be repaired */
+#define SHMC_E_BAD_PATTERN -11      /* malformed glob pattern */
+#define SHMC_E_NOT_NUMBER -12       /* shmc_incr on a value that is not a decimal int64 */
+#define SHMC_E_RANGE -13            /* shmc_incr would overflow int64 */
+#define SHMC_E_PERM -14             /* segment owned by another user, or mode denies access */
+#define SHMC_E_NOMEM -15            /* process memory exhausted */
+#define SHMC_E_NO_SEGMENT -16       /* segment does not exist and SHMC_OPEN_NO_CREATE was given */
+#define SHMC_E_BUSY -17             /* shmc_unlink: processes still attached (use force) */
+#define SHMC_E_INIT_TIMEOUT -18     /* another process is still initializing the segment */
+#define SHMC_E_INTERNAL -19         /* an internal error; the message says more */
+#define SHMC_E_NO_ROOM -20          /* value does not fit even after evicting everything */
+
+/* The opaque handle of an open cache. */
+typedef struct shmc_cache shmc_cache;
+
+/* Eviction strategies. Values are stored in the segment: pinned. */
+typedef enum shmc_strategy {
+    SHMC_STRATEGY_DEFAULT = 0, /* the engine's default: S3-FIFO (see docs/architecture.md) */
+    SHMC_STRATEGY_LRU = 1,     /* least recently used */
+    SHMC_STRATEGY_LFU = 2,     /* least frequently used (sampled, with aging) */
+    SHMC_STRATEGY_FIFO = 3,    /* first in, first out */
+    SHMC_STRATEGY_TTL = 4,     /* soonest to expire first (sampled) */
+    SHMC_STRATEGY_SIEVE = 5,   /* SIEVE (Zhang et al., NSDI 2024) */
+    SHMC_STRATEGY_S3FIFO = 6   /* S3-FIFO (Yang et al., SOSP 2023) */
+} shmc_strategy;
+
+/* shmc_options.flags */
+#define SHMC_OPEN_NO_CREATE 0x1u          /* attach only; SHMC_E_NO_SEGMENT if absent */
+#define SHMC_OPEN_ALLOW_FOREIGN_OWNER 0x2u /* attach to a segment owned by another user */
+#define SHMC_OPEN_REPLACE_INCOMPATIBLE 0x4u /* on SHMC_E_VERSION, unlink and create anew */
+
+/* Options for shmc_open. Always start from shmc_options_default(). The geometry fields
+ * (size_bytes, max_entries, n_stripes, strategy, max_value_len) apply only when this call creates
+ * the segment; attaching to an existing segment uses the geometry it was created with. */
+typedef struct shmc_options {
+    uint64_t size_bytes;      /* total segment size; default 64 MiB, minimum 1 MiB */
+    uint64_t max_entries;     /* 0: limited by memory only; else at most this many entries */
+    uint32_t n_stripes;       /* lock stripes, a power of two; default 64 */
+    uint32_t strategy;        /* a shmc_strategy */
+    uint32_t lock_timeout_ms; /* bound on any lock wait; default 50 */
+    uint32_t mode;            /* permission bits of a new segment; default 0600, 0660 for a group */
+    uint32_t flags;           /* SHMC_OPEN_* */
+    uint32_t max_value_len;   /* 0: default (1 MiB, lowered to fit a stripe) */
+    uint8_t reserved[64];     /* zero; room to grow without breaking the ABI */
+} shmc_options;
+
+/* Host-wide figures, summed over stripes (or one stripe's, from shmc_stripe_stats). */
+typedef struct shmc_stats {
+    uint64_t hits;
+    uint64_t misses;
+    uint64_t sets;
+    uint64_t deletes;
+    uint64_t evictions;
+    uint64_t expirations;     /* expired entries reclaimed */
+    uint64_t lock_recoveries; /* a lock holder died and its stripe was checked or rebuilt */
+    uint64_t lock_timeouts;
+    uint64_t entries;
+    uint64_t bytes_used;      /* memory held by entries, overhead included */
+    uint64_t bytes_capacity;  /* memory available for entries */
+    uint64_t bytes_data;      /* key and value bytes of live entries */
+    uint64_t reserved[8];
+} shmc_stats;
+
+/* What shmc_get_info reports about a segment. */
+typedef struct shmc_info {
+    char name[256];           /* segment name, without the leading slash */
+    uint32_t layout_version;
+    uint32_t n_stripes;
+    uint64_t size_bytes;
+    uint64_t max_entries;     /* 0: no entry limit */
+    uint32_t max_key_len;
+    uint32_t max_value_len;
+    uint32_t strategy;        /* a shmc_strategy, resolved (never DEFAULT) */
+    uint32_t block_size;      /* allocation unit in bytes */
+    uint32_t owner_uid;
+    uint32_t mode;
+    uint32_t attached;        /* processes attached now (live ones) */
+    uint32_t creator_pid;
+    uint64_t created_unix_ms;
+    uint64_t reserved[8];
+} shmc_info;
+
+/* What shmc_check found. */
+typedef struct shmc_check_report {
+    uint32_t stripes_checked;
+    uint32_t stripes_damaged;  /* invariants broken when checked */
+    uint32_t stripes_repaired; /* rebuilt; damaged - repaired are left as they were */
+    uint32_t stripes_skipped;  /* lock not granted in time; not checked */
+    uint64_t entries_checked;
+    uint64_t entries_dropped;  /* entries found invalid and removed */
+    uint64_t reserved[4];
+} shmc_check_report;
+
+/* Version of the library actually loaded, as "MAJOR.MINOR.PATCH". */
+SHMC_API const char *shmc_version(void);
+
+/* Describe a return code (negative SHMC_E_*, positive errno, or 0). Never returns NULL. */
+SHMC_API const char *shmc_strerror(int code);
+
+/* A specific message for the last failed call in this thread ("" if none). Valid until the next
+ * shmcache call in this thread. */
+SHMC_API const char *shmc_errmsg(void);
+
+/* Fill *opts with the defaults. */
+SHMC_API void shmc_options_default(shmc_options *opts);
+
+/* Open the segment called name, creating and initializing it if absent (unless
+ * SHMC_OPEN_NO_CREATE). name NULL or "" means $SHMCACHE_NAME, then "shmcache". Any number of
+ * processes may open the same name at once: exactly one initializes, the others wait for it (up
+ * to 2 s) and attach; a half-initialized segment left by a dead initializer is initialized again.
+ * opts NULL means defaults.
+ * Errors: SHMC_E_INVAL, SHMC_E_NOSPC (with the size asked and what is free), SHMC_E_VERSION (both
+ * versions named), SHMC_E_PERM, SHMC_E_NO_SEGMENT, SHMC_E_INIT_TIMEOUT, SHMC_E_CORRUPT (header
+ * unreadable), SHMC_E_NOMEM, or an errno. */
+SHMC_API int shmc_open(const char *name, const shmc_options *opts, shmc_cache **out);
+
+/* Detach and free the handle. The segment stays for other processes. Accepts NULL. */
+SHMC_API void shmc_close(shmc_cache *cache);
+
+/* Remove the segment called name (see shmc_open for NULL). Refuses with SHMC_E_BUSY while other
+ * processes are attached unless force is nonzero. Attached processes keep working on the removed
+ * segment until they close it; new opens create a fresh one. Errors: SHMC_E_NO_SEGMENT,
+ * SHMC_E_BUSY, SHMC_E_PERM, SHMC_E_VERSION (force unlinks anyway), or an errno. */
+SHMC_API int shmc_unlink(const char *name, int force);
+
+/* Copy the value of key into buf (capacity cap bytes). On success *value_len is its length; if
+ * flags is not NULL, *flags gets the 32-bit flags stored with it; if ttl_left_ms is not NULL it
+ * gets the remaining time to live (-1: never expires). If cap is too small, returns
+ * SHMC_E_BUFFER_TOO_SMALL with *value_len set to the length needed (call again). buf may be NULL
+ * when cap is 0. Errors: SHMC_E_NOTFOUND, SHMC_E_KEY_TOO_LONG, SHMC_E_INVAL,
+ * SHMC_E_BUFFER_TOO_SMALL, SHMC_E_LOCK_TIMEOUT. */
+SHMC_API int shmc_get(shmc_cache *cache, const void *key, size_t key_len, void *buf, size_t cap,
+                      size_t *value_len, uint32_t *flags, int64_t *ttl_left_ms);
+
+/* Store value under key with the given flags and TTL, replacing any previous value. Evicts
+ * (expired entries first) to make room; a value within the limits always fits after eviction.
+ * Errors: SHMC_E_KEY_TOO_LONG, SHMC_E_VALUE_TOO_LARGE, SHMC_E_INVAL, SHMC_E_LOCK_TIMEOUT. On any
+ * error nothing is stored and the previous value, if any, is unchanged. */
+SHMC_API int shmc_set(shmc_cache *cache, const void *key, size_t key_len, const void *value,
+                      size_t value_len, uint32_t flags, uint64_t ttl_ms);
+
+/* Like shmc_set, but only if key is absent (or expired): SHMC_E_EXISTS otherwise. */
+SHMC_API int shmc_add(shmc_cache *cache, const void *key, size_t key_len, const void *value,
+                      size_t value_len, uint32_t flags, uint64_t ttl_ms);
+
+/* Remove key. Errors: SHMC_E_NOTFOUND, SHMC_E_KEY_TOO_LONG, SHMC_E_INVAL, SHMC_E_LOCK_TIMEOUT. */
+SHMC_API int shmc_del(shmc_cache *cache, const void *key, size_t key_len);
+
+/* Set a new TTL on an existing key (0: never expires). Errors as shmc_del. */
+SHMC_API int shmc_touch(shmc_cache *cache, const void *key, size_t key_len, uint64_t ttl_ms);
+
+/* Add delta to the decimal int64 stored under key, keeping its TTL and flags; *result (if not
+ * NULL) gets the new value. Errors: SHMC_E_NOTFOUND, SHMC_E_NOT_NUMBER, SHMC_E_RANGE, and those of
+ * shmc_del. */
+SHMC_API int shmc_incr(shmc_cache *cache, const void *key, size_t key_len, int64_t delta,
+                       int64_t *result);
+
+/* Remove every key matching the glob pattern, one stripe at a time (no call holds more than one
+ * stripe lock). Glob: `*` any run, `?` any byte, `[abc]`, `[a-z]`, `[!a]` or `[^a]` classes, `\`
+ * escapes the next byte. *removed (if not NULL) gets the count. A stripe whose lock times out is
+ * skipped and the call returns SHMC_E_LOCK_TIMEOUT after finishing the others.
+ * Errors: SHMC_E_BAD_PATTERN, SHMC_E_INVAL, SHMC_E_LOCK_TIMEOUT. */
+SHMC_API int shmc_purge(shmc_cache *cache, const void *pattern, size_t pattern_len,
+                        uint64_t *removed);
+
+/* Called by shmc_scan for each matching live key, with no lock held. Return 0 to go on, nonzero
+ * to stop the scan. */
+typedef int (*shmc_scan_fn)(const void *key, size_t key_len, size_t value_len,
+                            int64_t ttl_left_ms, void *ctx);
+
+/* Visit keys matching pattern (see shmc_purge), stripe by stripe. Keys seen are a snapshot per
+ * stripe. Errors: as shmc_purge. */
+SHMC_API int shmc_scan(shmc_cache *cache, const void *pattern, size_t pattern_len,
+                       shmc_scan_fn fn, void *ctx);
+
+/* Remove every entry, stripe by stripe. *removed (if not NULL) gets the count. */
+SHMC_API int shmc_clear(shmc_cache *cache, uint64_t *removed);
+
+/* Host-wide statistics (sum over stripes). */
+SHMC_API int shmc_get_stats(shmc_cache *cache, shmc_stats *out);
+
+/* Statistics of one stripe (0 <= stripe < n_stripes). Errors: SHMC_E_INVAL. */
+SHMC_API int shmc_stripe_stats(shmc_cache *cache, uint32_t stripe, shmc_stats *out);
+
+/* Geometry, ownership and attached processes. */
+SHMC_API int shmc_get_info(shmc_cache *cache, shmc_info *out);
+
+/* Verify every stripe's invariants (links, bounds, accounting, checksums); rebuild any stripe
+ * found damaged. Returns 0 if the table is clean or was repaired, SHMC_E_CORRUPT if damage
+ * remains, SHMC_E_LOCK_TIMEOUT if a stripe could not be checked. out may be NULL. */
+SHMC_API int shmc_check(shmc_cache *cache, shmc_check_report *out);
+
+/* Glob match as used by purge and scan: 1 on match, 0 on no match, SHMC_E_BAD_PATTERN. */
+SHMC_API int shmc_glob_match(const void *pattern, size_t pattern_len, const void *str,
+                             size_t str_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMCACHE_SHMCACHE_H */

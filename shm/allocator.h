@@ -1,0 +1,58 @@
+// allocator.h - block allocation inside one stripe.
+//
+// Free space is kept as maximal runs of free blocks, in segregated lists by size class (class c
+// holds runs of [2^c, 2^(c+1)) blocks), with a bitmap of free blocks and a tail tag at the end
+// of each run so that freeing merges with both neighbours in O(1). An entry is a chain of
+// extents: one run when a large enough run exists, else several runs gathered together. So an
+// entry fits whenever enough blocks are free, whatever the fragmentation; eviction only ever has
+// to free blocks, never a contiguous hole.
+//
+// REQUIRES (every function): the stripe lock held and the stripe marked dirty.
+#ifndef SHMCACHE_SHM_ALLOCATOR_H
+#define SHMCACHE_SHM_ALLOCATOR_H
+
+#include <cstdint>
+
+#include "stripe.h"
+
+namespace shmcache::shm {
+
+// Blocks an entry with `data` key+value bytes takes when stored as one extent.
+inline uint32_t contiguous_blocks(uint64_t data) {
+    return uint32_t((kEntryHeader + data + kBlockSize - 1) / kBlockSize);
+}
+
+// Allocates the extents for an entry of `data` key+value bytes and writes their Extent headers
+// (the entry header's other fields are the caller's). Returns the head block, or kNil if the
+// stripe lacks free blocks (the caller evicts and retries). Never fails when
+// free_blocks >= worst_case_blocks(data).
+uint32_t alloc_entry(const StripeRef& s, uint64_t data);
+
+// Returns every extent of the entry at head to the free lists. Throws StripeCorrupt on a bad
+// extent chain.
+void free_entry(const StripeRef& s, uint32_t head);
+
+// Adds [start, start+n) as a free run without merging. For rebuild, which passes maximal runs.
+void add_free_run(const StripeRef& s, uint32_t start, uint32_t n);
+
+// Calls fn(start, nblocks) for each extent of the entry at head, bounds-checked and bounded.
+// fn may overwrite the extent it is given (the next link is read first). The head's tag is not
+// checked: free_entry clears it before walking.
+template <class Fn>
+void for_each_extent_raw(const StripeRef& s, uint32_t head, Fn&& fn) {
+    uint32_t idx = head;
+    const Extent* ext = &reinterpret_cast<const EntryHeader*>(s.block(head))->ext;
+    for (uint32_t hops = 0;; ++hops) {
+        if (hops >= s.nblocks || ext->nblocks == 0 || ext->nblocks > s.nblocks - idx)
+            corrupt("bad extent");
+        const uint32_t next = ext->next;
+        fn(idx, ext->nblocks);
+        if (next == kNil) return;
+        idx = next;
+        ext = reinterpret_cast<const Extent*>(s.block(idx));
+    }
+}
+
+}  // namespace shmcache::shm
+
+#endif

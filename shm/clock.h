@@ -1,0 +1,19 @@
+// clock.h - the two clocks the engine uses.
+// Expiry uses CLOCK_MONOTONIC: it is the same for every process on the host and does not jump
+// when the wall clock is set. Wall time is only for display (created_unix_ms).
+#ifndef SHMCACHE_SHM_CLOCK_H
+#define SHMCACHE_SHM_CLOCK_H
+
+#include <cstdint>
+#include <ctime>
+
+namespace shmcache::shm {
+
+uint64_t monotonic_ms();
+uint64_t unix_ms();
+// An absolute CLOCK_MONOTONIC deadline `ms` from now, for pthread_mutex_clocklock.
+timespec deadline_after_ms(uint32_t ms);
+
+}  // namespace shmcache::shm
+
+#endif

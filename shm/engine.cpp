@@ -1,0 +1,340 @@
+// engine.cpp - see engine.h.
+#include "engine.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <new>
+
+#include "clock.h"
+#include "errors.h"
+#include "glob.h"
+#include "rebuild.h"
+#include "stripe_lock.h"
+
+namespace shmcache::shm {
+
+namespace {
+
+// Bumped in a fork child, so that each handle registers the child's pid on its next call.
+std::atomic<uint64_t> g_fork_generation{1};
+std::once_flag g_atfork_once;
+
+void on_fork_child() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+uint64_t expiry_from_ttl(uint64_t ttl_ms) {
+    if (!ttl_ms) return 0;
+    const uint64_t now = monotonic_ms();
+    return ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
+}
+
+template <class T>
+uint64_t peek(const T& field) {  // an unlocked read of a field written under the stripe lock
+    return std::atomic_ref<const T>(field).load(std::memory_order_relaxed);
+}
+
+void repair(const StripeRef& s) {
+    mark_dirty(s);
+    rebuild_stripe(s);
+}
+
+}  // namespace
+
+int Engine::open(const char* name, const shmc_options* opts, std::unique_ptr<Engine>* out) {
+    shmc_options o;
+    shmc_options_default(&o);
+    if (opts) o = *opts;
+    if (!o.size_bytes) o.size_bytes = 64ull << 20;
+    if (!o.n_stripes) o.n_stripes = 64;
+    if (!o.lock_timeout_ms) o.lock_timeout_ms = 50;
+    std::string resolved;
+    if (int rc = resolve_name(name, &resolved)) return rc;
+    std::unique_ptr<Engine> e(new Engine());
+    if (int rc = Segment::open(resolved, o, &e->seg_)) return rc;
+    e->g_ = e->seg_->geometry();
+    e->lock_timeout_ms_ = o.lock_timeout_ms;
+    e->stripes_.reserve(e->g_.n_stripes);
+    for (uint32_t i = 0; i < e->g_.n_stripes; ++i)
+        e->stripes_.push_back(stripe_ref(e->seg_->base(), e->g_, i));
+    std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
+    e->fork_gen_seen_.store(g_fork_generation.load());
+    *out = std::move(e);
+    return 0;
+}
+
+void Engine::note_fork() {
+    uint64_t seen = fork_gen_seen_.load(std::memory_order_relaxed);
+    const uint64_t now = g_fork_generation.load(std::memory_order_relaxed);
+    if (seen != now && fork_gen_seen_.compare_exchange_strong(seen, now))
+        seg_->register_process();
+}
+
+template <class Fn>
+int Engine::locked(uint32_t stripe, Fn&& fn) {
+    note_fork();
+    const StripeRef& s = stripes_[stripe];
+    StripeCtl* c = s.ctl;
+    bool recovered = false;
+    switch (stripe_lock(&c->mutex, lock_timeout_ms_)) {
+        case LockResult::kAcquired:
+            break;
+        case LockResult::kOwnerDied:
+            recovered = true;
+            bump(c->stats.lock_recoveries);
+            break;
+        case LockResult::kTimeout:
+            c->stats.lock_timeouts.fetch_add(1, std::memory_order_relaxed);
+            return fail(SHMC_E_LOCK_TIMEOUT,
+                        "stripe %u of '%s' stayed locked for %u ms (holder stopped?); treat as a miss",
+                        stripe, seg_->name().c_str(), lock_timeout_ms_);
+        case LockResult::kUnrecoverable:
+            return fail(SHMC_E_CORRUPT, "stripe %u lock of '%s' is unusable; destroy the segment",
+                        stripe, seg_->name().c_str());
+    }
+    int rc;
+    try {
+        // A dead holder, or one that failed mid-update, left the mark: rebuild before use.
+        if (c->dirty.load(std::memory_order_acquire)) rebuild_stripe(s);
+        try {
+            rc = fn(s);
+        } catch (const StripeCorrupt& e) {
+            repair(s);
+            try {
+                rc = fn(s);
+            } catch (const StripeCorrupt& e2) {
+                repair(s);
+                rc = fail(SHMC_E_CORRUPT, "stripe %u of '%s' is damaged (%s); rebuilt it",
+                          stripe, seg_->name().c_str(), e2.what());
+            }
+        }
+        c->dirty.store(0, std::memory_order_release);
+    } catch (const std::bad_alloc&) {
+        rc = fail(SHMC_E_NOMEM, "out of process memory");  // the stripe stays marked dirty
+    }
+    if (recovered) stripe_lock_mark_consistent(&c->mutex);
+    stripe_unlock(&c->mutex);
+    return rc;
+}
+
+int Engine::check_key(const void* key, size_t klen) const {
+    if (!key || klen == 0) return fail(SHMC_E_INVAL, "the key must be non-empty");
+    if (klen > SHMC_MAX_KEY_LEN)
+        return fail(SHMC_E_KEY_TOO_LONG, "key of %zu bytes is over the limit of %u bytes", klen,
+                    SHMC_MAX_KEY_LEN);
+    return 0;
+}
+
+Key Engine::make_key(const void* key, size_t klen) const {
+    return Key{static_cast<const char*>(key), klen, hash_key(key, klen)};
+}
+
+int Engine::get(const void* key, size_t klen, void* buf, size_t cap, size_t* value_len,
+                uint32_t* flags, int64_t* ttl_left_ms) {
+    if (int rc = check_key(key, klen)) return rc;
+    if ((!buf && cap) || !value_len) return fail(SHMC_E_INVAL, "value_len must not be NULL");
+    const Key k = make_key(key, klen);
+    GetResult r{};
+    int rc = locked(stripe_of(k), [&](const StripeRef& s) { return table_get(s, k, buf, cap, &r); });
+    if (rc == 0 || rc == SHMC_E_BUFFER_TOO_SMALL) {
+        *value_len = r.value_len;
+        if (flags) *flags = r.flags;
+        if (ttl_left_ms) *ttl_left_ms = r.ttl_left_ms;
+    }
+    return rc;
+}
+
+int Engine::store(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
+                  uint64_t ttl_ms, StoreMode mode) {
+    if (int rc = check_key(key, klen)) return rc;
+    if (!value && vlen) return fail(SHMC_E_INVAL, "value is NULL");
+    if (vlen > g_.max_value_len)
+        return fail(SHMC_E_VALUE_TOO_LARGE,
+                    "value of %zu bytes is over this segment's limit of %u bytes (max_value_len)",
+                    vlen, g_.max_value_len);
+    const Key k = make_key(key, klen);
+    const uint64_t expires = expiry_from_ttl(ttl_ms);
+    return locked(stripe_of(k), [&](const StripeRef& s) {
+        return table_store(s, k, value, vlen, flags, expires, mode);
+    });
+}
+
+int Engine::del(const void* key, size_t klen) {
+    if (int rc = check_key(key, klen)) return rc;
+    const Key k = make_key(key, klen);
+    return locked(stripe_of(k), [&](const StripeRef& s) { return table_del(s, k); });
+}
+
+int Engine::touch(const void* key, size_t klen, uint64_t ttl_ms) {
+    if (int rc = check_key(key, klen)) return rc;
+    const Key k = make_key(key, klen);
+    const uint64_t expires = expiry_from_ttl(ttl_ms);
+    return locked(stripe_of(k), [&](const StripeRef& s) { return table_touch(s, k, expires); });
+}
+
+int Engine::incr(const void* key, size_t klen, int64_t delta, int64_t* result) {
+    if (int rc = check_key(key, klen)) return rc;
+    const Key k = make_key(key, klen);
+    return locked(stripe_of(k), [&](const StripeRef& s) { return table_incr(s, k, delta, result); });
+}
+
+static int check_pattern(const void* pat, size_t plen) {
+    if (!pat && plen) return fail(SHMC_E_INVAL, "pattern is NULL");
+    if (!glob_valid(static_cast<const char*>(pat), plen))
+        return fail(SHMC_E_BAD_PATTERN,
+                    "bad glob pattern '%.*s': an unclosed '[' or a trailing '\\'", int(plen),
+                    static_cast<const char*>(pat));
+    return 0;
+}
+
+int Engine::purge(const void* pat, size_t plen, uint64_t* removed) {
+    if (int rc = check_pattern(pat, plen)) return rc;
+    const char* p = static_cast<const char*>(pat);
+    uint64_t total = 0;
+    int result = 0;
+    for (uint32_t i = 0; i < g_.n_stripes; ++i) {
+        int rc = locked(i, [&](const StripeRef& s) {
+            total += table_purge(s, p, plen);
+            return 0;
+        });
+        if (rc && !result) result = rc;
+    }
+    if (removed) *removed = total;
+    return result;
+}
+
+int Engine::scan(const void* pat, size_t plen, shmc_scan_fn fn, void* ctx) {
+    if (int rc = check_pattern(pat, plen)) return rc;
+    if (!fn) return fail(SHMC_E_INVAL, "scan callback is NULL");
+    const char* p = static_cast<const char*>(pat);
+    std::vector<ScanItem> items;
+    int result = 0;
+    for (uint32_t i = 0; i < g_.n_stripes; ++i) {
+        items.clear();
+        int rc = locked(i, [&](const StripeRef& s) {
+            table_collect(s, p, plen, &items);
+            return 0;
+        });
+        if (rc && !result) result = rc;
+        for (auto& it : items)  // no lock held: the callback may take as long as it likes
+            if (fn(it.key.data(), it.key.size(), it.value_len, it.ttl_left_ms, ctx)) return result;
+    }
+    return result;
+}
+
+int Engine::clear(uint64_t* removed) {
+    uint64_t total = 0;
+    int result = 0;
+    for (uint32_t i = 0; i < g_.n_stripes; ++i) {
+        int rc = locked(i, [&](const StripeRef& s) {
+            total += table_clear(s);
+            return 0;
+        });
+        if (rc && !result) result = rc;
+    }
+    if (removed) *removed = total;
+    return result;
+}
+
+void Engine::add_stripe_stats(uint32_t i, shmc_stats* out) const {
+    const StripeCtl* c = stripes_[i].ctl;
+    auto rd = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    out->hits += rd(c->stats.hits);
+    out->misses += rd(c->stats.misses);
+    out->sets += rd(c->stats.sets);
+    out->deletes += rd(c->stats.deletes);
+    out->evictions += rd(c->stats.evictions);
+    out->expirations += rd(c->stats.expirations);
+    out->lock_recoveries += rd(c->stats.lock_recoveries);
+    out->lock_timeouts += rd(c->stats.lock_timeouts);
+    out->entries += peek(c->entries);
+    out->bytes_used += peek(c->used_blocks) * kBlockSize;
+    out->bytes_capacity += uint64_t(g_.blocks_per_stripe) * kBlockSize;
+    out->bytes_data += peek(c->data_bytes);
+}
+
+int Engine::stats(shmc_stats* out) const {
+    if (!out) return fail(SHMC_E_INVAL, "out is NULL");
+    std::memset(out, 0, sizeof *out);
+    for (uint32_t i = 0; i < g_.n_stripes; ++i) add_stripe_stats(i, out);
+    return 0;
+}
+
+int Engine::stripe_stats(uint32_t stripe, shmc_stats* out) const {
+    if (!out || stripe >= g_.n_stripes)
+        return fail(SHMC_E_INVAL, "stripe %u out of range (%u stripes)", stripe, g_.n_stripes);
+    std::memset(out, 0, sizeof *out);
+    add_stripe_stats(stripe, out);
+    return 0;
+}
+
+int Engine::info(shmc_info* out) const {
+    if (!out) return fail(SHMC_E_INVAL, "out is NULL");
+    std::memset(out, 0, sizeof *out);
+    const SegmentHeader* h = seg_->header();
+    snprintf(out->name, sizeof out->name, "%s", seg_->name().c_str());
+    out->layout_version = h->layout_version;
+    out->n_stripes = g_.n_stripes;
+    out->size_bytes = g_.size_bytes;
+    out->max_entries = g_.max_entries;
+    out->max_key_len = SHMC_MAX_KEY_LEN;
+    out->max_value_len = g_.max_value_len;
+    out->strategy = g_.strategy;
+    out->block_size = kBlockSize;
+    struct stat st {};
+    if (fstat(seg_->fd(), &st) == 0) {
+        out->owner_uid = st.st_uid;
+        out->mode = st.st_mode & 07777;
+    }
+    out->attached = seg_->attached();
+    out->creator_pid = uint32_t(h->creator_pid);
+    out->created_unix_ms = h->created_unix_ms;
+    return 0;
+}
+
+int Engine::check(shmc_check_report* out) {
+    shmc_check_report r{};
+    int result = 0;
+    for (uint32_t i = 0; i < g_.n_stripes; ++i) {
+        int rc = locked(i, [&](const StripeRef& s) {
+            CheckResult c = check_stripe(s);
+            ++r.stripes_checked;
+            if (c.damaged) {
+                ++r.stripes_damaged;
+                repair(s);
+                CheckResult again = check_stripe(s);
+                r.entries_dropped += c.entries > again.entries ? c.entries - again.entries : 0;
+                if (again.damaged)
+                    return fail(SHMC_E_CORRUPT, "stripe %u still damaged after rebuild: %s", i,
+                                again.problem);
+                ++r.stripes_repaired;
+                c = again;
+            }
+            r.entries_checked += c.entries;
+            return 0;
+        });
+        if (rc == SHMC_E_LOCK_TIMEOUT) ++r.stripes_skipped;
+        if (rc && !result) result = rc;
+    }
+    if (out) *out = r;
+    return result;
+}
+
+void Engine::hold_lock_forever(const void* key, size_t klen, bool dirty) {
+    const Key k = make_key(key, klen);
+    const StripeRef& s = stripes_[stripe_of(k)];
+    if (stripe_lock(&s.ctl->mutex, 10000) == LockResult::kOwnerDied)
+        stripe_lock_mark_consistent(&s.ctl->mutex);
+    if (dirty) {
+        mark_dirty(s);
+        // Scribble over the head of the key's chain as a writer killed half-way could.
+        const uint32_t head = s.buckets[k.tag() & s.bucket_mask];
+        if (head < s.nblocks) std::memset(s.blocks + uint64_t(head) * kBlockSize, 0xA5, 24);
+    }
+    for (;;) pause();
+}
+
+}  // namespace shmcache::shm

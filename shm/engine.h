@@ -1,0 +1,64 @@
+// engine.h - the engine as a whole: one attached segment and the operations over its stripes.
+//
+// Every single-key operation hashes the key, takes exactly one stripe lock through locked(),
+// and runs a table_* function. locked() is where the recovery protocol lives: a lock whose
+// holder died, or a stripe left dirty, is rebuilt before use; a StripeCorrupt thrown by a bounds
+// check rebuilds the stripe and retries the operation once. Nothing here throws to the caller.
+#ifndef SHMCACHE_SHM_ENGINE_H
+#define SHMCACHE_SHM_ENGINE_H
+
+#include <shmcache/shmcache.h>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "segment.h"
+#include "stripe.h"
+#include "table.h"
+
+namespace shmcache::shm {
+
+class Engine {
+public:
+    static int open(const char* name, const shmc_options* opts, std::unique_ptr<Engine>* out);
+
+    int get(const void* key, size_t klen, void* buf, size_t cap, size_t* value_len,
+            uint32_t* flags, int64_t* ttl_left_ms);
+    int store(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
+              uint64_t ttl_ms, StoreMode mode);
+    int del(const void* key, size_t klen);
+    int touch(const void* key, size_t klen, uint64_t ttl_ms);
+    int incr(const void* key, size_t klen, int64_t delta, int64_t* result);
+    int purge(const void* pat, size_t plen, uint64_t* removed);
+    int scan(const void* pat, size_t plen, shmc_scan_fn fn, void* ctx);
+    int clear(uint64_t* removed);
+    int stats(shmc_stats* out) const;
+    int stripe_stats(uint32_t stripe, shmc_stats* out) const;
+    int info(shmc_info* out) const;
+    int check(shmc_check_report* out);
+
+    // Test hook (test_hooks.h): take the stripe lock of key and never return.
+    [[noreturn]] void hold_lock_forever(const void* key, size_t klen, bool dirty);
+
+private:
+    Engine() = default;
+    int check_key(const void* key, size_t klen) const;
+    Key make_key(const void* key, size_t klen) const;
+    uint32_t stripe_of(const Key& k) const { return uint32_t(k.hash) & (g_.n_stripes - 1); }
+    void note_fork();
+    void add_stripe_stats(uint32_t i, shmc_stats* out) const;
+    // Runs fn(stripe) with the stripe's lock held and the recovery protocol applied.
+    template <class Fn>
+    int locked(uint32_t stripe, Fn&& fn);
+
+    std::unique_ptr<Segment> seg_;
+    Geometry g_{};
+    uint32_t lock_timeout_ms_ = 50;
+    std::vector<StripeRef> stripes_;
+    std::atomic<uint64_t> fork_gen_seen_{0};
+};
+
+}  // namespace shmcache::shm
+
+#endif

@@ -1,0 +1,268 @@
+// eviction.cpp - see eviction.h.
+//
+// S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction", SOSP 2023): new keys
+// enter a small FIFO holding about 10% of the stripe; a key hit while there is promoted to the
+// main FIFO when it reaches the small tail, otherwise evicted and remembered as a ghost; a key
+// inserted while still a ghost goes straight to main; main reinserts entries hit since their
+// last pass (2-bit frequency). SIEVE (Zhang et al., NSDI 2024): one FIFO and a hand that sweeps
+// from the tail, clearing visited bits, evicting the first unvisited entry.
+#include "eviction.h"
+
+#include <shmcache/shmcache.h>
+
+#include "crash_point.h"
+
+namespace shmcache::shm {
+
+namespace {
+
+constexpr uint32_t kSample = 8;
+constexpr uint8_t kLfuInit = 5;
+constexpr uint8_t kS3FreqMax = 3;
+constexpr uint32_t kGhostWays = 4;
+
+uint64_t next_random(StripeCtl* c) {  // xorshift64: cheap, and state lives in the stripe
+    uint64_t x = c->rng ? c->rng : 0x2545f4914f6cdd1dull;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c->rng = x;
+    return x;
+}
+
+uint32_t ghost_tag(uint32_t hash_tag) { return hash_tag ? hash_tag : 1; }
+
+void ghost_insert(const StripeRef& s, uint32_t hash_tag) {
+    if (!s.ghost_mask) return;
+    const uint32_t tag = ghost_tag(hash_tag);
+    const uint32_t now = ++s.ctl->ghost_clock;
+    uint32_t best = hash_tag & s.ghost_mask;
+    uint32_t best_age = 0;
+    for (uint32_t w = 0; w < kGhostWays; ++w) {
+        const uint32_t i = (hash_tag + w) & s.ghost_mask;
+        const uint64_t slot = s.ghost[i];
+        if (slot == 0) {
+            best = i;
+            break;
+        }
+        const uint32_t age = now - uint32_t(slot);
+        if (age >= best_age) {
+            best_age = age;
+            best = i;
+        }
+    }
+    s.ghost[best] = uint64_t(tag) << 32 | now;
+}
+
+// True (and forgets it) if hash_tag was evicted from the small queue recently, i.e. within the
+// last main-queue-length ghost insertions.
+bool ghost_take(const StripeRef& s, uint32_t hash_tag) {
+    if (!s.ghost_mask) return false;
+    const uint32_t tag = ghost_tag(hash_tag);
+    const uint32_t window = s.ctl->q_entries[kMainQueue] + 1;
+    for (uint32_t w = 0; w < kGhostWays; ++w) {
+        const uint32_t i = (hash_tag + w) & s.ghost_mask;
+        const uint64_t slot = s.ghost[i];
+        if (uint32_t(slot >> 32) == tag && s.ctl->ghost_clock - uint32_t(slot) < window) {
+            s.ghost[i] = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+void move_to_head(const StripeRef& s, uint32_t q, uint32_t idx) {
+    queue_unlink(s, idx);
+    queue_push_head(s, q, idx);
+}
+
+uint32_t victim_lfu(const StripeRef& s) {
+    // Lowest counter among the oldest kSample; the survivors age (halve) and go to the head, so
+    // the next eviction samples other entries and a once-hot entry cools down over time.
+    uint32_t sample[kSample], n = 0;
+    for (uint32_t idx = s.ctl->q_tail[kMainQueue]; idx != kNil && n < kSample;
+         idx = s.entry(idx)->q_prev)
+        sample[n++] = idx;
+    if (!n) return kNil;
+    uint32_t victim = sample[0];
+    for (uint32_t i = 1; i < n; ++i)
+        if (s.entry(sample[i])->freq < s.entry(victim)->freq) victim = sample[i];
+    for (uint32_t i = 0; i < n; ++i) {
+        if (sample[i] == victim) continue;
+        s.entry(sample[i])->freq /= 2;
+        move_to_head(s, kMainQueue, sample[i]);
+    }
+    return victim;
+}
+
+uint32_t victim_ttl(const StripeRef& s) {
+    uint32_t victim = s.ctl->q_tail[kMainQueue], n = 0;
+    uint64_t soonest = UINT64_MAX;
+    for (uint32_t idx = victim; idx != kNil && n < kSample; ++n) {
+        const EntryHeader* e = s.entry(idx);
+        if (e->expires_ms && e->expires_ms < soonest) {
+            soonest = e->expires_ms;
+            victim = idx;
+        }
+        idx = e->q_prev;
+    }
+    return victim;
+}
+
+uint32_t victim_sieve(const StripeRef& s) {
+    uint32_t hand = s.ctl->sieve_hand;
+    if (hand == kNil) hand = s.ctl->q_tail[kMainQueue];
+    for (uint64_t steps = 0; hand != kNil; ++steps) {
+        if (steps > 2ull * s.ctl->entries + 2) corrupt("SIEVE hand did not stop");
+        EntryHeader* e = s.entry(hand);
+        if (!e->freq) return hand;  // policy_forget moves the hand on when it is removed
+        e->freq = 0;
+        hand = e->q_prev != kNil ? e->q_prev : s.ctl->q_tail[kMainQueue];
+        s.ctl->sieve_hand = hand;
+    }
+    return kNil;
+}
+
+uint32_t victim_s3fifo(const StripeRef& s, bool by_count) {
+    StripeCtl* c = s.ctl;
+    for (uint64_t steps = 0;; ++steps) {
+        if (steps > 4ull * c->entries + 4) corrupt("S3-FIFO eviction did not stop");
+        const uint64_t total = by_count ? c->entries : c->used_blocks;
+        const uint64_t small = by_count ? c->q_entries[kSmallQueue] : c->q_blocks[kSmallQueue];
+        const bool from_small = c->q_tail[kSmallQueue] != kNil &&
+                                (small * 10 >= total || c->q_tail[kMainQueue] == kNil);
+        if (from_small) {
+            const uint32_t idx = c->q_tail[kSmallQueue];
+            EntryHeader* e = s.entry(idx);
+            if (e->freq > 0) {  // hit while probationary: promote
+                e->freq = 0;
+                move_to_head(s, kMainQueue, idx);
+                continue;
+            }
+            ghost_insert(s, e->hash_tag);
+            return idx;
+        }
+        const uint32_t idx = c->q_tail[kMainQueue];
+        if (idx == kNil) return kNil;
+        EntryHeader* e = s.entry(idx);
+        if (e->freq > 0) {
+            --e->freq;
+            move_to_head(s, kMainQueue, idx);
+            continue;
+        }
+        return idx;
+    }
+}
+
+}  // namespace
+
+void queue_push_head(const StripeRef& s, uint32_t q, uint32_t idx) {
+    EntryHeader* e = s.entry(idx);
+    StripeCtl* c = s.ctl;
+    e->queue = uint8_t(q);
+    e->q_prev = kNil;
+    e->q_next = c->q_head[q];
+    SHMC_CRASH_POINT();
+    if (c->q_head[q] != kNil)
+        s.entry(c->q_head[q])->q_prev = idx;
+    else
+        c->q_tail[q] = idx;
+    c->q_head[q] = idx;
+    c->q_entries[q] += 1;
+    c->q_blocks[q] += e->total_blocks;
+}
+
+void queue_push_tail(const StripeRef& s, uint32_t q, uint32_t idx) {
+    EntryHeader* e = s.entry(idx);
+    StripeCtl* c = s.ctl;
+    e->queue = uint8_t(q);
+    e->q_next = kNil;
+    e->q_prev = c->q_tail[q];
+    if (c->q_tail[q] != kNil)
+        s.entry(c->q_tail[q])->q_next = idx;
+    else
+        c->q_head[q] = idx;
+    c->q_tail[q] = idx;
+    c->q_entries[q] += 1;
+    c->q_blocks[q] += e->total_blocks;
+}
+
+void queue_unlink(const StripeRef& s, uint32_t idx) {
+    EntryHeader* e = s.entry(idx);
+    StripeCtl* c = s.ctl;
+    const uint32_t q = e->queue;
+    if (q >= kQueues || c->q_entries[q] == 0) corrupt("entry in no queue");
+    if (e->q_prev != kNil)
+        s.entry(e->q_prev)->q_next = e->q_next;
+    else if (c->q_head[q] == idx)
+        c->q_head[q] = e->q_next;
+    else
+        corrupt("queue head mismatch");
+    SHMC_CRASH_POINT();
+    if (e->q_next != kNil)
+        s.entry(e->q_next)->q_prev = e->q_prev;
+    else if (c->q_tail[q] == idx)
+        c->q_tail[q] = e->q_prev;
+    else
+        corrupt("queue tail mismatch");
+    c->q_entries[q] -= 1;
+    c->q_blocks[q] -= e->total_blocks;
+}
+
+void policy_insert(const StripeRef& s, uint32_t idx) {
+    EntryHeader* e = s.entry(idx);
+    switch (s.strategy) {
+        case SHMC_STRATEGY_S3FIFO:
+            e->freq = 0;
+            queue_push_head(s, ghost_take(s, e->hash_tag) ? kMainQueue : kSmallQueue, idx);
+            return;
+        case SHMC_STRATEGY_LFU:
+            e->freq = kLfuInit;
+            break;
+        default:
+            e->freq = 0;
+    }
+    queue_push_head(s, kMainQueue, idx);
+}
+
+bool policy_hit_relinks(const StripeRef& s) { return s.strategy == SHMC_STRATEGY_LRU; }
+
+void policy_hit(const StripeRef& s, uint32_t idx) {
+    EntryHeader* e = s.entry(idx);
+    switch (s.strategy) {
+        case SHMC_STRATEGY_LRU:
+            if (s.ctl->q_head[kMainQueue] != idx) move_to_head(s, kMainQueue, idx);
+            return;
+        case SHMC_STRATEGY_LFU: {
+            // Logarithmic counter (as Redis): the more hits, the less likely the next increment.
+            if (e->freq == 255) return;
+            const uint32_t base = e->freq > kLfuInit ? e->freq - kLfuInit : 0;
+            if (next_random(s.ctl) % (base * 10 + 1) == 0) ++e->freq;
+            return;
+        }
+        case SHMC_STRATEGY_SIEVE:
+            e->freq = 1;
+            return;
+        case SHMC_STRATEGY_S3FIFO:
+            if (e->freq < kS3FreqMax) ++e->freq;
+            return;
+        default:  // FIFO and TTL ignore hits
+            return;
+    }
+}
+
+uint32_t policy_victim(const StripeRef& s, bool by_count) {
+    switch (s.strategy) {
+        case SHMC_STRATEGY_LFU: return victim_lfu(s);
+        case SHMC_STRATEGY_TTL: return victim_ttl(s);
+        case SHMC_STRATEGY_SIEVE: return victim_sieve(s);
+        case SHMC_STRATEGY_S3FIFO: return victim_s3fifo(s, by_count);
+        default: return s.ctl->q_tail[kMainQueue];  // LRU, FIFO
+    }
+}
+
+void policy_forget(const StripeRef& s, uint32_t idx) {
+    if (s.ctl->sieve_hand == idx) s.ctl->sieve_hand = s.entry(idx)->q_prev;
+}
+
+}  // namespace shmcache::shm

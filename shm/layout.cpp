@@ -1,0 +1,126 @@
+// layout.cpp - geometry of a segment and the fingerprint of its structures' layout.
+#include "layout.h"
+
+#include <shmcache/shmcache.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <bit>
+
+namespace shmcache::shm {
+
+namespace {
+
+uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+}  // namespace
+
+#define SHMC_STR2(x) #x
+#define SHMC_STR(x) SHMC_STR2(x)
+const char* library_version() {
+    return SHMC_STR(SHMC_VERSION_MAJOR) "." SHMC_STR(SHMC_VERSION_MINOR) "." SHMC_STR(
+        SHMC_VERSION_PATCH);
+}
+
+uint64_t abi_fingerprint() {
+    // Every size and offset a reader relies on. A change to any of them changes the hash.
+    const uint64_t facts[] = {
+        kLayoutVersion,
+        kBlockSize,
+        kHeaderBytes,
+        kAttachSlots,
+        kFreeClasses,
+        kQueues,
+        sizeof(SegmentHeader),
+        offsetof(SegmentHeader, init_state),
+        offsetof(SegmentHeader, size_bytes),
+        offsetof(SegmentHeader, attach),
+        sizeof(StripeCtl),
+        sizeof(pthread_mutex_t),
+        offsetof(StripeCtl, dirty),
+        offsetof(StripeCtl, free_heads),
+        offsetof(StripeCtl, stats),
+        sizeof(StripeCounters),
+        sizeof(EntryHeader),
+        offsetof(EntryHeader, expires_ms),
+        offsetof(EntryHeader, ext),
+        sizeof(FreeRun),
+        sizeof(Extent),
+        SHMC_MAX_KEY_LEN,
+    };
+    return XXH3_64bits(facts, sizeof facts);
+}
+
+bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stripes,
+                      uint32_t strategy, uint32_t max_value_len, Geometry* g, const char** why) {
+    *g = Geometry{};
+    if (n_stripes == 0 || !std::has_single_bit(n_stripes) || n_stripes > 65536) {
+        *why = "n_stripes must be a power of two between 1 and 65536";
+        return false;
+    }
+    if (size_bytes < (1u << 20)) {
+        *why = "size_bytes must be at least 1 MiB";
+        return false;
+    }
+    if (strategy > SHMC_STRATEGY_S3FIFO) {
+        *why = "unknown strategy";
+        return false;
+    }
+    g->size_bytes = size_bytes;
+    g->max_entries = max_entries;
+    g->n_stripes = n_stripes;
+    g->strategy = strategy == SHMC_STRATEGY_DEFAULT ? uint32_t(SHMC_STRATEGY_S3FIFO) : strategy;
+    g->stripes_offset = kHeaderBytes;
+    g->regions_offset = round_up(kHeaderBytes + uint64_t(n_stripes) * sizeof(StripeCtl), 4096);
+    if (g->regions_offset >= size_bytes) {
+        *why = "size_bytes is too small for that many stripes";
+        return false;
+    }
+    g->region_bytes = (size_bytes - g->regions_offset) / n_stripes / kBlockSize * kBlockSize;
+
+    // Size the hash index for the entries a stripe can hold: the entry limit if there is one,
+    // else a quarter of its blocks (entries of 256 bytes or more keep chains at length <= 1).
+    const uint64_t raw_blocks = g->region_bytes / kBlockSize;
+    uint64_t per_stripe_limit = max_entries ? (max_entries + n_stripes - 1) / n_stripes : 0;
+    uint64_t expected = per_stripe_limit ? std::min(per_stripe_limit, raw_blocks)
+                                         : std::max<uint64_t>(raw_blocks / 4, 1);
+    g->buckets_per_stripe = uint32_t(std::bit_ceil(std::max<uint64_t>(expected, 16)));
+    g->ghost_per_stripe = g->strategy == SHMC_STRATEGY_S3FIFO ? g->buckets_per_stripe : 0;
+
+    g->buckets_off = 0;
+    g->ghost_off = round_up(uint64_t(g->buckets_per_stripe) * 4, 64);
+    g->freemap_off = g->ghost_off + uint64_t(g->ghost_per_stripe) * 8;
+    if (g->freemap_off + 2 * kBlockSize >= g->region_bytes) {
+        *why = "size_bytes is too small for that many stripes and entries";
+        return false;
+    }
+    // Each block costs 64 bytes plus one bit of free map; keep the block count a multiple of 64
+    // so the free map is whole 64-bit words.
+    uint64_t room = g->region_bytes - g->freemap_off - kBlockSize;
+    uint64_t blocks = room * 8 / (kBlockSize * 8 + 1) / 64 * 64;
+    if (blocks > 0xfffffff0ull) blocks = 0xffffffc0ull;
+    g->blocks_per_stripe = uint32_t(blocks);
+    g->blocks_off = round_up(g->freemap_off + blocks / 8, kBlockSize);
+    if (blocks < 64 || g->blocks_off + blocks * kBlockSize > g->region_bytes) {
+        *why = "size_bytes is too small for that many stripes";
+        return false;
+    }
+    g->max_entries_per_stripe =
+        per_stripe_limit ? uint32_t(std::min<uint64_t>(per_stripe_limit, 0xffffffffu)) : 0xffffffffu;
+
+    // A value must fit in half of a stripe even when every extent is a single block, so that
+    // eviction can always make room for it (docs/architecture.md, "Memory").
+    uint64_t half = blocks / 2;
+    uint64_t limit = (half - 1) * (kBlockSize - kExtentHeader);
+    limit = limit > kEntryHeader + SHMC_MAX_KEY_LEN ? limit - kEntryHeader - SHMC_MAX_KEY_LEN : 0;
+    uint64_t want = max_value_len ? max_value_len : (1u << 20);
+    g->max_value_len = uint32_t(std::min<uint64_t>({want, limit, SHMC_MAX_VALUE_LEN}));
+    if (g->max_value_len < 1024) {
+        *why = "size_bytes is too small: a stripe must hold a value of at least 1 KiB "
+               "(use fewer stripes or a larger segment)";
+        return false;
+    }
+    return true;
+}
+
+}  // namespace shmcache::shm

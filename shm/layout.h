@@ -1,0 +1,181 @@
+// layout.h - every structure that lives inside the shared segment, and its geometry.
+//
+// The segment is shared by processes that may run different builds, and by processes that die
+// at any instruction, so three rules hold for everything here:
+//  - structures link by 32-bit block indexes relative to their stripe, never by pointers;
+//  - every index or length read from the segment is bounds-checked before use (see table.cpp);
+//  - the sizes and offsets of these structures are hashed into abi_fingerprint, so a build with a
+//    different layout refuses to attach instead of reinterpreting the bytes.
+// See docs/architecture.md for the picture.
+#ifndef SHMCACHE_SHM_LAYOUT_H
+#define SHMCACHE_SHM_LAYOUT_H
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace shmcache::shm {
+
+constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endian bytes
+constexpr uint32_t kLayoutVersion = 1;
+constexpr uint32_t kBlockSize = 64;
+constexpr uint32_t kNil = 0xffffffffu;
+constexpr uint32_t kHeaderBytes = 4096;
+constexpr uint32_t kAttachSlots = 256;
+constexpr uint32_t kFreeClasses = 32;  // class c holds free runs of [2^c, 2^(c+1)) blocks
+constexpr uint32_t kQueues = 2;        // S3-FIFO uses both (main, small); the others only main
+constexpr uint32_t kMainQueue = 0;
+constexpr uint32_t kSmallQueue = 1;
+
+enum InitState : uint32_t { kInitNone = 0, kInitRunning = 1, kInitReady = 2 };
+
+// One slot per attached process (for `attached` and for refusing to unlink a segment in use).
+struct AttachSlot {
+    std::atomic<int32_t> pid;  // 0: free
+    uint32_t reserved;
+};
+
+// The first page of the segment. Everything after `geometry` is derived from the creation
+// parameters; attach recomputes it and refuses a header that disagrees.
+struct SegmentHeader {
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t header_bytes;
+    uint64_t abi_fingerprint;
+    std::atomic<uint32_t> init_state;
+    int32_t creator_pid;
+    uint64_t created_unix_ms;
+    uint32_t owner_uid;
+    uint32_t mode;
+    // Creation parameters.
+    uint64_t size_bytes;
+    uint64_t max_entries;
+    uint32_t n_stripes;
+    uint32_t strategy;
+    uint32_t max_value_len;
+    uint32_t reserved0;
+    // Derived geometry.
+    uint32_t blocks_per_stripe;
+    uint32_t buckets_per_stripe;
+    uint32_t ghost_per_stripe;
+    uint32_t max_entries_per_stripe;
+    uint64_t stripes_offset;
+    uint64_t regions_offset;
+    uint64_t region_bytes;
+    uint64_t reserved1[8];
+    AttachSlot attach[kAttachSlots];
+};
+static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
+
+// Counters of one stripe. Written under the stripe lock with relaxed load+store (no locked
+// read-modify-write); read by anyone without the lock. lock_timeouts is the exception: it is
+// bumped by a waiter that does not hold the lock, so it uses fetch_add.
+struct StripeCounters {
+    std::atomic<uint64_t> hits, misses, sets, deletes, evictions, expirations;
+    std::atomic<uint64_t> lock_recoveries, lock_timeouts;
+};
+
+// The control block of one stripe: its lock, the heads of its structures and its counters.
+// REQUIRES: every field below `dirty` is read or written only with `mutex` held.
+struct alignas(64) StripeCtl {
+    pthread_mutex_t mutex;        // robust, process-shared
+    std::atomic<uint32_t> dirty;  // nonzero while the holder is mid-update (see recovery)
+    uint32_t free_blocks;
+    uint32_t entries;
+    uint32_t used_blocks;
+    uint32_t free_heads[kFreeClasses];
+    uint32_t q_head[kQueues], q_tail[kQueues];
+    uint32_t q_entries[kQueues];
+    uint32_t q_blocks[kQueues];
+    uint32_t sieve_hand;
+    uint32_t ghost_clock;
+    uint64_t min_expiry_lb;  // no entry expires before this monotonic ms (0: none has a TTL)
+    uint64_t data_bytes;     // key + value bytes of live entries
+    uint64_t rng;            // xorshift state for probabilistic policy decisions
+    StripeCounters stats;
+};
+
+// An extent is a run of contiguous blocks; an entry is a chain of extents.
+struct Extent {
+    uint32_t nblocks;
+    uint32_t next;  // head block of the next extent, or kNil
+};
+
+constexpr uint8_t kEntryTag = 0xE7;
+constexpr uint8_t kFreeTag = 0xF4;
+
+// The header of an entry, at the start of its first block. Key bytes then value bytes follow,
+// continuing into later extents (each of which starts with an Extent). The checksum covers the
+// key (through the hash seed) and the value; metadata fields that change while the entry is
+// linked (links, freq, queue, expiry) are outside it on purpose.
+struct EntryHeader {
+    uint8_t tag;    // kEntryTag
+    uint8_t queue;  // kMainQueue or kSmallQueue
+    uint8_t freq;   // policy counter: LFU log counter, S3-FIFO frequency, SIEVE visited bit
+    uint8_t reserved0;
+    uint16_t key_len;
+    uint16_t reserved1;
+    uint32_t value_len;
+    uint32_t flags;
+    uint32_t bucket_next;  // next entry in the hash chain
+    uint32_t q_prev, q_next;
+    uint32_t hash_tag;     // high 32 bits of the key hash
+    uint64_t expires_ms;   // monotonic ms; 0: never
+    uint32_t checksum;
+    uint32_t total_blocks;  // blocks over all extents (for per-queue accounting)
+    Extent ext;            // the first extent (this one)
+};
+static_assert(sizeof(EntryHeader) == 56);
+
+// The head block of a free run; the run's last block ends with a copy of nblocks (the tail tag)
+// so that a block being freed can find and merge with a free run on its left.
+struct FreeRun {
+    uint8_t tag;  // kFreeTag
+    uint8_t reserved[3];
+    uint32_t nblocks;
+    uint32_t prev, next;
+};
+
+constexpr uint32_t kExtentHeader = sizeof(Extent);
+constexpr uint32_t kEntryHeader = sizeof(EntryHeader);
+
+// Geometry computed from creation parameters; identical in every process that attaches.
+struct Geometry {
+    uint64_t size_bytes;
+    uint64_t max_entries;
+    uint32_t n_stripes;
+    uint32_t strategy;
+    uint32_t max_value_len;
+    uint32_t blocks_per_stripe;
+    uint32_t buckets_per_stripe;
+    uint32_t ghost_per_stripe;
+    uint32_t max_entries_per_stripe;
+    uint64_t stripes_offset;
+    uint64_t regions_offset;
+    uint64_t region_bytes;
+    // Offsets within one stripe's region.
+    uint64_t buckets_off, ghost_off, freemap_off, blocks_off;
+};
+
+// Computes the geometry; returns false (with *why set) if the parameters cannot make a usable
+// segment (too small for the stripes asked, too large for 32-bit block indexes, ...).
+bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stripes,
+                      uint32_t strategy, uint32_t max_value_len, Geometry* g, const char** why);
+
+// "MAJOR.MINOR.PATCH" of this build, from the public header's macros.
+const char* library_version();
+
+// Hash of the sizes and offsets of the shared structures: differs between incompatible builds.
+uint64_t abi_fingerprint();
+
+// Worst-case blocks an entry of `data` key+value bytes may need when every extent is one block.
+inline uint64_t worst_case_blocks(uint64_t data) {
+    constexpr uint64_t per_block = kBlockSize - kExtentHeader;
+    return (kEntryHeader - kExtentHeader + data + per_block - 1) / per_block + 1;
+}
+
+}  // namespace shmcache::shm
+
+#endif

@@ -1,0 +1,49 @@
+// stripe.h - a process-local view of one stripe: pointers into the segment computed from the
+// validated geometry (never read from the segment), plus bounds-checked accessors.
+#ifndef SHMCACHE_SHM_STRIPE_H
+#define SHMCACHE_SHM_STRIPE_H
+
+#include <cstdint>
+
+#include "errors.h"
+#include "layout.h"
+
+namespace shmcache::shm {
+
+struct StripeRef {
+    StripeCtl* ctl;
+    uint32_t* buckets;
+    uint64_t* ghost;
+    uint64_t* freemap;  // bit set: block is free
+    uint8_t* blocks;
+    uint32_t nblocks;
+    uint32_t bucket_mask;
+    uint32_t ghost_mask;  // 0 when the strategy keeps no ghosts
+    uint32_t max_entries;
+    uint32_t max_value_len;
+    uint32_t strategy;
+    uint32_t index;        // this stripe's number
+    uint32_t stripe_mask;  // n_stripes - 1
+
+    // Every block index read from the segment passes through here.
+    uint8_t* block(uint32_t idx) const {
+        if (idx >= nblocks) corrupt("block index out of range");
+        return blocks + uint64_t(idx) * kBlockSize;
+    }
+    EntryHeader* entry(uint32_t idx) const {
+        auto* e = reinterpret_cast<EntryHeader*>(block(idx));
+        if (e->tag != kEntryTag) corrupt("entry tag missing");
+        return e;
+    }
+    bool block_free(uint32_t idx) const { return (freemap[idx >> 6] >> (idx & 63)) & 1u; }
+};
+
+StripeRef stripe_ref(uint8_t* base, const Geometry& g, uint32_t stripe);
+
+// Formats a stripe as empty: no entries, one free run of all blocks. REQUIRES: lock held or the
+// segment not yet published. Does not touch the mutex or the counters.
+void reset_stripe(const StripeRef& s);
+
+}  // namespace shmcache::shm
+
+#endif

@@ -1,0 +1,44 @@
+// stripe_lock.cpp - see stripe_lock.h.
+#include "stripe_lock.h"
+
+#include <cerrno>
+
+#include "clock.h"
+
+namespace shmcache::shm {
+
+int stripe_lock_init(pthread_mutex_t* m) {
+    pthread_mutexattr_t a;
+    int rc = pthread_mutexattr_init(&a);
+    if (rc) return rc;
+    if (!rc) rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (!rc) rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (!rc) rc = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    return rc;
+}
+
+static LockResult classify(int rc) {
+    switch (rc) {
+        case 0: return LockResult::kAcquired;
+        case EOWNERDEAD: return LockResult::kOwnerDied;
+        case ETIMEDOUT: return LockResult::kTimeout;
+        default: return LockResult::kUnrecoverable;  // ENOTRECOVERABLE, EINVAL
+    }
+}
+
+LockResult stripe_lock(pthread_mutex_t* m, uint32_t timeout_ms) {
+    int rc = pthread_mutex_trylock(m);
+    if (rc != EBUSY) return classify(rc);
+    timespec deadline = deadline_after_ms(timeout_ms);
+    do {
+        rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &deadline);
+    } while (rc == EINTR);
+    return classify(rc);
+}
+
+void stripe_lock_mark_consistent(pthread_mutex_t* m) { pthread_mutex_consistent(m); }
+
+void stripe_unlock(pthread_mutex_t* m) { pthread_mutex_unlock(m); }
+
+}  // namespace shmcache::shm

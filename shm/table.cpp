@@ -1,0 +1,351 @@
+// table.cpp - see table.h.
+//
+// Write ordering, so that a writer killed at any instruction never exposes a torn value: a
+// replaced entry is unlinked first; the new entry is written completely into blocks nobody can
+// reach, and only then linked into its bucket. A reader holds the lock, so it sees either the
+// old state or the new one; a dead writer leaves a dirty stripe that the next locker rebuilds.
+#include "table.h"
+
+#include <xxhash.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "allocator.h"
+#include "clock.h"
+#include "crash_point.h"
+#include "eviction.h"
+#include "glob.h"
+
+namespace shmcache::shm {
+
+uint64_t hash_key(const void* key, size_t len) { return XXH3_64bits(key, len); }
+
+namespace {
+
+uint32_t value_checksum(uint64_t key_hash, const void* value, size_t len) {
+    return uint32_t(XXH3_64bits_withSeed(value, len, key_hash));
+}
+
+// Calls fn(ptr, n) for each stretch of data bytes in [off, off+len) of the entry at head.
+template <class Fn>
+void for_each_data_span(const StripeRef& s, uint32_t head, uint64_t off, uint64_t len, Fn&& fn) {
+    bool first = true;
+    for_each_extent_raw(s, head, [&](uint32_t idx, uint32_t n) {
+        if (len == 0) return;
+        const uint32_t skip = first ? kEntryHeader : kExtentHeader;
+        first = false;
+        uint8_t* p = s.block(idx) + skip;
+        uint64_t cap = uint64_t(n) * kBlockSize - skip;
+        if (off >= cap) {
+            off -= cap;
+            return;
+        }
+        uint64_t take = std::min(cap - off, len);
+        fn(p + off, take);
+        off = 0;
+        len -= take;
+    });
+    if (len) corrupt("entry shorter than its lengths");
+}
+
+bool key_equals(const StripeRef& s, uint32_t idx, const EntryHeader* e, const Key& k) {
+    if (kEntryHeader + k.len <= uint64_t(e->ext.nblocks) * kBlockSize)  // key in first extent
+        return std::memcmp(reinterpret_cast<const uint8_t*>(e) + kEntryHeader, k.data, k.len) == 0;
+    const char* want = k.data;
+    bool same = true;
+    for_each_data_span(s, idx, 0, k.len, [&](const uint8_t* p, uint64_t n) {
+        same = same && std::memcmp(p, want, n) == 0;
+        want += n;
+    });
+    return same;
+}
+
+uint32_t bucket_of(const StripeRef& s, uint32_t tag) { return tag & s.bucket_mask; }
+
+// Finds k; *prev gets the previous entry in its chain (kNil if first).
+uint32_t find(const StripeRef& s, const Key& k, uint32_t* prev) {
+    uint32_t idx = s.buckets[bucket_of(s, k.tag())];
+    *prev = kNil;
+    for (uint32_t steps = 0; idx != kNil; ++steps) {
+        if (steps >= s.nblocks) corrupt("hash chain loops");
+        const EntryHeader* e = s.entry(idx);
+        if (e->hash_tag == k.tag() && e->key_len == k.len && key_equals(s, idx, e, k)) return idx;
+        *prev = idx;
+        idx = e->bucket_next;
+    }
+    return kNil;
+}
+
+uint32_t chain_prev(const StripeRef& s, uint32_t target) {
+    uint32_t idx = s.buckets[bucket_of(s, s.entry(target)->hash_tag)], prev = kNil;
+    for (uint32_t steps = 0; idx != target; ++steps) {
+        if (idx == kNil || steps >= s.nblocks) corrupt("entry not in its hash chain");
+        prev = idx;
+        idx = s.entry(idx)->bucket_next;
+    }
+    return prev;
+}
+
+// Unlinks and frees the entry at idx (prev: its chain predecessor).
+void remove_entry(const StripeRef& s, uint32_t idx, uint32_t prev) {
+    mark_dirty(s);
+    EntryHeader* e = s.entry(idx);
+    const uint32_t b = bucket_of(s, e->hash_tag);
+    if (prev == kNil) {
+        if (s.buckets[b] != idx) corrupt("chain head mismatch");
+        s.buckets[b] = e->bucket_next;
+    } else {
+        s.entry(prev)->bucket_next = e->bucket_next;
+    }
+    SHMC_CRASH_POINT();
+    policy_forget(s, idx);
+    queue_unlink(s, idx);
+    StripeCtl* c = s.ctl;
+    c->entries -= 1;
+    c->used_blocks -= e->total_blocks;
+    c->data_bytes -= uint64_t(e->key_len) + e->value_len;
+    free_entry(s, idx);
+}
+
+bool expired(const EntryHeader* e, uint64_t now) { return e->expires_ms && now >= e->expires_ms; }
+
+// Removes every expired entry if one may exist (the stripe's lower bound on expiry has passed)
+// and recomputes that bound. Returns how many were removed.
+uint64_t reclaim_expired(const StripeRef& s, uint64_t now) {
+    StripeCtl* c = s.ctl;
+    if (c->min_expiry_lb == 0 || now < c->min_expiry_lb) return 0;
+    uint64_t removed = 0, next_lb = 0;
+    for_each_entry(s, [&](uint32_t idx) {
+        EntryHeader* e = s.entry(idx);
+        if (expired(e, now)) {
+            remove_entry(s, idx, chain_prev(s, idx));
+            ++removed;
+        } else if (e->expires_ms && (next_lb == 0 || e->expires_ms < next_lb)) {
+            next_lb = e->expires_ms;
+        }
+    });
+    c->min_expiry_lb = next_lb;
+    bump(c->stats.expirations, removed);
+    return removed;
+}
+
+void evict_one(const StripeRef& s, bool by_count) {
+    mark_dirty(s);
+    const uint32_t v = policy_victim(s, by_count);
+    if (v == kNil) corrupt("nothing to evict in a full stripe");
+    remove_entry(s, v, chain_prev(s, v));
+    bump(s.ctl->stats.evictions);
+}
+
+}  // namespace
+
+void copy_entry_data(const StripeRef& s, uint32_t head, uint64_t off, uint64_t len, void* dst) {
+    auto* out = static_cast<uint8_t*>(dst);
+    for_each_data_span(s, head, off, len, [&](const uint8_t* p, uint64_t n) {
+        std::memcpy(out, p, n);
+        out += n;
+    });
+}
+
+int table_get(const StripeRef& s, const Key& k, void* buf, size_t cap, GetResult* out) {
+    uint32_t prev;
+    const uint32_t idx = find(s, k, &prev);
+    StripeCtl* c = s.ctl;
+    if (idx == kNil) {
+        bump(c->stats.misses);
+        return SHMC_E_NOTFOUND;
+    }
+    EntryHeader* e = s.entry(idx);
+    out->ttl_left_ms = -1;
+    if (e->expires_ms) {
+        const uint64_t now = monotonic_ms();
+        if (now >= e->expires_ms) {
+            remove_entry(s, idx, prev);
+            bump(c->stats.expirations);
+            bump(c->stats.misses);
+            return SHMC_E_NOTFOUND;
+        }
+        out->ttl_left_ms = int64_t(e->expires_ms - now);
+    }
+    out->value_len = e->value_len;
+    out->flags = e->flags;
+    if (e->value_len > cap) return SHMC_E_BUFFER_TOO_SMALL;
+    if (policy_hit_relinks(s)) mark_dirty(s);
+    policy_hit(s, idx);
+    copy_entry_data(s, idx, e->key_len, e->value_len, buf);
+    bump(c->stats.hits);
+    return 0;
+}
+
+int table_store(const StripeRef& s, const Key& k, const void* value, size_t value_len,
+                uint32_t flags, uint64_t expires_ms, StoreMode mode) {
+    StripeCtl* c = s.ctl;
+    uint64_t now = 0;
+    uint32_t prev;
+    uint32_t old = find(s, k, &prev);
+    if (old != kNil) {
+        const EntryHeader* e = s.entry(old);
+        const bool dead = e->expires_ms && (now = monotonic_ms()) >= e->expires_ms;
+        if (mode == StoreMode::kAdd && !dead) return SHMC_E_EXISTS;
+        remove_entry(s, old, prev);
+        if (dead) bump(c->stats.expirations);
+    }
+    mark_dirty(s);
+    const uint64_t data = uint64_t(k.len) + value_len;
+    bool reclaimed = false;
+    auto reclaim_once = [&] {
+        if (reclaimed) return false;
+        reclaimed = true;
+        if (!now) now = monotonic_ms();
+        return reclaim_expired(s, now) > 0;
+    };
+    while (c->entries >= s.max_entries)
+        if (!reclaim_once()) evict_one(s, true);
+    uint32_t head;
+    while ((head = alloc_entry(s, data)) == kNil)
+        if (!reclaim_once()) evict_one(s, false);
+
+    // Fill the entry while nothing links to it.
+    auto* e = reinterpret_cast<EntryHeader*>(s.block(head));
+    const Extent first = e->ext;
+    std::memset(static_cast<void*>(e), 0, sizeof *e);
+    e->ext = first;
+    e->key_len = uint16_t(k.len);
+    e->value_len = uint32_t(value_len);
+    e->flags = flags;
+    e->hash_tag = k.tag();
+    e->expires_ms = expires_ms;
+    e->checksum = value_checksum(k.hash, value, value_len);
+    uint32_t total = 0;
+    for_each_extent_raw(s, head, [&](uint32_t, uint32_t n) { total += n; });
+    e->total_blocks = total;
+    const char* src = k.data;
+    for_each_data_span(s, head, 0, k.len, [&](uint8_t* p, uint64_t n) {
+        std::memcpy(p, src, n);
+        src += n;
+    });
+    src = static_cast<const char*>(value);
+    for_each_data_span(s, head, k.len, value_len, [&](uint8_t* p, uint64_t n) {
+        std::memcpy(p, src, n);
+        src += n;
+    });
+    SHMC_CRASH_POINT();
+    e->tag = kEntryTag;
+
+    // Publish: bucket first (the entry becomes findable), then the eviction queue.
+    const uint32_t b = bucket_of(s, k.tag());
+    e->bucket_next = s.buckets[b];
+    s.buckets[b] = head;
+    SHMC_CRASH_POINT();
+    policy_insert(s, head);
+    c->entries += 1;
+    c->used_blocks += total;
+    c->data_bytes += data;
+    if (expires_ms && (c->min_expiry_lb == 0 || expires_ms < c->min_expiry_lb))
+        c->min_expiry_lb = expires_ms;
+    bump(c->stats.sets);
+    return 0;
+}
+
+int table_del(const StripeRef& s, const Key& k) {
+    uint32_t prev;
+    const uint32_t idx = find(s, k, &prev);
+    if (idx == kNil) return SHMC_E_NOTFOUND;
+    const bool dead = expired(s.entry(idx), monotonic_ms());
+    remove_entry(s, idx, prev);
+    bump(dead ? s.ctl->stats.expirations : s.ctl->stats.deletes);
+    return dead ? SHMC_E_NOTFOUND : 0;
+}
+
+int table_touch(const StripeRef& s, const Key& k, uint64_t expires_ms) {
+    uint32_t prev;
+    const uint32_t idx = find(s, k, &prev);
+    if (idx == kNil) return SHMC_E_NOTFOUND;
+    EntryHeader* e = s.entry(idx);
+    if (expired(e, monotonic_ms())) {
+        remove_entry(s, idx, prev);
+        bump(s.ctl->stats.expirations);
+        return SHMC_E_NOTFOUND;
+    }
+    e->expires_ms = expires_ms;  // one aligned store: no dirty mark needed
+    if (expires_ms && (s.ctl->min_expiry_lb == 0 || expires_ms < s.ctl->min_expiry_lb))
+        s.ctl->min_expiry_lb = expires_ms;
+    return 0;
+}
+
+int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result) {
+    uint32_t prev;
+    const uint32_t idx = find(s, k, &prev);
+    if (idx == kNil) return SHMC_E_NOTFOUND;
+    const EntryHeader* e = s.entry(idx);
+    if (expired(e, monotonic_ms())) {
+        remove_entry(s, idx, prev);
+        bump(s.ctl->stats.expirations);
+        return SHMC_E_NOTFOUND;
+    }
+    char digits[24];
+    if (e->value_len == 0 || e->value_len > 20) return SHMC_E_NOT_NUMBER;
+    copy_entry_data(s, idx, e->key_len, e->value_len, digits);
+    int64_t cur = 0;
+    const char* end = digits + e->value_len;
+    auto [p, ec] = std::from_chars(digits, end, cur);
+    if (ec == std::errc::result_out_of_range) return SHMC_E_RANGE;
+    if (ec != std::errc() || p != end || digits[0] == '+') return SHMC_E_NOT_NUMBER;
+    int64_t next;
+    if (__builtin_add_overflow(cur, delta, &next)) return SHMC_E_RANGE;
+    char out[24];
+    const auto res = std::to_chars(out, out + sizeof out, next);
+    if (result) *result = next;
+    return table_store(s, k, out, size_t(res.ptr - out), e->flags, e->expires_ms, StoreMode::kSet);
+}
+
+namespace {
+
+// The key of the entry at idx, as a pointer valid until the next call on this thread.
+const char* key_of(const StripeRef& s, uint32_t idx, const EntryHeader* e) {
+    if (kEntryHeader + uint64_t(e->key_len) <= uint64_t(e->ext.nblocks) * kBlockSize)
+        return reinterpret_cast<const char*>(e) + kEntryHeader;
+    thread_local std::string scratch;
+    scratch.resize(e->key_len);
+    copy_entry_data(s, idx, 0, e->key_len, scratch.data());
+    return scratch.data();
+}
+
+}  // namespace
+
+uint64_t table_purge(const StripeRef& s, const char* pat, size_t plen) {
+    uint64_t removed = 0;
+    for_each_entry(s, [&](uint32_t idx) {
+        const EntryHeader* e = s.entry(idx);
+        if (glob_match(pat, plen, key_of(s, idx, e), e->key_len)) {
+            remove_entry(s, idx, chain_prev(s, idx));
+            ++removed;
+        }
+    });
+    bump(s.ctl->stats.deletes, removed);
+    return removed;
+}
+
+uint64_t table_clear(const StripeRef& s) {
+    const uint64_t n = s.ctl->entries;
+    mark_dirty(s);
+    reset_stripe(s);
+    bump(s.ctl->stats.deletes, n);
+    return n;
+}
+
+void table_collect(const StripeRef& s, const char* pat, size_t plen, std::vector<ScanItem>* out) {
+    const uint64_t now = monotonic_ms();
+    for_each_entry(s, [&](uint32_t idx) {
+        const EntryHeader* e = s.entry(idx);
+        if (expired(e, now)) return;
+        const char* key = key_of(s, idx, e);
+        if (!glob_match(pat, plen, key, e->key_len)) return;
+        out->push_back(ScanItem{std::string(key, e->key_len), e->value_len,
+                                e->expires_ms ? int64_t(e->expires_ms - now) : -1});
+    });
+}
+
+}  // namespace shmcache::shm
