@@ -15,6 +15,10 @@
 
 #ifdef SHMC_TEST_HOOKS
 #include "test_hooks.h"
+namespace shmcache::shm {
+extern std::atomic<uint64_t> g_crash_countdown;
+extern std::atomic<uint64_t> g_crash_points_passed;
+}  // namespace shmcache::shm
 #endif
 
 using shmcache::shm::Engine;
@@ -190,11 +194,6 @@ SHMC_API int shmc_glob_match(const void* pat, size_t plen, const void* str, size
 }
 
 #ifdef SHMC_TEST_HOOKS
-namespace shmcache::shm {
-extern std::atomic<uint64_t> g_crash_countdown;
-extern std::atomic<uint64_t> g_crash_points_passed;
-}  // namespace shmcache::shm
-
 void shmc_test_crash_after(uint64_t n) { shm::g_crash_countdown.store(n); }
 uint64_t shmc_test_crash_points_passed(void) { return shm::g_crash_points_passed.load(); }
 void shmc_test_hold_lock_forever(shmc_cache* c, const void* key, size_t klen, int dirty) {

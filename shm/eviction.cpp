@@ -10,6 +10,7 @@
 
 #include <shmcache/shmcache.h>
 
+#include "clock.h"
 #include "crash_point.h"
 
 namespace shmcache::shm {
@@ -76,22 +77,30 @@ void move_to_head(const StripeRef& s, uint32_t q, uint32_t idx) {
     queue_push_head(s, q, idx);
 }
 
+uint16_t lfu_now() { return uint16_t(monotonic_ms() / 60000); }
+
+// The LFU counter after aging: one point per minute since its last decay (as Redis does), so
+// an entry that was hot long ago cools down.
+uint8_t lfu_decayed(const EntryHeader* e, uint16_t now) {
+    const uint16_t elapsed = uint16_t(now - e->lfu_minutes);
+    return elapsed >= e->freq ? 0 : uint8_t(e->freq - elapsed);
+}
+
 uint32_t victim_lfu(const StripeRef& s) {
-    // Lowest counter among the oldest kSample; the survivors age (halve) and go to the head, so
-    // the next eviction samples other entries and a once-hot entry cools down over time.
+    // Lowest aged counter among the oldest kSample. The survivors move to the head, so the next
+    // eviction samples other entries instead of the same few.
     uint32_t sample[kSample], n = 0;
     for (uint32_t idx = s.ctl->q_tail[kMainQueue]; idx != kNil && n < kSample;
          idx = s.entry(idx)->q_prev)
         sample[n++] = idx;
     if (!n) return kNil;
+    const uint16_t now = lfu_now();
     uint32_t victim = sample[0];
     for (uint32_t i = 1; i < n; ++i)
-        if (s.entry(sample[i])->freq < s.entry(victim)->freq) victim = sample[i];
-    for (uint32_t i = 0; i < n; ++i) {
-        if (sample[i] == victim) continue;
-        s.entry(sample[i])->freq /= 2;
-        move_to_head(s, kMainQueue, sample[i]);
-    }
+        if (lfu_decayed(s.entry(sample[i]), now) < lfu_decayed(s.entry(victim), now))
+            victim = sample[i];
+    for (uint32_t i = 0; i < n; ++i)
+        if (sample[i] != victim) move_to_head(s, kMainQueue, sample[i]);
     return victim;
 }
 
@@ -218,6 +227,7 @@ void policy_insert(const StripeRef& s, uint32_t idx) {
             return;
         case SHMC_STRATEGY_LFU:
             e->freq = kLfuInit;
+            e->lfu_minutes = lfu_now();
             break;
         default:
             e->freq = 0;
@@ -235,6 +245,9 @@ void policy_hit(const StripeRef& s, uint32_t idx) {
             return;
         case SHMC_STRATEGY_LFU: {
             // Logarithmic counter (as Redis): the more hits, the less likely the next increment.
+            const uint16_t now = lfu_now();
+            e->freq = lfu_decayed(e, now);
+            e->lfu_minutes = now;
             if (e->freq == 255) return;
             const uint32_t base = e->freq > kLfuInit ? e->freq - kLfuInit : 0;
             if (next_random(s.ctl) % (base * 10 + 1) == 0) ++e->freq;

@@ -116,7 +116,7 @@ struct EntryHeader {
     uint8_t freq;   // policy counter: LFU log counter, S3-FIFO frequency, SIEVE visited bit
     uint8_t reserved0;
     uint16_t key_len;
-    uint16_t reserved1;
+    uint16_t lfu_minutes;  // LFU: monotonic minutes (mod 2^16) of the last counter decay
     uint32_t value_len;
     uint32_t flags;
     uint32_t bucket_next;  // next entry in the hash chain

@@ -1,0 +1,93 @@
+// eviction_test.cpp - each strategy picks the victim it promises, on a single-stripe cache.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "support.h"
+
+using unit::TestCache;
+
+static shmc_options one_stripe(uint32_t strategy, uint64_t max_entries) {
+    shmc_options o = TestCache::defaults();
+    o.n_stripes = 1;
+    o.strategy = strategy;
+    o.max_entries = max_entries;
+    return o;
+}
+
+TEST_CASE("LRU evicts the least recently used") {
+    TestCache t("lru", one_stripe(SHMC_STRATEGY_LRU, 3));
+    t.set("a", "1"), t.set("b", "2"), t.set("c", "3");
+    CHECK(t.has("a"));
+    t.set("d", "4");
+    CHECK_FALSE(t.has("b"));
+    CHECK(t.has("a"));
+}
+
+TEST_CASE("FIFO evicts the oldest, hits or not") {
+    TestCache t("fifo", one_stripe(SHMC_STRATEGY_FIFO, 3));
+    t.set("a", "1"), t.set("b", "2"), t.set("c", "3");
+    CHECK(t.has("a"));
+    t.set("d", "4");
+    CHECK_FALSE(t.has("a"));
+}
+
+TEST_CASE("SIEVE spares visited entries") {
+    TestCache t("sieve", one_stripe(SHMC_STRATEGY_SIEVE, 3));
+    t.set("a", "1"), t.set("b", "2"), t.set("c", "3");
+    CHECK(t.has("a"));
+    t.set("d", "4");
+    CHECK_FALSE(t.has("b"));
+    CHECK(t.has("a"));
+}
+
+TEST_CASE("LFU keeps the frequently used") {
+    TestCache t("lfu", one_stripe(SHMC_STRATEGY_LFU, 8));
+    t.set("hot", "h");
+    for (int i = 0; i < 200; ++i) CHECK(t.has("hot"));
+    for (int i = 0; i < 40; ++i) t.set("cold" + std::to_string(i), "c");
+    CHECK(t.has("hot"));
+}
+
+TEST_CASE("TTL evicts the soonest to expire") {
+    TestCache t("ttlpol", one_stripe(SHMC_STRATEGY_TTL, 3));
+    t.set("long", "1", 600000), t.set("soon", "2", 30000), t.set("none", "3");
+    t.set("d", "4", 500000);
+    CHECK_FALSE(t.has("soon"));
+    CHECK(t.has("long"));
+    CHECK(t.has("none"));
+}
+
+TEST_CASE("S3-FIFO (the default) resists a one-time scan") {
+    TestCache t("s3", one_stripe(SHMC_STRATEGY_DEFAULT, 100));
+    shmc_info info;
+    REQUIRE(shmc_get_info(t.c, &info) == 0);
+    CHECK(info.strategy == SHMC_STRATEGY_S3FIFO);
+    for (int i = 0; i < 50; ++i) t.set("hot" + std::to_string(i), "h");
+    for (int r = 0; r < 2; ++r)
+        for (int i = 0; i < 50; ++i) CHECK(t.has("hot" + std::to_string(i)));
+    for (int i = 0; i < 1000; ++i) t.set("scan" + std::to_string(i), "s");  // one-hit wonders
+    int kept = 0;
+    for (int i = 0; i < 50; ++i) kept += t.has("hot" + std::to_string(i));
+    CHECK(kept >= 45);
+}
+
+TEST_CASE("every strategy stays consistent under churn") {
+    for (uint32_t strat = SHMC_STRATEGY_LRU; strat <= SHMC_STRATEGY_S3FIFO; ++strat) {
+        CAPTURE(strat);
+        shmc_options o = TestCache::defaults();
+        o.strategy = strat;
+        o.size_bytes = 2 << 20;
+        TestCache t("churn", o);
+        for (int i = 0; i < 5000; ++i) {
+            std::string k = "k" + std::to_string((i * 7919) % 1500);
+            if (i % 3) t.set(k, std::string(size_t(i % 4000), 'x'), i % 5 ? 0 : 50);
+            else t.has(k);
+        }
+        shmc_check_report r;
+        CHECK(shmc_check(t.c, &r) == 0);
+        CHECK(r.stripes_damaged == 0);
+        CHECK(t.stats().evictions > 0);
+    }
+}
