@@ -294,7 +294,7 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result)
     int64_t cur = 0;
     const char* end = digits + e->value_len;
     auto [p, ec] = std::from_chars(digits, end, cur);
-    if (ec == std::errc::result_out_of_range) return SHMC_E_RANGE;
+    // A stored value outside int64 is "not a decimal int64"; SHMC_E_RANGE is for the sum.
     if (ec != std::errc() || p != end || digits[0] == '+') return SHMC_E_NOT_NUMBER;
     int64_t next;
     if (__builtin_add_overflow(cur, delta, &next)) return SHMC_E_RANGE;
