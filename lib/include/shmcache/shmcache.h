@@ -9,7 +9,7 @@
  *   (which accepts NULL). A handle is immutable after open, so one handle may be shared by any
  *   number of threads without extra locking.
  * - Data is passed as pointer + length. Keys and values are binary-safe (may contain NUL bytes).
- *   Nothing returned by the library needs to be freed by the caller except where a function says so.
+ *   Nothing the library returns needs to be freed by the caller.
  * - Every call that can fail returns int: 0 on success, a negative SHMC_E_* code (values are pinned
  *   and never renumbered), or a positive errno value from the operating system. shmc_strerror()
  *   decodes both. shmc_errmsg() gives a longer, specific message for the last failure in the
@@ -71,7 +71,7 @@ extern "C" {
 #define SHMC_E_BUSY -17             /* shmc_unlink: processes still attached (use force) */
 #define SHMC_E_INIT_TIMEOUT -18     /* another process is still initializing the segment */
 #define SHMC_E_INTERNAL -19         /* an internal error; the message says more */
-#define SHMC_E_NO_ROOM -20          /* value does not fit even after evicting everything */
+#define SHMC_E_NO_ROOM -20          /* reserved: not returned by this version */
 
 /* The opaque handle of an open cache. */
 typedef struct shmc_cache shmc_cache;
@@ -137,7 +137,7 @@ typedef struct shmc_info {
     uint32_t block_size;      /* allocation unit in bytes */
     uint32_t owner_uid;
     uint32_t mode;
-    uint32_t attached;        /* processes attached now (live ones) */
+    uint32_t attached;        /* open handles of live processes (one per shmc_open) */
     uint32_t creator_pid;
     uint64_t created_unix_ms;
     uint64_t reserved[8];
