@@ -9,6 +9,7 @@
 #include <new>
 
 #include "engine.h"
+#include "envelope.h"
 #include "errors.h"
 #include "glob.h"
 #include "layout.h"
@@ -81,6 +82,7 @@ SHMC_API const char* shmc_strerror(int code) {
         case SHMC_E_INIT_TIMEOUT: return "segment initialization timed out";
         case SHMC_E_INTERNAL: return "internal error";
         case SHMC_E_NO_ROOM: return "no room for the value even after eviction";
+        case SHMC_E_BAD_ENVELOPE: return "not a valid shmcache value envelope";
         default: break;
     }
     if (code > 0) return strerror(code);
@@ -191,6 +193,23 @@ SHMC_API int shmc_glob_match(const void* pat, size_t plen, const void* str, size
         if (!shm::glob_valid(p, plen)) return shm::fail(SHMC_E_BAD_PATTERN, "bad glob pattern");
         return shm::glob_match(p, plen, static_cast<const char*>(str), slen) ? 1 : 0;
     });
+}
+
+SHMC_API size_t shmc_encode_bound(size_t len) { return shmcache::envelope_bound(len); }
+
+SHMC_API int shmc_encode(uint32_t serializer, const void* payload, size_t len,
+                         size_t compress_threshold, int level, void* out, size_t cap,
+                         size_t* out_len) {
+    return guarded([&] {
+        return shmcache::envelope_encode(serializer, payload, len, compress_threshold, level, out,
+                                         cap, out_len);
+    });
+}
+
+SHMC_API int shmc_decode(const void* env, size_t len, uint32_t* serializer, void* out, size_t cap,
+                         size_t* out_len) {
+    return guarded(
+        [&] { return shmcache::envelope_decode(env, len, serializer, out, cap, out_len); });
 }
 
 #ifdef SHMC_TEST_HOOKS

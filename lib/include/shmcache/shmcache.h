@@ -257,6 +257,45 @@ SHMC_API int shmc_check(shmc_cache *cache, shmc_check_report *out);
 SHMC_API int shmc_glob_match(const void *pattern, size_t pattern_len, const void *str,
                              size_t str_len);
 
+/* ---- Value envelope ------------------------------------------------------------------------
+ * Values written by shmcache's own tools and bindings are wrapped in a small self-describing
+ * envelope, so that any reader decodes what any writer wrote (the CLI's warm command, the Python
+ * package, and later the Redis tier): 2 bytes of header, then the payload.
+ *   byte 0: 0xC5 (SHMC_ENVELOPE_MAGIC)
+ *   byte 1: bits 0-3 serializer id (SHMC_SER_*), bit 4 set if the payload is a zstd frame,
+ *           bits 5-7 zero (a reader refuses a value with any of them set).
+ * The engine itself stores opaque bytes and never looks inside. */
+#define SHMC_ENVELOPE_MAGIC 0xC5u
+#define SHMC_ENVELOPE_HEADER 2u
+
+/* Serializer ids. Pinned. */
+#define SHMC_SER_RAW 0u    /* bytes as given */
+#define SHMC_SER_JSON 1u   /* UTF-8 JSON text */
+#define SHMC_SER_PICKLE 2u /* Python pickle, signed (bindings only; never decoded unless enabled) */
+#define SHMC_SER_MSGPACK 3u
+#define SHMC_SER_STR 4u    /* UTF-8 text */
+
+#define SHMC_E_BAD_ENVELOPE -21 /* not an envelope, unknown bits, or a damaged zstd frame */
+
+/* Largest envelope shmc_encode can produce for len payload bytes. */
+SHMC_API size_t shmc_encode_bound(size_t len);
+
+/* Wrap payload in an envelope with the given serializer. If compress_threshold is nonzero and
+ * len >= compress_threshold, the payload is compressed with zstd (at level) and kept compressed
+ * only if that is smaller: an incompressible value is stored raw, never larger. level 0 means the
+ * zstd default. *out_len gets the envelope length. Errors: SHMC_E_INVAL (serializer > 15),
+ * SHMC_E_BUFFER_TOO_SMALL (cap below shmc_encode_bound(len); *out_len set to the bound). */
+SHMC_API int shmc_encode(uint32_t serializer, const void *payload, size_t len,
+                         size_t compress_threshold, int level, void *out, size_t cap,
+                         size_t *out_len);
+
+/* Unwrap an envelope: *serializer gets its id, *out_len the payload length. If cap is too small,
+ * SHMC_E_BUFFER_TOO_SMALL with *out_len set to the length needed. Payloads that decompress to
+ * more than SHMC_MAX_VALUE_LEN are refused. Errors: SHMC_E_BAD_ENVELOPE, SHMC_E_INVAL,
+ * SHMC_E_BUFFER_TOO_SMALL. */
+SHMC_API int shmc_decode(const void *envelope, size_t len, uint32_t *serializer, void *out,
+                         size_t cap, size_t *out_len);
+
 #ifdef __cplusplus
 }
 #endif
