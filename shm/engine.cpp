@@ -111,7 +111,9 @@ int Engine::locked(uint32_t stripe, Fn&& fn) {
                           stripe, seg_->name().c_str(), e2.what());
             }
         }
-        c->dirty.store(0, std::memory_order_release);
+        // Clear the mark only if set: most operations (every hit) never set it, and an
+        // unconditional store would write the stripe's lock line once more per call.
+        if (c->dirty.load(std::memory_order_relaxed)) c->dirty.store(0, std::memory_order_release);
     } catch (const std::bad_alloc&) {
         rc = fail(SHMC_E_NOMEM, "out of process memory");  // the stripe stays marked dirty
     }

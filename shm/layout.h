@@ -82,6 +82,10 @@ struct StripeCounters {
 struct alignas(64) StripeCtl {
     pthread_mutex_t mutex;        // robust, process-shared
     std::atomic<uint32_t> dirty;  // nonzero while the holder is mid-update (see recovery)
+    uint32_t reserved;
+    // Counters follow the lock so that hits and misses share its cache line: a get then
+    // writes one line of the control block, not two.
+    StripeCounters stats;
     uint32_t free_blocks;
     uint32_t entries;
     uint32_t used_blocks;
@@ -94,8 +98,9 @@ struct alignas(64) StripeCtl {
     uint64_t min_expiry_lb;  // no entry expires before this monotonic ms (0: none has a TTL)
     uint64_t data_bytes;     // key + value bytes of live entries
     uint64_t rng;            // xorshift state for probabilistic policy decisions
-    StripeCounters stats;
 };
+static_assert(offsetof(StripeCtl, stats) + 2 * sizeof(uint64_t) <= 64,
+              "hits and misses must share the lock's cache line");
 
 // An extent is a run of contiguous blocks; an entry is a chain of extents.
 struct Extent {
