@@ -1,0 +1,949 @@
+// crash_test.cpp - processes die or stop at the worst moments; everyone else must carry on.
+//
+// Built against libshmcache with SHMC_TEST_HOOKS (test_hooks.h), which can hold a stripe lock
+// forever or SIGKILL the caller at the n-th crash point inside a dirty section. Cases (first
+// argument, one per meson test so each has its own time budget):
+//   lock-holder   a child holds a stripe lock (clean or dirty) and is SIGKILLed; the parent and a
+//                 second process then use that stripe at once: every op < 100 ms, a bystander key
+//                 of the stripe reads back intact (or, after a dirty death, is a clean miss), and
+//                 lock_recoveries moves.
+//   rebuild-kill  as lock-holder (dirty), then the process that inherits the dead lock is itself
+//                 SIGKILLed at a random instant, often in the middle of its rebuild.
+//   init-kill     the process creating a fresh segment is SIGKILLed during shmc_open; the next
+//                 opener must get a fully initialized segment within the 2 s init bound.
+//   crash-points  workers SIGKILL themselves at a random crash point (1..200) in a write-heavy
+//                 mix, ~170 times per eviction strategy, while 3 survivors run verified ops.
+//   random-kill   8 processes under mixed load, the parent SIGKILLs a random one every 0-8 ms and
+//                 respawns it (500 kills): kills land anywhere, including outside any lock.
+//   sigstop       a lock holder is stopped: others get SHMC_E_LOCK_TIMEOUT after about
+//                 lock_timeout_ms, never hang; after SIGCONT or SIGKILL, ops succeed again.
+// Common bounds: no op slower than 100 ms, no corrupt value, shmc_check clean at the end, and
+// (refill_check) no memory lost for good. Options: iters=N, kills=N (random-kill). Seed from
+// SHMC_TEST_SEED.
+#include "support.h"
+#include "test_hooks.h"
+#include "workload.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using namespace tsupport;
+
+namespace {
+
+constexpr uint64_t kSlowNs = 100 * 1000000ull;  // the bound every op must meet
+constexpr uint32_t kStripes = 16;
+
+struct Args {
+    int iters = 0;  // 0: the case's default
+    int kills = 0;
+};
+
+// Times one call and folds its latency into max/slow counters.
+struct Latency {
+    uint64_t max_ns = 0, slow = 0, n = 0;
+    template <class F>
+    int operator()(F &&f) {
+        uint64_t t0 = now_ns();
+        int rc = f();
+        uint64_t d = now_ns() - t0;
+        ++n;
+        if (d > max_ns) max_ns = d;
+        if (d > kSlowNs) ++slow;
+        return rc;
+    }
+};
+
+uint64_t recoveries(shmc_cache *c) {
+    shmc_stats st{};
+    shmc_get_stats(c, &st);
+    return st.lock_recoveries;
+}
+
+// End-of-test check: no damage left, all found damage repaired. Appends to summary.
+void final_check(shmc_cache *c, std::string *summary) {
+    shmc_check_report rep{};
+    T_EXPECT_RC(shmc_check(c, &rep), 0);
+    T_EXPECT(rep.stripes_skipped == 0);
+    T_EXPECT(rep.stripes_repaired == rep.stripes_damaged);
+    shmc_stats st{};
+    T_EXPECT_RC(shmc_get_stats(c, &st), 0);
+    T_EXPECT(st.bytes_used <= st.bytes_capacity);
+    char b[200];
+    std::snprintf(b, sizeof b,
+                  "check: damaged=%u repaired=%u dropped=%" PRIu64 " entries=%" PRIu64
+                  " recoveries=%" PRIu64 " timeouts=%" PRIu64,
+                  rep.stripes_damaged, rep.stripes_repaired, rep.entries_dropped, st.entries,
+                  st.lock_recoveries, st.lock_timeouts);
+    *summary += b;
+}
+
+// After the storm: empty the cache and fill it again with equal-sized values. Blocks leaked by a
+// dead writer (neither free nor owned by an entry) would leave the refilled cache short of
+// entries, so the fill ratio is the leak check; `removed` and the counters must also agree.
+void refill_check(shmc_cache *c, std::string *summary) {
+    uint64_t removed = 0;
+    shmc_stats st{};
+    T_EXPECT_RC(shmc_get_stats(c, &st), 0);
+    uint64_t before = st.entries;
+    T_EXPECT_RC(shmc_clear(c, &removed), 0);
+    T_EXPECT(removed == before);
+    T_EXPECT_RC(shmc_get_stats(c, &st), 0);
+    T_EXPECT(st.entries == 0 && st.bytes_used == 0 && st.bytes_data == 0);
+    const size_t vlen = 1000;  // with header and key: 17 blocks of 64 bytes per entry
+    const uint64_t per_entry = 17 * 64;
+    std::string v(vlen, 'f');
+    uint64_t n = 3 * st.bytes_capacity / per_entry;
+    for (uint64_t i = 0; i < n; ++i) {
+        char k[32];
+        int kl = std::snprintf(k, sizeof k, "fill:%llu", (unsigned long long)i);
+        T_EXPECT_RC(shmc_set(c, k, size_t(kl), v.data(), v.size(), 0, 0), 0);
+    }
+    T_EXPECT_RC(shmc_get_stats(c, &st), 0);
+    // What fits: by memory, or by the entry limit if that is lower.
+    shmc_info info{};
+    T_EXPECT_RC(shmc_get_info(c, &info), 0);
+    double fits = double(st.bytes_capacity / per_entry);
+    if (info.max_entries && double(info.max_entries) < fits) fits = double(info.max_entries);
+    double ratio = double(st.entries) / fits;
+    T_EXPECT(ratio > 0.85);
+    char b[120];
+    std::snprintf(b, sizeof b, " refill: cleared=%llu fill_ratio=%.3f", (unsigned long long)removed,
+                  ratio);
+    *summary += b;
+}
+
+// Read key and classify: 1 = intact and equal to want (if want given) or valid, 0 = miss,
+// -1 = corrupt or unexpected.
+int read_verified(shmc_cache *c, const std::string &key, const std::string *want, Latency &lat,
+                  const char *who) {
+    static thread_local std::string buf(1 << 17, '\0');
+    size_t len = 0;
+    uint32_t flags = 0;
+    int rc = lat([&] {
+        return shmc_get(c, key.data(), key.size(), buf.data(), buf.size(), &len, &flags, nullptr);
+    });
+    if (rc == SHMC_E_NOTFOUND) return 0;
+    if (rc != 0) {
+        std::string m = shmc_errmsg();
+        std::fprintf(stderr, "%s: get(%s) returned %d (%s: %s)\n", who, key.c_str(), rc,
+                     shmc_strerror(rc), m.c_str());
+        return -1;
+    }
+    std::string why;
+    if (!verify_value(key.data(), key.size(), buf.data(), len, flags, &why)) {
+        std::fprintf(stderr, "%s: get(%s): %s\n", who, key.c_str(), why.c_str());
+        return -1;
+    }
+    if (want && (len != want->size() || std::memcmp(buf.data(), want->data(), len) != 0)) {
+        std::fprintf(stderr, "%s: get(%s): valid but not the value written last\n", who,
+                     key.c_str());
+        return -1;
+    }
+    return 1;
+}
+
+// Fork a child that opens its own handle, signals on a pipe and then holds key's stripe lock
+// until killed. Returns its pid once it has (almost) taken the lock; *sig_fd is closed.
+pid_t spawn_holder(const std::string &name, const shmc_options &opts, const std::string &key,
+                   int dirty) {
+    int fds[2];
+    if (pipe(fds) != 0) {
+        std::perror("pipe");
+        std::exit(2);
+    }
+    pid_t pid = spawn([&] {
+        close(fds[0]);
+        shmc_cache *c = open_or_die(name.c_str(), opts);
+        if (write(fds[1], "h", 1) != 1) return 4;
+        shmc_test_hold_lock_forever(c, key.data(), key.size(), dirty);
+        return 3;  // never reached: the hook sleeps until killed
+    });
+    close(fds[1]);
+    pollfd p{fds[0], POLLIN, 0};
+    char ch;
+    if (poll(&p, 1, 5000) != 1 || read(fds[0], &ch, 1) != 1) {
+        std::fprintf(stderr, "lock holder %d never got ready\n", int(pid));
+        ++g_failures;
+    }
+    close(fds[0]);
+    return pid;
+}
+
+// Wait until the stripe of probe_key is observed locked by someone else: a get that returns
+// SHMC_E_LOCK_TIMEOUT. The hook takes the lock just after the child's signal, so this is a few
+// ms at most; bounded at 3 s.
+bool wait_until_locked(shmc_cache *c, const std::string &probe_key) {
+    char b[8];
+    size_t len;
+    uint64_t deadline = now_ns() + 3000 * 1000000ull;
+    while (now_ns() < deadline) {
+        int rc = shmc_get(c, probe_key.data(), probe_key.size(), b, 0, &len, nullptr, nullptr);
+        if (rc == SHMC_E_LOCK_TIMEOUT) return true;
+        sleep_ms(0.5);
+    }
+    return false;
+}
+
+// ---- (a) killed while holding a lock -------------------------------------------------------
+
+// What the second process saw after the kill.
+struct RacerResult {
+    std::atomic<int> ready;  // opened, about to wait for the gun
+    int bad;
+    uint64_t max_ns;
+    uint64_t slow;
+    uint64_t first_done_ns;  // when its first op (maybe blocked on the dead lock) returned
+};
+
+int run_lock_holder(const Args &a, uint64_t seed) {
+    const int iters = a.iters ? a.iters : 120;
+    std::string name = unique_name("lockholder");
+    SegmentGuard guard(name);
+    shmc_options opts = small_options(4u << 20, kStripes);
+    shmc_cache *c = open_or_die(name.c_str(), opts);
+    Rng rng(seed);
+    // Per stripe: [0] the key whose lock is held (and, when dirty, garbled), [1] a bystander
+    // with a known value, [2] [3] keys written right after the kill.
+    auto by_stripe = keys_by_stripe(c, kStripes, "s:", 4, rng);
+    for (uint32_t s = 0; s < kStripes; ++s)
+        if (by_stripe[s].size() < 4) {
+            std::fprintf(stderr, "stripe %u: only %zu keys found\n", s, by_stripe[s].size());
+            return finish("crash/lock-holder", seed, "could not map keys to stripes");
+        }
+    auto *rr = shared_new<RacerResult>();
+    Latency lat;
+    int dirty_n = 0, dirty_misses = 0, not_locked = 0, no_recovery = 0, bystander_lost = 0, bad = 0;
+    uint64_t waiter_max_ns = 0;
+    uint64_t rec0 = recoveries(c);
+    std::string v, w;
+    for (int it = 0; it < iters; ++it) {
+        uint32_t s = uint32_t(rng.below(kStripes));
+        const std::string &held = by_stripe[s][0], &bystander = by_stripe[s][1];
+        const std::string &k2 = by_stripe[s][2], &k3 = by_stripe[s][3];
+        int dirty = int(rng.below(2));
+        dirty_n += dirty;
+        // Odd iterations: the racer is already blocked on the lock when the holder dies, so the
+        // kernel hands EOWNERDEAD to a waiter. Even: it arrives just after the death.
+        const bool waiter = it % 2;
+        uint32_t fl = encode_value(v, held.data(), held.size(), 1 + rng.below(2000), rng);
+        T_EXPECT_RC(shmc_set(c, held.data(), held.size(), v.data(), v.size(), fl, 0), 0);
+        fl = encode_value(v, bystander.data(), bystander.size(), 1 + rng.below(3000), rng);
+        T_EXPECT_RC(shmc_set(c, bystander.data(), bystander.size(), v.data(), v.size(), fl, 0), 0);
+
+        pid_t holder = spawn_holder(name, opts, held, dirty);
+        if (!wait_until_locked(c, bystander)) {
+            ++not_locked;
+            std::fprintf(stderr, "iteration %d: stripe %u never observed locked\n", it, s);
+        }
+
+        // Created after the holder, which must not inherit the gun's write end.
+        StartGun gun;
+        rr->ready = 0, rr->bad = 0, rr->max_ns = 0, rr->slow = 0, rr->first_done_ns = 0;
+        pid_t racer = spawn([&] {
+            // A waiter gets its own handle with a lock timeout far beyond the test's bound, so
+            // only the death of the holder can end its wait in time. Otherwise: the inherited one.
+            shmc_cache *rc = c;
+            if (waiter) {
+                shmc_options o = opts;
+                o.lock_timeout_ms = 2000;
+                rc = open_or_die(name.c_str(), o);
+            }
+            rr->ready = 1;
+            gun.wait_in_child();
+            Latency l;
+            std::string val;
+            Rng r(seed ^ uint64_t(it));
+            int b = read_verified(rc, bystander, nullptr, l, "racer") < 0;
+            rr->first_done_ns = now_ns();
+            for (int k = 0; k < 4; ++k) {
+                b |= read_verified(rc, bystander, nullptr, l, "racer") < 0;
+                b |= read_verified(rc, held, nullptr, l, "racer") < 0;
+                uint32_t f = encode_value(val, k3.data(), k3.size(), 1 + r.below(4000), r);
+                int src = l([&] {
+                    return shmc_set(rc, k3.data(), k3.size(), val.data(), val.size(), f, 0);
+                });
+                if (src != 0 && src != SHMC_E_LOCK_TIMEOUT) {
+                    std::fprintf(stderr, "racer: set(%s) returned %d (%s)\n", k3.c_str(), src,
+                                 shmc_strerror(src));
+                    b = 1;
+                }
+            }
+            rr->bad = b;
+            rr->max_ns = l.max_ns;
+            rr->slow = waiter ? 0 : l.slow;  // a waiter's first op includes the wait before death
+            return 0;
+        });
+        for (uint64_t t_end = now_ns() + 5000 * 1000000ull; !rr->ready && now_ns() < t_end;)
+            sleep_ms(0.1);
+        if (waiter) {
+            gun.release();
+            sleep_ms(3);  // long enough for the racer to be blocked in the lock
+        }
+        uint64_t rec_before = recoveries(c);
+        uint64_t t_kill = now_ns();
+        kill(holder, SIGKILL);
+        int st = wait_child(holder, 5000);
+        T_EXPECT(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+
+        // Parent and racer hit the stripe at once: one of them inherits the dead lock.
+        if (!waiter) gun.release();
+        int got = read_verified(c, bystander, &v, lat, "parent");
+        if (got < 0)
+            ++bad;
+        else if (got == 0 && !dirty)
+            ++bystander_lost;  // nothing was changed by a clean holder: nothing may be lost
+        else if (got == 0)
+            ++dirty_misses;  // allowed (a clean miss), but rebuild should keep a valid entry
+        if (read_verified(c, held, nullptr, lat, "parent") < 0)
+            ++bad;  // the garbled entry must be dropped, never returned
+        fl = encode_value(w, k2.data(), k2.size(), 1 + rng.below(4000), rng);
+        int rc = lat([&] { return shmc_set(c, k2.data(), k2.size(), w.data(), w.size(), fl, 0); });
+        if (rc != 0 && rc != SHMC_E_LOCK_TIMEOUT) {
+            report_rc(__FILE__, __LINE__, "set after kill", rc, 0);
+            ++bad;
+        } else if (rc == 0 && read_verified(c, k2, &w, lat, "parent") != 1) {
+            ++bad;
+        }
+        st = wait_child(racer, 5000);
+        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || rr->bad) {
+            std::fprintf(stderr, "iteration %d: racer %s bad=%d\n", it, describe_status(st).c_str(),
+                         rr->bad);
+            ++bad;
+        }
+        if (!waiter && rr->max_ns > lat.max_ns) lat.max_ns = rr->max_ns;
+        lat.slow += rr->slow;
+        if (waiter) {
+            // The blocked waiter must be released by the death, promptly.
+            uint64_t d = rr->first_done_ns > t_kill ? rr->first_done_ns - t_kill : 0;
+            if (d > waiter_max_ns) waiter_max_ns = d;
+            if (d > kSlowNs || rr->first_done_ns == 0) {
+                std::fprintf(stderr, "iteration %d: waiter released %.2f ms after the kill\n", it,
+                             ns_to_ms(d));
+                ++lat.slow;
+            }
+        }
+        if (recoveries(c) <= rec_before) {
+            ++no_recovery;
+            std::fprintf(stderr,
+                         "iteration %d (stripe %u, dirty %d): lock_recoveries did not move\n", it,
+                         s, dirty);
+        }
+    }
+    T_EXPECT(not_locked == 0);
+    T_EXPECT(no_recovery == 0);
+    T_EXPECT(bystander_lost == 0);
+    T_EXPECT(bad == 0);
+    T_EXPECT(lat.slow == 0);
+    char b[300];
+    std::snprintf(b, sizeof b,
+                  "kills=%d dirty=%d recoveries=%" PRIu64 " slow_ops=%" PRIu64
+                  " max_op=%.2fms waiter_release=%.2fms bystander_lost=%d dirty_misses=%d"
+                  " bad=%d not_locked=%d no_recovery=%d ",
+                  iters, dirty_n, recoveries(c) - rec0, lat.slow, ns_to_ms(lat.max_ns),
+                  ns_to_ms(waiter_max_ns), bystander_lost, dirty_misses, bad, not_locked,
+                  no_recovery);
+    std::string summary = b;
+    final_check(c, &summary);
+    refill_check(c, &summary);
+    shmc_close(c);
+    return finish("crash/lock-holder", seed, summary);
+}
+
+// ---- (a2) the repairer killed while repairing ------------------------------------------------
+
+// A dirty holder dies; the next locker inherits EOWNERDEAD and rebuilds the stripe; that process
+// is itself SIGKILLed at a random instant (often mid-rebuild, never having marked the mutex
+// consistent). The one after must repair again: ops stay fast, nothing torn, check clean.
+int run_rebuild_kill(const Args &a, uint64_t seed) {
+    const int iters = a.iters ? a.iters : 150;
+    std::string name = unique_name("rebuildkill");
+    SegmentGuard guard(name);
+    shmc_options opts = small_options(16u << 20, kStripes);
+    shmc_cache *c = open_or_die(name.c_str(), opts);
+    Rng rng(seed);
+    auto by_stripe = keys_by_stripe(c, kStripes, "s:", 3, rng);
+    for (uint32_t s = 0; s < kStripes; ++s)
+        if (by_stripe[s].size() < 3)
+            return finish("crash/rebuild-kill", seed, "could not map keys to stripes");
+    // Many small entries, so that a rebuild has a long chain walk to be killed in.
+    std::string v;
+    for (int i = 0; i < 40000; ++i) {
+        std::string k = "fill:" + std::to_string(i);
+        uint32_t fl = encode_value(v, k.data(), k.size(), 1 + rng.below(200), rng);
+        shmc_set(c, k.data(), k.size(), v.data(), v.size(), fl, 0);
+    }
+    Latency lat;
+    int bad = 0, bystander_missing = 0, repairer_killed = 0, repairer_done = 0;
+    uint64_t rec0 = recoveries(c);
+    for (int it = 0; it < iters; ++it) {
+        uint32_t s = uint32_t(rng.below(kStripes));
+        const std::string &held = by_stripe[s][0], &bystander = by_stripe[s][1];
+        const std::string &k2 = by_stripe[s][2];
+        uint32_t fl = encode_value(v, bystander.data(), bystander.size(), 1 + rng.below(3000), rng);
+        T_EXPECT_RC(shmc_set(c, bystander.data(), bystander.size(), v.data(), v.size(), fl, 0), 0);
+        std::string hv;
+        fl = encode_value(hv, held.data(), held.size(), 1 + rng.below(3000), rng);
+        T_EXPECT_RC(shmc_set(c, held.data(), held.size(), hv.data(), hv.size(), fl, 0), 0);
+
+        pid_t holder = spawn_holder(name, opts, held, 1);
+        if (!wait_until_locked(c, bystander)) ++bad;
+        kill(holder, SIGKILL);
+        wait_child(holder, 5000);
+
+        StartGun gun;
+        pid_t repairer = spawn([&] {
+            gun.wait_in_child();
+            char b[8];
+            size_t len;
+            shmc_get(c, bystander.data(), bystander.size(), b, 0, &len, nullptr, nullptr);
+            return 0;
+        });
+        gun.release();
+        uint64_t until = now_ns() + rng.below(6000) * 1000;  // 0-6 ms: spans wake-up and rebuild
+        while (now_ns() < until) {
+        }
+        kill(repairer, SIGKILL);
+        int st = wait_child(repairer, 5000);
+        if (st != -1 && WIFSIGNALED(st))
+            ++repairer_killed;
+        else
+            ++repairer_done;
+
+        int got = read_verified(c, bystander, &v, lat, "after repairer death");
+        if (got < 0)
+            ++bad;
+        else if (got == 0)
+            ++bystander_missing;
+        if (read_verified(c, held, nullptr, lat, "after repairer death") < 0) ++bad;
+        std::string w;
+        fl = encode_value(w, k2.data(), k2.size(), 1 + rng.below(4000), rng);
+        int rc = lat([&] { return shmc_set(c, k2.data(), k2.size(), w.data(), w.size(), fl, 0); });
+        if (rc != 0 || read_verified(c, k2, &w, lat, "after repairer death") != 1) {
+            report_rc(__FILE__, __LINE__, "set after repairer death", rc, 0);
+            ++bad;
+        }
+    }
+    T_EXPECT(bad == 0);
+    T_EXPECT(lat.slow == 0);
+    char b[300];
+    std::snprintf(b, sizeof b,
+                  "iterations=%d repairer_killed=%d repairer_finished=%d recoveries=%" PRIu64
+                  " bystander_missing=%d slow_ops=%" PRIu64 " max_op=%.2fms bad=%d ",
+                  iters, repairer_killed, repairer_done, recoveries(c) - rec0, bystander_missing,
+                  lat.slow, ns_to_ms(lat.max_ns), bad);
+    std::string summary = b;
+    final_check(c, &summary);
+    refill_check(c, &summary);
+    shmc_close(c);
+    return finish("crash/rebuild-kill", seed, summary);
+}
+
+// ---- (a3) the initializer killed half-way -----------------------------------------------------
+
+// A process creating a fresh segment is SIGKILLed at a random instant of shmc_open (during
+// create, reserve, header or stripe initialization, or just after). The next opener must get a
+// working, fully initialized segment within the 2 s init bound, never a half-made one.
+int run_init_kill(const Args &a, uint64_t seed) {
+    const int iters = a.iters ? a.iters : 60;
+    Rng rng(seed);
+    shmc_options opts = small_options(64u << 20, 64);  // big enough that init takes a while
+    // How long an undisturbed open takes here, to spread the kills over it.
+    uint64_t t_open;
+    {
+        std::string name = unique_name("initkill-probe");
+        SegmentGuard guard(name);
+        uint64_t t0 = now_ns();
+        shmc_close(open_or_die(name.c_str(), opts));
+        t_open = now_ns() - t0;
+    }
+    int bad = 0, killed_during = 0, finished_before = 0;
+    uint64_t max_reopen = 0;
+    for (int it = 0; it < iters; ++it) {
+        std::string name = unique_name("initkill", it);
+        SegmentGuard guard(name);
+        StartGun gun;
+        pid_t opener = spawn([&] {
+            gun.wait_in_child();
+            shmc_cache *oc = nullptr;
+            int rc = shmc_open(name.c_str(), &opts, &oc);
+            return rc == 0 ? 0 : 1;
+        });
+        gun.release();
+        uint64_t until = now_ns() + rng.below(t_open + t_open / 4 + 1);
+        while (now_ns() < until) {
+        }
+        kill(opener, SIGKILL);
+        int st = wait_child(opener, 5000);
+        if (st != -1 && WIFSIGNALED(st))
+            ++killed_during;
+        else
+            ++finished_before;
+
+        uint64_t t0 = now_ns();
+        shmc_cache *c = nullptr;
+        int rc = shmc_open(name.c_str(), &opts, &c);
+        uint64_t d = now_ns() - t0;
+        if (d > max_reopen) max_reopen = d;
+        if (rc != 0 || d > 2500 * 1000000ull) {
+            report_rc(__FILE__, __LINE__, "reopen after initializer death", rc, 0);
+            std::fprintf(stderr, "  iteration %d: reopen took %.1f ms\n", it, ns_to_ms(d));
+            ++bad;
+            shmc_close(c);
+            continue;
+        }
+        shmc_info info{};
+        shmc_check_report rep{};
+        int64_t r = 0;
+        if (shmc_get_info(c, &info) != 0 || info.n_stripes != 64 ||
+            shmc_set(c, "k", 1, "41", 2, 0, 0) != 0 || shmc_incr(c, "k", 1, 1, &r) != 0 ||
+            r != 42 || shmc_check(c, &rep) != 0 || rep.stripes_damaged != 0) {
+            std::fprintf(stderr, "iteration %d: segment not usable after initializer death\n", it);
+            ++bad;
+        }
+        shmc_close(c);
+    }
+    T_EXPECT(bad == 0);
+    char b[200];
+    std::snprintf(b, sizeof b,
+                  "iterations=%d killed_during_open=%d finished_before_kill=%d open_ms=%.2f "
+                  "max_reopen_ms=%.2f bad=%d",
+                  iters, killed_during, finished_before, ns_to_ms(t_open), ns_to_ms(max_reopen),
+                  bad);
+    return finish("crash/init-kill", seed, b);
+}
+
+// ---- shared by (b) and (c): processes running the verified mix until stopped ----------------
+
+struct Fleet {
+    std::string name;
+    shmc_options opts;
+    OpCounters *slots;
+    OwnedKeys *owned;  // one record per slot: each slot's process owns its "o<slot>:" keys
+    std::atomic<int> *stop;
+    uint64_t seed;
+    uint32_t hot_keys = 0;  // if set, odd slots use only this many object keys (more contention)
+};
+
+WorkloadConfig crash_config() {
+    WorkloadConfig cfg;
+    cfg.slow_ns = kSlowNs;
+    return cfg;
+}
+
+// A process that runs the verified mix until *stop; exits 0 (its findings are in its slot).
+pid_t spawn_runner(const Fleet &f, int slot, uint64_t seed) {
+    return spawn([&f, slot, seed] {
+        shmc_cache *c = open_or_die(f.name.c_str(), f.opts);
+        WorkloadConfig cfg = crash_config();
+        if (f.hot_keys && slot % 2) cfg.n_keys = f.hot_keys;
+        Workload w(c, cfg, seed, &f.slots[slot], &f.owned[slot], slot);
+        w.resolve_owned();  // take over from a killed predecessor in this slot
+        while (!f.stop->load(std::memory_order_relaxed))
+            for (int k = 0; k < 16; ++k) w.step();
+        shmc_close(c);
+        return 0;
+    });
+}
+
+// Sum the slots, assert the common bounds, describe the totals.
+// The parent first takes over every slot's owned keys (the last writers are gone), so a key
+// left stale by the final deaths is caught too.
+std::string fleet_totals(const Fleet &f, int n, shmc_cache *c) {
+    OpCounters *t = shared_new<OpCounters>();
+    OpCounters *sweep = shared_new<OpCounters>();
+    resolve_all_owned(c, f.owned, n, sweep);
+    sweep->add_to(*t);
+    for (int i = 0; i < n; ++i) f.slots[i].add_to(*t);
+    T_EXPECT(t->corrupt.load() == 0);
+    T_EXPECT(t->errors.load() == 0);
+    T_EXPECT(t->slow_ops.load() == 0);
+    if (t->problem_set.load()) std::fprintf(stderr, "first problem: %s\n", t->first_problem);
+    char b[300];
+    std::snprintf(b, sizeof b,
+                  "ops=%" PRIu64 " hits=%" PRIu64 "/%" PRIu64 " slow_ops=%" PRIu64
+                  " corrupt=%" PRIu64 " errors=%" PRIu64 " timeouts=%" PRIu64 " max_op=%.2fms ",
+                  t->ops.load(), t->hits.load(), t->gets.load(), t->slow_ops.load(),
+                  t->corrupt.load(), t->errors.load(), t->timeouts.load(),
+                  ns_to_ms(t->max_ns.load()));
+    return b;
+}
+
+// Stop the runners and reap them; each must exit 0 on its own.
+void stop_fleet(const Fleet &f, const std::vector<pid_t> &pids) {
+    f.stop->store(1);
+    for (size_t i = 0; i < pids.size(); ++i) {
+        int st = wait_child(pids[i], 10000);
+        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            std::fprintf(stderr, "runner %zu: %s\n", i, describe_status(st).c_str());
+            ++g_failures;
+        }
+    }
+}
+
+// ---- (b) killed at a crash point -------------------------------------------------------------
+
+// One segment of the given strategy: `iters` workers die at crash points while 3 survivors run.
+void crash_points_on(uint32_t strategy, uint64_t max_entries, int iters, uint64_t seed,
+                     std::string *summary) {
+    const int survivors = 3;
+    char label[32];
+    std::snprintf(label, sizeof label, "crashpoints-%u", strategy);
+    // Slots 0..2: survivors; slot 3: the dying workers, one after another.
+    Fleet f{
+        unique_name(label),       small_options(2u << 20, kStripes), new_counters(survivors + 1),
+        new_owned(survivors + 1), shared_new<std::atomic<int>>(),    seed};
+    f.opts.strategy = strategy;
+    f.opts.max_entries = max_entries;
+    SegmentGuard guard(f.name);
+    shmc_cache *c = open_or_die(f.name.c_str(), f.opts);
+    uint64_t rec0 = recoveries(c);
+    std::vector<pid_t> pids;
+    for (int i = 0; i < survivors; ++i) pids.push_back(spawn_runner(f, i, seed + uint64_t(i)));
+
+    Rng rng(seed ^ 0xc0ffee);
+    int kills = 0, survived = 0, odd = 0;
+    uint64_t t_start = now_ns();
+    for (int it = 0; it < iters; ++it) {
+        uint64_t n = rng.range(1, 200);
+        uint64_t wseed = seed + 1000 + uint64_t(it);
+        pid_t worker = spawn([&] {
+            shmc_cache *wc = open_or_die(f.name.c_str(), f.opts);
+            WorkloadConfig cfg = crash_config();
+            cfg.mix = Mix{10, 30, 15, 10, 15, 5, 10, 5};  // write-heavy: reach crash points
+            Workload w(wc, cfg, wseed, &f.slots[survivors], &f.owned[survivors], survivors);
+            w.resolve_owned();  // what the previous worker left, in flight included
+            shmc_test_crash_after(n);
+            for (int k = 0; k < 1000000; ++k) w.step();
+            return 3;  // ran out of ops without reaching crash point n
+        });
+        int st = wait_child(worker, 10000);
+        if (st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) {
+            ++kills;
+        } else if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 3) {
+            ++survived;
+        } else {
+            ++odd;
+            std::fprintf(stderr, "strategy %u worker %d (n=%" PRIu64 ", seed %" PRIu64 "): %s\n",
+                         strategy, it, n, wseed, describe_status(st).c_str());
+        }
+    }
+    double secs = double(now_ns() - t_start) / 1e9;
+    stop_fleet(f, pids);
+    T_EXPECT(odd == 0);
+    T_EXPECT(survived == 0);
+    for (int i = 0; i < survivors; ++i)
+        T_EXPECT(f.slots[i].ops.load() > 0);  // each survivor kept working through the deaths
+    *summary += std::string("[") + label + " " + fleet_totals(f, survivors + 1, c);
+    uint64_t rec_before_check = recoveries(c) - rec0;
+    final_check(c, summary);
+    refill_check(c, summary);
+    // Every crash point lies inside a locked dirty section, so each kill left one dead lock
+    // owner; shmc_check takes every lock, so by now each must have been recovered.
+    uint64_t rec = recoveries(c) - rec0;
+    T_EXPECT(rec >= uint64_t(kills));
+    char b[200];
+    std::snprintf(b, sizeof b,
+                  " kills=%d recoveries=%" PRIu64 " (before check %" PRIu64
+                  ") survived=%d odd=%d in %.1fs] ",
+                  kills, rec, rec_before_check, survived, odd, secs);
+    *summary += b;
+    shmc_close(c);
+}
+
+// Every strategy has its own eviction code inside the dirty sections: kill each of them. Half
+// also get an entry limit, so count-driven eviction is killed too.
+int run_crash_points(const Args &a, uint64_t seed) {
+    const int iters = a.iters ? a.iters : 1020;
+    std::string summary;
+    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_S3FIFO; ++s)
+        crash_points_on(s, s % 2 ? 0 : 400, (iters + 5) / 6, seed + s, &summary);
+    return finish("crash/crash-points", seed, summary);
+}
+
+// ---- (c) external random SIGKILLs ------------------------------------------------------------
+
+int run_random_kill(const Args &a, uint64_t seed) {
+    const int n = 8;
+    const int target = a.kills ? a.kills : 500;
+    Fleet f{unique_name("randomkill"),
+            small_options(2u << 20, kStripes),
+            new_counters(n),
+            new_owned(n),
+            shared_new<std::atomic<int>>(),
+            seed};
+    f.hot_keys = 64;  // half the fleet fights over few keys: more kills land inside a lock
+    SegmentGuard guard(f.name);
+    shmc_cache *c = open_or_die(f.name.c_str(), f.opts);
+    uint64_t rec0 = recoveries(c);
+    std::vector<pid_t> pids;
+    uint64_t spawned = 0;
+    for (int i = 0; i < n; ++i) pids.push_back(spawn_runner(f, i, seed + spawned++));
+    Rng rng(seed ^ 0xdead);
+    int kills = 0, odd = 0;
+    uint64_t t_start = now_ns();
+    sleep_ms(50);  // let the first generation get going
+    while (kills < target) {
+        sleep_ms(double(rng.below(8000)) / 1000);  // 0-8 ms: some kills land inside open
+        size_t victim = size_t(rng.below(n));
+        kill(pids[victim], SIGKILL);
+        int st = wait_child(pids[victim], 5000);
+        if (st == -1 || !(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)) {
+            // It exited by itself before the signal landed: open failed or similar.
+            ++odd;
+            std::fprintf(stderr, "runner in slot %zu: %s\n", victim, describe_status(st).c_str());
+        }
+        ++kills;
+        pids[victim] = spawn_runner(f, int(victim), seed + spawned++);
+    }
+    double secs = double(now_ns() - t_start) / 1e9;
+    stop_fleet(f, pids);
+    T_EXPECT(odd == 0);
+    std::string summary = fleet_totals(f, n, c);
+    final_check(c, &summary);
+    refill_check(c, &summary);
+    shmc_info info{};
+    T_EXPECT_RC(shmc_get_info(c, &info), 0);
+    T_EXPECT(info.attached == 1);  // the attach slots of the 200+ dead pids were reclaimed
+    char b[200];
+    std::snprintf(b, sizeof b, " kills=%d recoveries=%" PRIu64 " attached=%u odd=%d in %.1fs",
+                  kills, recoveries(c) - rec0, info.attached, odd, secs);
+    summary += b;
+    shmc_close(c);
+    return finish("crash/random-kill", seed, summary);
+}
+
+// ---- (d) a stopped lock holder ---------------------------------------------------------------
+
+// Ops on a locked stripe must each return LOCK_TIMEOUT after about the lock timeout.
+struct TimeoutProbe {
+    int wrong_rc = 0, too_fast = 0, too_slow = 0, n = 0;
+    uint64_t max_ns = 0;
+};
+
+void expect_timeouts(shmc_cache *c, const std::vector<std::string> &keys, uint32_t timeout_ms,
+                     TimeoutProbe &p, const char *who) {
+    char b[64];
+    size_t len;
+    int64_t r;
+    std::vector<std::function<int(const std::string &)>> ops = {
+        [&](const std::string &k) {
+            return shmc_get(c, k.data(), k.size(), b, sizeof b, &len, nullptr, nullptr);
+        },
+        [&](const std::string &k) { return shmc_set(c, k.data(), k.size(), "1", 1, 0, 0); },
+        [&](const std::string &k) { return shmc_del(c, k.data(), k.size()); },
+        [&](const std::string &k) { return shmc_touch(c, k.data(), k.size(), 0); },
+        [&](const std::string &k) { return shmc_incr(c, k.data(), k.size(), 1, &r); },
+        [&](const std::string &k) { return shmc_add(c, k.data(), k.size(), "1", 1, 0, 0); },
+    };
+    for (const auto &k : keys)
+        for (size_t i = 0; i < ops.size(); ++i) {
+            uint64_t t0 = now_ns();
+            int rc = ops[i](k);
+            uint64_t d = now_ns() - t0;
+            ++p.n;
+            if (d > p.max_ns) p.max_ns = d;
+            if (rc != SHMC_E_LOCK_TIMEOUT) {
+                ++p.wrong_rc;
+                std::fprintf(stderr, "%s: op %zu on %s returned %d (%s), not LOCK_TIMEOUT\n", who,
+                             i, k.c_str(), rc, shmc_strerror(rc));
+            } else if (d + 2000000 < uint64_t(timeout_ms) * 1000000u) {
+                ++p.too_fast;
+                std::fprintf(stderr, "%s: timed out after %.2f ms, timeout is %u ms\n", who,
+                             ns_to_ms(d), timeout_ms);
+            } else if (d > (uint64_t(timeout_ms) + 50) * 1000000u) {
+                ++p.too_slow;
+                std::fprintf(stderr, "%s: timed out after %.2f ms, timeout is %u ms\n", who,
+                             ns_to_ms(d), timeout_ms);
+            }
+        }
+}
+
+// Ops on the stripe succeed again (no timeout), each well under the bound.
+int expect_ok_again(shmc_cache *c, const std::vector<std::string> &keys, const char *who) {
+    int bad = 0;
+    for (const auto &k : keys) {
+        uint64_t t0 = now_ns();
+        int rc = shmc_set(c, k.data(), k.size(), "42", 2, 0, 0);
+        int64_t r = 0;
+        int rc2 = shmc_incr(c, k.data(), k.size(), 1, &r);
+        uint64_t d = now_ns() - t0;
+        if (rc != 0 || rc2 != 0 || r != 43 || d > 2 * kSlowNs) {
+            std::fprintf(stderr, "%s: after release: set=%d incr=%d (%lld) in %.2f ms\n", who, rc,
+                         rc2, (long long)r, ns_to_ms(d));
+            ++bad;
+        }
+    }
+    return bad;
+}
+
+int run_sigstop(const Args &, uint64_t seed) {
+    std::string name = unique_name("sigstop");
+    SegmentGuard guard(name);
+    shmc_options opts = small_options(4u << 20, kStripes);
+    opts.lock_timeout_ms = 50;
+    shmc_cache *c = open_or_die(name.c_str(), opts);
+    Rng rng(seed);
+    auto by_stripe = keys_by_stripe(c, kStripes, "s:", 3, rng);
+    shmc_stats st0{};
+    shmc_get_stats(c, &st0);
+    TimeoutProbe probe;
+    int bad = 0;
+    std::string summary;
+
+    // Variant 1: the hook holds the lock, the holder is stopped as well.
+    {
+        uint32_t s = uint32_t(rng.below(kStripes));
+        const auto &keys = by_stripe[s];
+        pid_t holder = spawn_holder(name, opts, keys[0], 0);
+        if (!wait_until_locked(c, keys[1])) {
+            std::fprintf(stderr, "hold: stripe %u never observed locked\n", s);
+            ++bad;
+        }
+        kill(holder, SIGSTOP);
+        // A second process (inherited handle) times out alongside us.
+        auto *child_probe = shared_new<TimeoutProbe>();
+        pid_t other = spawn([&] {
+            expect_timeouts(c, {keys[1], keys[2]}, opts.lock_timeout_ms, *child_probe, "other");
+            return 0;
+        });
+        expect_timeouts(c, {keys[1], keys[2]}, opts.lock_timeout_ms, probe, "parent");
+        // A purge skips the locked stripe, finishes the others, and says so.
+        uint64_t t0 = now_ns();
+        uint64_t removed = 0;
+        int prc = shmc_purge(c, "zz*", 3, &removed);
+        uint64_t d = now_ns() - t0;
+        if (prc != SHMC_E_LOCK_TIMEOUT || d > (opts.lock_timeout_ms + 50) * 1000000ull) {
+            std::fprintf(stderr, "purge with a stopped holder: rc %d in %.2f ms\n", prc,
+                         ns_to_ms(d));
+            ++bad;
+        }
+        // Another stripe is unaffected.
+        uint32_t s2 = (s + 1) % kStripes;
+        bad += expect_ok_again(c, {by_stripe[s2][2]}, "other stripe");
+        int ost = wait_child(other, 10000);
+        if (ost == -1 || !WIFEXITED(ost) || WEXITSTATUS(ost) != 0) ++bad;
+        probe.wrong_rc += child_probe->wrong_rc, probe.too_fast += child_probe->too_fast;
+        probe.too_slow += child_probe->too_slow, probe.n += child_probe->n;
+        if (child_probe->max_ns > probe.max_ns) probe.max_ns = child_probe->max_ns;
+        kill(holder, SIGCONT);
+        kill(holder, SIGKILL);  // the hook never lets go: only its death frees the stripe
+        wait_child(holder, 5000);
+        bad += expect_ok_again(c, {keys[1], keys[2]}, "after kill");
+    }
+
+    // Variant 2: a real set loop, stopped at a moment it holds the lock; SIGCONT frees it.
+    int attempts = 0;
+    {
+        uint32_t s = uint32_t(rng.below(kStripes));
+        const auto &keys = by_stripe[s];
+        pid_t looper = spawn([&] {
+            shmc_cache *lc = open_or_die(name.c_str(), opts);
+            Rng r(seed);
+            std::string val;
+            for (;;) {
+                uint32_t f =
+                    encode_value(val, keys[0].data(), keys[0].size(), 1 + r.below(8000), r);
+                shmc_set(lc, keys[0].data(), keys[0].size(), val.data(), val.size(), f, 0);
+            }
+            return 0;
+        });
+        bool caught = false;
+        char b[8];
+        size_t len;
+        for (attempts = 1; attempts <= 2000 && !caught; ++attempts) {
+            sleep_ms(double(rng.below(3)));
+            kill(looper, SIGSTOP);
+            int wst;
+            waitpid(looper, &wst, WUNTRACED);  // it is really stopped now
+            int rc = shmc_get(c, keys[1].data(), keys[1].size(), b, 0, &len, nullptr, nullptr);
+            if (rc == SHMC_E_LOCK_TIMEOUT)
+                caught = true;
+            else
+                kill(looper, SIGCONT);
+        }
+        if (!caught) {
+            std::fprintf(stderr, "set loop never caught holding the lock in %d stops\n",
+                         attempts - 1);
+            ++bad;
+        } else {
+            expect_timeouts(c, {keys[1], keys[2]}, opts.lock_timeout_ms, probe, "stopped loop");
+            kill(looper, SIGCONT);
+            sleep_ms(1);
+            bad += expect_ok_again(c, {keys[1], keys[2]}, "after SIGCONT");
+        }
+        kill(looper, SIGKILL);
+        wait_child(looper, 5000);
+        Latency l;  // the looper may have died mid-set: its key is valid or a miss
+        if (read_verified(c, keys[0], nullptr, l, "after loop") < 0) ++bad;
+    }
+
+    shmc_stats st1{};
+    shmc_get_stats(c, &st1);
+    // Every timeout we saw was counted (the one counter bumped without the lock).
+    T_EXPECT(st1.lock_timeouts - st0.lock_timeouts >= uint64_t(probe.n - probe.wrong_rc));
+    T_EXPECT(probe.wrong_rc == 0);
+    T_EXPECT(probe.too_fast == 0);
+    T_EXPECT(probe.too_slow == 0);
+    T_EXPECT(bad == 0);
+    char b[300];
+    std::snprintf(b, sizeof b,
+                  "timeout_ops=%d wrong_rc=%d too_fast=%d too_slow=%d max_timeout_op=%.2fms "
+                  "stop_attempts=%d lock_timeouts=%" PRIu64 " bad=%d ",
+                  probe.n, probe.wrong_rc, probe.too_fast, probe.too_slow, ns_to_ms(probe.max_ns),
+                  attempts - 1, st1.lock_timeouts - st0.lock_timeouts, bad);
+    summary += b;
+    final_check(c, &summary);
+    shmc_close(c);
+    return finish("crash/sigstop", seed, summary);
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    Args a;
+    std::string which;
+    for (int i = 1; i < argc; ++i) {
+        const char *s = argv[i];
+        if (!std::strncmp(s, "iters=", 6))
+            a.iters = std::atoi(s + 6);
+        else if (!std::strncmp(s, "kills=", 6))
+            a.kills = std::atoi(s + 6);
+        else
+            which = s;
+    }
+    uint64_t seed = pick_seed();
+    std::printf("crash_test %s seed=%" PRIu64 " (rerun with SHMC_TEST_SEED=%" PRIu64 ")\n",
+                which.empty() ? "all" : which.c_str(), seed, seed);
+    std::fflush(stdout);
+    int rc = 0;
+    bool known = false;
+    // g_failures restarts per case so that each summary line speaks for its own case only.
+    if (which.empty() || which == "lock-holder")
+        known = true, g_failures = 0, rc |= run_lock_holder(a, seed);
+    if (which.empty() || which == "rebuild-kill")
+        known = true, g_failures = 0, rc |= run_rebuild_kill(a, seed);
+    if (which.empty() || which == "init-kill")
+        known = true, g_failures = 0, rc |= run_init_kill(a, seed);
+    if (which.empty() || which == "crash-points")
+        known = true, g_failures = 0, rc |= run_crash_points(a, seed);
+    if (which.empty() || which == "random-kill")
+        known = true, g_failures = 0, rc |= run_random_kill(a, seed);
+    if (which.empty() || which == "sigstop")
+        known = true, g_failures = 0, rc |= run_sigstop(a, seed);
+    if (!known) {
+        std::fprintf(stderr, "unknown case %s\n", which.c_str());
+        return 2;
+    }
+    return rc;
+}
