@@ -1,0 +1,849 @@
+// replay.cpp - hit ratios of the real engine on classic cache traces, through the C ABI.
+//
+// Each trace request is one key. The replayer does what an application does with a cache: a
+// shmc_get, and on a miss a shmc_set of a small fixed value. The cache is opened with
+// max_entries = c, so "cache size c" means c entries exactly as in the papers, and with
+// size_bytes large enough that memory never binds (an entry of an 8-byte key and an 8-byte value
+// is one 64-byte block; we give each entry four). The hit ratio is hits / requests, cold misses
+// included, as in Megiddo & Modha, "ARC: A Self-Tuning, Low Overhead Replacement Cache",
+// USENIX FAST 2003, whose LRU/ARC/OPT figures the --table mode prints alongside.
+//
+// Traces are read from ../shared/traces beside the checkout (or $SHMC_TRACES, or --traces DIR)
+// through `zstd -dc`, decoded once into an array of keys and replayed from memory; they are never
+// copied into the repository. A trace that is absent is skipped with a message. Keys are passed as
+// their 8 raw bytes.
+//
+// To tell an engine fault from a parsing fault, --table also runs an exact in-process LRU over
+// the same decoded keys ("sim LRU"): it must equal the paper's LRU column, and the engine's LRU on
+// one stripe must equal it.
+//
+// Usage:
+//   replay --trace OLTP --size 1000 [--stripes 1] [--strategy lru]   one configuration
+//   replay --table [--full] [--jobs 2] [--configs lru:1,s3fifo:64]    the published cases
+#include <shmcache/shmcache.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Trace decoding
+
+enum class TraceFormat { kArc, kLirs };
+
+bool ends_with(const std::string &s, const std::string &suffix) {
+    return s.size() >= suffix.size() &&
+           s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string shell_quote(const std::string &s) {
+    std::string q = "'";
+    for (char ch : s) {
+        if (ch == '\'')
+            q += "'\\''";
+        else
+            q += ch;
+    }
+    return q + "'";
+}
+
+bool file_exists(const std::string &path) {
+    struct stat st;
+    return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Parse one line into keys. ARC: "start n ignored reqno" stands for start .. start+n-1.
+// LIRS: one integer per line; blank lines and "*" markers are skipped; CR is trimmed.
+// Returns false (with a message) on a line that is neither.
+bool parse_line(TraceFormat fmt, const char *p, const char *end, std::vector<uint64_t> &out,
+                std::string &err) {
+    while (end > p && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t')) --end;
+    while (p < end && (*p == ' ' || *p == '\t')) ++p;
+    if (p == end) return true;
+    auto number = [&](uint64_t &v) -> bool {
+        if (p == end || *p < '0' || *p > '9') return false;
+        v = 0;
+        while (p < end && *p >= '0' && *p <= '9') v = v * 10 + uint64_t(*p++ - '0');
+        return true;
+    };
+    if (fmt == TraceFormat::kLirs) {
+        if (end - p == 1 && *p == '*') return true;
+        uint64_t k;
+        if (!number(k) || p != end) {
+            err = "not a LIRS line: '" + std::string(p, end) + "'";
+            return false;
+        }
+        out.push_back(k);
+        return true;
+    }
+    uint64_t start, n;
+    if (!number(start) || p == end || *p != ' ') {
+        err = "not an ARC line";
+        return false;
+    }
+    ++p;
+    if (!number(n)) {
+        err = "not an ARC line";
+        return false;
+    }
+    for (uint64_t i = 0; i < n; ++i) out.push_back(start + i);
+    return true;
+}
+
+// Decode a trace (compressed with zstd, or plain) into its request keys.
+bool load_trace(const std::string &path, std::vector<uint64_t> &out, std::string &err) {
+    std::string base = path;
+    bool zst = ends_with(base, ".zst");
+    if (zst) base.resize(base.size() - 4);
+    TraceFormat fmt;
+    if (ends_with(base, ".lis"))
+        fmt = TraceFormat::kArc;
+    else if (ends_with(base, ".trace"))
+        fmt = TraceFormat::kLirs;
+    else {
+        err = path + ": unknown format (expected .lis or .trace, optionally .zst)";
+        return false;
+    }
+    FILE *f =
+        zst ? popen(("zstd -dc -- " + shell_quote(path)).c_str(), "r") : fopen(path.c_str(), "r");
+    if (!f) {
+        err = path + ": " + strerror(errno);
+        return false;
+    }
+    std::vector<char> buf(1 << 20);
+    size_t have = 0;  // bytes of an unfinished line kept at the front of buf
+    bool ok = true;
+    for (;;) {
+        size_t n = fread(buf.data() + have, 1, buf.size() - have, f);
+        if (n == 0) break;
+        const char *p = buf.data();
+        const char *end = buf.data() + have + n;
+        for (;;) {
+            const char *nl = static_cast<const char *>(memchr(p, '\n', size_t(end - p)));
+            if (!nl) break;
+            if (ok && !parse_line(fmt, p, nl, out, err)) ok = false;
+            p = nl + 1;
+        }
+        have = size_t(end - p);
+        memmove(buf.data(), p, have);
+        if (have == buf.size()) {
+            err = path + ": line longer than 1 MiB";
+            ok = false;
+            have = 0;
+        }
+    }
+    if (ok && have > 0 && !parse_line(fmt, buf.data(), buf.data() + have, out, err)) ok = false;
+    int status = zst ? pclose(f) : fclose(f);
+    if (ok && status != 0) {
+        err = path + ": zstd -dc failed (status " + std::to_string(status) + ")";
+        ok = false;
+    }
+    if (ok && out.empty()) {
+        err = path + ": no requests";
+        ok = false;
+    }
+    if (!ok && err.find(path) == std::string::npos) err = path + ": " + err;
+    return ok;
+}
+
+// A trace name (OLTP, P12, sprite, ...) or a path to a trace file.
+std::string resolve_trace(const std::string &dir, const std::string &name) {
+    if (name.find('/') != std::string::npos || file_exists(name)) return name;
+    for (const char *fmt :
+         {"/arc/%s.lis.zst", "/lirs/%s.trace.zst", "/arc/%s.lis", "/lirs/%s.trace"}) {
+        char rel[512];
+        snprintf(rel, sizeof rel, fmt, name.c_str());
+        if (file_exists(dir + rel)) return dir + rel;
+    }
+    return dir + "/arc/" + name + ".lis.zst";  // absent: the caller reports it
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replaying through the engine
+
+struct StrategyName {
+    const char *name;
+    uint32_t value;
+};
+const StrategyName kStrategies[] = {
+    {"default", SHMC_STRATEGY_DEFAULT}, {"lru", SHMC_STRATEGY_LRU}, {"lfu", SHMC_STRATEGY_LFU},
+    {"fifo", SHMC_STRATEGY_FIFO},       {"ttl", SHMC_STRATEGY_TTL}, {"sieve", SHMC_STRATEGY_SIEVE},
+    {"s3fifo", SHMC_STRATEGY_S3FIFO},
+};
+
+bool parse_strategy(const std::string &s, uint32_t &out) {
+    for (const auto &st : kStrategies) {
+        if (s == st.name) {
+            out = st.value;
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *strategy_name(uint32_t v) {
+    for (const auto &st : kStrategies) {
+        if (st.value == v) return st.name;
+    }
+    return "?";
+}
+
+struct Config {
+    uint32_t strategy = SHMC_STRATEGY_LRU;
+    uint32_t stripes = 1;
+    std::string label() const {
+        return std::string(strategy_name(strategy)) + "/" + std::to_string(stripes);
+    }
+};
+
+// Plain data so it can live in a shared mapping filled by a child process.
+struct Result {
+    int done;   // 1 when filled
+    int error;  // 0, or the first failing return code
+    char errmsg[240];
+    uint64_t requests;
+    uint64_t hits;
+    uint64_t set_failures;  // shmc_set errors after a miss (should be 0)
+    uint64_t get_errors;    // shmc_get results other than 0 / NOTFOUND (lock timeouts, ...)
+    uint64_t engine_hits;   // the engine's own counter, as a cross-check
+    uint64_t entries;       // live entries at the end
+    uint64_t evictions;
+    uint64_t stripe_min_entries, stripe_max_entries;
+    uint64_t max_entries;                // as the engine reports it
+    uint64_t entries_at_first_eviction;  // what the whole cache held when some stripe first evicted
+    uint32_t resolved_strategy;
+    double seconds;
+};
+
+// Segment names are unique per process and call; remembered so that SIGINT can unlink them.
+char g_current_segment[128];
+
+void on_signal(int sig) {
+    if (g_current_segment[0]) shmc_unlink(g_current_segment, 1);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+double hit_pct(const Result &r) {
+    return r.requests ? 100.0 * double(r.hits) / double(r.requests) : 0.0;
+}
+
+void replay(const std::vector<uint64_t> &keys, uint64_t c, const Config &cfg, Result &r) {
+    static unsigned seq = 0;
+    memset(&r, 0, sizeof r);
+    snprintf(g_current_segment, sizeof g_current_segment, "shmc-replay-%d-%u", int(getpid()),
+             seq++);
+    shmc_unlink(g_current_segment, 1);
+
+    shmc_options o;
+    shmc_options_default(&o);
+    o.max_entries = c;
+    o.n_stripes = cfg.stripes;
+    o.strategy = cfg.strategy;
+    // Four 64-byte blocks per entry (one is needed) plus room for buckets and control blocks, so
+    // that only max_entries ever binds. Small per-stripe shares get a floor for the same reason.
+    o.size_bytes = c * 256 + (16ull << 20) + uint64_t(cfg.stripes) * (64u << 10);
+    o.flags = 0;
+
+    shmc_cache *cache = nullptr;
+    int rc = shmc_open(g_current_segment, &o, &cache);
+    if (rc != 0) {
+        r.error = rc;
+        snprintf(r.errmsg, sizeof r.errmsg, "shmc_open: %s (%s)", shmc_strerror(rc), shmc_errmsg());
+        g_current_segment[0] = 0;
+        r.done = 1;
+        return;
+    }
+
+    const uint64_t value = 0x0123456789abcdefull;  // the small fixed value
+    char buf[16];
+    uint64_t hits = 0, set_failures = 0, get_errors = 0;
+    // Until the first eviction, read the counters after every set: with n stripes, each holding
+    // at most ceil(c / n), one stripe can fill (and evict) while the cache holds fewer than c.
+    bool evicted = false;
+    auto t0 = std::chrono::steady_clock::now();
+    for (uint64_t k : keys) {
+        size_t len = 0;
+        int g = shmc_get(cache, &k, sizeof k, buf, sizeof buf, &len, nullptr, nullptr);
+        if (g == 0) {
+            ++hits;
+            continue;
+        }
+        if (g != SHMC_E_NOTFOUND) {
+            if (!get_errors++ && !r.error) {
+                r.error = g;
+                snprintf(r.errmsg, sizeof r.errmsg, "shmc_get: %s (%s)", shmc_strerror(g),
+                         shmc_errmsg());
+            }
+        }
+        int s = shmc_set(cache, &k, sizeof k, &value, sizeof value, 0, 0);
+        if (s != 0 && !set_failures++ && !r.error) {
+            r.error = s;
+            snprintf(r.errmsg, sizeof r.errmsg, "shmc_set: %s (%s)", shmc_strerror(s),
+                     shmc_errmsg());
+        }
+        if (!evicted) {
+            shmc_stats st;
+            if (shmc_get_stats(cache, &st) == 0 && st.evictions > 0) {
+                evicted = true;
+                r.entries_at_first_eviction = st.entries;
+            }
+        }
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.requests = keys.size();
+    r.hits = hits;
+    r.set_failures = set_failures;
+    r.get_errors = get_errors;
+
+    shmc_stats st;
+    if (shmc_get_stats(cache, &st) == 0) {
+        r.engine_hits = st.hits;
+        r.entries = st.entries;
+        r.evictions = st.evictions;
+    }
+    shmc_info info;
+    if (shmc_get_info(cache, &info) == 0) {
+        r.max_entries = info.max_entries;
+        r.resolved_strategy = info.strategy;
+        r.stripe_min_entries = UINT64_MAX;
+        for (uint32_t i = 0; i < info.n_stripes; ++i) {
+            shmc_stats ss;
+            if (shmc_stripe_stats(cache, i, &ss) == 0) {
+                r.stripe_min_entries = std::min(r.stripe_min_entries, ss.entries);
+                r.stripe_max_entries = std::max(r.stripe_max_entries, ss.entries);
+            }
+        }
+    }
+    shmc_close(cache);
+    shmc_unlink(g_current_segment, 1);
+    g_current_segment[0] = 0;
+    r.done = 1;
+}
+
+// The strategy the engine picks for SHMC_STRATEGY_DEFAULT (DEFAULT itself if it cannot tell).
+uint32_t resolve_default_strategy() {
+    char name[96];
+    snprintf(name, sizeof name, "shmc-replay-probe-%d", int(getpid()));
+    shmc_options o;
+    shmc_options_default(&o);
+    o.size_bytes = 1u << 20;
+    o.n_stripes = 1;
+    o.strategy = SHMC_STRATEGY_DEFAULT;
+    shmc_cache *cache = nullptr;
+    uint32_t out = SHMC_STRATEGY_DEFAULT;
+    if (shmc_open(name, &o, &cache) == 0) {
+        shmc_info info;
+        if (shmc_get_info(cache, &info) == 0) out = info.strategy;
+        shmc_close(cache);
+        shmc_unlink(name, 1);
+    }
+    return out;
+}
+
+// Exact LRU in process memory: the yardstick for the trace decoding and for the engine's LRU.
+double simulate_lru(const std::vector<uint64_t> &keys, uint64_t c) {
+    struct Node {
+        uint32_t prev, next;
+        uint64_t key;
+    };
+    const uint32_t nil = UINT32_MAX;
+    std::vector<Node> nodes;
+    nodes.reserve(c);
+    std::unordered_map<uint64_t, uint32_t> where;
+    where.reserve(c * 2);
+    uint32_t head = nil, tail = nil;  // head: most recent
+    auto unlink_node = [&](uint32_t i) {
+        Node &n = nodes[i];
+        (n.prev != nil ? nodes[n.prev].next : head) = n.next;
+        (n.next != nil ? nodes[n.next].prev : tail) = n.prev;
+    };
+    auto push_front = [&](uint32_t i) {
+        nodes[i].prev = nil;
+        nodes[i].next = head;
+        (head != nil ? nodes[head].prev : tail) = i;
+        head = i;
+    };
+    uint64_t hits = 0;
+    for (uint64_t k : keys) {
+        auto it = where.find(k);
+        if (it != where.end()) {
+            ++hits;
+            if (it->second != head) {
+                unlink_node(it->second);
+                push_front(it->second);
+            }
+            continue;
+        }
+        uint32_t i;
+        if (nodes.size() < c) {
+            i = uint32_t(nodes.size());
+            nodes.push_back({nil, nil, k});
+        } else {
+            i = tail;
+            unlink_node(i);
+            where.erase(nodes[i].key);
+            nodes[i].key = k;
+        }
+        where.emplace(k, i);
+        push_front(i);
+    }
+    return 100.0 * double(hits) / double(keys.size());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The published cases (Megiddo & Modha, FAST 2003, Tables IV, V, VIII)
+
+struct Published {
+    uint64_t c;
+    double lru, arc, opt;  // opt < 0: not published
+};
+struct Case {
+    const char *trace;
+    const char *table;
+    std::vector<Published> rows;
+    std::vector<uint64_t> default_sizes;  // without --full
+};
+
+std::vector<Case> published_cases() {
+    return {
+        {"OLTP",
+         "Table IV",
+         {{1000, 32.83, 38.93, 53.61},
+          {2000, 42.47, 46.08, 60.40},
+          {5000, 53.65, 55.25, 68.27},
+          {10000, 60.70, 61.87, 73.02},
+          {15000, 64.63, 65.40, 75.13}},
+         {1000, 2000, 5000, 10000, 15000}},
+        {"P12",
+         "Table V",
+         {{8192, 6.22, 7.14, -1},
+          {16384, 7.09, 10.12, -1},
+          {32768, 8.93, 15.94, -1},
+          {65536, 14.43, 26.09, -1},
+          {131072, 29.21, 38.68, -1}},
+         {16384, 65536}},
+        {"P3", "Table VIII", {{32768, 3.57, 17.12, -1}}, {32768}},
+    };
+}
+
+// Run every (size, config) job, up to `jobs` at a time in child processes (hit ratios do not
+// depend on timing, so running two at once on two cores only shortens the wall time).
+void run_jobs(const std::vector<uint64_t> &keys,
+              const std::vector<std::pair<uint64_t, Config>> &work, unsigned jobs,
+              std::vector<Result> &results) {
+    size_t n = work.size();
+    size_t bytes = std::max<size_t>(n * sizeof(Result), 1);
+    void *mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
+        perror("mmap");
+        exit(2);
+    }
+    auto *shared = static_cast<Result *>(mem);
+    memset(shared, 0, bytes);
+    if (jobs <= 1) {
+        for (size_t i = 0; i < n; ++i) replay(keys, work[i].first, work[i].second, shared[i]);
+    } else {
+        size_t next = 0, running = 0;
+        while (next < n || running > 0) {
+            while (running < jobs && next < n) {
+                fflush(nullptr);
+                pid_t pid = fork();
+                if (pid < 0) {
+                    perror("fork");
+                    exit(2);
+                }
+                if (pid == 0) {
+                    replay(keys, work[next].first, work[next].second, shared[next]);
+                    _exit(0);
+                }
+                ++next;
+                ++running;
+            }
+            int status;
+            if (wait(&status) > 0) --running;
+        }
+    }
+    results.assign(shared, shared + n);
+    munmap(mem, bytes);
+    for (size_t i = 0; i < n; ++i) {
+        if (!results[i].done) {
+            results[i].error = SHMC_E_INTERNAL;
+            snprintf(results[i].errmsg, sizeof results[i].errmsg, "worker died (see stderr)");
+        }
+    }
+}
+
+bool parse_configs(const std::string &s, std::vector<Config> &out) {
+    out.clear();
+    size_t pos = 0;
+    while (pos <= s.size()) {
+        size_t comma = s.find(',', pos);
+        std::string item =
+            s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        size_t colon = item.find(':');
+        Config c;
+        if (!parse_strategy(item.substr(0, colon), c.strategy)) return false;
+        c.stripes = colon == std::string::npos
+                        ? 64
+                        : uint32_t(strtoul(item.c_str() + colon + 1, nullptr, 10));
+        if (c.stripes == 0) return false;
+        out.push_back(c);
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    return !out.empty();
+}
+
+int run_table(const std::string &dir, bool full, unsigned jobs, const std::vector<Config> &configs,
+              double tolerance) {
+    int failures = 0;
+    printf(
+        "Hit ratios (%%) of the shmcache engine replaying the ARC traces through the C ABI, next "
+        "to\n"
+        "the figures published in Megiddo & Modha, \"ARC: A Self-Tuning, Low Overhead Replacement\n"
+        "Cache\", USENIX FAST 2003 (columns \"paper\"). Column headers are strategy/stripes; \"sim "
+        "LRU\"\n"
+        "is an exact in-process LRU over the same decoded requests. Check: engine lru/1 within "
+        "%.2f\n"
+        "points of the paper's LRU.\n\n",
+        tolerance);
+    // `default` is whatever the engine resolves it to; a config that names the same strategy and
+    // stripe count is the same run, so it is not run twice.
+    const uint32_t resolved_default = resolve_default_strategy();
+    std::vector<int> alias(configs.size(), -1);
+    for (size_t i = 0; i < configs.size(); ++i) {
+        if (configs[i].strategy != SHMC_STRATEGY_DEFAULT ||
+            resolved_default == SHMC_STRATEGY_DEFAULT)
+            continue;
+        for (size_t j = 0; j < configs.size(); ++j) {
+            if (configs[j].strategy == resolved_default &&
+                configs[j].stripes == configs[i].stripes) {
+                alias[i] = int(j);
+                break;
+            }
+        }
+    }
+    for (const Case &cs : published_cases()) {
+        std::string path = resolve_trace(dir, cs.trace);
+        if (!file_exists(path)) {
+            printf("### %s: skipped (%s not found)\n\n", cs.trace, path.c_str());
+            fprintf(stderr, "replay: %s not found, skipping %s\n", path.c_str(), cs.trace);
+            continue;
+        }
+        std::vector<uint64_t> keys;
+        std::string err;
+        auto t0 = std::chrono::steady_clock::now();
+        if (!load_trace(path, keys, err)) {
+            fprintf(stderr, "replay: %s\n", err.c_str());
+            ++failures;
+            continue;
+        }
+        double load_s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::vector<Published> rows;
+        for (const Published &p : cs.rows) {
+            if (full || std::find(cs.default_sizes.begin(), cs.default_sizes.end(), p.c) !=
+                            cs.default_sizes.end())
+                rows.push_back(p);
+        }
+        const size_t nc = configs.size();
+        std::vector<std::pair<uint64_t, Config>> work;
+        std::vector<size_t> slot;  // where each run's result goes: row * nc + config
+        for (size_t ri = 0; ri < rows.size(); ++ri) {
+            for (size_t ci = 0; ci < nc; ++ci) {
+                if (alias[ci] < 0) {
+                    work.push_back({rows[ri].c, configs[ci]});
+                    slot.push_back(ri * nc + ci);
+                }
+            }
+        }
+        t0 = std::chrono::steady_clock::now();
+        std::vector<Result> ran, results(rows.size() * nc);
+        run_jobs(keys, work, jobs, ran);
+        for (size_t w = 0; w < ran.size(); ++w) results[slot[w]] = ran[w];
+        for (size_t ri = 0; ri < rows.size(); ++ri) {
+            for (size_t ci = 0; ci < nc; ++ci) {
+                if (alias[ci] >= 0) results[ri * nc + ci] = results[ri * nc + size_t(alias[ci])];
+            }
+        }
+        double run_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        t0 = std::chrono::steady_clock::now();
+        std::vector<double> sim;
+        for (const Published &p : rows) sim.push_back(simulate_lru(keys, p.c));
+        double sim_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+        bool has_opt = rows.size() && rows[0].opt >= 0;
+        printf("### %s (%s of the ARC paper; %zu requests)\n\n", cs.trace, cs.table, keys.size());
+        printf("| c | paper LRU | paper ARC |%s sim LRU |", has_opt ? " paper OPT |" : "");
+        for (size_t ci = 0; ci < nc; ++ci) {
+            if (alias[ci] >= 0)
+                printf(" %s (= %s) |", configs[ci].label().c_str(),
+                       configs[size_t(alias[ci])].label().c_str());
+            else
+                printf(" %s |", configs[ci].label().c_str());
+        }
+        printf(" lru/1 check |\n|---|---|---|%s---|", has_opt ? "---|" : "");
+        for (size_t i = 0; i < configs.size(); ++i) printf("---|");
+        printf("---|\n");
+        int lru1 = -1;
+        for (size_t i = 0; i < configs.size(); ++i) {
+            if (configs[i].strategy == SHMC_STRATEGY_LRU && configs[i].stripes == 1 && lru1 < 0)
+                lru1 = int(i);
+        }
+        for (size_t ri = 0; ri < rows.size(); ++ri) {
+            const Published &p = rows[ri];
+            printf("| %" PRIu64 " | %.2f | %.2f |", p.c, p.lru, p.arc);
+            if (has_opt) printf(" %.2f |", p.opt);
+            printf(" %.2f |", sim[ri]);
+            for (size_t ci = 0; ci < configs.size(); ++ci) {
+                const Result &r = results[ri * configs.size() + ci];
+                if (r.error)
+                    printf(" error |");
+                else
+                    printf(" %.2f |", hit_pct(r));
+            }
+            if (lru1 >= 0) {
+                const Result &r = results[ri * configs.size() + size_t(lru1)];
+                double d = hit_pct(r) - p.lru;
+                bool ok = !r.error && std::fabs(d) <= tolerance;
+                printf(" %s (%+.2f) |\n", ok ? "ok" : "FAIL", d);
+                if (!ok) ++failures;
+            } else {
+                printf(" - |\n");
+            }
+            if (std::fabs(sim[ri] - p.lru) > 0.01)
+                fprintf(stderr,
+                        "replay: %s c=%" PRIu64
+                        ": simulated LRU %.3f differs from the paper's %.2f "
+                        "(trace decoding?)\n",
+                        cs.trace, p.c, sim[ri], p.lru);
+        }
+        printf("\n");
+        // Summary per config over the sizes run: which strategy to prefer on this trace.
+        printf(
+            "| %s, over the %zu size%s above | mean hit %% | mean minus paper LRU | mean minus "
+            "paper ARC |"
+            " sizes at or above ARC |\n|---|---|---|---|---|\n",
+            cs.trace, rows.size(), rows.size() == 1 ? "" : "s");
+        for (size_t ci = 0; ci < nc; ++ci) {
+            double sum = 0, dl = 0, da = 0;
+            unsigned above = 0, n = 0;
+            for (size_t ri = 0; ri < rows.size(); ++ri) {
+                const Result &r = results[ri * nc + ci];
+                if (r.error) continue;
+                double h = hit_pct(r);
+                sum += h;
+                dl += h - rows[ri].lru;
+                da += h - rows[ri].arc;
+                above += h >= rows[ri].arc;
+                ++n;
+            }
+            if (n)
+                printf("| %s | %.2f | %+.2f | %+.2f | %u of %u |\n", configs[ci].label().c_str(),
+                       sum / n, dl / n, da / n, above, n);
+        }
+        printf("\n");
+        // Per-run details: what the engine held at the end, whether anything failed, speed.
+        printf("<details><summary>%s run details</summary>\n\n", cs.trace);
+        printf(
+            "| c | config | hit %% | engine hits agree | entries at first eviction | entries at "
+            "end |"
+            " per-stripe entries min-max | evictions | errors | s | Mreq/s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for (size_t ri = 0; ri < rows.size(); ++ri) {
+            for (size_t ci = 0; ci < configs.size(); ++ci) {
+                if (alias[ci] >= 0) continue;
+                const Result &r = results[ri * configs.size() + ci];
+                if (r.error && !r.requests) {
+                    printf("| %" PRIu64 " | %s | - | - | - | - | - | - | %s | - | - |\n",
+                           rows[ri].c, configs[ci].label().c_str(), r.errmsg);
+                    ++failures;
+                    continue;
+                }
+                printf("| %" PRIu64 " | %s | %.3f | %s | %" PRIu64 " | %" PRIu64 " | %" PRIu64
+                       "-%" PRIu64 " | %" PRIu64 " | %s | %.2f | %.1f |\n",
+                       rows[ri].c, configs[ci].label().c_str(), hit_pct(r),
+                       r.engine_hits == r.hits ? "yes" : "NO", r.entries_at_first_eviction,
+                       r.entries, r.stripe_min_entries, r.stripe_max_entries, r.evictions,
+                       r.error ? r.errmsg : "0", r.seconds, double(r.requests) / r.seconds / 1e6);
+                if (r.error) ++failures;
+            }
+        }
+        printf("\ndecode %.2f s, engine runs %.1f s (%u at a time), LRU simulation %.1f s\n\n",
+               load_s, run_s, jobs, sim_s);
+        for (size_t ci = 0; ci < nc; ++ci) {
+            if (alias[ci] >= 0)
+                printf(
+                    "%s is not run again: this engine resolves `default` to %s (shmc_get_info), so "
+                    "it is the %s "
+                    "run.\n\n",
+                    configs[ci].label().c_str(), strategy_name(resolved_default),
+                    configs[size_t(alias[ci])].label().c_str());
+        }
+        printf("</details>\n\n");
+        fflush(stdout);
+    }
+    printf(
+        "Trace data: Megiddo & Modha, \"ARC: A Self-Tuning, Low Overhead Replacement Cache\", "
+        "USENIX "
+        "FAST 2003 (used on condition of citing that paper).\n");
+    return failures ? 1 : 0;
+}
+
+void usage() {
+    fprintf(stderr,
+            "usage: replay --trace NAME|PATH --size C [--stripes N] [--strategy S] [--traces DIR] "
+            "[--json]\n"
+            "       replay --table [--full] [--jobs N] [--configs S:N,...] [--tolerance P] "
+            "[--traces DIR]\n"
+            "strategies: default lru lfu fifo ttl sieve s3fifo\n"
+            "NAME is OLTP, P3, P12 (arc/NAME.lis.zst) or a LIRS trace (lirs/NAME.trace.zst).\n"
+            "Hit ratios on the ARC traces: cite Megiddo & Modha, USENIX FAST 2003.\n");
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    std::string dir, trace,
+        strategy = "lru",
+        configs_arg = "lru:1,lru:64,s3fifo:64,sieve:64,default:64,fifo:64,lfu:64,s3fifo:1,sieve:1";
+    uint64_t size = 0;
+    uint32_t stripes = 1;
+    unsigned jobs = 1;
+    bool table = false, full = false, json = false;
+    double tolerance = 0.05;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto val = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                usage();
+                exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--traces")
+            dir = val();
+        else if (a == "--trace")
+            trace = val();
+        else if (a == "--size")
+            size = strtoull(val().c_str(), nullptr, 10);
+        else if (a == "--stripes")
+            stripes = uint32_t(strtoul(val().c_str(), nullptr, 10));
+        else if (a == "--strategy")
+            strategy = val();
+        else if (a == "--table")
+            table = true;
+        else if (a == "--full")
+            full = true;
+        else if (a == "--jobs")
+            jobs = unsigned(strtoul(val().c_str(), nullptr, 10));
+        else if (a == "--configs")
+            configs_arg = val();
+        else if (a == "--tolerance")
+            tolerance = strtod(val().c_str(), nullptr);
+        else if (a == "--json")
+            json = true;
+        else {
+            usage();
+            return 2;
+        }
+    }
+    if (dir.empty()) {
+        const char *env = getenv("SHMC_TRACES");
+#ifdef SHMC_BENCH_TRACES_DIR
+        dir = env ? env : SHMC_BENCH_TRACES_DIR;  // the checkout's ../shared/traces, set by meson
+#else
+        dir = env ? env : "../shared/traces";
+#endif
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    if (table) {
+        std::vector<Config> configs;
+        if (!parse_configs(configs_arg, configs)) {
+            fprintf(stderr, "replay: bad --configs '%s'\n", configs_arg.c_str());
+            return 2;
+        }
+        struct stat st;
+        if (stat(dir.c_str(), &st) != 0) {
+            printf("Traces folder %s not found: trace replay skipped.\n", dir.c_str());
+            fprintf(stderr, "replay: traces folder %s not found, skipping\n", dir.c_str());
+            return 0;
+        }
+        return run_table(dir, full, std::max(jobs, 1u), configs, tolerance);
+    }
+
+    Config cfg;
+    cfg.stripes = stripes;
+    if (trace.empty() || size == 0 || !parse_strategy(strategy, cfg.strategy) || stripes == 0) {
+        usage();
+        return 2;
+    }
+    std::string path = resolve_trace(dir, trace);
+    if (!file_exists(path)) {
+        fprintf(stderr, "replay: %s not found, skipping\n", path.c_str());
+        return 0;
+    }
+    std::vector<uint64_t> keys;
+    std::string err;
+    if (!load_trace(path, keys, err)) {
+        fprintf(stderr, "replay: %s\n", err.c_str());
+        return 1;
+    }
+    Result r;
+    replay(keys, size, cfg, r);
+    if (r.error && !r.requests) {
+        fprintf(stderr, "replay: %s\n", r.errmsg);
+        return 1;
+    }
+    if (json) {
+        printf("{\"trace\": \"%s\", \"c\": %" PRIu64
+               ", \"strategy\": \"%s\", \"resolved_strategy\": \"%s\", "
+               "\"stripes\": %u, \"requests\": %" PRIu64 ", \"hits\": %" PRIu64
+               ", \"hit_pct\": %.4f, "
+               "\"entries_at_first_eviction\": %" PRIu64 ", \"entries\": %" PRIu64
+               ", \"evictions\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"seconds\": %.3f}\n",
+               trace.c_str(), size, strategy.c_str(), strategy_name(r.resolved_strategy), stripes,
+               r.requests, r.hits, hit_pct(r), r.entries_at_first_eviction, r.entries, r.evictions,
+               r.get_errors + r.set_failures, r.seconds);
+    } else {
+        printf("%s c=%" PRIu64 " %s stripes=%u (engine: %s): hit ratio %.2f%% (%" PRIu64 "/%" PRIu64
+               "), entries at first eviction %" PRIu64 ", at end %" PRIu64 " (per stripe %" PRIu64
+               "-%" PRIu64 "), evictions %" PRIu64 ", %.2f s (%.1f Mreq/s)\n",
+               trace.c_str(), size, strategy.c_str(), stripes, strategy_name(r.resolved_strategy),
+               hit_pct(r), r.hits, r.requests, r.entries_at_first_eviction, r.entries,
+               r.stripe_min_entries, r.stripe_max_entries, r.evictions, r.seconds,
+               double(r.requests) / r.seconds / 1e6);
+        if (r.engine_hits != r.hits)
+            printf("warning: engine counted %" PRIu64 " hits, the replayer %" PRIu64 "\n",
+                   r.engine_hits, r.hits);
+        if (trace == "OLTP" || trace == "P3" || trace == "P12")
+            printf(
+                "(trace from Megiddo & Modha, \"ARC: A Self-Tuning, Low Overhead Replacement "
+                "Cache\", "
+                "USENIX FAST 2003)\n");
+    }
+    if (r.error) {
+        fprintf(stderr, "replay: %s (%" PRIu64 " get errors, %" PRIu64 " set failures)\n", r.errmsg,
+                r.get_errors, r.set_failures);
+        return 1;
+    }
+    return 0;
+}
