@@ -129,16 +129,16 @@ SHMC_API int shmc_get(shmc_cache* c, const void* key, size_t klen, void* buf, si
     });
 }
 
-SHMC_API int shmc_set(shmc_cache* c, const void* key, size_t klen, const void* value,
-                      size_t vlen, uint32_t flags, uint64_t ttl_ms) {
+SHMC_API int shmc_set(shmc_cache* c, const void* key, size_t klen, const void* value, size_t vlen,
+                      uint32_t flags, uint64_t ttl_ms) {
     return guarded([&] {
         return c ? c->engine->store(key, klen, value, vlen, flags, ttl_ms, StoreMode::kSet)
                  : no_handle();
     });
 }
 
-SHMC_API int shmc_add(shmc_cache* c, const void* key, size_t klen, const void* value,
-                      size_t vlen, uint32_t flags, uint64_t ttl_ms) {
+SHMC_API int shmc_add(shmc_cache* c, const void* key, size_t klen, const void* value, size_t vlen,
+                      uint32_t flags, uint64_t ttl_ms) {
     return guarded([&] {
         return c ? c->engine->store(key, klen, value, vlen, flags, ttl_ms, StoreMode::kAdd)
                  : no_handle();

@@ -38,8 +38,8 @@ int envelope_encode(uint32_t serializer, const void* payload, size_t len, size_t
     auto* o = static_cast<uint8_t*>(out);
     o[0] = SHMC_ENVELOPE_MAGIC;
     if (try_zstd) {
-        size_t z = ZSTD_compress(o + SHMC_ENVELOPE_HEADER, cap - SHMC_ENVELOPE_HEADER, payload,
-                                 len, level ? level : ZSTD_CLEVEL_DEFAULT);
+        size_t z = ZSTD_compress(o + SHMC_ENVELOPE_HEADER, cap - SHMC_ENVELOPE_HEADER, payload, len,
+                                 level ? level : ZSTD_CLEVEL_DEFAULT);
         if (!ZSTD_isError(z) && z < len) {  // keep it only if it is smaller
             o[1] = uint8_t(serializer | kCompressed);
             *out_len = SHMC_ENVELOPE_HEADER + z;
@@ -68,7 +68,8 @@ int envelope_decode(const void* env, size_t len, uint32_t* serializer, void* out
         return 0;
     }
     const unsigned long long size = ZSTD_getFrameContentSize(body, blen);
-    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > SHMC_MAX_VALUE_LEN)
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
+        size > SHMC_MAX_VALUE_LEN)
         return shm::fail(SHMC_E_BAD_ENVELOPE, "damaged or oversized zstd frame in envelope");
     *out_len = size_t(size);
     if (cap < size || (!out && size)) return SHMC_E_BUFFER_TOO_SMALL;

@@ -135,8 +135,7 @@ uint32_t alloc_entry(const StripeRef& s, uint64_t data) {
     Extent* last = &e->ext;
     uint64_t left = data - std::min<uint64_t>(data, uint64_t(got) * kBlockSize - kEntryHeader);
     while (left > 0) {
-        const uint32_t want =
-            uint32_t((left + kExtentHeader + kBlockSize - 1) / kBlockSize);
+        const uint32_t want = uint32_t((left + kExtentHeader + kBlockSize - 1) / kBlockSize);
         const uint32_t idx = take_largest(s, want, &got);
         auto* x = reinterpret_cast<Extent*>(s.block(idx));
         *x = Extent{got, kNil};

@@ -69,8 +69,7 @@ int Engine::open(const char* name, const shmc_options* opts, std::unique_ptr<Eng
 void Engine::note_fork() {
     uint64_t seen = fork_gen_seen_.load(std::memory_order_relaxed);
     const uint64_t now = g_fork_generation.load(std::memory_order_relaxed);
-    if (seen != now && fork_gen_seen_.compare_exchange_strong(seen, now))
-        seg_->register_process();
+    if (seen != now && fork_gen_seen_.compare_exchange_strong(seen, now)) seg_->register_process();
 }
 
 template <class Fn>
@@ -80,17 +79,17 @@ int Engine::locked(uint32_t stripe, Fn&& fn) {
     StripeCtl* c = s.ctl;
     bool recovered = false;
     switch (stripe_lock(&c->mutex, lock_timeout_ms_)) {
-        case LockResult::kAcquired:
-            break;
+        case LockResult::kAcquired: break;
         case LockResult::kOwnerDied:
             recovered = true;
             bump(c->stats.lock_recoveries);
             break;
         case LockResult::kTimeout:
             c->stats.lock_timeouts.fetch_add(1, std::memory_order_relaxed);
-            return fail(SHMC_E_LOCK_TIMEOUT,
-                        "stripe %u of '%s' stayed locked for %u ms (holder stopped?); treat as a miss",
-                        stripe, seg_->name().c_str(), lock_timeout_ms_);
+            return fail(
+                SHMC_E_LOCK_TIMEOUT,
+                "stripe %u of '%s' stayed locked for %u ms (holder stopped?); treat as a miss",
+                stripe, seg_->name().c_str(), lock_timeout_ms_);
         case LockResult::kUnrecoverable:
             return fail(SHMC_E_CORRUPT, "stripe %u lock of '%s' is unusable; destroy the segment",
                         stripe, seg_->name().c_str());
@@ -107,8 +106,8 @@ int Engine::locked(uint32_t stripe, Fn&& fn) {
                 rc = fn(s);
             } catch (const StripeCorrupt& e2) {
                 repair(s);
-                rc = fail(SHMC_E_CORRUPT, "stripe %u of '%s' is damaged (%s); rebuilt it",
-                          stripe, seg_->name().c_str(), e2.what());
+                rc = fail(SHMC_E_CORRUPT, "stripe %u of '%s' is damaged (%s); rebuilt it", stripe,
+                          seg_->name().c_str(), e2.what());
             }
         }
         // Clear the mark only if set: most operations (every hit) never set it, and an
@@ -140,7 +139,8 @@ int Engine::get(const void* key, size_t klen, void* buf, size_t cap, size_t* val
     if ((!buf && cap) || !value_len) return fail(SHMC_E_INVAL, "value_len must not be NULL");
     const Key k = make_key(key, klen);
     GetResult r{};
-    int rc = locked(stripe_of(k), [&](const StripeRef& s) { return table_get(s, k, buf, cap, &r); });
+    int rc =
+        locked(stripe_of(k), [&](const StripeRef& s) { return table_get(s, k, buf, cap, &r); });
     if (rc == 0 || rc == SHMC_E_BUFFER_TOO_SMALL) {
         *value_len = r.value_len;
         if (flags) *flags = r.flags;
@@ -180,7 +180,8 @@ int Engine::touch(const void* key, size_t klen, uint64_t ttl_ms) {
 int Engine::incr(const void* key, size_t klen, int64_t delta, int64_t* result) {
     if (int rc = check_key(key, klen)) return rc;
     const Key k = make_key(key, klen);
-    return locked(stripe_of(k), [&](const StripeRef& s) { return table_incr(s, k, delta, result); });
+    return locked(stripe_of(k),
+                  [&](const StripeRef& s) { return table_incr(s, k, delta, result); });
 }
 
 static int check_pattern(const void* pat, size_t plen) {

@@ -23,8 +23,8 @@ class Engine {
 public:
     static int open(const char* name, const shmc_options* opts, std::unique_ptr<Engine>* out);
 
-    int get(const void* key, size_t klen, void* buf, size_t cap, size_t* value_len,
-            uint32_t* flags, int64_t* ttl_left_ms);
+    int get(const void* key, size_t klen, void* buf, size_t cap, size_t* value_len, uint32_t* flags,
+            int64_t* ttl_left_ms);
     int store(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
               uint64_t ttl_ms, StoreMode mode);
     int del(const void* key, size_t klen);

@@ -229,8 +229,7 @@ void policy_insert(const StripeRef& s, uint32_t idx) {
             e->freq = kLfuInit;
             e->lfu_minutes = lfu_now();
             break;
-        default:
-            e->freq = 0;
+        default: e->freq = 0;
     }
     queue_push_head(s, kMainQueue, idx);
 }
@@ -253,9 +252,7 @@ void policy_hit(const StripeRef& s, uint32_t idx) {
             if (next_random(s.ctl) % (base * 10 + 1) == 0) ++e->freq;
             return;
         }
-        case SHMC_STRATEGY_SIEVE:
-            e->freq = 1;
-            return;
+        case SHMC_STRATEGY_SIEVE: e->freq = 1; return;
         case SHMC_STRATEGY_S3FIFO:
             if (e->freq < kS3FreqMax) ++e->freq;
             return;

@@ -105,8 +105,9 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
         *why = "size_bytes is too small for that many stripes";
         return false;
     }
-    g->max_entries_per_stripe =
-        per_stripe_limit ? uint32_t(std::min<uint64_t>(per_stripe_limit, 0xffffffffu)) : 0xffffffffu;
+    g->max_entries_per_stripe = per_stripe_limit
+                                    ? uint32_t(std::min<uint64_t>(per_stripe_limit, 0xffffffffu))
+                                    : 0xffffffffu;
 
     // A value must fit in half of a stripe even when every extent is a single block, so that
     // eviction can always make room for it (docs/architecture.md, "Memory").
@@ -116,8 +117,9 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     uint64_t want = max_value_len ? max_value_len : (1u << 20);
     g->max_value_len = uint32_t(std::min<uint64_t>({want, limit, SHMC_MAX_VALUE_LEN}));
     if (g->max_value_len < 1024) {
-        *why = "size_bytes is too small: a stripe must hold a value of at least 1 KiB "
-               "(use fewer stripes or a larger segment)";
+        *why =
+            "size_bytes is too small: a stripe must hold a value of at least 1 KiB "
+            "(use fewer stripes or a larger segment)";
         return false;
     }
     return true;

@@ -126,11 +126,11 @@ struct EntryHeader {
     uint32_t flags;
     uint32_t bucket_next;  // next entry in the hash chain
     uint32_t q_prev, q_next;
-    uint32_t hash_tag;     // high 32 bits of the key hash
-    uint64_t expires_ms;   // monotonic ms; 0: never
+    uint32_t hash_tag;    // high 32 bits of the key hash
+    uint64_t expires_ms;  // monotonic ms; 0: never
     uint32_t checksum;
     uint32_t total_blocks;  // blocks over all extents (for per-queue accounting)
-    Extent ext;            // the first extent (this one)
+    Extent ext;             // the first extent (this one)
 };
 static_assert(sizeof(EntryHeader) == 56);
 

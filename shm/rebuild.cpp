@@ -82,7 +82,8 @@ uint32_t validate_entry(const StripeRef& s, uint32_t idx, uint32_t b,
     uint64_t left = need;
     for (size_t i = 0; i < extents->size() && left; ++i) {
         const uint32_t skip = i ? kExtentHeader : kEntryHeader;
-        const uint64_t n = std::min<uint64_t>(left, uint64_t((*extents)[i].second) * kBlockSize - skip);
+        const uint64_t n =
+            std::min<uint64_t>(left, uint64_t((*extents)[i].second) * kBlockSize - skip);
         std::memcpy(out, s.blocks + uint64_t((*extents)[i].first) * kBlockSize + skip, n);
         out += n;
         left -= n;
@@ -116,7 +117,8 @@ Survey survey(const StripeRef& s) {
                 v.chains_damaged = true;  // out of range, or a loop: the rest is lost
                 break;
             }
-            const auto* e = reinterpret_cast<const EntryHeader*>(s.blocks + uint64_t(idx) * kBlockSize);
+            const auto* e =
+                reinterpret_cast<const EntryHeader*>(s.blocks + uint64_t(idx) * kBlockSize);
             const uint32_t next = e->bucket_next;
             bool ok = validate_entry(s, idx, b, &extents, &data) != 0;
             for (auto& [start, n] : extents)
@@ -206,7 +208,8 @@ CheckResult check_stripe(const StripeRef& s) {
         while (idx != kNil) {
             if (idx >= s.nblocks || is_entry[idx] != 1 || n > c->entries) return bad("bad queue");
             is_entry[idx] = 2;
-            const auto* e = reinterpret_cast<const EntryHeader*>(s.blocks + uint64_t(idx) * kBlockSize);
+            const auto* e =
+                reinterpret_cast<const EntryHeader*>(s.blocks + uint64_t(idx) * kBlockSize);
             if (e->q_prev != prev || e->queue != q) return bad("queue links disagree");
             prev = idx;
             idx = e->q_next;

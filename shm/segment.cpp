@@ -46,7 +46,8 @@ bool flock_until(int fd, int op, uint64_t deadline_ms) {
 int nospc_error(const std::string& name, uint64_t size) {
     struct statvfs vfs {};
     unsigned long long free_bytes = 0;
-    if (statvfs("/dev/shm", &vfs) == 0) free_bytes = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+    if (statvfs("/dev/shm", &vfs) == 0)
+        free_bytes = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
     return fail(SHMC_E_NOSPC,
                 "no room in /dev/shm for segment '%s': asked for %llu bytes, %llu bytes free "
                 "(enlarge /dev/shm, e.g. docker --shm-size, or lower size_bytes)",
@@ -95,17 +96,18 @@ int validate(const std::string& name, const SegmentHeader* h, uint64_t file_size
     if (h->magic != kMagic)
         return fail(SHMC_E_VERSION, "'%s' is not a shmcache segment (bad magic)", name.c_str());
     if (h->layout_version != kLayoutVersion || h->abi_fingerprint != abi_fingerprint())
-        return fail(SHMC_E_VERSION,
-                    "segment '%s' has layout version %u (fingerprint %016llx); this library "
-                    "(shmcache %s) uses layout version %u (fingerprint %016llx). Destroy the "
-                    "segment (shmcache-cli destroy) or open with SHMC_OPEN_REPLACE_INCOMPATIBLE",
-                    name.c_str(), h->layout_version, (unsigned long long)h->abi_fingerprint,
-                    library_version(), kLayoutVersion, (unsigned long long)abi_fingerprint());
+        return fail(
+            SHMC_E_VERSION,
+            "segment '%s' has layout version %u (fingerprint %016llx); this library "
+            "(shmcache %s) uses layout version %u (fingerprint %016llx). Destroy the "
+            "segment (shmcache-cli destroy --force) or open with SHMC_OPEN_REPLACE_INCOMPATIBLE",
+            name.c_str(), h->layout_version, (unsigned long long)h->abi_fingerprint,
+            library_version(), kLayoutVersion, (unsigned long long)abi_fingerprint());
     const char* why = "";
     if (!compute_geometry(h->size_bytes, h->max_entries, h->n_stripes, h->strategy,
                           h->max_value_len, g, &why))
-        return fail(SHMC_E_CORRUPT, "segment '%s' header has impossible geometry: %s",
-                    name.c_str(), why);
+        return fail(SHMC_E_CORRUPT, "segment '%s' header has impossible geometry: %s", name.c_str(),
+                    why);
     if (g->blocks_per_stripe != h->blocks_per_stripe ||
         g->buckets_per_stripe != h->buckets_per_stripe ||
         g->ghost_per_stripe != h->ghost_per_stripe ||
@@ -128,8 +130,8 @@ int map_error(const bip::interprocess_exception& e, const std::string& name, con
         return fail(SHMC_E_PERM, "permission denied to %s segment '%s' (see docs/operations.md)",
                     what, name.c_str());
     if (err == ENOSPC) return fail(SHMC_E_NOSPC, "no room in /dev/shm for '%s'", name.c_str());
-    return fail(err > 0 ? err : SHMC_E_INTERNAL, "cannot %s segment '%s': %s", what,
-                name.c_str(), e.what());
+    return fail(err > 0 ? err : SHMC_E_INTERNAL, "cannot %s segment '%s': %s", what, name.c_str(),
+                e.what());
 }
 
 }  // namespace
@@ -188,7 +190,8 @@ int Segment::open(const std::string& name, const shmc_options& o, std::unique_pt
         }
         const int fd = seg->fd();
         struct stat st {};
-        if (fstat(fd, &st) != 0) return fail(errno, "fstat '%s': %s", name.c_str(), strerror(errno));
+        if (fstat(fd, &st) != 0)
+            return fail(errno, "fstat '%s': %s", name.c_str(), strerror(errno));
         if (!created && st.st_uid != geteuid() && !(o.flags & SHMC_OPEN_ALLOW_FOREIGN_OWNER))
             return fail(SHMC_E_PERM,
                         "segment '%s' is owned by uid %u, not by this process (uid %u); "
@@ -334,8 +337,8 @@ int Segment::unlink(const std::string& name, bool force) {
         return map_error(e, name, "open");
     }
     if (!bip::shared_memory_object::remove(name.c_str()))
-        return fail(errno ? errno : SHMC_E_INTERNAL, "cannot remove segment '%s': %s",
-                    name.c_str(), strerror(errno));
+        return fail(errno ? errno : SHMC_E_INTERNAL, "cannot remove segment '%s': %s", name.c_str(),
+                    strerror(errno));
     return 0;
 }
 

@@ -48,7 +48,8 @@ TEST_CASE("a fresh stripe is one free run, and freeing everything coalesces back
             live.pop_back();
         }
         uint64_t popcount = 0;
-        for (uint32_t w = 0; w < s.nblocks / 64; ++w) popcount += __builtin_popcountll(s.freemap[w]);
+        for (uint32_t w = 0; w < s.nblocks / 64; ++w)
+            popcount += __builtin_popcountll(s.freemap[w]);
         REQUIRE(popcount == s.ctl->free_blocks);
     }
     for (uint32_t h : live) free_entry(s, h);

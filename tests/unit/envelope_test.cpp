@@ -57,10 +57,12 @@ TEST_CASE("hostile envelopes are refused") {
     size_t n;
     char buf[64];
     const std::string not_env = "hello";
-    CHECK(shmc_decode(not_env.data(), not_env.size(), &ser, buf, sizeof buf, &n) == SHMC_E_BAD_ENVELOPE);
+    CHECK(shmc_decode(not_env.data(), not_env.size(), &ser, buf, sizeof buf, &n) ==
+          SHMC_E_BAD_ENVELOPE);
     std::string reserved = encode(SHMC_SER_STR, "x", 0);
     reserved[1] = char(uint8_t(reserved[1]) | 0x80);
-    CHECK(shmc_decode(reserved.data(), reserved.size(), &ser, buf, sizeof buf, &n) == SHMC_E_BAD_ENVELOPE);
+    CHECK(shmc_decode(reserved.data(), reserved.size(), &ser, buf, sizeof buf, &n) ==
+          SHMC_E_BAD_ENVELOPE);
     std::string z = encode(SHMC_SER_STR, std::string(10000, 'q'), 1);
     z.resize(z.size() - 3);  // truncated frame
     std::vector<char> big(20000);

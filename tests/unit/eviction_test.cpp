@@ -82,8 +82,10 @@ TEST_CASE("every strategy stays consistent under churn") {
         TestCache t("churn", o);
         for (int i = 0; i < 5000; ++i) {
             std::string k = "k" + std::to_string((i * 7919) % 1500);
-            if (i % 3) t.set(k, std::string(size_t(i % 4000), 'x'), i % 5 ? 0 : 50);
-            else t.has(k);
+            if (i % 3)
+                t.set(k, std::string(size_t(i % 4000), 'x'), i % 5 ? 0 : 50);
+            else
+                t.has(k);
         }
         shmc_check_report r;
         CHECK(shmc_check(t.c, &r) == 0);

@@ -13,7 +13,8 @@ using namespace shmcache::shm;
 namespace {
 
 void fill(unit::TestCache& t, int n) {
-    for (int i = 0; i < n; ++i) t.set("key" + std::to_string(i), "value" + std::to_string(i) + std::string(i % 300, '.'));
+    for (int i = 0; i < n; ++i)
+        t.set("key" + std::to_string(i), "value" + std::to_string(i) + std::string(i % 300, '.'));
 }
 
 // Every present key must hold exactly its own value: damage may lose entries, never alter one.
@@ -23,8 +24,10 @@ void verify_no_torn_values(unit::TestCache& t, int n) {
         std::string buf(4096, '\0');
         size_t len = 0;
         int rc = shmc_get(t.c, k.data(), k.size(), buf.data(), buf.size(), &len, nullptr, nullptr);
-        if (rc == 0) CHECK(buf.substr(0, len) == "value" + std::to_string(i) + std::string(i % 300, '.'));
-        else CHECK((rc == SHMC_E_NOTFOUND || rc == SHMC_E_CORRUPT));
+        if (rc == 0)
+            CHECK(buf.substr(0, len) == "value" + std::to_string(i) + std::string(i % 300, '.'));
+        else
+            CHECK((rc == SHMC_E_NOTFOUND || rc == SHMC_E_CORRUPT));
     }
 }
 
@@ -100,12 +103,15 @@ TEST_CASE("random byte damage never crashes, never returns a torn value") {
             uint8_t* start = reinterpret_cast<uint8_t*>(s.buckets);
             for (int k = 0; k < 20; ++k) start[rng() % region] ^= uint8_t(1u << (rng() % 8));
             auto* ctl = reinterpret_cast<uint8_t*>(s.ctl);  // and the control block, past the mutex
-            ctl[sizeof(pthread_mutex_t) + 4 + rng() % (sizeof(StripeCtl) - sizeof(pthread_mutex_t) - 4 - sizeof(StripeCounters))] ^= 0xff;
+            ctl[sizeof(pthread_mutex_t) + 4 +
+                rng() % (sizeof(StripeCtl) - sizeof(pthread_mutex_t) - 4 -
+                         sizeof(StripeCounters))] ^= 0xff;
         }
         verify_no_torn_values(t, 200);
         uint64_t n;
         shmc_purge(t.c, "key1*", 5, &n);
-        for (int i = 0; i < 100; ++i) t.set("n" + std::to_string(i), std::string(size_t(i) * 50, 'n'));
+        for (int i = 0; i < 100; ++i)
+            t.set("n" + std::to_string(i), std::string(size_t(i) * 50, 'n'));
         expect_clean_after_check(t);
     }
 }

@@ -131,7 +131,8 @@ TEST_CASE("expired entries are reclaimed before live ones are evicted") {
     for (int i = 0; i < 50; ++i) t.set("live" + std::to_string(i), std::string(100, 'L'));
     const uint64_t cap = t.stats().bytes_capacity;
     int shorts = 0;
-    while (t.stats().bytes_used + 2000 < cap) t.set("tmp" + std::to_string(shorts++), std::string(1000, 'T'), 40);
+    while (t.stats().bytes_used + 2000 < cap)
+        t.set("tmp" + std::to_string(shorts++), std::string(1000, 'T'), 40);
     usleep(80 * 1000);
     for (int i = 0; i < shorts; ++i) t.set("new" + std::to_string(i), std::string(1000, 'N'));
     for (int i = 0; i < 50; ++i) CHECK(t.has("live" + std::to_string(i)));

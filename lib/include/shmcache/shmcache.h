@@ -52,26 +52,26 @@ extern "C" {
 
 /* Error codes. Pinned values: never renumbered, only appended. */
 #define SHMC_OK 0
-#define SHMC_E_NOTFOUND -1          /* key absent or expired (a miss) */
-#define SHMC_E_EXISTS -2            /* shmc_add: key already present */
-#define SHMC_E_INVAL -3             /* a bad argument (NULL pointer, zero length, bad option) */
-#define SHMC_E_KEY_TOO_LONG -4      /* key longer than SHMC_MAX_KEY_LEN; nothing stored */
-#define SHMC_E_VALUE_TOO_LARGE -5   /* value above the segment's max_value_len; nothing stored */
-#define SHMC_E_BUFFER_TOO_SMALL -6  /* shmc_get: *value_len was set to the size needed */
-#define SHMC_E_LOCK_TIMEOUT -7      /* a stripe lock was not granted in time; treat as a miss */
-#define SHMC_E_NOSPC -8             /* /dev/shm has no room for the segment (see shmc_errmsg) */
-#define SHMC_E_VERSION -9           /* segment made by another layout version or ABI */
-#define SHMC_E_CORRUPT -10          /* damage found that could not be repaired */
-#define SHMC_E_BAD_PATTERN -11      /* malformed glob pattern */
-#define SHMC_E_NOT_NUMBER -12       /* shmc_incr on a value that is not a decimal int64 */
-#define SHMC_E_RANGE -13            /* shmc_incr would overflow int64 */
-#define SHMC_E_PERM -14             /* segment owned by another user, or mode denies access */
-#define SHMC_E_NOMEM -15            /* process memory exhausted */
-#define SHMC_E_NO_SEGMENT -16       /* segment does not exist and SHMC_OPEN_NO_CREATE was given */
-#define SHMC_E_BUSY -17             /* shmc_unlink: processes still attached (use force) */
-#define SHMC_E_INIT_TIMEOUT -18     /* another process is still initializing the segment */
-#define SHMC_E_INTERNAL -19         /* an internal error; the message says more */
-#define SHMC_E_NO_ROOM -20          /* reserved: not returned by this version */
+#define SHMC_E_NOTFOUND -1         /* key absent or expired (a miss) */
+#define SHMC_E_EXISTS -2           /* shmc_add: key already present */
+#define SHMC_E_INVAL -3            /* a bad argument (NULL pointer, zero length, bad option) */
+#define SHMC_E_KEY_TOO_LONG -4     /* key longer than SHMC_MAX_KEY_LEN; nothing stored */
+#define SHMC_E_VALUE_TOO_LARGE -5  /* value above the segment's max_value_len; nothing stored */
+#define SHMC_E_BUFFER_TOO_SMALL -6 /* shmc_get: *value_len was set to the size needed */
+#define SHMC_E_LOCK_TIMEOUT -7     /* a stripe lock was not granted in time; treat as a miss */
+#define SHMC_E_NOSPC -8            /* /dev/shm has no room for the segment (see shmc_errmsg) */
+#define SHMC_E_VERSION -9          /* segment made by another layout version or ABI */
+#define SHMC_E_CORRUPT -10         /* damage found that could not be repaired */
+#define SHMC_E_BAD_PATTERN -11     /* malformed glob pattern */
+#define SHMC_E_NOT_NUMBER -12      /* shmc_incr on a value that is not a decimal int64 */
+#define SHMC_E_RANGE -13           /* shmc_incr would overflow int64 */
+#define SHMC_E_PERM -14            /* segment owned by another user, or mode denies access */
+#define SHMC_E_NOMEM -15           /* process memory exhausted */
+#define SHMC_E_NO_SEGMENT -16      /* segment does not exist and SHMC_OPEN_NO_CREATE was given */
+#define SHMC_E_BUSY -17            /* shmc_unlink: processes still attached (use force) */
+#define SHMC_E_INIT_TIMEOUT -18    /* another process is still initializing the segment */
+#define SHMC_E_INTERNAL -19        /* an internal error; the message says more */
+#define SHMC_E_NO_ROOM -20         /* reserved: not returned by this version */
 
 /* The opaque handle of an open cache. */
 typedef struct shmc_cache shmc_cache;
@@ -88,8 +88,8 @@ typedef enum shmc_strategy {
 } shmc_strategy;
 
 /* shmc_options.flags */
-#define SHMC_OPEN_NO_CREATE 0x1u          /* attach only; SHMC_E_NO_SEGMENT if absent */
-#define SHMC_OPEN_ALLOW_FOREIGN_OWNER 0x2u /* attach to a segment owned by another user */
+#define SHMC_OPEN_NO_CREATE 0x1u            /* attach only; SHMC_E_NO_SEGMENT if absent */
+#define SHMC_OPEN_ALLOW_FOREIGN_OWNER 0x2u  /* attach to a segment owned by another user */
 #define SHMC_OPEN_REPLACE_INCOMPATIBLE 0x4u /* on SHMC_E_VERSION, unlink and create anew */
 
 /* Options for shmc_open. Always start from shmc_options_default(). The geometry fields
@@ -118,26 +118,26 @@ typedef struct shmc_stats {
     uint64_t lock_recoveries; /* a lock holder died and its stripe was checked or rebuilt */
     uint64_t lock_timeouts;
     uint64_t entries;
-    uint64_t bytes_used;      /* memory held by entries, overhead included */
-    uint64_t bytes_capacity;  /* memory available for entries */
-    uint64_t bytes_data;      /* key and value bytes of live entries */
+    uint64_t bytes_used;     /* memory held by entries, overhead included */
+    uint64_t bytes_capacity; /* memory available for entries */
+    uint64_t bytes_data;     /* key and value bytes of live entries */
     uint64_t reserved[8];
 } shmc_stats;
 
 /* What shmc_get_info reports about a segment. */
 typedef struct shmc_info {
-    char name[256];           /* segment name, without the leading slash */
+    char name[256]; /* segment name, without the leading slash */
     uint32_t layout_version;
     uint32_t n_stripes;
     uint64_t size_bytes;
-    uint64_t max_entries;     /* 0: no entry limit */
+    uint64_t max_entries; /* 0: no entry limit */
     uint32_t max_key_len;
     uint32_t max_value_len;
-    uint32_t strategy;        /* a shmc_strategy, resolved (never DEFAULT) */
-    uint32_t block_size;      /* allocation unit in bytes */
+    uint32_t strategy;   /* a shmc_strategy, resolved (never DEFAULT) */
+    uint32_t block_size; /* allocation unit in bytes */
     uint32_t owner_uid;
     uint32_t mode;
-    uint32_t attached;        /* open handles of live processes (one per shmc_open) */
+    uint32_t attached; /* open handles of live processes (one per shmc_open) */
     uint32_t creator_pid;
     uint64_t created_unix_ms;
     uint64_t reserved[8];
@@ -150,7 +150,7 @@ typedef struct shmc_check_report {
     uint32_t stripes_repaired; /* rebuilt; damaged - repaired are left as they were */
     uint32_t stripes_skipped;  /* lock not granted in time; not checked */
     uint64_t entries_checked;
-    uint64_t entries_dropped;  /* entries found invalid and removed */
+    uint64_t entries_dropped; /* entries found invalid and removed */
     uint64_t reserved[4];
 } shmc_check_report;
 
@@ -228,13 +228,13 @@ SHMC_API int shmc_purge(shmc_cache *cache, const void *pattern, size_t pattern_l
 
 /* Called by shmc_scan for each matching live key, with no lock held. Return 0 to go on, nonzero
  * to stop the scan. */
-typedef int (*shmc_scan_fn)(const void *key, size_t key_len, size_t value_len,
-                            int64_t ttl_left_ms, void *ctx);
+typedef int (*shmc_scan_fn)(const void *key, size_t key_len, size_t value_len, int64_t ttl_left_ms,
+                            void *ctx);
 
 /* Visit keys matching pattern (see shmc_purge), stripe by stripe. Keys seen are a snapshot per
  * stripe. Errors: as shmc_purge. */
-SHMC_API int shmc_scan(shmc_cache *cache, const void *pattern, size_t pattern_len,
-                       shmc_scan_fn fn, void *ctx);
+SHMC_API int shmc_scan(shmc_cache *cache, const void *pattern, size_t pattern_len, shmc_scan_fn fn,
+                       void *ctx);
 
 /* Remove every entry, stripe by stripe. *removed (if not NULL) gets the count. */
 SHMC_API int shmc_clear(shmc_cache *cache, uint64_t *removed);
@@ -271,9 +271,10 @@ SHMC_API int shmc_glob_match(const void *pattern, size_t pattern_len, const void
 /* Serializer ids. Pinned. */
 #define SHMC_SER_RAW 0u    /* bytes as given */
 #define SHMC_SER_JSON 1u   /* UTF-8 JSON text */
-#define SHMC_SER_PICKLE 2u /* Python pickle, signed (bindings only; never decoded unless enabled) */
+#define SHMC_SER_PICKLE 2u /* Python pickle, signed (bindings only; never decoded unless enabled) \
+                            */
 #define SHMC_SER_MSGPACK 3u
-#define SHMC_SER_STR 4u    /* UTF-8 text */
+#define SHMC_SER_STR 4u /* UTF-8 text */
 
 #define SHMC_E_BAD_ENVELOPE -21 /* not an envelope, unknown bits, or a damaged zstd frame */
 
