@@ -16,6 +16,8 @@ PACKAGES=(
     libspdlog-dev libfmt-dev           # logging
     doctest-dev                        # unit tests
     liblmdb-dev                        # bench/: LMDB as a peer
+    libcli11-dev nlohmann-json3-dev    # shmcache-cli: argument parsing, JSON
+    python3-pytest python3-prometheus-client   # CLI tests (tests/cli), Prometheus parser
 )
 
 if [[ "${1:-}" == "--list" ]]; then

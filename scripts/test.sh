@@ -14,9 +14,10 @@
 #   BUILD_DIR defaults to $SHMC_BUILD_DIR, then "build" (relative to the repository root).
 #   Anything after "--" is passed to `meson test` (for example --suite unit, or --repeat 3).
 #
-# Adding a suite (for example pytest, once bindings/python exists): write a function that runs
-# it, finds its passed and failed counts (pytest's last line: "N passed, M failed, K errors in
-# ..."; errors count as failed), and calls `record SUITE PASSED FAILED`; then call it from main.
+# Suites: meson (every test registered with meson) and pytest (every test_*.py under tests/ and
+# bindings/python/tests, run by /usr/bin/python3 with SHMCACHE_CLI and SHMCACHE_LIB pointing into
+# BUILD_DIR). Adding a suite: write a function that runs it, finds its passed and failed counts,
+# and calls `record SUITE PASSED FAILED`; then call it from main.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -84,6 +85,45 @@ suite_meson() {
     fi
 }
 
+# pytest_count LINE WORD: the number before WORD on pytest's summary line (0 if absent).
+pytest_count() {
+    local n
+    n=$(grep -oE "[0-9]+ $2([^a-z]|$)" <<<"$1" | grep -oE '^[0-9]+' | tail -n 1)
+    echo "${n:-0}"
+}
+
+# Every Python test: the CLI's (tests/cli) and, once it exists, the Python package's. A tree with
+# no test_*.py at all expects none; otherwise collecting nothing (pytest's status 5) is a failure.
+suite_pytest() {
+    local dirs=() d log rc line passed failed
+    for d in tests bindings/python/tests; do
+        [[ -d "$d" && -n $(find "$d" -name 'test_*.py' -print -quit) ]] && dirs+=("$d")
+    done
+    if [[ ${#dirs[@]} -eq 0 ]]; then
+        echo "suite pytest: no Python tests in this tree, none expected"
+        return
+    fi
+    log="$build_dir/meson-logs/test-sh-pytest.txt"
+    SHMCACHE_CLI="$build_dir/tools/cli/shmcache-cli" \
+        SHMCACHE_LIB="$build_dir/lib/libshmcache.so" PYTHONDONTWRITEBYTECODE=1 \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider "${dirs[@]}" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    # The summary is the last line naming a count: "3 failed, 49 passed, 1 error in 4.61s".
+    line=$(grep -E '[0-9]+ (passed|failed|errors?|xfailed|xpassed)' "$log" | tail -n 1)
+    passed=$(( $(pytest_count "$line" passed) + $(pytest_count "$line" xfailed) ))
+    failed=$(( $(pytest_count "$line" failed) + $(pytest_count "$line" error) + \
+               $(pytest_count "$line" errors) + $(pytest_count "$line" xpassed) ))
+    if [[ $rc -eq 5 ]]; then
+        record pytest 0 1 "no test collected from ${dirs[*]}"
+    elif [[ $rc -ne 0 && $failed -eq 0 ]]; then
+        record pytest "$passed" 1 "pytest exited with status $rc"
+    elif [[ $((passed + failed)) -eq 0 ]]; then
+        record pytest 0 1 "no test ran"
+    else
+        record pytest "$passed" "$failed" "$(pytest_count "$line" skipped) skipped"
+    fi
+}
+
 main() {
     cd "$root" || abort "cd $root"
     "$root/scripts/deps.sh" || abort "installing dependencies (scripts/deps.sh)"
@@ -95,6 +135,7 @@ main() {
     meson compile -C "$build_dir" || abort "build (meson compile -C $build_dir)"
 
     suite_meson
+    suite_pytest
     finish
 }
 

@@ -1,0 +1,63 @@
+// base64.cpp - see base64.h.
+#include "base64.h"
+
+#include <cstdint>
+
+namespace shmcache::cli {
+
+static int sextet(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+bool base64_decode(std::string_view in, std::string* out, std::string* why) {
+    size_t n = in.size();
+    size_t pad = 0;
+    while (pad < 2 && n > 0 && in[n - 1] == '=') {
+        --n;
+        ++pad;
+    }
+    if (pad && in.size() % 4 != 0) {
+        *why = "base64 padding '=' in the wrong place";
+        return false;
+    }
+    if (n % 4 == 1) {
+        *why = "base64 length is impossible (one character left over)";
+        return false;
+    }
+    out->clear();
+    out->reserve(n / 4 * 3 + 2);
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const int v = sextet(static_cast<unsigned char>(in[i]));
+        if (v < 0) {
+            *why = in[i] == '=' ? "base64 padding '=' in the wrong place"
+                                : "character " + std::to_string(i + 1) +
+                                      " is not base64 (standard "
+                                      "alphabet A-Z a-z 0-9 + /)";
+            return false;
+        }
+        acc = (acc << 6) | uint32_t(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out->push_back(char((acc >> bits) & 0xff));
+        }
+    }
+    if (bits && (acc & ((1u << bits) - 1))) {
+        *why = "base64 has non-zero bits after the last byte";
+        return false;
+    }
+    if (pad && (n + pad) % 4 != 0) {
+        *why = "base64 padding does not match the length";
+        return false;
+    }
+    return true;
+}
+
+}  // namespace shmcache::cli

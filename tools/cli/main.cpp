@@ -1,0 +1,251 @@
+// main.cpp - shmcache-cli: argument parsing and dispatch to the verbs (commands.h).
+//
+// This is the only file that includes CLI11 (slow to compile, and nothing the verbs need): it
+// turns the command line into the option structs of commands.h and calls one run_* function,
+// whose return value is the exit status. A parse error exits with 2, like every other usage
+// error, so scripts see one status for "you called it wrong".
+//
+// --name may be given before or after the verb (subcommands fall through to the top level).
+// When it is not given, the library resolves the name ($SHMCACHE_NAME, then "shmcache"), so the
+// CLI finds the same segment the application does.
+#include <shmcache/shmcache.h>
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "commands.h"
+#include "exit_codes.h"
+
+using namespace shmcache::cli;
+
+namespace {
+
+constexpr const char* kSegmentFooter =
+    "Exit codes: 0 success, 3 no such segment, 4 segment of another version, 6 lock timeout,\n"
+    "7 other error, 2 usage error. `shmcache-cli --help` lists them all.";
+
+constexpr const char* kKeyFooter =
+    "Exit codes: 0 success, 1 key not found, 3 no such segment, 4 segment of another version,\n"
+    "6 lock timeout, 7 other error, 2 usage error.";
+
+std::string version_text() {
+    return std::string("shmcache-cli ") + std::to_string(SHMC_VERSION_MAJOR) + "." +
+           std::to_string(SHMC_VERSION_MINOR) + "." + std::to_string(SHMC_VERSION_PATCH) +
+           " (libshmcache " + shmc_version() + ")";
+}
+
+CLI::App* verb(CLI::App& app, const char* name, const char* what, const char* footer) {
+    CLI::App* sub = app.add_subcommand(name, what);
+    sub->fallthrough();
+    sub->footer(footer);
+    return sub;
+}
+
+void add_create_options(CLI::App* sub, CreateOptions* c) {
+    auto* size = sub->add_option("--size-mb", c->size_mb,
+                                 "segment size in MiB, used only if this command creates the "
+                                 "segment (default 64)")
+                     ->type_name("MIB")
+                     ->check(CLI::Range(uint64_t(1), uint64_t(1) << 20).description(""));
+    auto* stripes = sub->add_option("--stripes", c->stripes,
+                                    "lock stripes (a power of two), used only if this command "
+                                    "creates the segment (default 64)")
+                        ->type_name("N")
+                        ->check(CLI::Range(1u, 1u << 16).description(""));
+    // Remember whether they were given, to warn when an existing segment ignores them.
+    sub->callback([c, size, stripes] {
+        c->size_given = size->count() > 0;
+        c->stripes_given = stripes->count() > 0;
+    });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "shmcache-cli: look at and manage a shmcache segment (the host-wide shared-memory cache)\n"
+        "from the command line. Values are read and written in the value envelope that the\n"
+        "library's bindings use. See docs/cli.md.",
+        "shmcache-cli"};
+    app.footer(kExitCodesHelp);
+    app.require_subcommand(1);
+    app.set_version_flag("--version", version_text(), "print the CLI and library versions");
+
+    Global g;
+    std::string name;
+    auto* name_opt = app.add_option("-n,--name", name,
+                                    "segment name (default: $SHMCACHE_NAME, then \"shmcache\"); "
+                                    "the segment is /dev/shm/NAME")
+                         ->type_name("NAME");
+
+    // stats
+    StatsOptions stats_o;
+    auto* stats = verb(app, "stats",
+                       "host-wide statistics: a table, JSON, Prometheus text, or a "
+                       "live view with --watch",
+                       kSegmentFooter);
+    auto* s_json = stats->add_flag("--json", stats_o.json, "print one JSON object");
+    auto* s_prom = stats->add_flag("--prometheus", stats_o.prometheus,
+                                   "print the Prometheus text exposition format");
+    auto* s_watch = stats
+                        ->add_option("--watch", stats_o.watch_seconds,
+                                     "redraw every SECONDS, with per-second rates (Ctrl-C stops)")
+                        ->type_name("SECONDS")
+                        ->check(CLI::PositiveNumber);
+    stats->add_option("--count", stats_o.count, "with --watch: stop after N refreshes")
+        ->type_name("N")
+        ->needs(s_watch);
+    auto* s_stripe =
+        stats->add_flag("--per-stripe", stats_o.per_stripe, "add a table with one row per stripe");
+    s_json->excludes(s_prom);
+    s_watch->excludes(s_json)->excludes(s_prom);
+    s_stripe->excludes(s_prom);
+
+    // get
+    GetOptions get_o;
+    auto* get =
+        verb(app, "get", "print the value of KEY (decoded from the value envelope)", kKeyFooter);
+    get->add_option("key", get_o.key, "the key")->type_name("KEY")->required();
+    get->add_flag("--raw", get_o.raw, "write the stored bytes exactly, envelope included");
+
+    // set
+    SetOptions set_o;
+    auto* set = verb(app, "set",
+                     "store VALUE under KEY as text, or as JSON with --json "
+                     "(creates the segment if absent)",
+                     kSegmentFooter);
+    set->add_option("key", set_o.key, "the key")->type_name("KEY")->required();
+    set->add_option("value", set_o.value, "the value (text; JSON with --json)")
+        ->type_name("VALUE")
+        ->required();
+    set->add_option("--ttl", set_o.ttl_seconds, "seconds to live (default 0: never expires)")
+        ->type_name("SECONDS")
+        ->check(CLI::NonNegativeNumber);
+    set->add_flag("--json", set_o.json, "VALUE is JSON: validate it and store it as JSON");
+    set->add_option("--compress-threshold", set_o.compress_threshold,
+                    "compress values of at least BYTES with zstd (default 1024, 0 = never)")
+        ->type_name("BYTES");
+    add_create_options(set, &set_o.create);
+
+    // del
+    std::string del_key;
+    auto* del = verb(app, "del", "remove KEY", kKeyFooter);
+    del->add_option("key", del_key, "the key")->type_name("KEY")->required();
+
+    // ttl
+    TtlOptions ttl_o;
+    auto* ttl = verb(app, "ttl",
+                     "print the seconds KEY has left to live (rounded up), or "
+                     "\"no expiry\"",
+                     kKeyFooter);
+    ttl->add_option("key", ttl_o.key, "the key")->type_name("KEY")->required();
+    ttl->add_flag("--ms", ttl_o.ms, "print milliseconds instead");
+
+    // keys
+    KeysOptions keys_o;
+    auto* keys = verb(app, "keys", "list the keys matching a glob PATTERN, one per line (escaped)",
+                      kSegmentFooter);
+    keys->add_option("pattern", keys_o.pattern,
+                     "glob: * ? [abc] [a-z] [!a], \\ escapes (quote it for the shell)")
+        ->type_name("PATTERN")
+        ->required();
+    keys->add_option("--limit", keys_o.limit, "list at most N keys (default 1000, 0 = no limit)")
+        ->type_name("N");
+    keys->add_flag("-l,--long", keys_o.long_format, "also print value size and TTL left");
+
+    // purge
+    PurgeOptions purge_o;
+    auto* purge = verb(app, "purge", "remove every key matching a glob PATTERN and print how many",
+                       kSegmentFooter);
+    purge
+        ->add_option("pattern", purge_o.pattern,
+                     "glob: * ? [abc] [a-z] [!a], \\ escapes (quote it for the shell)")
+        ->type_name("PATTERN")
+        ->required();
+    purge->add_flag("--dry-run", purge_o.dry_run, "list the matching keys and remove nothing");
+
+    // check
+    bool check_json = false;
+    auto* check = verb(app, "check", "verify every stripe and rebuild damaged ones",
+                       "Exit codes: 0 clean or repaired, 5 damage remains, 6 some stripes could\n"
+                       "not be checked (lock timeout), 3 no such segment, 4 segment of another\n"
+                       "version, 7 other error, 2 usage error.");
+    check->add_flag("--json", check_json, "print the report as JSON");
+
+    // info
+    bool info_json = false;
+    auto* info = verb(app, "info", "layout, geometry, limits, owner, mode and attached processes",
+                      kSegmentFooter);
+    info->add_flag("--json", info_json, "print one JSON object");
+
+    // destroy
+    bool destroy_force = false;
+    auto* destroy = verb(app, "destroy",
+                         "remove the segment (refuses while processes are "
+                         "attached, unless --force)",
+                         "Exit codes: 0 removed, 3 no such segment, 4 segment of another version\n"
+                         "(use --force), 7 processes attached (use --force) or other error,\n"
+                         "2 usage error.");
+    destroy->add_flag("--force", destroy_force,
+                      "remove it even while processes are attached, or if it was made by "
+                      "another version (attached processes keep the old memory until they exit)");
+
+    // warm
+    WarmOptions warm_o;
+    auto* warm =
+        verb(app, "warm",
+             "load JSON Lines records from FILE (or stdin) into the cache "
+             "(creates the segment if absent)",
+             "Records, one JSON object per line:\n"
+             "  {\"key\": \"K\", \"value\": <any JSON>, \"ttl\": SECONDS}   stored as JSON\n"
+             "  {\"key\": \"K\", \"value_b64\": \"<base64>\"}   stored as bytes\n"
+             "  {\"key\": \"K\", \"text\": \"...\"}   stored as text\n"
+             "\"ttl\" (seconds, 0 = never) is optional in each; blank lines are skipped.\n"
+             "Exit codes: 0 every record written, 1 some lines skipped, 2 usage error\n"
+             "(or unreadable FILE), 3/4/6/7 as for the other verbs.");
+    warm->add_option("file", warm_o.input, "input file, or - for stdin (the default)")
+        ->type_name("FILE");
+    warm->add_option("--batch-size", warm_o.batch_size,
+                     "records validated together before any of them is written (default 1000)")
+        ->type_name("N")
+        ->check(CLI::Range(uint64_t(1), uint64_t(1) << 32).description(""));
+    warm->add_flag("--strict", warm_o.strict,
+                   "stop at the first bad line; nothing of its batch is written");
+    warm->add_option("--ttl", warm_o.ttl_seconds,
+                     "seconds to live for records without \"ttl\" (default 0: never expires)")
+        ->type_name("SECONDS")
+        ->check(CLI::NonNegativeNumber);
+    warm->add_option("--compress-threshold", warm_o.compress_threshold,
+                     "compress values of at least BYTES with zstd (default 1024, 0 = never)")
+        ->type_name("BYTES");
+    bool no_progress = false;
+    warm->add_flag("--no-progress", no_progress, "no progress bar, even on a terminal");
+    add_create_options(warm, &warm_o.create);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? kExitOk : kExitUsage;
+    }
+    if (name_opt->count()) {
+        if (name.empty()) {
+            std::fprintf(stderr, "shmcache-cli: --name must not be empty\n");
+            return kExitUsage;
+        }
+        g.name = name;
+    }
+    warm_o.progress = !no_progress;
+
+    if (*stats) return run_stats(g, stats_o);
+    if (*get) return run_get(g, get_o);
+    if (*set) return run_set(g, set_o);
+    if (*del) return run_del(g, del_key);
+    if (*ttl) return run_ttl(g, ttl_o);
+    if (*keys) return run_keys(g, keys_o);
+    if (*purge) return run_purge(g, purge_o);
+    if (*check) return run_check(g, check_json);
+    if (*info) return run_info(g, info_json);
+    if (*destroy) return run_destroy(g, destroy_force);
+    if (*warm) return run_warm(g, warm_o);
+    return kExitUsage;  // unreachable: require_subcommand(1)
+}

@@ -1,0 +1,214 @@
+// stats_render.cpp - see stats_render.h.
+//
+// The metric list below is the single place that names each figure: the table, JSON and
+// Prometheus renderings all walk it, so a field added to shmc_stats is added once. Prometheus
+// names follow its conventions: counters end in _total, byte gauges end in _bytes, and the
+// segment name is a label so several segments on one host can be scraped into one series set.
+// A hit ratio is not exported: Prometheus derives it correctly over any window
+// (rate(hits) / (rate(hits) + rate(misses))), which a precomputed lifetime ratio cannot.
+#include "stats_render.h"
+
+#include <time.h>
+
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "format.h"
+
+namespace shmcache::cli {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+enum class Kind { kCounter, kGauge, kBytes };
+
+struct Metric {
+    const char* label;  // in the table
+    const char* key;    // in JSON
+    const char* prom;   // Prometheus name
+    Kind kind;
+    uint64_t shmc_stats::*field;
+    const char* help;
+};
+
+const Metric kMetrics[] = {
+    {"hits", "hits", "shmcache_hits_total", Kind::kCounter, &shmc_stats::hits,
+     "Lookups (shmc_get) that found a live value, all processes."},
+    {"misses", "misses", "shmcache_misses_total", Kind::kCounter, &shmc_stats::misses,
+     "Lookups that found no live value (absent or expired), all processes."},
+    {"sets", "sets", "shmcache_sets_total", Kind::kCounter, &shmc_stats::sets, "Values stored."},
+    {"deletes", "deletes", "shmcache_deletes_total", Kind::kCounter, &shmc_stats::deletes,
+     "Keys removed by delete or purge."},
+    {"evictions", "evictions", "shmcache_evictions_total", Kind::kCounter, &shmc_stats::evictions,
+     "Live entries removed to make room."},
+    {"expirations", "expirations", "shmcache_expirations_total", Kind::kCounter,
+     &shmc_stats::expirations, "Expired entries reclaimed."},
+    {"entries", "entries", "shmcache_entries", Kind::kGauge, &shmc_stats::entries,
+     "Live entries now."},
+    {"bytes used", "bytes_used", "shmcache_used_bytes", Kind::kBytes, &shmc_stats::bytes_used,
+     "Memory held by entries, overhead included."},
+    {"bytes capacity", "bytes_capacity", "shmcache_capacity_bytes", Kind::kBytes,
+     &shmc_stats::bytes_capacity, "Memory available for entries."},
+    {"bytes data", "bytes_data", "shmcache_data_bytes", Kind::kBytes, &shmc_stats::bytes_data,
+     "Key and value bytes of the live entries."},
+    {"lock recoveries", "lock_recoveries", "shmcache_lock_recoveries_total", Kind::kCounter,
+     &shmc_stats::lock_recoveries,
+     "Stripe locks whose holder died; the stripe was checked or rebuilt."},
+    {"lock timeouts", "lock_timeouts", "shmcache_lock_timeouts_total", Kind::kCounter,
+     &shmc_stats::lock_timeouts, "Lock waits that gave up after lock_timeout_ms."},
+};
+
+double monotonic_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return double(ts.tv_sec) + double(ts.tv_nsec) / 1e9;
+}
+
+// hits / (hits + misses), or a negative number when there was no lookup.
+double hit_ratio(uint64_t hits, uint64_t misses) {
+    return hits + misses ? double(hits) / double(hits + misses) : -1;
+}
+
+std::string ratio_text(double r) { return r < 0 ? "-" : strf("%.2f%%", r * 100); }
+
+// Per-second rates: one decimal while small, whole and grouped once large ("69,912").
+std::string rate_text(double r) {
+    return r < 100 ? strf("%.1f", r) : with_commas(uint64_t(std::llround(r)));
+}
+
+std::string value_text(const Metric& m, uint64_t v) {
+    return m.kind == Kind::kBytes ? human_bytes(v) : with_commas(v);
+}
+
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string prom_label(const char* s) {
+    std::string out;
+    for (; *s; ++s) {
+        if (*s == '\\')
+            out += "\\\\";
+        else if (*s == '"')
+            out += "\\\"";
+        else if (*s == '\n')
+            out += "\\n";
+        else
+            out += *s;
+    }
+    return out;
+}
+
+}  // namespace
+
+int take_snapshot(shmc_cache* cache, bool per_stripe, Snapshot* out) {
+    int rc = shmc_get_info(cache, &out->info);
+    if (rc == SHMC_OK) rc = shmc_get_stats(cache, &out->total);
+    if (rc != SHMC_OK) return rc;
+    out->stripes.clear();
+    if (per_stripe) {
+        out->stripes.resize(out->info.n_stripes);
+        for (uint32_t i = 0; i < out->info.n_stripes; ++i)
+            if ((rc = shmc_stripe_stats(cache, i, &out->stripes[i])) != SHMC_OK) return rc;
+    }
+    out->mono_seconds = monotonic_seconds();
+    out->unix_ms = uint64_t(std::time(nullptr)) * 1000;
+    return SHMC_OK;
+}
+
+std::string render_table(const Snapshot& s, const Snapshot* prev, const char* eol) {
+    const shmc_info& i = s.info;
+    const shmc_stats& t = s.total;
+    const uint32_t others = i.attached ? i.attached - 1 : 0;
+    std::string out = strf("segment '%s': %s, %u stripes, %s, %u other handle(s) attached%s",
+                           i.name, human_bytes(i.size_bytes).c_str(), i.n_stripes,
+                           strategy_name(i.strategy).c_str(), others, eol);
+    const double dt = prev ? s.mono_seconds - prev->mono_seconds : 0;
+    const bool rates = prev && dt > 0;
+    Table tab({false, true, rates});
+    if (rates) tab.row({"", "total", strf("per second (last %.1f s)", dt)});
+    tab.row({"hit rate", ratio_text(hit_ratio(t.hits, t.misses)),
+             rates ? ratio_text(hit_ratio(t.hits - prev->total.hits, t.misses - prev->total.misses))
+                   : ""});
+    for (const Metric& m : kMetrics) {
+        const uint64_t v = t.*m.field;
+        std::string extra;
+        if (rates && m.kind == Kind::kCounter) {
+            extra = rate_text(double(v - prev->total.*m.field) / dt);
+        } else if (rates) {
+            // gauges: the level is in the total column; a per-second figure would mislead
+        } else if (m.field == &shmc_stats::bytes_used && t.bytes_capacity) {
+            extra = strf("%.1f%% of capacity", 100.0 * double(v) / double(t.bytes_capacity));
+        } else if (m.field == &shmc_stats::bytes_data && t.bytes_used) {
+            extra = strf("%.1f%% of used", 100.0 * double(v) / double(t.bytes_used));
+        }
+        tab.row({m.label, value_text(m, v), extra});
+    }
+    return out + tab.render(eol);
+}
+
+std::string render_stripes(const Snapshot& s, const char* eol) {
+    Table tab({true, true, true, true, true, true, true, true, true});
+    tab.row({"stripe", "entries", "used", "hits", "misses", "sets", "evictions", "timeouts",
+             "recoveries"});
+    for (size_t i = 0; i < s.stripes.size(); ++i) {
+        const shmc_stats& t = s.stripes[i];
+        tab.row({std::to_string(i), with_commas(t.entries), human_bytes(t.bytes_used),
+                 with_commas(t.hits), with_commas(t.misses), with_commas(t.sets),
+                 with_commas(t.evictions), with_commas(t.lock_timeouts),
+                 with_commas(t.lock_recoveries)});
+    }
+    return tab.render(eol);
+}
+
+std::string render_json(const Snapshot& s) {
+    json j;
+    j["segment"] = s.info.name;
+    j["time_unix_ms"] = s.unix_ms;
+    const double r = hit_ratio(s.total.hits, s.total.misses);
+    j["hit_rate"] = r < 0 ? json(nullptr) : json(r);
+    for (const Metric& m : kMetrics) j[m.key] = s.total.*m.field;
+    j["size_bytes"] = s.info.size_bytes;
+    j["n_stripes"] = s.info.n_stripes;
+    j["strategy"] = strategy_name(s.info.strategy);
+    j["attached_others"] = s.info.attached ? s.info.attached - 1 : 0;
+    if (!s.stripes.empty()) {
+        json a = json::array();
+        for (size_t i = 0; i < s.stripes.size(); ++i) {
+            json e;
+            e["stripe"] = i;
+            for (const Metric& m : kMetrics)
+                if (m.field != &shmc_stats::bytes_capacity) e[m.key] = s.stripes[i].*m.field;
+            a.push_back(std::move(e));
+        }
+        j["stripes"] = std::move(a);
+    }
+    return j.dump(2) + "\n";
+}
+
+std::string render_prometheus(const Snapshot& s) {
+    const std::string seg = "segment=\"" + prom_label(s.info.name) + "\"";
+    std::string out;
+    auto family = [&](const char* name, const char* type, const char* help,
+                      const std::string& labels, const std::string& value) {
+        out += strf("# HELP %s %s\n# TYPE %s %s\n%s{%s} %s\n", name, help, name, type, name,
+                    labels.c_str(), value.c_str());
+    };
+    for (const Metric& m : kMetrics)
+        family(m.prom, m.kind == Kind::kCounter ? "counter" : "gauge", m.help, seg,
+               std::to_string(s.total.*m.field));
+    family("shmcache_segment_size_bytes", "gauge", "Size of the shared-memory segment.", seg,
+           std::to_string(s.info.size_bytes));
+    family("shmcache_max_value_bytes", "gauge", "Largest value this segment accepts.", seg,
+           std::to_string(s.info.max_value_len));
+    family("shmcache_attached_handles", "gauge",
+           "Open handles of live processes, the scraping command not counted.", seg,
+           std::to_string(s.info.attached ? s.info.attached - 1 : 0));
+    family("shmcache_info", "gauge", "Segment layout, library version and eviction strategy.",
+           seg + strf(",layout_version=\"%u\",library_version=\"%s\",strategy=\"%s\"",
+                      s.info.layout_version, prom_label(shmc_version()).c_str(),
+                      strategy_name(s.info.strategy).c_str()),
+           "1");
+    return out;
+}
+
+}  // namespace shmcache::cli
