@@ -200,7 +200,7 @@ int Engine::purge(const void* pat, size_t plen, uint64_t* removed) {
     int result = 0;
     for (uint32_t i = 0; i < g_.n_stripes; ++i) {
         int rc = locked(i, [&](const StripeRef& s) {
-            total += table_purge(s, p, plen);
+            table_purge(s, p, plen, &total);
             return 0;
         });
         if (rc && !result) result = rc;
@@ -216,8 +216,8 @@ int Engine::scan(const void* pat, size_t plen, shmc_scan_fn fn, void* ctx) {
     std::vector<ScanItem> items;
     int result = 0;
     for (uint32_t i = 0; i < g_.n_stripes; ++i) {
-        items.clear();
         int rc = locked(i, [&](const StripeRef& s) {
+            items.clear();  // inside: a retry after a rebuild must not report keys twice
             table_collect(s, p, plen, &items);
             return 0;
         });

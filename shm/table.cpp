@@ -318,17 +318,15 @@ const char* key_of(const StripeRef& s, uint32_t idx, const EntryHeader* e) {
 
 }  // namespace
 
-uint64_t table_purge(const StripeRef& s, const char* pat, size_t plen) {
-    uint64_t removed = 0;
+void table_purge(const StripeRef& s, const char* pat, size_t plen, uint64_t* removed) {
     for_each_entry(s, [&](uint32_t idx) {
         const EntryHeader* e = s.entry(idx);
         if (glob_match(pat, plen, key_of(s, idx, e), e->key_len)) {
             remove_entry(s, idx, chain_prev(s, idx));
-            ++removed;
+            ++*removed;  // counted as it happens: a rebuild mid-walk must not lose the count
+            bump(s.ctl->stats.deletes);
         }
     });
-    bump(s.ctl->stats.deletes, removed);
-    return removed;
 }
 
 uint64_t table_clear(const StripeRef& s) {

@@ -51,8 +51,8 @@ int table_del(const StripeRef& s, const Key& k);
 int table_touch(const StripeRef& s, const Key& k, uint64_t expires_ms);
 int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result);
 
-// Removes the entries whose keys match the (validated) glob; returns how many.
-uint64_t table_purge(const StripeRef& s, const char* pat, size_t plen);
+// Removes the entries whose keys match the (validated) glob, adding each to *removed.
+void table_purge(const StripeRef& s, const char* pat, size_t plen, uint64_t* removed);
 uint64_t table_clear(const StripeRef& s);
 
 struct ScanItem {

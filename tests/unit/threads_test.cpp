@@ -30,14 +30,17 @@ TEST_CASE("threads sharing one handle never see another key's value or a torn on
                     if (rc == 0)
                         for (size_t j = 0; j < n; j += k.size())
                             if (buf.compare(j, k.size(), k) != 0) ++bad;
-                    if (rc != 0 && rc != SHMC_E_NOTFOUND) ++errors;
+                    if (rc != 0 && rc != SHMC_E_NOTFOUND && rc != SHMC_E_LOCK_TIMEOUT) ++errors;
                 } else if (op < 9) {
                     std::string v;
                     for (size_t reps = rng() % 4000; reps > 0; --reps) v += k;
-                    if (shmc_set(t.c, k.data(), k.size(), v.data(), v.size(), 0, 0) != 0) ++errors;
+                    int rc = shmc_set(t.c, k.data(), k.size(), v.data(), v.size(), 0, 0);
+                    // A lock timeout (a holder preempted on a loaded machine) is documented
+                    // behaviour, not an error: the value is simply not stored.
+                    if (rc != 0 && rc != SHMC_E_LOCK_TIMEOUT) ++errors;
                 } else {
                     int rc = shmc_del(t.c, k.data(), k.size());
-                    if (rc != 0 && rc != SHMC_E_NOTFOUND) ++errors;
+                    if (rc != 0 && rc != SHMC_E_NOTFOUND && rc != SHMC_E_LOCK_TIMEOUT) ++errors;
                 }
             }
         });
