@@ -35,20 +35,27 @@ uint32_t policy_victim(const StripeRef& s, bool by_count);
 // Called before an entry is unlinked for any reason (keeps the SIEVE hand valid).
 void policy_forget(const StripeRef& s, uint32_t idx);
 
-// Calls fn(idx) for every linked entry, oldest first, bounded by the entry count; fn may
-// remove the entry it is given.
+// Calls fn(idx) for every linked entry, oldest first; fn may remove the entry it is given.
+// The walk proves it saw every entry exactly once (bounded steps, each entry in the queue its
+// header names, and as many visits as the stripe has entries): damaged queues must not make a
+// purge or an expiry scan silently skip entries, so they raise StripeCorrupt (and a rebuild).
 template <class Fn>
 void for_each_entry(const StripeRef& s, Fn&& fn) {
     const uint32_t limit = s.ctl->entries;  // fixed: fn may remove entries as we go
+    uint32_t visited = 0;
     for (uint32_t q = 0; q < kQueues; ++q) {
         uint32_t idx = s.ctl->q_tail[q];
-        for (uint32_t steps = 0; idx != kNil; ++steps) {
-            if (steps >= limit) corrupt("queue longer than the entry count");
-            const uint32_t prev = s.entry(idx)->q_prev;
+        while (idx != kNil) {
+            if (visited >= limit) corrupt("queues longer than the entry count");
+            const EntryHeader* e = s.entry(idx);
+            if (e->queue != q) corrupt("entry in a queue it does not name");
+            const uint32_t prev = e->q_prev;
             fn(idx);
+            ++visited;
             idx = prev;
         }
     }
+    if (visited != limit) corrupt("queues miss entries");
 }
 
 }  // namespace shmcache::shm

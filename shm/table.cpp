@@ -109,6 +109,12 @@ void remove_entry(const StripeRef& s, uint32_t idx, uint32_t prev) {
     free_entry(s, idx);
 }
 
+// Remaining TTL of an unexpired entry, clamped: a TTL near UINT64_MAX must not turn negative.
+int64_t ttl_left(uint64_t expires_ms, uint64_t now) {
+    const uint64_t left = expires_ms - now;
+    return left > uint64_t(INT64_MAX) ? INT64_MAX : int64_t(left);
+}
+
 bool expired(const EntryHeader* e, uint64_t now) { return e->expires_ms && now >= e->expires_ms; }
 
 // Removes every expired entry if one may exist (the stripe's lower bound on expiry has passed)
@@ -158,6 +164,7 @@ int table_get(const StripeRef& s, const Key& k, void* buf, size_t cap, GetResult
         return SHMC_E_NOTFOUND;
     }
     EntryHeader* e = s.entry(idx);
+    if (e->value_len > s.max_value_len) corrupt("value longer than the segment allows");
     out->ttl_left_ms = -1;
     if (e->expires_ms) {
         const uint64_t now = monotonic_ms();
@@ -167,7 +174,7 @@ int table_get(const StripeRef& s, const Key& k, void* buf, size_t cap, GetResult
             bump(c->stats.misses);
             return SHMC_E_NOTFOUND;
         }
-        out->ttl_left_ms = int64_t(e->expires_ms - now);
+        out->ttl_left_ms = ttl_left(e->expires_ms, now);
     }
     out->value_len = e->value_len;
     out->flags = e->flags;
@@ -306,14 +313,24 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result)
 
 namespace {
 
-// The key of the entry at idx, as a pointer valid until the next call on this thread.
+// The key of the entry at idx, as a pointer valid until the next call on this thread. The key is
+// checked against the entry's hash tag and stripe: purge and scan act on keys they did not look
+// up, so a damaged header must not make them report or remove a key nobody wrote.
 const char* key_of(const StripeRef& s, uint32_t idx, const EntryHeader* e) {
-    if (kEntryHeader + uint64_t(e->key_len) <= uint64_t(e->ext.nblocks) * kBlockSize)
-        return reinterpret_cast<const char*>(e) + kEntryHeader;
-    thread_local std::string scratch;
-    scratch.resize(e->key_len);
-    copy_entry_data(s, idx, 0, e->key_len, scratch.data());
-    return scratch.data();
+    if (e->key_len == 0 || e->key_len > SHMC_MAX_KEY_LEN) corrupt("bad key length");
+    const char* key;
+    if (kEntryHeader + uint64_t(e->key_len) <= uint64_t(e->ext.nblocks) * kBlockSize) {
+        key = reinterpret_cast<const char*>(e) + kEntryHeader;
+    } else {
+        thread_local std::string scratch;
+        scratch.resize(e->key_len);
+        copy_entry_data(s, idx, 0, e->key_len, scratch.data());
+        key = scratch.data();
+    }
+    const uint64_t h = hash_key(key, e->key_len);
+    if (uint32_t(h >> 32) != e->hash_tag || (h & s.stripe_mask) != s.index)
+        corrupt("key does not match its hash");
+    return key;
 }
 
 }  // namespace
@@ -345,7 +362,7 @@ void table_collect(const StripeRef& s, const char* pat, size_t plen, std::vector
         const char* key = key_of(s, idx, e);
         if (!glob_match(pat, plen, key, e->key_len)) return;
         out->push_back(ScanItem{std::string(key, e->key_len), e->value_len,
-                                e->expires_ms ? int64_t(e->expires_ms - now) : -1});
+                                e->expires_ms ? ttl_left(e->expires_ms, now) : -1});
     });
 }
 
