@@ -122,7 +122,7 @@ uint32_t victim_sieve(const StripeRef& s) {
     uint32_t hand = s.ctl->sieve_hand;
     if (hand == kNil) hand = s.ctl->q_tail[kMainQueue];
     for (uint64_t steps = 0; hand != kNil; ++steps) {
-        if (steps > 2ull * s.ctl->entries + 2) corrupt("SIEVE hand did not stop");
+        if (steps > 2ull * s.entry_bound() + 2) corrupt("SIEVE hand did not stop");
         EntryHeader* e = s.entry(hand);
         if (!e->freq) return hand;  // policy_forget moves the hand on when it is removed
         e->freq = 0;
@@ -135,7 +135,7 @@ uint32_t victim_sieve(const StripeRef& s) {
 uint32_t victim_s3fifo(const StripeRef& s, bool by_count) {
     StripeCtl* c = s.ctl;
     for (uint64_t steps = 0;; ++steps) {
-        if (steps > 4ull * c->entries + 4) corrupt("S3-FIFO eviction did not stop");
+        if (steps > 4ull * s.entry_bound() + 4) corrupt("S3-FIFO eviction did not stop");
         const uint64_t total = by_count ? c->entries : c->used_blocks;
         const uint64_t small = by_count ? c->q_entries[kSmallQueue] : c->q_blocks[kSmallQueue];
         const bool from_small = c->q_tail[kSmallQueue] != kNil &&

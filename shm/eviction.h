@@ -41,7 +41,7 @@ void policy_forget(const StripeRef& s, uint32_t idx);
 // purge or an expiry scan silently skip entries, so they raise StripeCorrupt (and a rebuild).
 template <class Fn>
 void for_each_entry(const StripeRef& s, Fn&& fn) {
-    const uint32_t limit = s.ctl->entries;  // fixed: fn may remove entries as we go
+    const uint32_t limit = s.entry_bound();  // fixed: fn may remove entries as we go
     uint32_t visited = 0;
     for (uint32_t q = 0; q < kQueues; ++q) {
         uint32_t idx = s.ctl->q_tail[q];

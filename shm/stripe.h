@@ -36,6 +36,13 @@ struct StripeRef {
         return e;
     }
     bool block_free(uint32_t idx) const { return (freemap[idx >> 6] >> (idx & 63)) & 1u; }
+    // The stripe's entry count, for bounding walks. Every entry takes at least one block, so a
+    // count above the block count is damage: walks bounded by it would be effectively unbounded.
+    uint32_t entry_bound() const {
+        const uint32_t n = ctl->entries;
+        if (n > nblocks) corrupt("entry count larger than the stripe");
+        return n;
+    }
 };
 
 StripeRef stripe_ref(uint8_t* base, const Geometry& g, uint32_t stripe);
