@@ -48,6 +48,15 @@ void sleep_ms(double ms) {
     }
 }
 
+uint64_t slow_bound_ns() {
+    uint64_t ms = 100;
+    if (const char *e = std::getenv("SHMC_TEST_LATENCY_MS"); e && *e) {
+        uint64_t v = std::strtoull(e, nullptr, 10);
+        if (v > 0) ms = v;
+    }
+    return ms * 1000000u;
+}
+
 uint64_t Rng::next() {
     uint64_t z = (s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

@@ -57,6 +57,11 @@ uint64_t now_ns();
 inline double ns_to_ms(uint64_t ns) { return double(ns) / 1e6; }
 void sleep_ms(double ms);
 
+// The latency bound the crash tests hold every operation to: 100 ms, or $SHMC_TEST_LATENCY_MS.
+// Only sanitizer builds raise it (scripts/test.sh --sanitize): instrumented code on a shared
+// 2-core machine is several times slower, and that run is about memory errors, not latency.
+uint64_t slow_bound_ns();
+
 // ---- random numbers --------------------------------------------------------------------------
 
 // splitmix64: tiny, fast, and a given seed reproduces the same run, which is what the printed
