@@ -21,6 +21,8 @@ constexpr uint8_t kSerMask = 0x0f;
 }  // namespace
 
 size_t envelope_bound(size_t len) {
+    // Saturates instead of wrapping: no payload that large can be encoded anyway.
+    if (len > SHMC_MAX_VALUE_LEN) return SIZE_MAX;
     return SHMC_ENVELOPE_HEADER + std::max(len, ZSTD_compressBound(len));
 }
 
@@ -28,6 +30,8 @@ int envelope_encode(uint32_t serializer, const void* payload, size_t len, size_t
                     int level, void* out, size_t cap, size_t* out_len) {
     if (serializer > kSerMask || (!payload && len) || !out_len)
         return shm::fail(SHMC_E_INVAL, "bad serializer id %u or NULL argument", serializer);
+    if (len > SHMC_MAX_VALUE_LEN)  // also keeps the size arithmetic below from wrapping
+        return shm::fail(SHMC_E_INVAL, "payload of %zu bytes is over SHMC_MAX_VALUE_LEN", len);
     const size_t raw = SHMC_ENVELOPE_HEADER + len;
     const bool try_zstd = threshold && len >= threshold;
     const size_t need = try_zstd ? envelope_bound(len) : raw;

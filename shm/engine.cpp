@@ -136,7 +136,8 @@ Key Engine::make_key(const void* key, size_t klen) const {
 int Engine::get(const void* key, size_t klen, void* buf, size_t cap, size_t* value_len,
                 uint32_t* flags, int64_t* ttl_left_ms) {
     if (int rc = check_key(key, klen)) return rc;
-    if ((!buf && cap) || !value_len) return fail(SHMC_E_INVAL, "value_len must not be NULL");
+    if (!buf && cap) return fail(SHMC_E_INVAL, "buf is NULL but cap is %zu", cap);
+    if (!value_len) return fail(SHMC_E_INVAL, "value_len must not be NULL");
     const Key k = make_key(key, klen);
     GetResult r{};
     int rc =
@@ -267,7 +268,8 @@ int Engine::stats(shmc_stats* out) const {
 }
 
 int Engine::stripe_stats(uint32_t stripe, shmc_stats* out) const {
-    if (!out || stripe >= g_.n_stripes)
+    if (!out) return fail(SHMC_E_INVAL, "out is NULL");
+    if (stripe >= g_.n_stripes)
         return fail(SHMC_E_INVAL, "stripe %u out of range (%u stripes)", stripe, g_.n_stripes);
     std::memset(out, 0, sizeof *out);
     add_stripe_stats(stripe, out);

@@ -62,6 +62,14 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
         *why = "size_bytes must be at least 1 MiB";
         return false;
     }
+    if (size_bytes >= (1ull << 63)) {  // off_t is signed: posix_fallocate could not take it
+        *why = "size_bytes must be below 2^63 bytes";
+        return false;
+    }
+    if (max_value_len && max_value_len < 1024) {
+        *why = "max_value_len must be 0 (the default) or at least 1024 bytes";
+        return false;
+    }
     if (strategy > SHMC_STRATEGY_S3FIFO) {
         *why = "unknown strategy";
         return false;

@@ -232,6 +232,7 @@ int Segment::open(const std::string& name, const shmc_options& o, std::unique_pt
                         flock(fd, LOCK_UN);
                         return nospc_error(name, want.size_bytes);
                     }
+                    bip::shared_memory_object::remove(name.c_str());  // leave nothing behind
                     flock(fd, LOCK_UN);
                     return fail(rc, "cannot reserve %llu bytes for '%s': %s",
                                 (unsigned long long)want.size_bytes, name.c_str(), strerror(rc));
@@ -336,9 +337,13 @@ int Segment::unlink(const std::string& name, bool force) {
     } catch (const bip::interprocess_exception& e) {
         return map_error(e, name, "open");
     }
-    if (!bip::shared_memory_object::remove(name.c_str()))
-        return fail(errno ? errno : SHMC_E_INTERNAL, "cannot remove segment '%s': %s", name.c_str(),
-                    strerror(errno));
+    if (!bip::shared_memory_object::remove(name.c_str())) {
+        const int e = errno;
+        if (e == EACCES || e == EPERM)  // like every other permission failure
+            return fail(SHMC_E_PERM, "permission denied to remove segment '%s'", name.c_str());
+        return fail(e ? e : SHMC_E_INTERNAL, "cannot remove segment '%s': %s", name.c_str(),
+                    strerror(e));
+    }
     return 0;
 }
 
