@@ -118,6 +118,15 @@ fi
 # ---- run ---------------------------------------------------------------------------------------
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+# The key lines of a failure report: what broke, and the sanitizer's verdict.
+report_lines() {
+    grep -m4 -A1 -E 'fuzz check failed|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|runtime error' \
+        "$1" | grep -v "^--$" | head -3 | sed 's/^/    /'
+}
+
+scratch=""
+trap '[[ -n "$scratch" ]] && rm -rf "$scratch"' EXIT  # an interrupted run leaves no scratch corpus
+
 passed=0
 failed=0
 for t in "${targets[@]}"; do
@@ -140,6 +149,7 @@ for t in "${targets[@]}"; do
     fi
     if [[ -n "$bad" ]]; then
         echo "fuzz $t: FAIL (regression $bad; log $log)"
+        report_lines "$log"
         failed=$((failed + 1))
         continue
     fi
@@ -169,11 +179,11 @@ for t in "${targets[@]}"; do
     else
         crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
         echo "fuzz $t: FAIL (${crash:-exit status $rc}; log $log)"
-        grep -m3 -E 'fuzz check failed|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|runtime error' \
-            "$log" | sed 's/^/    /'
+        report_lines "$log"
         failed=$((failed + 1))
     fi
     rm -rf "$scratch"
+    scratch=""
 done
 echo "fuzz: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
