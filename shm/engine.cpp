@@ -37,9 +37,9 @@ uint64_t peek(const T& field) {  // an unlocked read of a field written under th
     return std::atomic_ref<const T>(field).load(std::memory_order_relaxed);
 }
 
-void repair(const StripeRef& s) {
+RebuildResult repair(const StripeRef& s) {
     mark_dirty(s);
-    rebuild_stripe(s);
+    return rebuild_stripe(s);
 }
 
 }  // namespace
@@ -309,9 +309,10 @@ int Engine::check(shmc_check_report* out) {
             ++r.stripes_checked;
             if (c.damaged) {
                 ++r.stripes_damaged;
-                repair(s);
+                // The rebuild knows what it dropped; the survey behind c counts only the valid
+                // entries, so comparing it with a later check would always say 0.
+                r.entries_dropped += repair(s).dropped;
                 CheckResult again = check_stripe(s);
-                r.entries_dropped += c.entries > again.entries ? c.entries - again.entries : 0;
                 if (again.damaged)
                     return fail(SHMC_E_CORRUPT, "stripe %u still damaged after rebuild: %s", i,
                                 again.problem);

@@ -115,3 +115,23 @@ TEST_CASE("random byte damage never crashes, never returns a torn value") {
         expect_clean_after_check(t);
     }
 }
+
+TEST_CASE("check reports the entries its repair dropped") {
+    unit::TestCache t("dropped");
+    fill(t, 300);
+    {
+        unit::RawSegment raw(t.name);
+        StripeRef s = raw.stripe(0);
+        for (uint32_t b = 0; b <= s.bucket_mask; ++b)
+            if (s.buckets[b] != kNil) {  // break the value's checksum: a damaged entry
+                reinterpret_cast<EntryHeader*>(s.blocks + uint64_t(s.buckets[b]) * kBlockSize)
+                    ->checksum ^= 1;
+                break;
+            }
+    }
+    shmc_check_report r;
+    CHECK(shmc_check(t.c, &r) == 0);
+    CHECK(r.stripes_damaged == 1);
+    CHECK(r.stripes_repaired == 1);
+    CHECK(r.entries_dropped == 1);
+}
