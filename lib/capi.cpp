@@ -12,6 +12,7 @@
 #include "envelope.h"
 #include "errors.h"
 #include "glob.h"
+#include "handle.h"
 #include "layout.h"
 
 #ifdef SHMC_TEST_HOOKS
@@ -25,35 +26,9 @@ extern std::atomic<uint64_t> g_crash_points_passed;
 using shmcache::shm::Engine;
 using shmcache::shm::StoreMode;
 namespace shm = shmcache::shm;
+using shmcache::capi::guarded;
+using shmcache::capi::no_handle;
 
-struct shmc_cache {
-    std::unique_ptr<Engine> engine;
-};
-
-namespace {
-
-// Runs body with the thread's message cleared; a failure without a specific message gets the
-// generic one, so shmc_errmsg() always describes the last failure.
-template <class Fn>
-int guarded(Fn&& body) noexcept {
-    shm::clear_errmsg();
-    int rc;
-    try {
-        rc = body();
-    } catch (const std::bad_alloc&) {
-        rc = shm::fail(SHMC_E_NOMEM, "out of process memory");
-    } catch (const std::exception& e) {
-        rc = shm::fail(SHMC_E_INTERNAL, "internal error: %s", e.what());
-    } catch (...) {
-        rc = shm::fail(SHMC_E_INTERNAL, "internal error");
-    }
-    if (rc && !shm::errmsg_set()) shm::fail(rc, "%s", shmc_strerror(rc));
-    return rc;
-}
-
-int no_handle() { return shm::fail(SHMC_E_INVAL, "cache handle is NULL"); }
-
-}  // namespace
 
 extern "C" {
 
@@ -83,6 +58,9 @@ SHMC_API const char* shmc_strerror(int code) {
         case SHMC_E_INTERNAL: return "internal error";
         case SHMC_E_NO_ROOM: return "no room for the value even after eviction";
         case SHMC_E_BAD_ENVELOPE: return "not a valid shmcache value envelope";
+        case SHMC_E_L2_UNAVAILABLE: return "Redis L2 unavailable";
+        case SHMC_E_L2_NOT_CONFIGURED: return "no Redis L2 configured on this handle";
+        case SHMC_E_L2_REPLY: return "Redis L2 replied with an error";
         default: break;
     }
     if (code > 0) return strerror(code);

@@ -165,6 +165,24 @@ int Engine::store(const void* key, size_t klen, const void* value, size_t vlen, 
     });
 }
 
+int Engine::fill(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
+                 uint64_t ttl_ms, uint64_t expected_seq) {
+    if (int rc = check_key(key, klen)) return rc;
+    if (!value && vlen) return fail(SHMC_E_INVAL, "value is NULL");
+    if (vlen > g_.max_value_len)
+        return fail(SHMC_E_VALUE_TOO_LARGE,
+                    "value of %zu bytes is over this segment's limit of %u bytes (max_value_len)",
+                    vlen, g_.max_value_len);
+    const Key k = make_key(key, klen);
+    const uint64_t expires = expiry_from_ttl(ttl_ms);
+    const std::atomic<uint64_t>& seq = l2_shared().inval_seq;
+    return locked(stripe_of(k), [&](const StripeRef& s) {
+        if (seq.load(std::memory_order_acquire) != expected_seq)
+            return fail(SHMC_E_EXISTS, "an invalidation arrived while the value was read");
+        return table_store(s, k, value, vlen, flags, expires, StoreMode::kAdd);
+    });
+}
+
 int Engine::del(const void* key, size_t klen) {
     if (int rc = check_key(key, klen)) return rc;
     const Key k = make_key(key, klen);
@@ -202,6 +220,20 @@ int Engine::purge(const void* pat, size_t plen, uint64_t* removed) {
     for (uint32_t i = 0; i < g_.n_stripes; ++i) {
         int rc = locked(i, [&](const StripeRef& s) {
             table_purge(s, p, plen, &total);
+            return 0;
+        });
+        if (rc && !result) result = rc;
+    }
+    if (removed) *removed = total;
+    return result;
+}
+
+int Engine::purge_flagged(uint32_t mask, uint64_t* removed) {
+    uint64_t total = 0;
+    int result = 0;
+    for (uint32_t i = 0; i < g_.n_stripes; ++i) {
+        int rc = locked(i, [&](const StripeRef& s) {
+            table_purge_flagged(s, mask, &total);
             return 0;
         });
         if (rc && !result) result = rc;

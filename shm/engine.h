@@ -27,12 +27,21 @@ public:
             int64_t* ttl_left_ms);
     int store(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
               uint64_t ttl_ms, StoreMode mode);
+    // store(kAdd) that gives up (SHMC_E_EXISTS) if the host's L2 invalidation sequence is no
+    // longer expected_seq, checked under the stripe lock: copies an L2 hit into L1 without ever
+    // reinstating a value invalidated since it was read (see L2Shared::inval_seq).
+    int fill(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
+             uint64_t ttl_ms, uint64_t expected_seq);
     int del(const void* key, size_t klen);
     int touch(const void* key, size_t klen, uint64_t ttl_ms);
     int incr(const void* key, size_t klen, int64_t delta, int64_t* result);
     int purge(const void* pat, size_t plen, uint64_t* removed);
     int scan(const void* pat, size_t plen, shmc_scan_fn fn, void* ctx);
     int clear(uint64_t* removed);
+    // Removes every entry with any flag bit of mask set, stripe by stripe.
+    int purge_flagged(uint32_t mask, uint64_t* removed);
+    L2Shared& l2_shared() const { return seg_->header()->l2; }
+    const std::string& name() const { return seg_->name(); }
     int stats(shmc_stats* out) const;
     int stripe_stats(uint32_t stripe, shmc_stats* out) const;
     int info(shmc_info* out) const;

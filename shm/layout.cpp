@@ -35,6 +35,8 @@ uint64_t abi_fingerprint() {
         offsetof(SegmentHeader, init_state),
         offsetof(SegmentHeader, size_bytes),
         offsetof(SegmentHeader, attach),
+        offsetof(SegmentHeader, l2),
+        sizeof(L2Shared),
         sizeof(StripeCtl),
         sizeof(pthread_mutex_t),
         offsetof(StripeCtl, dirty),

@@ -19,7 +19,7 @@
 namespace shmcache::shm {
 
 constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endian bytes
-constexpr uint32_t kLayoutVersion = 1;
+constexpr uint32_t kLayoutVersion = 2;  // 2: the L2 block in the header
 constexpr uint32_t kBlockSize = 64;
 constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint32_t kHeaderBytes = 4096;
@@ -35,6 +35,29 @@ enum InitState : uint32_t { kInitNone = 0, kInitRunning = 1, kInitReady = 2 };
 struct AttachSlot {
     std::atomic<int32_t> pid;  // 0: free
     uint32_t reserved;
+};
+
+// Host-wide state of the Redis tier (lib/l2), kept in the segment so that every process of the
+// host shares it. Unused (zero) when no process attaches an L2.
+enum L2Counter : uint32_t {
+    kL2Hits, kL2Misses, kL2Sets, kL2Deletes, kL2Errors, kL2Timeouts, kL2DroppedWrites,
+    kL2BreakerOpens, kL2Fills, kL2InvalSent, kL2InvalApplied, kL2Resyncs, kL2ResyncDropped,
+    kL2CounterCount
+};
+constexpr uint32_t kL2CounterSlots = 24;
+static_assert(kL2CounterCount <= kL2CounterSlots);
+
+struct L2Shared {
+    // Bumped after an invalidation reached L2 and before it is applied to L1. A process that
+    // read a value from L2 copies it into L1 only if this did not move meanwhile (checked under
+    // the stripe lock), so an old value read just before an invalidation is never put back.
+    std::atomic<uint64_t> inval_seq;
+    // Random id of this host's segment, set once: a subscriber skips its own host's messages.
+    std::atomic<uint64_t> origin;
+    // The process holding this host's live invalidation subscription (0: none).
+    std::atomic<int32_t> subscriber_pid;
+    uint32_t reserved;
+    std::atomic<uint64_t> counters[kL2CounterSlots];  // L2Counter; relaxed fetch_add
 };
 
 // The first page of the segment. Everything after `geometry` is derived from the creation
@@ -66,6 +89,7 @@ struct SegmentHeader {
     uint64_t region_bytes;
     uint64_t reserved1[8];
     AttachSlot attach[kAttachSlots];
+    L2Shared l2;
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
 

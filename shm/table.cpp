@@ -346,6 +346,16 @@ void table_purge(const StripeRef& s, const char* pat, size_t plen, uint64_t* rem
     });
 }
 
+void table_purge_flagged(const StripeRef& s, uint32_t mask, uint64_t* removed) {
+    for_each_entry(s, [&](uint32_t idx) {
+        if (s.entry(idx)->flags & mask) {
+            remove_entry(s, idx, chain_prev(s, idx));
+            ++*removed;
+            bump(s.ctl->stats.deletes);
+        }
+    });
+}
+
 uint64_t table_clear(const StripeRef& s) {
     const uint64_t n = s.ctl->entries;
     mark_dirty(s);

@@ -53,6 +53,8 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result)
 
 // Removes the entries whose keys match the (validated) glob, adding each to *removed.
 void table_purge(const StripeRef& s, const char* pat, size_t plen, uint64_t* removed);
+// Removes the entries with any of the flag bits in mask set, adding each to *removed.
+void table_purge_flagged(const StripeRef& s, uint32_t mask, uint64_t* removed);
 uint64_t table_clear(const StripeRef& s);
 
 struct ScanItem {

@@ -297,6 +297,122 @@ SHMC_API int shmc_encode(uint32_t serializer, const void *payload, size_t len,
 SHMC_API int shmc_decode(const void *envelope, size_t len, uint32_t *serializer, void *out,
                          size_t cap, size_t *out_len);
 
+/* ---- Tiers: Redis as L2 behind the shared L1 ------------------------------------------------
+ * A handle may have a Redis tier attached (shmc_l2_attach). The shmc_t* calls then take a tier
+ * mask: SHMC_TIER_L1, SHMC_TIER_L2 or SHMC_TIER_BOTH. The plain calls above (shmc_get, shmc_set,
+ * ...) always act on L1 only. See docs/l2.md for the semantics, the outage behaviour and the
+ * cross-host staleness bound. Summary:
+ * - Get with BOTH: an L1 hit returns at once; on an L1 miss an L2 hit is copied into L1 with
+ *   TTL = min(fill_ttl_ms, what remains of the L2 TTL), marked SHMC_FLAG_FROM_L2.
+ * - Set with BOTH writes L2 and then L1 (the L1 copy marked SHMC_FLAG_FROM_L2) and publishes an
+ *   invalidation so other hosts drop their L1 copy. Delete and purge act on the tiers asked for;
+ *   on L2 they also publish an invalidation.
+ * - Values are opaque bytes in both tiers; flags are kept in L1 only (an L2 hit has flags 0 plus
+ *   SHMC_FLAG_FROM_L2). Use the value envelope (below) for self-describing, compressed values.
+ * - No L2 call waits longer than command_timeout_ms. After breaker_threshold consecutive
+ *   failures a per-process circuit breaker fails L2 calls at once for breaker_cooldown_ms, then
+ *   lets one call try. L2 writes that fail are dropped and counted, never queued.
+ * - Connections are per process, opened lazily (so a handle opened before fork works in the
+ *   children), at most max_connections at once. */
+#define SHMC_E_L2_UNAVAILABLE -22    /* Redis unreachable, timed out, or circuit breaker open */
+#define SHMC_E_L2_NOT_CONFIGURED -23 /* an L2 tier was asked of a handle without one */
+#define SHMC_E_L2_REPLY -24          /* Redis answered with an error (see shmc_errmsg) */
+
+#define SHMC_TIER_L1 1u
+#define SHMC_TIER_L2 2u
+#define SHMC_TIER_BOTH 3u
+
+/* Reserved flag bit: set by the library on L1 entries that mirror L2 (filled from L2, or written
+ * to both tiers). They are the entries dropped when cross-host invalidations may have been lost. */
+#define SHMC_FLAG_FROM_L2 0x80000000u
+
+/* shmc_l2_options.flags */
+#define SHMC_L2_NO_SUBSCRIBE 0x1u /* this process never becomes the host's invalidation subscriber */
+#define SHMC_L2_NO_PUBLISH 0x2u   /* do not publish invalidations (single-host deployments) */
+
+/* Options for shmc_l2_attach. Always start from shmc_l2_options_default(). Strings are copied. */
+typedef struct shmc_l2_options {
+    const char *url;           /* redis://[[user]:password@]host[:port][/db], or
+                                  unix:///path/to.sock[?db=N&password=P]; required */
+    const char *key_prefix;    /* namespace: the L2 key is prefix + separator + key; NULL or "":
+                                  none. Also scopes purge and the invalidation channel. */
+    const char *key_separator; /* NULL: ":" */
+    uint32_t connect_timeout_ms;  /* default 250 */
+    uint32_t command_timeout_ms;  /* default 100: the bound on any one L2 call */
+    uint32_t max_connections;     /* per process; default 16 */
+    uint32_t retry_on_timeout;    /* nonzero: retry a failed command once on a fresh connection,
+                                     within the same command_timeout_ms budget */
+    uint32_t breaker_threshold;   /* consecutive failures that open the breaker; default 3 */
+    uint32_t breaker_cooldown_ms; /* how long an open breaker fails calls at once; default 1000 */
+    uint32_t flags;               /* SHMC_L2_* */
+    uint32_t reserved32;
+    uint8_t reserved[64];
+} shmc_l2_options;
+
+/* L2 figures. Counters are host-wide (kept in the segment, summed over every process of the
+ * host); connected and breaker_open are this process's view. */
+typedef struct shmc_l2_stats {
+    uint32_t configured;   /* 1 if this handle has an L2 */
+    uint32_t connected;    /* 1 if this process's last L2 call succeeded */
+    uint32_t breaker_open; /* 1 if this process's breaker is open now */
+    uint32_t subscribed;   /* 1 if some process of this host holds a live invalidation subscription */
+    uint32_t subscriber_pid; /* that process (0: none) */
+    uint32_t reserved32;
+    uint64_t hits;
+    uint64_t misses;
+    uint64_t sets;
+    uint64_t deletes;
+    uint64_t errors;            /* failed L2 calls (timeouts, connection errors, error replies) */
+    uint64_t timeouts;          /* of which: command or connect timeouts */
+    uint64_t dropped_writes;    /* writes not sent (breaker open or failed) */
+    uint64_t breaker_opens;     /* times a breaker opened */
+    uint64_t fills;             /* L2 hits copied into L1 */
+    uint64_t invalidations_sent;
+    uint64_t invalidations_applied; /* received from other hosts and applied to L1 */
+    uint64_t resyncs;           /* subscriptions (re)established: L1 entries from L2 dropped */
+    uint64_t resync_dropped;    /* entries dropped by those resyncs */
+    uint64_t reserved[8];
+} shmc_l2_stats;
+
+/* Fill *opts with the defaults (url NULL). */
+SHMC_API void shmc_l2_options_default(shmc_l2_options *opts);
+
+/* Give the handle a Redis tier. Call once, right after shmc_open and before the handle is shared
+ * between threads. Does not connect (the first L2 call does): a Redis that is down is not an
+ * error here. Errors: SHMC_E_INVAL (bad URL or option, see shmc_errmsg), SHMC_E_EXISTS (already
+ * attached). */
+SHMC_API int shmc_l2_attach(shmc_cache *cache, const shmc_l2_options *opts);
+
+/* Get key from the tiers in the mask (see the summary above). On a hit, *served_by (if not NULL)
+ * gets SHMC_TIER_L1 or SHMC_TIER_L2. fill_ttl_ms caps the TTL of the L1 copy of an L2 hit (0: the
+ * L2 TTL alone). Errors: those of shmc_get, SHMC_E_L2_UNAVAILABLE or SHMC_E_L2_REPLY when L1 (if
+ * asked) missed and L2 could not answer (treat as a miss), SHMC_E_L2_NOT_CONFIGURED. A
+ * SHMC_E_BUFFER_TOO_SMALL after an L2 hit has already filled L1, so the retry hits L1. */
+SHMC_API int shmc_tget(shmc_cache *cache, const void *key, size_t key_len, void *buf, size_t cap,
+                       size_t *value_len, uint32_t *flags, int64_t *ttl_left_ms, uint32_t tiers,
+                       uint64_t fill_ttl_ms, uint32_t *served_by);
+
+/* Set key in the tiers in the mask, with separate TTLs (0: never expires). L2 is written first.
+ * Returns 0 if every tier asked was written; otherwise the first error, with the other tiers still
+ * attempted (an L2 outage returns SHMC_E_L2_UNAVAILABLE with L1 written and the L2 write counted
+ * as dropped). */
+SHMC_API int shmc_tset(shmc_cache *cache, const void *key, size_t key_len, const void *value,
+                       size_t value_len, uint32_t flags, uint64_t l1_ttl_ms, uint64_t l2_ttl_ms,
+                       uint32_t tiers);
+
+/* Delete key from the tiers in the mask (L2 first, then L1). Returns 0 if it was removed from
+ * any tier, SHMC_E_NOTFOUND if from none, or the first error (the other tiers still attempted). */
+SHMC_API int shmc_tdel(shmc_cache *cache, const void *key, size_t key_len, uint32_t tiers);
+
+/* Purge keys matching pattern (glob of shmc_purge) from the tiers in the mask. On L2: SCAN with
+ * MATCH in the handle's namespace and batched UNLINK, never KEYS. removed_l1 / removed_l2 (either
+ * may be NULL) get the counts. Errors: SHMC_E_BAD_PATTERN, those of shmc_purge, L2 errors. */
+SHMC_API int shmc_tpurge(shmc_cache *cache, const void *pattern, size_t pattern_len,
+                         uint32_t tiers, uint64_t *removed_l1, uint64_t *removed_l2);
+
+/* L2 figures; configured = 0 (and zeros) if the handle has no L2. */
+SHMC_API int shmc_l2_get_stats(shmc_cache *cache, shmc_l2_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,128 @@
+// redis_client.h - commands to Redis with a hard time bound, a per-process connection pool and
+// a circuit breaker.
+//
+// run() sends a batch of commands in one round trip (pipelined) and waits for every reply, never
+// longer than command_timeout_ms in total: connecting, writing and reading all count against the
+// same deadline, and the socket timeouts are set to what is left before each read. A connection
+// that failed in any way is closed, never reused (hiredis leaves it unusable after a timeout), and
+// an I/O failure also closes the idle ones, which a restarted Redis has reset as well.
+//
+// Connections belong to the process that opened them. After fork() the child closes its copies
+// of the idle ones (the parent keeps its own) and opens new ones on demand, so a handle opened
+// before fork (gunicorn --preload) works in every worker.
+#ifndef SHMCACHE_LIB_L2_REDIS_CLIENT_H
+#define SHMCACHE_LIB_L2_REDIS_CLIENT_H
+
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "breaker.h"
+#include "fork_hooks.h"
+#include "redis_url.h"
+
+namespace shmcache::l2 {
+
+struct ClientOptions {
+    RedisEndpoint endpoint;
+    uint32_t connect_timeout_ms = 250;
+    uint32_t command_timeout_ms = 100;
+    uint32_t max_connections = 16;
+    bool retry_on_timeout = false;
+    uint32_t breaker_threshold = 3;
+    uint32_t breaker_cooldown_ms = 1000;
+};
+
+// One command, as its arguments (binary-safe).
+using Command = std::vector<std::string_view>;
+
+// The replies of one batch, one per command; freed with the object.
+class Replies {
+public:
+    Replies() = default;
+    Replies(const Replies&) = delete;
+    Replies& operator=(const Replies&) = delete;
+    ~Replies() { clear(); }
+    void clear();
+    void push(redisReply* r) { replies_.push_back(r); }
+    size_t size() const { return replies_.size(); }
+    const redisReply& operator[](size_t i) const { return *replies_[i]; }
+
+private:
+    std::vector<redisReply*> replies_;
+};
+
+// Where the host-wide counters live (the segment's L2 block); may be null in tests.
+struct ClientCounters {
+    std::atomic<uint64_t>* errors = nullptr;
+    std::atomic<uint64_t>* timeouts = nullptr;
+    std::atomic<uint64_t>* breaker_opens = nullptr;
+};
+
+class RedisClient final : public ForkAware {
+public:
+    RedisClient(ClientOptions opts, ClientCounters counters);
+    ~RedisClient();
+    RedisClient(const RedisClient&) = delete;
+    RedisClient& operator=(const RedisClient&) = delete;
+
+    // Sends cmds in one round trip and fills *out with their replies. Returns 0, or
+    // SHMC_E_L2_UNAVAILABLE (breaker open, connect failure, timeout, connection lost) or
+    // SHMC_E_L2_REPLY (Redis answered an error; the connection stays usable), with the errmsg set.
+    int run(std::span<const Command> cmds, Replies* out);
+
+    bool connected() const { return connected_.load(std::memory_order_relaxed); }
+    bool breaker_open() const { return breaker_.is_open(); }
+    const ClientOptions& options() const { return opts_; }
+
+    // Opens a connection outside the pool (the subscriber's own), bounded by connect_timeout_ms,
+    // authenticated and with the database selected. Null with *why set on failure.
+    redisContext* connect_dedicated(std::string* why) const;
+
+    void fork_prepare() override;
+    void fork_parent() override;
+    void fork_child() override;
+
+private:
+    struct Failure {
+        std::string what;
+        bool timeout = false;
+        bool io = false;  // the connection is unusable (timeout, EOF, reset)
+    };
+    redisContext* acquire(uint64_t deadline_ms, bool* fresh, Failure* f);
+    void release(redisContext* c, bool reusable);
+    void drop_idle();
+    redisContext* connect(uint64_t deadline_ms, Failure* f) const;
+    int attempt(std::span<const Command> cmds, uint64_t deadline_ms, Replies* out, Failure* f,
+                bool* fresh);
+    void note_failure(const Failure& f);
+
+    const ClientOptions opts_;
+    const ClientCounters counters_;
+    Breaker breaker_;
+    std::atomic<bool> connected_{false};
+
+    std::mutex m_;  // guards idle_ and open_
+    std::condition_variable cv_;
+    std::vector<redisContext*> idle_;
+    uint32_t open_ = 0;  // connections of this process, idle or in use
+};
+
+// Milliseconds on the monotonic clock.
+uint64_t now_ms();
+
+// Runs a batch on an already connected context with a deadline (used by the subscriber too).
+// Returns false with *why and *timeout set on an I/O failure.
+bool exec_batch(redisContext* c, std::span<const Command> cmds, uint64_t deadline_ms,
+                Replies* out, std::string* why, bool* timeout);
+
+}  // namespace shmcache::l2
+
+#endif

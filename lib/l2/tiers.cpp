@@ -1,0 +1,336 @@
+// tiers.cpp - see tiers.h.
+#include "tiers.h"
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+
+#include "errors.h"
+#include "glob.h"
+#include "log.h"
+
+namespace shmcache::l2 {
+
+namespace {
+
+constexpr uint32_t kScanCount = 1000;  // keys asked of each SCAN step
+constexpr uint32_t kTierMask = SHMC_TIER_BOTH;
+
+bool is_miss(int rc) { return rc == SHMC_E_NOTFOUND || rc == SHMC_E_LOCK_TIMEOUT; }
+
+int check_tiers(uint32_t tiers) {
+    if (!tiers || (tiers & ~kTierMask))
+        return shm::fail(SHMC_E_INVAL, "tiers must be SHMC_TIER_L1, SHMC_TIER_L2 or SHMC_TIER_BOTH");
+    return 0;
+}
+
+int check_key(const void* key, size_t klen) {
+    if (!key || !klen) return shm::fail(SHMC_E_INVAL, "key is NULL or empty");
+    if (klen > SHMC_MAX_KEY_LEN)
+        return shm::fail(SHMC_E_KEY_TOO_LONG, "key of %zu bytes is over the limit of %u", klen,
+                         SHMC_MAX_KEY_LEN);
+    return 0;
+}
+
+uint64_t random_origin() {
+    std::random_device rd;
+    uint64_t v = 0;
+    while (!v) v = (uint64_t(rd()) << 32) | rd();
+    return v;
+}
+
+}  // namespace
+
+std::string redis_match_pattern(const std::string& prefix, const char* pat, size_t plen) {
+    std::string out;
+    out.reserve(prefix.size() * 2 + plen);
+    for (char ch : prefix) {
+        if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\') out.push_back('\\');
+        out.push_back(ch);
+    }
+    for (size_t i = 0; i < plen; ++i) {
+        out.push_back(pat[i]);
+        if (pat[i] == '\\' && i + 1 < plen) {
+            out.push_back(pat[++i]);  // an escaped byte, copied as it is
+        } else if (pat[i] == '[' && i + 1 < plen && pat[i + 1] == '!') {
+            out.push_back('^');  // Redis negates a class with '^' only
+            ++i;
+        }
+    }
+    return out;
+}
+
+int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr<Tiers>* out) {
+    if (!o.url || !*o.url) return shm::fail(SHMC_E_INVAL, "L2 options: url is required");
+    ClientOptions c;
+    std::string why;
+    if (!parse_redis_url(o.url, &c.endpoint, &why))
+        return shm::fail(SHMC_E_INVAL, "L2 options: bad Redis URL: %s", why.c_str());
+    if (!o.command_timeout_ms || !o.connect_timeout_ms)
+        return shm::fail(SHMC_E_INVAL, "L2 options: timeouts must be at least 1 ms");
+    if (o.command_timeout_ms > 60000 || o.connect_timeout_ms > 60000)
+        return shm::fail(SHMC_E_INVAL, "L2 options: timeouts above 60 s are not allowed");
+    if (!o.max_connections || o.max_connections > 1024)
+        return shm::fail(SHMC_E_INVAL, "L2 options: max_connections must be 1-1024");
+    if (o.flags & ~uint32_t(SHMC_L2_NO_SUBSCRIBE | SHMC_L2_NO_PUBLISH))
+        return shm::fail(SHMC_E_INVAL, "L2 options: unknown flags 0x%x", o.flags);
+    c.connect_timeout_ms = o.connect_timeout_ms;
+    c.command_timeout_ms = o.command_timeout_ms;
+    c.max_connections = o.max_connections;
+    c.retry_on_timeout = o.retry_on_timeout != 0;
+    c.breaker_threshold = o.breaker_threshold ? o.breaker_threshold : 3;
+    c.breaker_cooldown_ms = o.breaker_cooldown_ms;
+    std::string prefix;
+    if (o.key_prefix && *o.key_prefix) {
+        if (strlen(o.key_prefix) > 1024)
+            return shm::fail(SHMC_E_INVAL, "L2 options: key_prefix is over 1024 bytes");
+        prefix = std::string(o.key_prefix) + (o.key_separator ? o.key_separator : ":");
+    }
+    out->reset(new Tiers(engine, std::move(c), std::move(prefix), o.flags));
+    return 0;
+}
+
+Tiers::Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint32_t flags)
+    : engine_(engine),
+      shared_(engine.l2_shared()),
+      prefix_(std::move(prefix)),
+      channel_(prefix_ + "__shmcache__:invalidate"),
+      flags_(flags) {
+    uint64_t expected = 0;
+    shared_.origin.compare_exchange_strong(expected, random_origin());
+    origin_ = shared_.origin.load();
+    client_ = std::make_unique<RedisClient>(
+        std::move(copts), ClientCounters{&shared_.counters[shm::kL2Errors],
+                                         &shared_.counters[shm::kL2Timeouts],
+                                         &shared_.counters[shm::kL2BreakerOpens]});
+    if (!(flags_ & SHMC_L2_NO_SUBSCRIBE)) {
+        subscriber_ = std::make_unique<Subscriber>(engine_, *client_, channel_);
+        subscriber_->ensure_started();
+    }
+}
+
+std::string Tiers::l2_key(const void* key, size_t klen) const {
+    std::string k;
+    k.reserve(prefix_.size() + klen);
+    k.append(prefix_).append(static_cast<const char*>(key), klen);
+    return k;
+}
+
+bool Tiers::fills_allowed() const {
+    // Without this host's subscription, another host's invalidation would be missed: serve the
+    // L2 value but do not keep a copy. A handle that opted out of subscribing accepts that.
+    return (flags_ & SHMC_L2_NO_SUBSCRIBE) || subscription_live(shared_);
+}
+
+int Tiers::get(const void* key, size_t klen, void* buf, size_t cap, size_t* value_len,
+               uint32_t* flags, int64_t* ttl_left_ms, uint32_t tiers, uint64_t fill_ttl_ms,
+               uint32_t* served_by) {
+    if (int rc = check_tiers(tiers)) return rc;
+    if (!value_len) return shm::fail(SHMC_E_INVAL, "value_len is NULL");
+    if (!buf && cap) return shm::fail(SHMC_E_INVAL, "buf is NULL with cap > 0");
+    int rc = SHMC_E_NOTFOUND;
+    if (tiers & SHMC_TIER_L1) {
+        rc = engine_.get(key, klen, buf, cap, value_len, flags, ttl_left_ms);
+        if (rc == 0 && served_by) *served_by = SHMC_TIER_L1;
+        if (!is_miss(rc) || !(tiers & SHMC_TIER_L2)) return rc;
+    }
+    if (int krc = check_key(key, klen)) return krc;
+    const uint64_t seq = shared_.inval_seq.load(std::memory_order_acquire);
+    const std::string k = l2_key(key, klen);
+    const Command cmds[] = {{"GET", k}, {"PTTL", k}};
+    Replies r;
+    if (int lrc = client_->run(cmds, &r)) return lrc;
+    if (r[0].type != REDIS_REPLY_STRING) {
+        count(shm::kL2Misses);
+        return shm::fail(SHMC_E_NOTFOUND, "key not found in %s",
+                         tiers & SHMC_TIER_L1 ? "L1 or L2" : "L2");
+    }
+    count(shm::kL2Hits);
+    const long long pttl = r[1].type == REDIS_REPLY_INTEGER ? r[1].integer : -1;
+    const size_t len = r[0].len;
+    if ((tiers & SHMC_TIER_L1) && pttl != -2 && fills_allowed()) {
+        uint64_t ttl = fill_ttl_ms;
+        if (pttl > 0) ttl = ttl ? std::min<uint64_t>(ttl, uint64_t(pttl)) : uint64_t(pttl);
+        if (engine_.fill(key, klen, r[0].str, len, SHMC_FLAG_FROM_L2, ttl, seq) == 0)
+            count(shm::kL2Fills);
+        shm::clear_errmsg();  // a fill that did not happen is not the caller's failure
+    }
+    *value_len = len;
+    if (flags) *flags = SHMC_FLAG_FROM_L2;
+    if (ttl_left_ms) *ttl_left_ms = pttl > 0 ? pttl : -1;
+    if (served_by) *served_by = SHMC_TIER_L2;
+    if (cap < len)
+        return shm::fail(SHMC_E_BUFFER_TOO_SMALL, "value of %zu bytes; buffer holds %zu", len, cap);
+    if (len) memcpy(buf, r[0].str, len);
+    return 0;
+}
+
+int Tiers::set(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
+               uint64_t l1_ttl_ms, uint64_t l2_ttl_ms, uint32_t tiers) {
+    if (int rc = check_tiers(tiers)) return rc;
+    if (int rc = check_key(key, klen)) return rc;
+    if (!value && vlen) return shm::fail(SHMC_E_INVAL, "value is NULL");
+    if (vlen > SHMC_MAX_VALUE_LEN)
+        return shm::fail(SHMC_E_VALUE_TOO_LARGE, "value of %zu bytes is over the limit of %u",
+                         vlen, SHMC_MAX_VALUE_LEN);
+    int l2_rc = 0;
+    std::string l2_msg;
+    if (tiers & SHMC_TIER_L2) {
+        const std::string k = l2_key(key, klen);
+        const std::string px = std::to_string(l2_ttl_ms);
+        const std::string_view v(static_cast<const char*>(value), vlen);
+        std::vector<Command> cmds;
+        cmds.push_back(l2_ttl_ms ? Command{"SET", k, v, "PX", px} : Command{"SET", k, v});
+        const bool publish = !(flags_ & SHMC_L2_NO_PUBLISH);
+        const std::string msg =
+            publish ? encode_invalidation(origin_, 'S', std::string_view(static_cast<const char*>(key), klen)) : "";
+        if (publish) cmds.push_back({"PUBLISH", channel_, msg});
+        Replies r;
+        l2_rc = client_->run(cmds, &r);
+        if (l2_rc) {
+            count(shm::kL2DroppedWrites);
+            l2_msg = shm::last_errmsg();
+        } else {
+            count(shm::kL2Sets);
+            if (publish) count(shm::kL2InvalSent);
+        }
+    }
+    int l1_rc = 0;
+    if (tiers == SHMC_TIER_BOTH) {
+        l1_rc = engine_.store(key, klen, value, vlen, flags | SHMC_FLAG_FROM_L2, l1_ttl_ms,
+                              shm::StoreMode::kSet);
+    } else if (tiers == SHMC_TIER_L1) {
+        l1_rc = engine_.store(key, klen, value, vlen, flags, l1_ttl_ms, shm::StoreMode::kSet);
+    } else if (!l2_rc) {
+        // L2 only: this host's L1 copy, if any, is now stale.
+        bump_inval_seq();
+        l1_rc = engine_.del(key, klen);
+        if (l1_rc == SHMC_E_NOTFOUND) l1_rc = 0;
+    }
+    if (l1_rc) return l1_rc;
+    if (l2_rc) return shm::fail(l2_rc, "%s", l2_msg.c_str());
+    return 0;
+}
+
+int Tiers::del(const void* key, size_t klen, uint32_t tiers) {
+    if (int rc = check_tiers(tiers)) return rc;
+    if (int rc = check_key(key, klen)) return rc;
+    bool found = false;
+    int l2_rc = 0;
+    std::string l2_msg;
+    if (tiers & SHMC_TIER_L2) {
+        const std::string k = l2_key(key, klen);
+        std::vector<Command> cmds{{"UNLINK", k}};
+        const bool publish = !(flags_ & SHMC_L2_NO_PUBLISH);
+        const std::string msg =
+            publish ? encode_invalidation(origin_, 'D', std::string_view(static_cast<const char*>(key), klen)) : "";
+        if (publish) cmds.push_back({"PUBLISH", channel_, msg});
+        Replies r;
+        l2_rc = client_->run(cmds, &r);
+        if (l2_rc) {
+            count(shm::kL2DroppedWrites);
+            l2_msg = shm::last_errmsg();
+        } else {
+            count(shm::kL2Deletes);
+            if (publish) count(shm::kL2InvalSent);
+            found = r[0].type == REDIS_REPLY_INTEGER && r[0].integer > 0;
+        }
+        bump_inval_seq();
+    }
+    int l1_rc = 0;
+    if (tiers & SHMC_TIER_L1) {
+        l1_rc = engine_.del(key, klen);
+        if (l1_rc == 0) found = true;
+        if (l1_rc == SHMC_E_NOTFOUND) l1_rc = 0;
+    }
+    if (l1_rc) return l1_rc;
+    if (l2_rc) return shm::fail(l2_rc, "%s", l2_msg.c_str());
+    return found ? 0 : shm::fail(SHMC_E_NOTFOUND, "key not found");
+}
+
+int Tiers::purge_l2(const char* pat, size_t plen, uint64_t* removed) {
+    const std::string match = redis_match_pattern(prefix_, pat, plen);
+    const std::string count_arg = std::to_string(kScanCount);
+    std::string cursor = "0";
+    do {
+        const Command scan{"SCAN", cursor, "MATCH", match, "COUNT", count_arg};
+        Replies r;
+        if (int rc = client_->run(std::span(&scan, 1), &r)) return rc;
+        const redisReply& rep = r[0];
+        if (rep.type != REDIS_REPLY_ARRAY || rep.elements != 2 ||
+            rep.element[0]->type != REDIS_REPLY_STRING || rep.element[1]->type != REDIS_REPLY_ARRAY)
+            return shm::fail(SHMC_E_L2_REPLY, "unexpected reply to SCAN");
+        cursor.assign(rep.element[0]->str, rep.element[0]->len);
+        const redisReply* keys = rep.element[1];
+        if (keys->elements) {
+            Command unlink{"UNLINK"};
+            for (size_t i = 0; i < keys->elements; ++i)
+                unlink.emplace_back(keys->element[i]->str, keys->element[i]->len);
+            Replies u;
+            if (int rc = client_->run(std::span(&unlink, 1), &u)) return rc;
+            if (u[0].type == REDIS_REPLY_INTEGER) *removed += uint64_t(u[0].integer);
+        }
+    } while (cursor != "0");
+    return 0;
+}
+
+int Tiers::purge(const void* pat, size_t plen, uint32_t tiers, uint64_t* removed_l1,
+                 uint64_t* removed_l2) {
+    if (int rc = check_tiers(tiers)) return rc;
+    if (!pat && plen) return shm::fail(SHMC_E_INVAL, "pattern is NULL");
+    const char* p = static_cast<const char*>(pat);
+    if (!shm::glob_valid(p, plen))
+        return shm::fail(SHMC_E_BAD_PATTERN,
+                         "bad glob pattern '%.*s': an unclosed '[' or a trailing '\\'", int(plen), p);
+    uint64_t n1 = 0, n2 = 0;
+    int l2_rc = 0;
+    std::string l2_msg;
+    if (tiers & SHMC_TIER_L2) {
+        l2_rc = purge_l2(p, plen, &n2);
+        if (!l2_rc && !(flags_ & SHMC_L2_NO_PUBLISH)) {
+            const std::string msg = encode_invalidation(origin_, 'P', std::string_view(p, plen));
+            const Command pub{"PUBLISH", channel_, msg};
+            Replies r;
+            l2_rc = client_->run(std::span(&pub, 1), &r);
+            if (!l2_rc) count(shm::kL2InvalSent);
+        }
+        if (l2_rc) {
+            count(shm::kL2DroppedWrites);
+            l2_msg = shm::last_errmsg();
+        }
+        count(shm::kL2Deletes, n2);
+        bump_inval_seq();
+    }
+    int l1_rc = 0;
+    if (tiers & SHMC_TIER_L1) l1_rc = engine_.purge(p, plen, &n1);
+    if (removed_l1) *removed_l1 = n1;
+    if (removed_l2) *removed_l2 = n2;
+    if (l1_rc) return l1_rc;
+    if (l2_rc) return shm::fail(l2_rc, "%s", l2_msg.c_str());
+    return 0;
+}
+
+void Tiers::stats(shmc_l2_stats* out) const {
+    std::memset(out, 0, sizeof *out);
+    auto c = [&](shm::L2Counter k) { return shared_.counters[k].load(std::memory_order_relaxed); };
+    out->configured = 1;
+    out->connected = client_->connected() ? 1 : 0;
+    out->breaker_open = client_->breaker_open() ? 1 : 0;
+    out->subscribed = subscription_live(shared_) ? 1 : 0;
+    out->subscriber_pid = out->subscribed ? uint32_t(shared_.subscriber_pid.load()) : 0;
+    out->hits = c(shm::kL2Hits);
+    out->misses = c(shm::kL2Misses);
+    out->sets = c(shm::kL2Sets);
+    out->deletes = c(shm::kL2Deletes);
+    out->errors = c(shm::kL2Errors);
+    out->timeouts = c(shm::kL2Timeouts);
+    out->dropped_writes = c(shm::kL2DroppedWrites);
+    out->breaker_opens = c(shm::kL2BreakerOpens);
+    out->fills = c(shm::kL2Fills);
+    out->invalidations_sent = c(shm::kL2InvalSent);
+    out->invalidations_applied = c(shm::kL2InvalApplied);
+    out->resyncs = c(shm::kL2Resyncs);
+    out->resync_dropped = c(shm::kL2ResyncDropped);
+}
+
+}  // namespace shmcache::l2

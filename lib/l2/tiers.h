@@ -1,0 +1,71 @@
+// tiers.h - the two tiers together: the shared L1 (the engine) and Redis as L2.
+//
+// Implements the shmc_t* calls of shmcache.h; the semantics are documented there and in
+// docs/l2.md. The orderings that keep L1 coherent:
+// - a write that invalidates (delete, purge, L2-only set) goes to L2 first, then bumps the host's
+//   invalidation sequence, then changes L1;
+// - a read that misses L1 notes the sequence before asking L2 and copies the answer into L1 only
+//   if the sequence has not moved (checked under the stripe lock, Engine::fill) and only as an
+//   add, so it never overwrites a newer local write nor reinstates an invalidated value;
+// - L2 hits are copied into L1 only while this host has a live invalidation subscription.
+#ifndef SHMCACHE_LIB_L2_TIERS_H
+#define SHMCACHE_LIB_L2_TIERS_H
+
+#include <shmcache/shmcache.h>
+
+#include <memory>
+#include <string>
+
+#include "engine.h"
+#include "invalidation.h"
+#include "redis_client.h"
+
+namespace shmcache::l2 {
+
+class Tiers {
+public:
+    // Validates opts (SHMC_E_INVAL with a message) and builds the tier; connects lazily.
+    static int create(shm::Engine& engine, const shmc_l2_options& opts, std::unique_ptr<Tiers>* out);
+
+    int get(const void* key, size_t klen, void* buf, size_t cap, size_t* value_len,
+            uint32_t* flags, int64_t* ttl_left_ms, uint32_t tiers, uint64_t fill_ttl_ms,
+            uint32_t* served_by);
+    int set(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
+            uint64_t l1_ttl_ms, uint64_t l2_ttl_ms, uint32_t tiers);
+    int del(const void* key, size_t klen, uint32_t tiers);
+    int purge(const void* pat, size_t plen, uint32_t tiers, uint64_t* removed_l1,
+              uint64_t* removed_l2);
+    void stats(shmc_l2_stats* out) const;
+
+    // Called on every L2-aware call: after a fork, starts the child's subscriber elector.
+    void ensure_process() {
+        if (subscriber_) subscriber_->ensure_started();
+    }
+
+private:
+    Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint32_t flags);
+    std::string l2_key(const void* key, size_t klen) const;
+    int purge_l2(const char* pat, size_t plen, uint64_t* removed);
+    void bump_inval_seq() { shared_.inval_seq.fetch_add(1, std::memory_order_seq_cst); }
+    void count(shm::L2Counter c, uint64_t n = 1) const {
+        shared_.counters[c].fetch_add(n, std::memory_order_relaxed);
+    }
+    bool fills_allowed() const;
+
+    shm::Engine& engine_;
+    shm::L2Shared& shared_;
+    const std::string prefix_;  // "" or key_prefix + separator
+    const std::string channel_;
+    const uint32_t flags_;
+    uint64_t origin_ = 0;
+    std::unique_ptr<RedisClient> client_;
+    std::unique_ptr<Subscriber> subscriber_;  // null with SHMC_L2_NO_SUBSCRIBE
+};
+
+// The Redis glob that matches L2 keys "prefix + k" for every k the shmcache glob pat matches:
+// the prefix with its metacharacters escaped, then pat with "[!" written as "[^".
+std::string redis_match_pattern(const std::string& prefix, const char* pat, size_t plen);
+
+}  // namespace shmcache::l2
+
+#endif

@@ -1,0 +1,94 @@
+// l2_unit_test.cpp - the Redis tier's pure parts: URL parsing, the glob translation for SCAN,
+// the invalidation message codec and the circuit breaker's state machine.
+#include <doctest/doctest.h>
+
+#include "breaker.h"
+#include "invalidation.h"
+#include "redis_url.h"
+#include "tiers.h"
+
+using namespace shmcache::l2;
+
+TEST_CASE("Redis URLs") {
+    RedisEndpoint ep;
+    std::string why;
+    REQUIRE(parse_redis_url("redis://localhost:6380/2", &ep, &why));
+    CHECK(ep.host == "localhost");
+    CHECK(ep.port == 6380);
+    CHECK(ep.db == 2);
+    CHECK(ep.password.empty());
+    REQUIRE(parse_redis_url("redis://127.0.0.1", &ep, &why));
+    CHECK(ep.port == 6379);
+    CHECK(ep.db == 0);
+    REQUIRE(parse_redis_url("redis://:s%40cret@h:1/0", &ep, &why));
+    CHECK(ep.user.empty());
+    CHECK(ep.password == "s@cret");
+    REQUIRE(parse_redis_url("redis://alice:pw@h", &ep, &why));
+    CHECK(ep.user == "alice");
+    CHECK(ep.password == "pw");
+    REQUIRE(parse_redis_url("redis://[::1]:7000/3", &ep, &why));
+    CHECK(ep.host == "::1");
+    CHECK(ep.port == 7000);
+    CHECK(ep.describe() == "[::1]:7000 db 3");
+    REQUIRE(parse_redis_url("unix:///run/redis/redis.sock?db=4&password=p", &ep, &why));
+    CHECK(ep.is_unix);
+    CHECK(ep.path == "/run/redis/redis.sock");
+    CHECK(ep.db == 4);
+    CHECK(ep.password == "p");
+    RedisEndpoint secret;
+    secret.host = "h";
+    secret.password = "hunter2";
+    CHECK(secret.describe().find("hunter2") == std::string::npos);
+    for (const char* bad : {"", "localhost:6379", "http://h", "rediss://h", "redis://h:x",
+                            "redis://h:70000", "redis://h/db", "unix://rel", "redis://h?x=1",
+                            "redis://[::1", "redis://u:%4@h", "redis://u:%@h"}) {
+        CHECK_MESSAGE(!parse_redis_url(bad, &ep, &why), bad);
+        CHECK(!why.empty());
+    }
+}
+
+TEST_CASE("shmcache globs become Redis MATCH patterns inside the namespace") {
+    CHECK(redis_match_pattern("app:", "user:*", 6) == "app:user:*");
+    CHECK(redis_match_pattern("", "a[!b]c", 6) == "a[^b]c");
+    CHECK(redis_match_pattern("", "a[^b]c", 6) == "a[^b]c");
+    CHECK(redis_match_pattern("", "a\\[!b", 5) == "a\\[!b");  // escaped: not a class
+    CHECK(redis_match_pattern("we*rd[1]:", "*", 1) == "we\\*rd\\[1\\]:*");
+}
+
+TEST_CASE("invalidation messages") {
+    const std::string m = encode_invalidation(0xabcdef0123456789ull, 'D', std::string("k\0ey", 4));
+    uint64_t origin = 0;
+    char op = 0;
+    std::string_view arg;
+    REQUIRE(decode_invalidation(m, &origin, &op, &arg));
+    CHECK(origin == 0xabcdef0123456789ull);
+    CHECK(op == 'D');
+    CHECK(arg == std::string_view("k\0ey", 4));
+    REQUIRE(decode_invalidation(encode_invalidation(1, 'P', ""), &origin, &op, &arg));
+    CHECK(arg.empty());
+    for (std::string bad : {std::string(""), std::string("shmc1 "), m.substr(0, 20),
+                            "shmc2" + m.substr(5), m.substr(0, 22) + "X" + m.substr(23),
+                            std::string("shmc1 zzzzzzzzzzzzzzzz D k")})
+        CHECK_FALSE(decode_invalidation(bad, &origin, &op, &arg));
+}
+
+TEST_CASE("circuit breaker: opens after the threshold, one trial per cooldown") {
+    Breaker b(3, 100);
+    uint64_t wait = 0;
+    CHECK(b.admit(0, &wait) == Breaker::Verdict::kGo);
+    CHECK_FALSE(b.on_failure(0));
+    CHECK_FALSE(b.on_failure(1));
+    CHECK(b.on_failure(2));  // opened: reported once
+    CHECK(b.is_open());
+    CHECK(b.admit(50, &wait) == Breaker::Verdict::kRefuse);
+    CHECK(wait == 52);
+    CHECK(b.admit(102, &wait) == Breaker::Verdict::kTrial);
+    CHECK(b.admit(103, &wait) == Breaker::Verdict::kRefuse);  // one trial at a time
+    CHECK_FALSE(b.on_failure(104));                             // failed trial: still open
+    CHECK(b.admit(150, &wait) == Breaker::Verdict::kRefuse);
+    CHECK(b.admit(204, &wait) == Breaker::Verdict::kTrial);
+    CHECK(b.on_success());  // closed: reported once
+    CHECK_FALSE(b.is_open());
+    CHECK(b.admit(205, &wait) == Breaker::Verdict::kGo);
+    CHECK_FALSE(b.on_success());
+}

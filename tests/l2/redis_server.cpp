@@ -1,0 +1,146 @@
+// redis_server.cpp - see redis_server.h.
+#include "redis_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <stdexcept>
+#include <thread>
+
+namespace l2test {
+
+namespace {
+
+int free_port() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+std::string resp(const std::string& a, const std::string& b, const std::string& c) {
+    std::string out;
+    int n = 1 + !b.empty() + !c.empty();
+    out += "*" + std::to_string(n) + "\r\n";
+    for (const std::string* s : {&a, &b, &c}) {
+        if (s != &a && s->empty()) continue;
+        out += "$" + std::to_string(s->size()) + "\r\n" + *s + "\r\n";
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string RedisServer::command(const std::string& a, const std::string& b,
+                                 const std::string& c) const {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return "";
+    timeval tv{0, 300000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(uint16_t(port_));
+    std::string reply;
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+        const std::string req = resp(a, b, c);
+        if (write(fd, req.data(), req.size()) == ssize_t(req.size())) {
+            char buf[4096];
+            ssize_t n = read(fd, buf, sizeof buf);
+            if (n > 0) reply.assign(buf, size_t(n));
+        }
+    }
+    close(fd);
+    return reply;
+}
+
+bool RedisServer::start_on(int port) {
+    port_ = port;
+    pid_ = fork();
+    if (pid_ < 0) return false;
+    if (pid_ == 0) {
+        if (chdir(dir_.c_str()) != 0) _exit(127);
+        const std::string p = std::to_string(port);
+        execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel",
+               "warning", "--logfile", "redis.log", static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    stopped_ = false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+        int status = 0;
+        if (waitpid(pid_, &status, WNOHANG) == pid_) {  // exited: port taken, or no binary
+            pid_ = -1;
+            return false;
+        }
+        if (command("PING").rfind("+PONG", 0) == 0) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    kill();
+    return false;
+}
+
+RedisServer::RedisServer() {
+    char tmpl[] = "/tmp/shmc-redis-XXXXXX";
+    if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+    dir_ = tmpl;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+        const int port = free_port();
+        if (port && start_on(port)) return;
+    }
+    throw std::runtime_error("could not start redis-server (is the redis-server package installed?)");
+}
+
+RedisServer::~RedisServer() {
+    kill();
+    std::string log = dir_ + "/redis.log";
+    unlink(log.c_str());
+    rmdir(dir_.c_str());
+}
+
+void RedisServer::stop() {
+    if (pid_ > 0 && !stopped_) ::kill(pid_, SIGSTOP);
+    stopped_ = true;
+}
+
+void RedisServer::cont() {
+    if (pid_ > 0 && stopped_) ::kill(pid_, SIGCONT);
+    stopped_ = false;
+}
+
+void RedisServer::kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    if (stopped_) ::kill(pid_, SIGCONT);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    stopped_ = false;
+}
+
+void RedisServer::restart() {
+    kill();
+    for (int attempt = 0; attempt < 50; ++attempt) {
+        if (start_on(port_)) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    throw std::runtime_error("could not restart redis-server on its port");
+}
+
+}  // namespace l2test

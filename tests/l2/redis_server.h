@@ -1,0 +1,46 @@
+// redis_server.h - a real redis-server for the tests, on a random free loopback port.
+//
+// Started with no persistence (nothing written to disk) in a private temporary directory, killed
+// when the object goes away. stop()/cont() freeze and thaw it (SIGSTOP/SIGCONT: a hung Redis);
+// kill() is SIGKILL; restart() starts a new server on the same port.
+#ifndef SHMCACHE_TESTS_L2_REDIS_SERVER_H
+#define SHMCACHE_TESTS_L2_REDIS_SERVER_H
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace l2test {
+
+class RedisServer {
+public:
+    RedisServer();  // throws std::runtime_error if no server could be started
+    ~RedisServer();
+    RedisServer(const RedisServer&) = delete;
+    RedisServer& operator=(const RedisServer&) = delete;
+
+    int port() const { return port_; }
+    std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+    pid_t pid() const { return pid_; }
+
+    void stop();     // SIGSTOP
+    void cont();     // SIGCONT
+    void kill();     // SIGKILL and reap
+    void restart();  // kill (if running) and start again on the same port, empty
+
+    // Runs one command through redis-cli-free plain RESP over a socket and returns the raw reply
+    // line(s) (for checks like EXISTS or PTTL). Returns "" on failure.
+    std::string command(const std::string& a, const std::string& b = "",
+                        const std::string& c = "") const;
+
+private:
+    bool start_on(int port);
+    int port_ = 0;
+    pid_t pid_ = -1;
+    bool stopped_ = false;
+    std::string dir_;
+};
+
+}  // namespace l2test
+
+#endif
