@@ -12,12 +12,18 @@ set -euo pipefail
 PACKAGES=(
     meson ninja-build pkg-config g++   # build
     libboost-dev libxxhash-dev         # engine (Boost.Interprocess, XXH3)
-    libhiredis-dev libzstd-dev zstd    # Redis L2 and value compression (planned tiers)
+    libhiredis-dev libzstd-dev zstd    # Redis L2 and value compression
+    redis-server                       # tests: a real Redis on a random loopback port
     libspdlog-dev libfmt-dev           # logging
     doctest-dev                        # unit tests
     liblmdb-dev                        # bench/: LMDB as a peer
     libcli11-dev nlohmann-json3-dev    # shmcache-cli: argument parsing, JSON
     python3-pytest python3-prometheus-client   # CLI tests (tests/cli), Prometheus parser
+    python3-msgpack                    # Python package: optional msgpack serializer
+    python3-fastapi python3-uvicorn python3-httptools python3-uvloop gunicorn python3-httpx
+                                       # Python package: FastAPI integration, demo and tests
+    python3-redis python3-diskcache python3-cachetools python3-pymemcache python3-lmdb memcached
+                                       # bench/python: the Python-level peers
 )
 
 if [[ "${1:-}" == "--list" ]]; then
