@@ -116,8 +116,8 @@ SHMC_API int shmc_l2_get_stats(shmc_cache* c, shmc_l2_stats* out) {
     return guarded([&] {
         if (!c) return no_handle();
         if (!out) return shm::fail(SHMC_E_INVAL, "out is NULL");
-        if (!c->l2) {
-            std::memset(out, 0, sizeof *out);
+        if (!c->l2) {  // the host's figures still live in the segment
+            shmcache::l2::shared_stats(c->engine->l2_shared(), out);
             return 0;
         }
         c->l2->ensure_process();

@@ -310,14 +310,11 @@ int Tiers::purge(const void* pat, size_t plen, uint32_t tiers, uint64_t* removed
     return 0;
 }
 
-void Tiers::stats(shmc_l2_stats* out) const {
+void shared_stats(const shm::L2Shared& l2, shmc_l2_stats* out) {
     std::memset(out, 0, sizeof *out);
-    auto c = [&](shm::L2Counter k) { return shared_.counters[k].load(std::memory_order_relaxed); };
-    out->configured = 1;
-    out->connected = client_->connected() ? 1 : 0;
-    out->breaker_open = client_->breaker_open() ? 1 : 0;
-    out->subscribed = subscription_live(shared_) ? 1 : 0;
-    out->subscriber_pid = out->subscribed ? uint32_t(shared_.subscriber_pid.load()) : 0;
+    auto c = [&](shm::L2Counter k) { return l2.counters[k].load(std::memory_order_relaxed); };
+    out->subscribed = subscription_live(l2) ? 1 : 0;
+    out->subscriber_pid = out->subscribed ? uint32_t(l2.subscriber_pid.load()) : 0;
     out->hits = c(shm::kL2Hits);
     out->misses = c(shm::kL2Misses);
     out->sets = c(shm::kL2Sets);
@@ -331,6 +328,13 @@ void Tiers::stats(shmc_l2_stats* out) const {
     out->invalidations_applied = c(shm::kL2InvalApplied);
     out->resyncs = c(shm::kL2Resyncs);
     out->resync_dropped = c(shm::kL2ResyncDropped);
+}
+
+void Tiers::stats(shmc_l2_stats* out) const {
+    shared_stats(shared_, out);
+    out->configured = 1;
+    out->connected = client_->connected() ? 1 : 0;
+    out->breaker_open = client_->breaker_open() ? 1 : 0;
 }
 
 }  // namespace shmcache::l2

@@ -1,5 +1,6 @@
 """info, check, destroy, and the segment-level failures: missing segment, version mismatch,
 usage errors, --help."""
+import re
 import json
 import os
 import signal
@@ -115,7 +116,7 @@ def test_version_mismatch(cli, argv):
     corrupt_layout_version(cli.name)
     p = cli(*argv, input="")
     assert p.returncode == 4, p.err
-    assert "layout version 999" in p.err and "uses layout version 1" in p.err
+    assert "layout version 999" in p.err and re.search(r"uses layout version \d+", p.err)
     assert "destroy --force" in p.err
 
 

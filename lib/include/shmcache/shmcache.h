@@ -42,7 +42,7 @@ extern "C" {
 
 /* Library version. The soname follows SHMC_VERSION_MAJOR. */
 #define SHMC_VERSION_MAJOR 0
-#define SHMC_VERSION_MINOR 1
+#define SHMC_VERSION_MINOR 2
 #define SHMC_VERSION_PATCH 0
 
 /* Limits. Keys may be up to SHMC_MAX_KEY_LEN bytes. Values may be up to the segment's
@@ -350,7 +350,8 @@ typedef struct shmc_l2_options {
 } shmc_l2_options;
 
 /* L2 figures. Counters are host-wide (kept in the segment, summed over every process of the
- * host); connected and breaker_open are this process's view. */
+ * host) and start at zero when the segment is created; connected and breaker_open are this
+ * process's view. */
 typedef struct shmc_l2_stats {
     uint32_t configured;   /* 1 if this handle has an L2 */
     uint32_t connected;    /* 1 if this process's last L2 call succeeded */
@@ -410,7 +411,8 @@ SHMC_API int shmc_tdel(shmc_cache *cache, const void *key, size_t key_len, uint3
 SHMC_API int shmc_tpurge(shmc_cache *cache, const void *pattern, size_t pattern_len,
                          uint32_t tiers, uint64_t *removed_l1, uint64_t *removed_l2);
 
-/* L2 figures; configured = 0 (and zeros) if the handle has no L2. */
+/* L2 figures. On a handle without an L2, configured, connected and breaker_open are 0 and the
+ * host-wide counters are still reported (other processes of the host may use L2). */
 SHMC_API int shmc_l2_get_stats(shmc_cache *cache, shmc_l2_stats *out);
 
 #ifdef __cplusplus
