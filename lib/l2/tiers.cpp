@@ -5,6 +5,8 @@
 #include <cstring>
 #include <random>
 
+#include <unistd.h>
+
 #include "errors.h"
 #include "glob.h"
 #include "log.h"
@@ -31,6 +33,20 @@ int check_key(const void* key, size_t klen) {
                          SHMC_MAX_KEY_LEN);
     return 0;
 }
+
+#ifdef SHMC_TEST_HOOKS
+// Test builds only: SHMC_TEST_FILL_DELAY_US widens the window between reading a value from L2
+// and copying it into L1, so the race the invalidation sequence closes becomes reproducible.
+void test_delay_before_fill() {
+    static const long us = [] {
+        const char* v = getenv("SHMC_TEST_FILL_DELAY_US");
+        return v ? atol(v) : 0L;
+    }();
+    if (us > 0) usleep(useconds_t(us));
+}
+#else
+void test_delay_before_fill() {}
+#endif
 
 uint64_t random_origin() {
     std::random_device rd;
@@ -149,6 +165,7 @@ int Tiers::get(const void* key, size_t klen, void* buf, size_t cap, size_t* valu
     const long long pttl = r[1].type == REDIS_REPLY_INTEGER ? r[1].integer : -1;
     const size_t len = r[0].len;
     if ((tiers & SHMC_TIER_L1) && pttl != -2 && fills_allowed()) {
+        test_delay_before_fill();
         uint64_t ttl = fill_ttl_ms;
         if (pttl > 0) ttl = ttl ? std::min<uint64_t>(ttl, uint64_t(pttl)) : uint64_t(pttl);
         if (engine_.fill(key, klen, r[0].str, len, SHMC_FLAG_FROM_L2, ttl, seq) == 0)
