@@ -48,6 +48,16 @@ static bool parse_class(const char* pat, size_t plen, size_t i, unsigned char c,
     return true;
 }
 
+bool glob_class(const char* pat, size_t plen, size_t i, size_t* end, std::bitset<256>* members) {
+    members->reset();
+    for (unsigned c = 0; c < 256; ++c) {
+        bool m = false;
+        if (!parse_class(pat, plen, i, static_cast<unsigned char>(c), end, &m)) return false;
+        if (m) members->set(c);
+    }
+    return true;
+}
+
 bool glob_valid(const char* pat, size_t plen) {
     for (size_t i = 0; i < plen;) {
         if (pat[i] == '\\') {

@@ -58,18 +58,47 @@ uint64_t random_origin() {
 }  // namespace
 
 std::string redis_match_pattern(const std::string& prefix, const char* pat, size_t plen) {
+    // Redis's matcher differs from ours in corners (a leading `]` in a class, `[!`, ranges over
+    // bytes >= 0x80 compared as signed chars), so nothing is passed through unexamined: every
+    // literal byte that Redis could read as syntax is escaped, and every class is rewritten as
+    // the explicit list of the bytes it matches, each escaped (`?` if it matches all 256).
+    auto literal = [](std::string* out, char ch) {
+        if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\') out->push_back('\\');
+        out->push_back(ch);
+    };
     std::string out;
-    out.reserve(prefix.size() * 2 + plen);
-    for (char ch : prefix) {
-        if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\') out.push_back('\\');
-        out.push_back(ch);
-    }
-    for (size_t i = 0; i < plen; ++i) {
-        out.push_back(pat[i]);
-        if (pat[i] == '\\' && i + 1 < plen) {
-            out.push_back(pat[++i]);  // an escaped byte, copied as it is
-        } else if (pat[i] == '[' && i + 1 < plen && pat[i + 1] == '!') {
-            out.push_back('^');  // Redis negates a class with '^' only
+    out.reserve(prefix.size() * 2 + plen * 2);
+    for (char ch : prefix) literal(&out, ch);
+    for (size_t i = 0; i < plen;) {
+        const char ch = pat[i];
+        if (ch == '*' || ch == '?') {
+            out.push_back(ch);
+            ++i;
+        } else if (ch == '\\' && i + 1 < plen) {
+            literal(&out, pat[i + 1]);
+            i += 2;
+        } else if (ch == '[') {
+            std::bitset<256> members;
+            size_t end = 0;
+            if (!shm::glob_class(pat, plen, i, &end, &members)) {  // callers validate first
+                literal(&out, ch);
+                ++i;
+                continue;
+            }
+            if (members.all()) {
+                out.push_back('?');
+            } else {
+                out.push_back('[');
+                for (unsigned c = 0; c < 256; ++c) {
+                    if (!members.test(c)) continue;
+                    out.push_back('\\');
+                    out.push_back(char(c));
+                }
+                out.push_back(']');  // "[]" (no member) matches nothing, as in ours
+            }
+            i = end;
+        } else {
+            literal(&out, ch);
             ++i;
         }
     }

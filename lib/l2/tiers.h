@@ -65,8 +65,8 @@ private:
 // The host-wide L2 figures kept in the segment (configured, connected, breaker_open left 0).
 void shared_stats(const shm::L2Shared& l2, shmc_l2_stats* out);
 
-// The Redis glob that matches L2 keys "prefix + k" for every k the shmcache glob pat matches:
-// the prefix with its metacharacters escaped, then pat with "[!" written as "[^".
+// The Redis MATCH pattern that matches exactly the L2 keys "prefix + k" for the keys k that the
+// (valid) shmcache glob pat matches.
 std::string redis_match_pattern(const std::string& prefix, const char* pat, size_t plen);
 
 }  // namespace shmcache::l2

@@ -49,10 +49,14 @@ TEST_CASE("Redis URLs") {
 
 TEST_CASE("shmcache globs become Redis MATCH patterns inside the namespace") {
     CHECK(redis_match_pattern("app:", "user:*", 6) == "app:user:*");
-    CHECK(redis_match_pattern("", "a[!b]c", 6) == "a[^b]c");
-    CHECK(redis_match_pattern("", "a[^b]c", 6) == "a[^b]c");
+    CHECK(redis_match_pattern("", "a[!b]c", 6).size() == 1 + 1 + 255 * 2 + 1 + 1);  // all but b
+    CHECK(redis_match_pattern("", "[ab]", 4) == "[\\a\\b]");
+    CHECK(redis_match_pattern("", "[b-a]", 5) == "[]");    // an empty range matches nothing
+    CHECK(redis_match_pattern("", "[]]", 3) == "[\\]]");   // a leading ] is a member
+    CHECK(redis_match_pattern("", "[!]]", 4).find("\\]") == std::string::npos);  // all but ]
     CHECK(redis_match_pattern("", "a\\[!b", 5) == "a\\[!b");  // escaped: not a class
     CHECK(redis_match_pattern("we*rd[1]:", "*", 1) == "we\\*rd\\[1\\]:*");
+    CHECK(redis_match_pattern("", "[\x00-\xff]", 5) == "?");
 }
 
 TEST_CASE("invalidation messages") {
