@@ -464,3 +464,29 @@ TEST_CASE("subscriber: one per host, replaced at once when its process dies") {
     close(ready[1]);
 }
 
+
+TEST_CASE("fork: a handle used before fork works in the child with connections of its own") {
+    RedisServer redis;
+    Host a("fork", redis.url());
+    REQUIRE(a.wait_subscribed());
+    REQUIRE(a.set("before", "p") == 0);  // the parent's pool now holds a connection
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        // The child's copy of the parent's connection is closed, not shared: both processes
+        // talking on one socket would interleave replies.
+        int ok = a.get("before", SHMC_TIER_L2) == "p";
+        ok = ok && a.set("from-child", "c") == 0;
+        ok = ok && a.get("from-child", SHMC_TIER_L2) == "c";
+        for (int i = 0; i < 200 && ok; ++i) ok = a.set("c" + std::to_string(i), "x") == 0;
+        _exit(ok ? 0 : 1);
+    }
+    for (int i = 0; i < 200; ++i) REQUIRE(a.set("p" + std::to_string(i), "y") == 0);
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(a.get("from-child", SHMC_TIER_L2) == "c");
+    CHECK(a.get("p199", SHMC_TIER_L2) == "y");
+    CHECK(a.stats().subscriber_pid == uint32_t(getpid()));  // the parent still subscribes
+}
