@@ -82,7 +82,8 @@ def test_stats_prometheus(cli):
         assert families[name].type == "gauge"
     assert families["shmcache_segment_size_bytes"].samples[0].value == 64 << 20
     info = families["shmcache_info"].samples[0]
-    assert info.value == 1 and info.labels["layout_version"] == "1"
+    layout = json.loads(cli("info", "--json").out)["layout_version"]
+    assert info.value == 1 and info.labels["layout_version"] == str(layout)
     assert info.labels["strategy"] == "S3-FIFO"
     # every sample has HELP and TYPE lines
     names = [l.split()[2] for l in p.out.splitlines() if l.startswith("# TYPE")]

@@ -1,4 +1,5 @@
-// base64.h - strict decoding of standard base64 (RFC 4648, section 4), for warm's value_b64.
+// base64.h - standard base64 (RFC 4648, section 4): strict decoding for warm's value_b64, and
+// encoding for `get --json`, whose output is a warm record.
 //
 // Strict because a warm file is checked before anything is written: a value that decodes
 // "somehow" (stray characters skipped, bad padding accepted) would put bytes in the cache that
@@ -15,6 +16,9 @@ namespace shmcache::cli {
 // Decode `in` into *out. False (and *why says where) on any character outside the alphabet,
 // misplaced padding, an impossible length, or non-zero bits after the last byte.
 bool base64_decode(std::string_view in, std::string* out, std::string* why);
+
+// Encode `in`, padded: what base64_decode reads back.
+std::string base64_encode(std::string_view in);
 
 }  // namespace shmcache::cli
 

@@ -4,10 +4,14 @@
 // and calls run_*. Each run_* returns the process exit status (exit_codes.h) and prints its own
 // messages. Keeping CLI11 out of the verb files keeps them quick to compile and easy to call
 // from a test or a fuzzer.
+//
+// `tier` fields hold --tier as given ("l1", "l2", "both") or "" for the default, which depends
+// on whether a Redis URL was given: resolve_tiers() in tiers.h turns them into a mask.
 #ifndef SHMCACHE_CLI_COMMANDS_H
 #define SHMCACHE_CLI_COMMANDS_H
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "segment.h"
@@ -28,6 +32,8 @@ int run_stats(const Global& g, const StatsOptions& o);
 struct GetOptions {
     std::string key;
     bool raw = false;
+    bool json = false;  // one JSON object: a warm record plus the tier that served it
+    std::string tier;
 };
 int run_get(const Global& g, const GetOptions& o);
 
@@ -35,17 +41,24 @@ struct SetOptions {
     std::string key;
     std::string value;
     double ttl_seconds = 0;
+    std::optional<double> l2_ttl_seconds;  // --l2-ttl; unset: ttl_seconds in L2 too
     bool json = false;
     uint64_t compress_threshold = 1024;
+    std::string tier;
     CreateOptions create;
 };
 int run_set(const Global& g, const SetOptions& o);
 
-int run_del(const Global& g, const std::string& key);
+struct DelOptions {
+    std::string key;
+    std::string tier;
+};
+int run_del(const Global& g, const DelOptions& o);
 
 struct TtlOptions {
     std::string key;
     bool ms = false;
+    std::string tier;
 };
 int run_ttl(const Global& g, const TtlOptions& o);
 
@@ -60,6 +73,7 @@ int run_keys(const Global& g, const KeysOptions& o);
 struct PurgeOptions {
     std::string pattern;
     bool dry_run = false;
+    std::string tier;
 };
 int run_purge(const Global& g, const PurgeOptions& o);
 
@@ -76,6 +90,7 @@ struct WarmOptions {
     double ttl_seconds = 0;  // for records without "ttl"
     uint64_t compress_threshold = 1024;
     bool progress = true;  // --no-progress turns the bar off even on a terminal
+    std::string tier;
     CreateOptions create;
 };
 int run_warm(const Global& g, const WarmOptions& o);

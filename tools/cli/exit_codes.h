@@ -2,8 +2,9 @@
 //
 // Scripts and cron jobs branch on these, so they are part of the tool's contract: pinned, listed
 // in `shmcache-cli --help` and in docs/cli.md, and never renumbered. A status says what the
-// caller can do about it (run again later, create the segment, destroy an old segment), which is
-// why a missing segment, a version mismatch and a lock timeout each get their own.
+// caller can do about it (run again later, create the segment, destroy an old segment, check
+// Redis), which is why a missing segment, a version mismatch, a lock timeout and a Redis outage
+// each get their own.
 #ifndef SHMCACHE_CLI_EXIT_CODES_H
 #define SHMCACHE_CLI_EXIT_CODES_H
 
@@ -19,6 +20,7 @@ enum ExitCode : int {
     kExitDamage = 5,       // check: damage found and not repaired
     kExitLockTimeout = 6,  // a stripe lock was not granted in time
     kExitOther = 7,        // anything else (permissions, /dev/shm full, segment in use, ...)
+    kExitL2 = 8,           // the Redis L2 was unreachable, timed out or answered an error
 };
 
 // The table printed after `shmcache-cli --help`, and in docs/cli.md.
@@ -32,7 +34,9 @@ inline constexpr const char* kExitCodesHelp =
     "  4  the segment was made by another layout version (destroy --force removes it)\n"
     "  5  check: damage found and not repaired\n"
     "  6  a stripe lock was not granted in time (a process holds it; try again)\n"
-    "  7  any other error (permissions, /dev/shm full, segment in use, ...)\n";
+    "  7  any other error (permissions, /dev/shm full, segment in use, ...)\n"
+    "  8  the Redis L2 is unavailable (unreachable, timed out) or answered with an error;\n"
+    "     the message names the endpoint. Only with --redis.\n";
 
 }  // namespace shmcache::cli
 

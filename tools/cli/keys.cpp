@@ -8,6 +8,12 @@
 //
 // The pattern is checked with shmc_glob_match before anything runs, so a malformed pattern is a
 // usage error with a clear message rather than a half-done walk.
+//
+// With the Redis L2 (tiers.h), purge removes from L2 first (SCAN + UNLINK in the namespace,
+// inside the library, then an invalidation published so other hosts drop their L1 copies) and
+// then from L1, the order that keeps an application on this host from refilling L1 with a value
+// Redis is about to lose. Each tier is one call, so each gets its own count and its own error.
+// `keys` and `purge --dry-run` list L1 only: the C ABI has no call that lists Redis keys.
 #include <shmcache/shmcache.h>
 
 #include <cstdio>
@@ -15,6 +21,7 @@
 #include "commands.h"
 #include "exit_codes.h"
 #include "format.h"
+#include "tiers.h"
 
 namespace shmcache::cli {
 
@@ -77,9 +84,19 @@ int run_keys(const Global& g, const KeysOptions& o) {
 
 int run_purge(const Global& g, const PurgeOptions& o) {
     if (int e = check_pattern("purge", o.pattern)) return e;
-    Cache cache;
-    if (int e = open_existing(g, "purge", &cache)) return e;
+    uint32_t tiers = 0;
+    if (int e = resolve_tiers(g, "purge", o.tier, &tiers)) return e;
     const std::string pat = escape_bytes(o.pattern);
+    if (o.dry_run && (tiers & SHMC_TIER_L2)) {
+        warn("purge",
+             "--dry-run lists L1 only (the library cannot list Redis keys without "
+             "removing them): add --tier l1. To see the L2 keys purge would remove: "
+             "redis-cli --scan --pattern '" +
+                 escape_bytes(redis_scan_pattern(*g.redis, o.pattern)) + "'");
+        return kExitUsage;
+    }
+    Cache cache;
+    if (int e = open_existing(g, "purge", &cache, tiers)) return e;
     if (o.dry_run) {
         Listing l;
         int rc = shmc_scan(cache.get(), o.pattern.data(), o.pattern.size(), print_key, &l);
@@ -89,12 +106,33 @@ int run_purge(const Global& g, const PurgeOptions& o) {
         if (rc != SHMC_OK) return report(g, "purge", rc, "some stripes were not listed");
         return kExitOk;
     }
-    uint64_t removed = 0;
-    int rc = shmc_purge(cache.get(), o.pattern.data(), o.pattern.size(), &removed);
-    std::printf("removed %llu keys matching '%s'\n", (unsigned long long)removed, pat.c_str());
-    std::fflush(stdout);
-    if (rc != SHMC_OK) return report(g, "purge", rc, "some stripes were skipped; run purge again");
-    return kExitOk;
+    int status = kExitOk;
+    if (tiers & SHMC_TIER_L2) {
+        uint64_t removed = 0;
+        int rc = shmc_tpurge(cache.get(), o.pattern.data(), o.pattern.size(), SHMC_TIER_L2, nullptr,
+                             &removed);
+        std::printf("removed %llu keys matching '%s' from L2 (%s)%s\n", (unsigned long long)removed,
+                    pat.c_str(), l2_where(*g.redis).c_str(),
+                    rc == SHMC_OK ? "; other hosts told to drop them from their L1"
+                                  : " before the error below");
+        std::fflush(stdout);
+        if (rc != SHMC_OK) status = report(g, "purge", rc, "L2");
+    }
+    if (tiers & SHMC_TIER_L1) {
+        uint64_t removed = 0;
+        int rc = shmc_tpurge(cache.get(), o.pattern.data(), o.pattern.size(), SHMC_TIER_L1,
+                             &removed, nullptr);
+        std::printf("removed %llu keys matching '%s'%s\n", (unsigned long long)removed, pat.c_str(),
+                    g.redis ? " from L1" : "");
+        std::fflush(stdout);
+        if (rc != SHMC_OK) {
+            const int s = report(
+                g, "purge", rc,
+                std::string(g.redis ? "L1: " : "") + "some stripes were skipped; run purge again");
+            if (status == kExitOk) status = s;
+        }
+    }
+    return status;
 }
 
 }  // namespace shmcache::cli

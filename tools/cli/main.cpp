@@ -8,9 +8,15 @@
 // --name may be given before or after the verb (subcommands fall through to the top level).
 // When it is not given, the library resolves the name ($SHMCACHE_NAME, then "shmcache"), so the
 // CLI finds the same segment the application does.
+//
+// --redis, --redis-prefix and --redis-timeout-ms work the same way, and fall back to
+// $SHMCACHE_REDIS_URL and $SHMCACHE_REDIS_PREFIX (never to a plain $REDIS_URL: a variable meant
+// for some other program must not turn an L1 purge into a purge of Redis). They are read here,
+// not by CLI11, so that "given on the command line" and "from the environment" stay apart.
 #include <shmcache/shmcache.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <string>
 
 #include "commands.h"
@@ -26,7 +32,14 @@ constexpr const char* kSegmentFooter =
 
 constexpr const char* kKeyFooter =
     "Exit codes: 0 success, 1 key not found, 3 no such segment, 4 segment of another version,\n"
-    "6 lock timeout, 7 other error, 2 usage error.";
+    "6 lock timeout, 7 other error, 8 Redis L2 unavailable (with --redis), 2 usage error.";
+
+constexpr const char* kTierFooter =
+    "Exit codes: 0 success, 3 no such segment, 4 segment of another version, 6 lock timeout,\n"
+    "7 other error, 8 Redis L2 unavailable (with --redis), 2 usage error.";
+
+constexpr const char* kTierHelp =
+    "l1 (this host's shared memory), l2 (Redis) or both; default: both with --redis, l1 without";
 
 std::string version_text() {
     return std::string("shmcache-cli ") + std::to_string(SHMC_VERSION_MAJOR) + "." +
@@ -59,6 +72,12 @@ void add_create_options(CLI::App* sub, CreateOptions* c) {
     });
 }
 
+void add_tier_option(CLI::App* sub, std::string* tier) {
+    sub->add_option("--tier", *tier, kTierHelp)
+        ->type_name("TIER")
+        ->check(CLI::IsMember({"l1", "l2", "both"}).description(""));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -77,13 +96,31 @@ int main(int argc, char** argv) {
                                     "segment name (default: $SHMCACHE_NAME, then \"shmcache\"); "
                                     "the segment is /dev/shm/NAME")
                          ->type_name("NAME");
+    std::string redis_url, redis_prefix;
+    uint32_t redis_timeout_ms = RedisOptions{}.timeout_ms;
+    auto* redis_opt = app.add_option("--redis", redis_url,
+                                     "Redis URL of the L2 tier: redis://[[user]:password@]host"
+                                     "[:port][/db] or unix:///path (default: "
+                                     "$SHMCACHE_REDIS_URL; \"\" for none)")
+                          ->type_name("URL");
+    auto* prefix_opt = app.add_option("--redis-prefix", redis_prefix,
+                                      "L2 namespace: Redis keys are PREFIX:KEY (default: "
+                                      "$SHMCACHE_REDIS_PREFIX, else none)")
+                           ->type_name("PREFIX");
+    auto* timeout_opt =
+        app.add_option("--redis-timeout-ms", redis_timeout_ms,
+                       "bound on each Redis call, connecting included (default 1000)")
+            ->type_name("MS")
+            ->check(CLI::Range(1u, 60000u).description(""));
 
     // stats
     StatsOptions stats_o;
     auto* stats = verb(app, "stats",
-                       "host-wide statistics: a table, JSON, Prometheus text, or a "
+                       "host-wide statistics, L1 and L2: a table, JSON, Prometheus text, or a "
                        "live view with --watch",
-                       kSegmentFooter);
+                       "Exit codes: 0 success (also when Redis does not answer: the output says\n"
+                       "so), 3 no such segment, 4 segment of another version, 7 other error,\n"
+                       "2 usage error.");
     auto* s_json = stats->add_flag("--json", stats_o.json, "print one JSON object");
     auto* s_prom = stats->add_flag("--prometheus", stats_o.prometheus,
                                    "print the Prometheus text exposition format");
@@ -106,21 +143,33 @@ int main(int argc, char** argv) {
     auto* get =
         verb(app, "get", "print the value of KEY (decoded from the value envelope)", kKeyFooter);
     get->add_option("key", get_o.key, "the key")->type_name("KEY")->required();
-    get->add_flag("--raw", get_o.raw, "write the stored bytes exactly, envelope included");
+    auto* g_raw =
+        get->add_flag("--raw", get_o.raw, "write the stored bytes exactly, envelope included");
+    get->add_flag("--json", get_o.json,
+                  "print one JSON object: a warm record (key, value/text/value_b64, ttl) plus "
+                  "tier, serializer, compressed, stored_bytes")
+        ->excludes(g_raw);
+    add_tier_option(get, &get_o.tier);
 
     // set
     SetOptions set_o;
     auto* set = verb(app, "set",
                      "store VALUE under KEY as text, or as JSON with --json "
                      "(creates the segment if absent)",
-                     kSegmentFooter);
+                     kTierFooter);
     set->add_option("key", set_o.key, "the key")->type_name("KEY")->required();
     set->add_option("value", set_o.value, "the value (text; JSON with --json)")
         ->type_name("VALUE")
         ->required();
-    set->add_option("--ttl", set_o.ttl_seconds, "seconds to live (default 0: never expires)")
+    set->add_option("--ttl", set_o.ttl_seconds,
+                    "seconds to live, in every tier written (default 0: never expires)")
         ->type_name("SECONDS")
         ->check(CLI::NonNegativeNumber);
+    set->add_option("--l2-ttl", set_o.l2_ttl_seconds,
+                    "seconds to live in Redis, when it should differ from --ttl")
+        ->type_name("SECONDS")
+        ->check(CLI::NonNegativeNumber);
+    add_tier_option(set, &set_o.tier);
     set->add_flag("--json", set_o.json, "VALUE is JSON: validate it and store it as JSON");
     set->add_option("--compress-threshold", set_o.compress_threshold,
                     "compress values of at least BYTES with zstd (default 1024, 0 = never)")
@@ -128,9 +177,10 @@ int main(int argc, char** argv) {
     add_create_options(set, &set_o.create);
 
     // del
-    std::string del_key;
+    DelOptions del_o;
     auto* del = verb(app, "del", "remove KEY", kKeyFooter);
-    del->add_option("key", del_key, "the key")->type_name("KEY")->required();
+    del->add_option("key", del_o.key, "the key")->type_name("KEY")->required();
+    add_tier_option(del, &del_o.tier);
 
     // ttl
     TtlOptions ttl_o;
@@ -140,11 +190,13 @@ int main(int argc, char** argv) {
                      kKeyFooter);
     ttl->add_option("key", ttl_o.key, "the key")->type_name("KEY")->required();
     ttl->add_flag("--ms", ttl_o.ms, "print milliseconds instead");
+    add_tier_option(ttl, &ttl_o.tier);
 
     // keys
     KeysOptions keys_o;
-    auto* keys = verb(app, "keys", "list the keys matching a glob PATTERN, one per line (escaped)",
-                      kSegmentFooter);
+    auto* keys =
+        verb(app, "keys", "list the L1 keys matching a glob PATTERN, one per line (escaped)",
+             kSegmentFooter);
     keys->add_option("pattern", keys_o.pattern,
                      "glob: * ? [abc] [a-z] [!a], \\ escapes (quote it for the shell)")
         ->type_name("PATTERN")
@@ -155,14 +207,18 @@ int main(int argc, char** argv) {
 
     // purge
     PurgeOptions purge_o;
-    auto* purge = verb(app, "purge", "remove every key matching a glob PATTERN and print how many",
-                       kSegmentFooter);
+    auto* purge =
+        verb(app, "purge", "remove every key matching a glob PATTERN and print how many, per tier",
+             kTierFooter);
     purge
         ->add_option("pattern", purge_o.pattern,
                      "glob: * ? [abc] [a-z] [!a], \\ escapes (quote it for the shell)")
         ->type_name("PATTERN")
         ->required();
-    purge->add_flag("--dry-run", purge_o.dry_run, "list the matching keys and remove nothing");
+    purge->add_flag("--dry-run", purge_o.dry_run,
+                    "list the matching keys and remove nothing (L1 only: needs --tier l1 when "
+                    "--redis is given)");
+    add_tier_option(purge, &purge_o.tier);
 
     // check
     bool check_json = false;
@@ -202,7 +258,8 @@ int main(int argc, char** argv) {
              "  {\"key\": \"K\", \"text\": \"...\"}   stored as text\n"
              "\"ttl\" (seconds, 0 = never) is optional in each; blank lines are skipped.\n"
              "Exit codes: 0 every record written, 1 some lines skipped, 2 usage error\n"
-             "(or unreadable FILE), 3/4/6/7 as for the other verbs.");
+             "(or unreadable FILE), 3/4/6/7 as for the other verbs, 8 Redis L2 unavailable\n"
+             "(with --redis; the run stops there).");
     warm->add_option("file", warm_o.input, "input file, or - for stdin (the default)")
         ->type_name("FILE");
     warm->add_option("--batch-size", warm_o.batch_size,
@@ -220,6 +277,7 @@ int main(int argc, char** argv) {
         ->type_name("BYTES");
     bool no_progress = false;
     warm->add_flag("--no-progress", no_progress, "no progress bar, even on a terminal");
+    add_tier_option(warm, &warm_o.tier);
     add_create_options(warm, &warm_o.create);
 
     try {
@@ -234,12 +292,28 @@ int main(int argc, char** argv) {
         }
         g.name = name;
     }
+    if (!redis_opt->count())
+        if (const char* env = std::getenv("SHMCACHE_REDIS_URL")) redis_url = env;
+    if (!prefix_opt->count())
+        if (const char* env = std::getenv("SHMCACHE_REDIS_PREFIX")) redis_prefix = env;
+    if (!redis_url.empty()) {
+        g.redis = RedisOptions{redis_url, redis_prefix, redis_timeout_ms};
+    } else if (prefix_opt->count() || timeout_opt->count()) {
+        std::fprintf(stderr,
+                     "shmcache-cli: --redis-prefix and --redis-timeout-ms need --redis URL (or "
+                     "$SHMCACHE_REDIS_URL)\n");
+        return kExitUsage;
+    }
+    if (*keys && redis_opt->count())
+        std::fprintf(stderr,
+                     "shmcache-cli keys: note: lists this host's L1 only (the library has no "
+                     "call that lists Redis keys)\n");
     warm_o.progress = !no_progress;
 
     if (*stats) return run_stats(g, stats_o);
     if (*get) return run_get(g, get_o);
     if (*set) return run_set(g, set_o);
-    if (*del) return run_del(g, del_key);
+    if (*del) return run_del(g, del_o);
     if (*ttl) return run_ttl(g, ttl_o);
     if (*keys) return run_keys(g, keys_o);
     if (*purge) return run_purge(g, purge_o);

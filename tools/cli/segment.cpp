@@ -14,6 +14,7 @@
 #include <string>
 
 #include "exit_codes.h"
+#include "tiers.h"
 
 namespace shmcache::cli {
 
@@ -40,6 +41,8 @@ int exit_code_for(int rc) {
         case SHMC_E_VERSION: return kExitVersion;
         case SHMC_E_CORRUPT: return kExitDamage;
         case SHMC_E_LOCK_TIMEOUT: return kExitLockTimeout;
+        case SHMC_E_L2_UNAVAILABLE:
+        case SHMC_E_L2_REPLY: return kExitL2;
         default: return kExitOther;
     }
 }
@@ -71,6 +74,17 @@ int report(const Global& g, const char* verb, int rc, const std::string& what) {
                   "a stripe lock was not granted in time: a process holds it (stopped or "
                   "descheduled?); try again";
             break;
+        case SHMC_E_L2_UNAVAILABLE:
+        case SHMC_E_L2_REPLY:
+            // The library's message already says "Redis L2", names the endpoint and the cause
+            // ("Redis L2: cannot connect to 127.0.0.1:6379 db 0: Connection refused").
+            msg = (what.empty() ? std::string() : what + ": ") +
+                  (detail.empty() ? std::string(shmc_strerror(rc)) : detail);
+            if (rc == SHMC_E_L2_UNAVAILABLE)
+                msg +=
+                    " (is Redis up and reachable? see --redis or $SHMCACHE_REDIS_URL, and "
+                    "--redis-timeout-ms)";
+            break;
         default:
             msg = (what.empty() ? std::string() : what + ": ") + shmc_strerror(rc);
             if (!detail.empty() && detail != shmc_strerror(rc)) msg += ": " + detail;
@@ -80,17 +94,11 @@ int report(const Global& g, const char* verb, int rc, const std::string& what) {
     return exit_code_for(rc);
 }
 
-int open_existing(const Global& g, const char* verb, Cache* cache) {
-    shmc_options o;
-    shmc_options_default(&o);
-    o.flags |= SHMC_OPEN_NO_CREATE;
-    const char* name = g.name ? g.name->c_str() : nullptr;
-    int rc = shmc_open(name, &o, cache->out());
-    if (rc != SHMC_OK) return report(g, verb, rc);
-    return 0;
-}
+namespace {
 
-int open_or_create(const Global& g, const char* verb, const CreateOptions& create, Cache* cache) {
+// The segment part of open_or_create.
+int open_or_create_l1(const Global& g, const char* verb, const CreateOptions& create,
+                      Cache* cache) {
     const char* name = g.name ? g.name->c_str() : nullptr;
     shmc_options o;
     shmc_options_default(&o);
@@ -123,6 +131,24 @@ int open_or_create(const Global& g, const char* verb, const CreateOptions& creat
                        std::to_string(info.size_bytes >> 20) + " MiB, " +
                        std::to_string(info.n_stripes) + " stripes)");
     return 0;
+}
+
+}  // namespace
+
+int open_existing(const Global& g, const char* verb, Cache* cache, uint32_t tiers) {
+    shmc_options o;
+    shmc_options_default(&o);
+    o.flags |= SHMC_OPEN_NO_CREATE;
+    const char* name = g.name ? g.name->c_str() : nullptr;
+    int rc = shmc_open(name, &o, cache->out());
+    if (rc != SHMC_OK) return report(g, verb, rc);
+    return (tiers & SHMC_TIER_L2) ? attach_l2(g, verb, cache) : 0;
+}
+
+int open_or_create(const Global& g, const char* verb, const CreateOptions& create, Cache* cache,
+                   uint32_t tiers) {
+    if (int e = open_or_create_l1(g, verb, create, cache)) return e;
+    return (tiers & SHMC_TIER_L2) ? attach_l2(g, verb, cache) : 0;
 }
 
 }  // namespace shmcache::cli

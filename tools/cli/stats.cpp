@@ -5,6 +5,13 @@
 // locks, so they count what every process did and reading them disturbs no one. --watch redraws
 // in place on a terminal (cursor home, erase each line's leftovers); to a pipe or a file it
 // appends one block per refresh, separated by a blank line, so a log stays readable.
+//
+// The L2 counters are host-wide too and always shown. With --redis each reading also asks Redis
+// once (probe_l2, a lookup of a reserved key), so that "connected" is what Redis did just now,
+// not what some earlier call found. The counters are read before the probe, so its own lookup
+// shows up in the next reading, not in this one. A Redis that does not answer is reported in the
+// output (connected false, and why) and stats still exits 0: the reading is complete, and a
+// monitoring job must not drop the very reading that says Redis is down.
 #include <shmcache/shmcache.h>
 #include <signal.h>
 
@@ -17,6 +24,7 @@
 #include "exit_codes.h"
 #include "format.h"
 #include "stats_render.h"
+#include "tiers.h"
 
 namespace shmcache::cli {
 
@@ -33,6 +41,24 @@ std::string clock_text(uint64_t unix_ms) {
     localtime_r(&t, &tm);
     std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
     return buf;
+}
+
+// take_snapshot, then with --redis the probe and the connection state it leaves.
+int read_stats(const Global& g, shmc_cache* cache, bool per_stripe, Snapshot* s) {
+    if (int rc = take_snapshot(cache, per_stripe, s)) return rc;
+    if (!g.redis) return SHMC_OK;
+    s->l2_probed = true;
+    s->l2_where = l2_where(*g.redis);
+    const int rc = probe_l2(cache);
+    s->l2_error = rc == SHMC_OK ? "" : shmc_errmsg();
+    if (rc != SHMC_OK && s->l2_error.empty()) s->l2_error = shmc_strerror(rc);
+    shmc_l2_stats after{};
+    if (shmc_l2_get_stats(cache, &after) == SHMC_OK) {
+        s->l2.configured = after.configured;
+        s->l2.connected = after.connected;
+        s->l2.breaker_open = after.breaker_open;
+    }
+    return SHMC_OK;
 }
 
 int watch(const Global& g, shmc_cache* cache, const StatsOptions& o) {
@@ -54,7 +80,7 @@ int watch(const Global& g, shmc_cache* cache, const StatsOptions& o) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
             if (g_stop) break;
         }
-        if (int rc = take_snapshot(cache, o.per_stripe, &cur)) return report(g, "stats", rc);
+        if (int rc = read_stats(g, cache, o.per_stripe, &cur)) return report(g, "stats", rc);
         std::string frame = strf("shmcache stats every %.1f s, %s (Ctrl-C to stop)%s",
                                  o.watch_seconds, clock_text(cur.unix_ms).c_str(), eol);
         frame += render_table(cur, have_prev ? &prev : nullptr, eol);
@@ -75,10 +101,12 @@ int watch(const Global& g, shmc_cache* cache, const StatsOptions& o) {
 
 int run_stats(const Global& g, const StatsOptions& o) {
     Cache cache;
-    if (int e = open_existing(g, "stats", &cache)) return e;
+    if (int e = open_existing(g, "stats", &cache, g.redis ? SHMC_TIER_BOTH : SHMC_TIER_L1))
+        return e;
     if (o.watch_seconds > 0) return watch(g, cache.get(), o);
     Snapshot s;
-    if (int rc = take_snapshot(cache.get(), o.per_stripe, &s)) return report(g, "stats", rc);
+    if (int rc = read_stats(g, cache.get(), o.per_stripe, &s)) return report(g, "stats", rc);
+    if (!s.l2_error.empty()) warn("stats", "L2 not connected: " + s.l2_error);
     std::string out;
     if (o.json)
         out = render_json(s);

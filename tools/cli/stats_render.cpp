@@ -6,6 +6,12 @@
 // segment name is a label so several segments on one host can be scraped into one series set.
 // A hit ratio is not exported: Prometheus derives it correctly over any window
 // (rate(hits) / (rate(hits) + rate(misses))), which a precomputed lifetime ratio cannot.
+//
+// The L2 figures have a list of their own (kL2Metrics): the host-wide counters of the Redis tier,
+// kept in the segment, so they are shown with or without --redis. Their Prometheus names and
+// help texts are those of the Python package's exporter (bindings/python/shmcache/prometheus.py),
+// so one dashboard reads either source. Only the probe's findings (connected, breaker open, the
+// error) need --redis; without it they are left out rather than shown as a false "down".
 #include "stats_render.h"
 
 #include <time.h>
@@ -60,6 +66,45 @@ const Metric kMetrics[] = {
      &shmc_stats::lock_timeouts, "Lock waits that gave up after lock_timeout_ms."},
 };
 
+// The Redis tier's counters (shmc_l2_stats), in the order the table shows them.
+struct L2Metric {
+    const char* label;  // in the table, after "l2 "
+    const char* key;    // in JSON, under "l2"; the Prometheus name is shmcache_l2_KEY_total
+    uint64_t shmc_l2_stats::*field;
+    const char* help;
+};
+
+const L2Metric kL2Metrics[] = {
+    {"hits", "hits", &shmc_l2_stats::hits,
+     "Redis lookups that found a value, all processes of this host."},
+    {"misses", "misses", &shmc_l2_stats::misses, "Redis lookups that found nothing."},
+    {"sets", "sets", &shmc_l2_stats::sets, "Values written to Redis."},
+    {"deletes", "deletes", &shmc_l2_stats::deletes, "Keys removed from Redis."},
+    {"fills", "fills", &shmc_l2_stats::fills, "Redis hits copied into the shared memory."},
+    {"errors", "errors", &shmc_l2_stats::errors,
+     "Failed Redis calls (timeouts, connection errors, error replies)."},
+    {"timeouts", "timeouts", &shmc_l2_stats::timeouts, "Failed Redis calls that timed out."},
+    {"dropped writes", "dropped_writes", &shmc_l2_stats::dropped_writes,
+     "Writes to Redis not made (failure or open circuit breaker)."},
+    {"breaker opens", "breaker_opens", &shmc_l2_stats::breaker_opens,
+     "Times a circuit breaker opened."},
+    {"invalidations sent", "invalidations_sent", &shmc_l2_stats::invalidations_sent,
+     "Invalidations published to other hosts."},
+    {"invalidations applied", "invalidations_applied", &shmc_l2_stats::invalidations_applied,
+     "Invalidations from other hosts applied here."},
+    {"resyncs", "resyncs", &shmc_l2_stats::resyncs, "Invalidation subscriptions (re)established."},
+    {"resync dropped", "resync_dropped", &shmc_l2_stats::resync_dropped,
+     "Entries dropped by resyncs."},
+};
+
+// Whether this host has ever used the Redis tier (a counter moved or a subscriber lives).
+bool l2_used(const shmc_l2_stats& l2) {
+    if (l2.subscribed) return true;
+    for (const L2Metric& m : kL2Metrics)
+        if (l2.*m.field) return true;
+    return false;
+}
+
 double monotonic_seconds() {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -98,11 +143,42 @@ std::string prom_label(const char* s) {
     return out;
 }
 
+// The L2 section of the table: a line on the tier's state, then its counters (with rates when
+// prev is given). A host that never used Redis gets one line instead of a block of zeros.
+std::string render_l2(const Snapshot& s, const Snapshot* prev, double dt, const char* eol) {
+    const shmc_l2_stats& l = s.l2;
+    const std::string subscriber =
+        l.subscribed ? strf("pid %u", l.subscriber_pid) : std::string("none");
+    std::string head;
+    if (s.l2_probed) {
+        head = "L2 (Redis) " + s.l2_where + ": " +
+               (s.l2_error.empty() ? std::string("connected") : "NOT connected: " + s.l2_error) +
+               (l.breaker_open ? " (circuit breaker open)" : "") +
+               "; invalidation subscriber: " + subscriber;
+    } else if (!l2_used(l)) {
+        return "L2 (Redis): not used on this host yet (--redis URL to test a connection)" +
+               std::string(eol);
+    } else {
+        head = "L2 (Redis), host-wide counters; invalidation subscriber: " + subscriber;
+    }
+    Table tab({false, true, prev != nullptr});
+    tab.row(
+        {"l2 hit rate", ratio_text(hit_ratio(l.hits, l.misses)),
+         prev ? ratio_text(hit_ratio(l.hits - prev->l2.hits, l.misses - prev->l2.misses)) : ""});
+    for (const L2Metric& m : kL2Metrics) {
+        const uint64_t v = l.*m.field;
+        tab.row({std::string("l2 ") + m.label, with_commas(v),
+                 prev ? rate_text(double(v - prev->l2.*m.field) / dt) : ""});
+    }
+    return head + eol + tab.render(eol);
+}
+
 }  // namespace
 
 int take_snapshot(shmc_cache* cache, bool per_stripe, Snapshot* out) {
     int rc = shmc_get_info(cache, &out->info);
     if (rc == SHMC_OK) rc = shmc_get_stats(cache, &out->total);
+    if (rc == SHMC_OK) rc = shmc_l2_get_stats(cache, &out->l2);
     if (rc != SHMC_OK) return rc;
     out->stripes.clear();
     if (per_stripe) {
@@ -143,7 +219,7 @@ std::string render_table(const Snapshot& s, const Snapshot* prev, const char* eo
         }
         tab.row({m.label, value_text(m, v), extra});
     }
-    return out + tab.render(eol);
+    return out + tab.render(eol) + render_l2(s, rates ? prev : nullptr, dt, eol);
 }
 
 std::string render_stripes(const Snapshot& s, const char* eol) {
@@ -182,7 +258,21 @@ std::string render_json(const Snapshot& s) {
         }
         j["stripes"] = std::move(a);
     }
-    return j.dump(2) + "\n";
+    const shmc_l2_stats& l = s.l2;
+    json l2;
+    const double lr = hit_ratio(l.hits, l.misses);
+    l2["hit_rate"] = lr < 0 ? json(nullptr) : json(lr);
+    for (const L2Metric& m : kL2Metrics) l2[m.key] = l.*m.field;
+    l2["subscribed"] = l.subscribed != 0;
+    l2["subscriber_pid"] = l.subscribed ? json(l.subscriber_pid) : json(nullptr);
+    if (s.l2_probed) {
+        l2["redis"] = s.l2_where;
+        l2["connected"] = s.l2_error.empty();
+        l2["breaker_open"] = l.breaker_open != 0;
+        l2["error"] = s.l2_error.empty() ? json(nullptr) : json(s.l2_error);
+    }
+    j["l2"] = std::move(l2);
+    return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 std::string render_prometheus(const Snapshot& s) {
@@ -208,6 +298,23 @@ std::string render_prometheus(const Snapshot& s) {
                       s.info.layout_version, prom_label(shmc_version()).c_str(),
                       strategy_name(s.info.strategy).c_str()),
            "1");
+    const shmc_l2_stats& l = s.l2;
+    for (const L2Metric& m : kL2Metrics) {
+        const std::string name = std::string("shmcache_l2_") + m.key + "_total";
+        family(name.c_str(), "counter", m.help, seg, std::to_string(l.*m.field));
+    }
+    family("shmcache_l2_subscribed", "gauge",
+           "1 if a process of this host holds the invalidation subscription.", seg,
+           l.subscribed ? "1" : "0");
+    family("shmcache_l2_subscriber_pid", "gauge",
+           "The process holding this host's invalidation subscription (0: none).", seg,
+           std::to_string(l.subscribed ? l.subscriber_pid : 0));
+    if (s.l2_probed) {
+        family("shmcache_l2_connected", "gauge", "1 if Redis answered this scrape's probe.", seg,
+               s.l2_error.empty() ? "1" : "0");
+        family("shmcache_l2_breaker_open", "gauge", "1 if this process's circuit breaker is open.",
+               seg, l.breaker_open ? "1" : "0");
+    }
     return out;
 }
 

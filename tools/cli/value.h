@@ -16,8 +16,13 @@ namespace shmcache::cli {
 
 // Copy the stored bytes of key into *out (growing the buffer when the value is larger than
 // expected; a value replaced meanwhile by a larger one is read again). *ttl_left_ms: -1 for no
-// expiry. Returns a shmc return code.
-int fetch_value(shmc_cache* cache, std::string_view key, std::string* out, int64_t* ttl_left_ms);
+// expiry. `tiers` (SHMC_TIER_*) says where to look: L1 first, then L2 on an L1 miss; *served_by
+// gets the tier that answered. An L2 value is never copied into L1: the CLI does not hold the
+// host's invalidation subscription, so a copy it made could outlive a change made on another
+// host. Returns a shmc return code: an L1 lock timeout followed by an L2 miss is reported as the
+// lock timeout (the key may well be in L1).
+int fetch_value(shmc_cache* cache, std::string_view key, uint32_t tiers, std::string* out,
+                int64_t* ttl_left_ms, uint32_t* served_by);
 
 // What a stored value holds.
 struct Decoded {

@@ -10,6 +10,11 @@
 // A write can still fail once validated (a stripe lock held by a stopped process): that line is
 // reported as not stored and counted as skipped; --strict stops the run after it.
 //
+// With the Redis L2 (tiers.h) each record is one shmc_tset to the tiers asked (both by default
+// with --redis). A Redis failure stops the run whatever --strict says: every later record would
+// fail the same way (or be refused at once by the library's circuit breaker) and land in L1
+// alone, which is not what was asked. The summary says where it stopped.
+//
 // The summary goes to stdout at the end, always; bad lines and the progress bar go to stderr.
 #include <shmcache/shmcache.h>
 #include <sys/stat.h>
@@ -27,6 +32,7 @@
 #include "exit_codes.h"
 #include "format.h"
 #include "progress.h"
+#include "tiers.h"
 #include "ttl.h"
 #include "value.h"
 #include "warm_parse.h"
@@ -77,6 +83,8 @@ private:
 }  // namespace
 
 int run_warm(const Global& g, const WarmOptions& o) {
+    uint32_t tiers = 0;
+    if (int e = resolve_tiers(g, "warm", o.tier, &tiers)) return e;
     uint64_t default_ttl_ms = 0;
     if (!ttl_to_ms(o.ttl_seconds, &default_ttl_ms)) {
         warn("warm", "--ttl must be between 0 and 100 years, in seconds");
@@ -107,9 +115,11 @@ int run_warm(const Global& g, const WarmOptions& o) {
     }
 
     Cache cache;
-    if (int e = open_or_create(g, "warm", o.create, &cache)) return e;
+    if (int e = open_or_create(g, "warm", o.create, &cache, tiers)) return e;
     shmc_info info{};
     if (int rc = shmc_get_info(cache.get(), &info)) return report(g, "warm", rc);
+    // The largest value every tier asked accepts (Redis itself takes far more than the library).
+    const size_t max_value = tiers & SHMC_TIER_L1 ? info.max_value_len : SHMC_MAX_VALUE_LEN;
 
     Progress bar(o.progress && is_tty(2), total);
     const auto bad_line = [&](uint64_t line, const std::string& why) {
@@ -126,12 +136,22 @@ int run_warm(const Global& g, const WarmOptions& o) {
     batch.reserve(size_t(std::min<uint64_t>(o.batch_size, 100000)));
     bool stop = false;
     int write_rc = SHMC_OK;
+    bool l2_failed = false;
     uint64_t stopped_at = 0;
 
     const auto flush_batch = [&] {
         for (const Pending& p : batch) {
-            int rc = shmc_set(cache.get(), p.key.data(), p.key.size(), p.envelope.data(),
-                              p.envelope.size(), 0, p.ttl_ms);
+            int rc = shmc_tset(cache.get(), p.key.data(), p.key.size(), p.envelope.data(),
+                               p.envelope.size(), 0, p.ttl_ms, p.ttl_ms, tiers);
+            if (rc == SHMC_E_L2_UNAVAILABLE || rc == SHMC_E_L2_REPLY) {
+                bar.clear();
+                report(g, "warm", rc, strf("line %llu", (unsigned long long)p.line));
+                ++t.skipped;
+                stop = l2_failed = true;
+                write_rc = rc;
+                stopped_at = p.line;
+                break;
+            }
             if (rc != SHMC_OK) {
                 const std::string detail = shmc_errmsg();
                 bad_line(p.line,
@@ -168,11 +188,12 @@ int run_warm(const Global& g, const WarmOptions& o) {
             int rc = encode_value(rec.serializer, rec.payload, o.compress_threshold, &p.envelope);
             if (rc != SHMC_OK) {
                 why = std::string("cannot encode the value: ") + shmc_strerror(rc);
-            } else if (p.envelope.size() > info.max_value_len) {
-                why = strf(
-                    "value is %zu bytes once encoded (%zu before), over this segment's "
-                    "max_value_len of %u bytes",
-                    p.envelope.size(), rec.payload.size(), info.max_value_len);
+            } else if (p.envelope.size() > max_value) {
+                why = strf("value is %zu bytes once encoded (%zu before), over %s of %zu bytes",
+                           p.envelope.size(), rec.payload.size(),
+                           tiers & SHMC_TIER_L1 ? "this segment's max_value_len"
+                                                : "the library's SHMC_MAX_VALUE_LEN",
+                           max_value);
             } else {
                 p.line = t.lines;
                 p.key = std::move(rec.key);
@@ -199,13 +220,18 @@ int run_warm(const Global& g, const WarmOptions& o) {
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf(
-        "warm: %s written, %s skipped, %s lines read; %s of values (%s stored); "
+        "warm: %s written%s, %s skipped, %s lines read; %s of values (%s stored); "
         "%.2f s, %s records/s\n",
-        with_commas(t.written).c_str(), with_commas(t.skipped).c_str(),
-        with_commas(t.lines).c_str(), human_bytes(t.payload_bytes).c_str(),
-        human_bytes(t.stored_bytes).c_str(), secs,
+        with_commas(t.written).c_str(), g.redis ? (" to " + tier_text(tiers)).c_str() : "",
+        with_commas(t.skipped).c_str(), with_commas(t.lines).c_str(),
+        human_bytes(t.payload_bytes).c_str(), human_bytes(t.stored_bytes).c_str(), secs,
         with_commas(uint64_t(secs > 0 ? double(t.written) / secs : 0)).c_str());
-    if (stop && write_rc != SHMC_OK)
+    if (l2_failed)
+        std::printf(
+            "warm: stopped at line %llu: Redis failed (above); the records before it were "
+            "written, that one %s, those after it were not\n",
+            (unsigned long long)stopped_at, tiers & SHMC_TIER_L1 ? "to L1 only" : "nowhere");
+    else if (stop && write_rc != SHMC_OK)
         std::printf(
             "warm: stopped at line %llu (--strict): it could not be stored; the records "
             "before it were written, those after it were not\n",
