@@ -1,0 +1,293 @@
+"""_ffi.py - every foreign function of libshmcache, declared in one table.
+
+This is the package's only contact with ctypes. It mirrors lib/include/shmcache/shmcache.h: the
+constants, the five option/statistics structures (field for field, reserved arrays included, so
+that sizes and offsets match the C ABI exactly; tests/test_ffi_layout.py compiles the header and
+compares), and one row per function: name, restype, argtypes, errcheck.
+
+Two kinds of functions:
+  * calls whose nonzero return is always a failure (open, attach, stats, info, unlink, purge, ...)
+    have errcheck=_check: a failure raises the matching shmcache.errors class, with the text of
+    shmc_errmsg() read at once, in the thread that made the call (the message is per thread);
+  * calls whose codes are ordinary outcomes (get: SHMC_E_NOTFOUND is a miss; encode/decode:
+    SHMC_E_BUFFER_TOO_SMALL means "grow and retry") return the int and the caller decides.
+Raising for a miss would cost more than the lookup itself.
+
+Data arguments (keys, values, buffers) are c_void_p: ctypes passes a bytes object's own storage
+or a ctypes buffer without copying, and the length always travels beside it, so NUL bytes are
+fine. The Redis tier's functions (shmc_l2_*, shmc_t*) are declared only if the loaded library has
+them (HAS_L2); a library built before them still serves L1.
+"""
+import ctypes
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_int, c_int64, c_size_t,
+                    c_uint8, c_uint32, c_uint64, c_void_p)
+
+from ._libpath import load_library
+from .errors import make_error
+
+# ---- constants (pinned in shmcache.h) ------------------------------------------------------------
+MAX_KEY_LEN = 4096
+MAX_VALUE_LEN = 64 * 1024 * 1024
+
+OK = 0
+E_NOTFOUND = -1
+E_EXISTS = -2
+E_INVAL = -3
+E_KEY_TOO_LONG = -4
+E_VALUE_TOO_LARGE = -5
+E_BUFFER_TOO_SMALL = -6
+E_LOCK_TIMEOUT = -7
+E_NOSPC = -8
+E_VERSION = -9
+E_CORRUPT = -10
+E_BAD_PATTERN = -11
+E_PERM = -14
+E_NO_SEGMENT = -16
+E_BUSY = -17
+E_BAD_ENVELOPE = -21
+E_L2_UNAVAILABLE = -22
+E_L2_NOT_CONFIGURED = -23
+E_L2_REPLY = -24
+
+OPEN_NO_CREATE = 0x1
+OPEN_ALLOW_FOREIGN_OWNER = 0x2
+OPEN_REPLACE_INCOMPATIBLE = 0x4
+
+ENVELOPE_MAGIC = 0xC5
+ENVELOPE_HEADER = 2
+SER_RAW, SER_JSON, SER_PICKLE, SER_MSGPACK, SER_STR = 0, 1, 2, 3, 4
+
+TIER_L1, TIER_L2, TIER_BOTH = 1, 2, 3
+FLAG_FROM_L2 = 0x80000000
+L2_NO_SUBSCRIBE = 0x1
+L2_NO_PUBLISH = 0x2
+
+
+# ---- structures ----------------------------------------------------------------------------------
+class CacheHandle(Structure):
+    """The opaque shmc_cache; only ever used through CacheP."""
+
+
+CacheP = POINTER(CacheHandle)
+
+
+class Options(Structure):
+    _fields_ = [
+        ("size_bytes", c_uint64),
+        ("max_entries", c_uint64),
+        ("n_stripes", c_uint32),
+        ("strategy", c_uint32),
+        ("lock_timeout_ms", c_uint32),
+        ("mode", c_uint32),
+        ("flags", c_uint32),
+        ("max_value_len", c_uint32),
+        ("reserved", c_uint8 * 64),
+    ]
+
+
+class Stats(Structure):
+    _fields_ = [
+        ("hits", c_uint64),
+        ("misses", c_uint64),
+        ("sets", c_uint64),
+        ("deletes", c_uint64),
+        ("evictions", c_uint64),
+        ("expirations", c_uint64),
+        ("lock_recoveries", c_uint64),
+        ("lock_timeouts", c_uint64),
+        ("entries", c_uint64),
+        ("bytes_used", c_uint64),
+        ("bytes_capacity", c_uint64),
+        ("bytes_data", c_uint64),
+        ("reserved", c_uint64 * 8),
+    ]
+
+
+class Info(Structure):
+    _fields_ = [
+        ("name", c_char * 256),
+        ("layout_version", c_uint32),
+        ("n_stripes", c_uint32),
+        ("size_bytes", c_uint64),
+        ("max_entries", c_uint64),
+        ("max_key_len", c_uint32),
+        ("max_value_len", c_uint32),
+        ("strategy", c_uint32),
+        ("block_size", c_uint32),
+        ("owner_uid", c_uint32),
+        ("mode", c_uint32),
+        ("attached", c_uint32),
+        ("creator_pid", c_uint32),
+        ("created_unix_ms", c_uint64),
+        ("reserved", c_uint64 * 8),
+    ]
+
+
+class CheckReport(Structure):
+    _fields_ = [
+        ("stripes_checked", c_uint32),
+        ("stripes_damaged", c_uint32),
+        ("stripes_repaired", c_uint32),
+        ("stripes_skipped", c_uint32),
+        ("entries_checked", c_uint64),
+        ("entries_dropped", c_uint64),
+        ("reserved", c_uint64 * 4),
+    ]
+
+
+class L2Options(Structure):
+    # The char * fields point into bytes objects the caller keeps alive for the duration of
+    # shmc_l2_attach, which copies them.
+    _fields_ = [
+        ("url", c_char_p),
+        ("key_prefix", c_char_p),
+        ("key_separator", c_char_p),
+        ("connect_timeout_ms", c_uint32),
+        ("command_timeout_ms", c_uint32),
+        ("max_connections", c_uint32),
+        ("retry_on_timeout", c_uint32),
+        ("breaker_threshold", c_uint32),
+        ("breaker_cooldown_ms", c_uint32),
+        ("flags", c_uint32),
+        ("reserved32", c_uint32),
+        ("reserved", c_uint8 * 64),
+    ]
+
+
+class L2Stats(Structure):
+    _fields_ = [
+        ("configured", c_uint32),
+        ("connected", c_uint32),
+        ("breaker_open", c_uint32),
+        ("subscribed", c_uint32),
+        ("subscriber_pid", c_uint32),
+        ("reserved32", c_uint32),
+        ("hits", c_uint64),
+        ("misses", c_uint64),
+        ("sets", c_uint64),
+        ("deletes", c_uint64),
+        ("errors", c_uint64),
+        ("timeouts", c_uint64),
+        ("dropped_writes", c_uint64),
+        ("breaker_opens", c_uint64),
+        ("fills", c_uint64),
+        ("invalidations_sent", c_uint64),
+        ("invalidations_applied", c_uint64),
+        ("resyncs", c_uint64),
+        ("resync_dropped", c_uint64),
+        ("reserved", c_uint64 * 8),
+    ]
+
+
+SCAN_FN = CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t, c_int64, c_void_p)
+
+
+# ---- errors --------------------------------------------------------------------------------------
+def error_message(code):
+    """The specific message of the last failure in this thread, else the generic one."""
+    msg = lib.shmc_errmsg()
+    if msg:
+        return msg.decode("utf-8", "replace")
+    return lib.shmc_strerror(code).decode("utf-8", "replace")
+
+
+def raise_for(code):
+    """Raise the exception for a nonzero return code. Call it in the thread that got the code."""
+    raise make_error(code, error_message(code))
+
+
+def _check(rc, func, args):
+    if rc != 0:
+        raise_for(rc)
+    return rc
+
+
+def _check_match(rc, func, args):
+    # shmc_glob_match: 1 match, 0 no match, negative error.
+    if rc < 0:
+        raise_for(rc)
+    return rc
+
+
+# ---- the function table --------------------------------------------------------------------------
+_size_p = POINTER(c_size_t)
+_u32_p = POINTER(c_uint32)
+_u64_p = POINTER(c_uint64)
+_i64_p = POINTER(c_int64)
+
+# name: (restype, argtypes, errcheck)
+_CORE = {
+    "shmc_version": (c_char_p, [], None),
+    "shmc_strerror": (c_char_p, [c_int], None),
+    "shmc_errmsg": (c_char_p, [], None),
+    "shmc_options_default": (None, [POINTER(Options)], None),
+    "shmc_open": (c_int, [c_char_p, POINTER(Options), POINTER(CacheP)], _check),
+    "shmc_close": (None, [CacheP], None),
+    "shmc_unlink": (c_int, [c_char_p, c_int], None),
+    "shmc_get": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t, _size_p, _u32_p,
+                         _i64_p], None),
+    "shmc_set": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t, c_uint32, c_uint64],
+                 None),
+    "shmc_add": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t, c_uint32, c_uint64],
+                 None),
+    "shmc_del": (c_int, [CacheP, c_void_p, c_size_t], None),
+    "shmc_touch": (c_int, [CacheP, c_void_p, c_size_t, c_uint64], None),
+    "shmc_incr": (c_int, [CacheP, c_void_p, c_size_t, c_int64, _i64_p], None),
+    "shmc_purge": (c_int, [CacheP, c_void_p, c_size_t, _u64_p], None),
+    "shmc_scan": (c_int, [CacheP, c_void_p, c_size_t, SCAN_FN, c_void_p], None),
+    "shmc_clear": (c_int, [CacheP, _u64_p], None),
+    "shmc_get_stats": (c_int, [CacheP, POINTER(Stats)], _check),
+    "shmc_stripe_stats": (c_int, [CacheP, c_uint32, POINTER(Stats)], _check),
+    "shmc_get_info": (c_int, [CacheP, POINTER(Info)], _check),
+    "shmc_check": (c_int, [CacheP, POINTER(CheckReport)], None),
+    "shmc_glob_match": (c_int, [c_void_p, c_size_t, c_void_p, c_size_t], _check_match),
+    "shmc_encode_bound": (c_size_t, [c_size_t], None),
+    "shmc_encode": (c_int, [c_uint32, c_void_p, c_size_t, c_size_t, c_int, c_void_p, c_size_t,
+                            _size_p], None),
+    "shmc_decode": (c_int, [c_void_p, c_size_t, _u32_p, c_void_p, c_size_t, _size_p], None),
+}
+
+_L2 = {
+    "shmc_l2_options_default": (None, [POINTER(L2Options)], None),
+    "shmc_l2_attach": (c_int, [CacheP, POINTER(L2Options)], _check),
+    "shmc_tget": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t, _size_p, _u32_p, _i64_p,
+                          c_uint32, c_uint64, _u32_p], None),
+    "shmc_tset": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t, c_uint32, c_uint64,
+                          c_uint64, c_uint32], None),
+    "shmc_tdel": (c_int, [CacheP, c_void_p, c_size_t, c_uint32], None),
+    "shmc_tpurge": (c_int, [CacheP, c_void_p, c_size_t, c_uint32, _u64_p, _u64_p], None),
+    "shmc_l2_get_stats": (c_int, [CacheP, POINTER(L2Stats)], _check),
+}
+
+
+def _declare(library, table):
+    for name, (restype, argtypes, errcheck) in table.items():
+        fn = getattr(library, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+        if errcheck is not None:
+            fn.errcheck = errcheck
+
+
+lib, LIB_PATH = load_library()
+_declare(lib, _CORE)
+HAS_L2 = all(hasattr(lib, name) for name in _L2)
+if HAS_L2:
+    _declare(lib, _L2)
+
+
+def library_version():
+    """Version of the libshmcache actually loaded, "MAJOR.MINOR.PATCH"."""
+    return lib.shmc_version().decode()
+
+
+def default_options():
+    opts = Options()
+    lib.shmc_options_default(ctypes.byref(opts))
+    return opts
+
+
+def default_l2_options():
+    opts = L2Options()
+    lib.shmc_l2_options_default(ctypes.byref(opts))
+    return opts

@@ -1,0 +1,277 @@
+"""config.py - CacheConfig, CacheStrategy and CacheTier: what a cache manager is told to do.
+
+CacheConfig mirrors the "Comprehensive Caching System" guide's configuration (field names kept,
+so code written for the guide keeps working) plus what a shared-memory L1 needs: the segment's
+name and size, the serializer, and the Redis timeouts. Every field is checked when the object is
+made (__post_init__), so a bad setting fails at start-up with a ValueError naming the field, not
+later inside a request. CacheConfig.from_env() reads the guide's environment variables; a bad
+value there names the variable.
+
+Geometry (shm_size, memory_cache_size, memory_cache_strategy) is applied only by the process
+that creates the segment; later openers get the segment's own geometry (see docs/python.md).
+"""
+import dataclasses
+import enum
+import importlib.util
+import os
+import re
+import urllib.parse
+from typing import Optional, Union
+
+MIB = 1024 * 1024
+MAX_TTL_SECONDS = 100 * 365 * 24 * 3600  # the CLI's bound too: a TTL above this is a typo
+
+
+class CacheStrategy(enum.IntEnum):
+    """L1 eviction strategy; values are the library's SHMC_STRATEGY_* (pinned)."""
+
+    DEFAULT = 0  # the engine's default: S3-FIFO
+    LRU = 1
+    LFU = 2
+    FIFO = 3
+    TTL = 4  # soonest to expire first
+    SIEVE = 5
+    S3FIFO = 6
+
+    @classmethod
+    def parse(cls, value):
+        """A CacheStrategy from itself, its int value, or its name in any case ("s3-fifo" too)."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(value)
+        if isinstance(value, str):
+            name = value.strip().upper().replace("-", "").replace("_", "")
+            if name in cls.__members__:
+                return cls[name]
+        raise ValueError(f"unknown strategy {value!r}; one of: " +
+                         ", ".join(m.name.lower() for m in cls))
+
+
+class CacheTier(enum.IntEnum):
+    """Which tiers a call acts on; values are the library's SHMC_TIER_* masks."""
+
+    L1 = 1  # this host's shared memory
+    L2 = 2  # Redis
+    BOTH = 3
+
+    @classmethod
+    def parse(cls, value):
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(value)
+        if isinstance(value, str) and value.strip().upper() in cls.__members__:
+            return cls[value.strip().upper()]
+        raise ValueError(f"unknown tier {value!r}; one of: l1, l2, both")
+
+
+SERIALIZERS = ("json", "msgpack", "pickle")
+
+
+class ConfigError(ValueError):
+    """A CacheConfig field is invalid. `.field` names it; `.reason` is the message without it."""
+
+    def __init__(self, field, reason):
+        super().__init__(f"CacheConfig.{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclasses.dataclass(repr=False)
+class CacheConfig:
+    """Configuration of a CacheManager. See docs/python.md for each field."""
+
+    # Redis (L2). redis_url None: L1 only.
+    redis_url: Optional[str] = None
+    redis_ttl: float = 3600.0  # seconds: default TTL of L2 entries (0: never expire)
+    redis_max_connections: int = 16  # per process; also the size of the L2 thread pool
+    redis_retry_on_timeout: bool = True
+    redis_connect_timeout: float = 0.25  # seconds
+    redis_command_timeout: float = 0.1  # seconds: the bound on any one Redis call
+    # Shared memory (L1).
+    memory_cache_size: int = 1000  # max entries in the segment (0: limited by memory only)
+    memory_cache_ttl: float = 300.0  # seconds: default TTL of L1 entries (0: never expire)
+    memory_cache_strategy: CacheStrategy = CacheStrategy.DEFAULT
+    shm_name: str = "shmcache"
+    shm_size: int = 64 * MIB  # bytes; Docker's default /dev/shm is only 64 MiB in all
+    # Tiers and keys.
+    enable_multi_tier: bool = True  # False: ignore redis_url, L1 only
+    cache_tier: CacheTier = CacheTier.BOTH  # tier of calls that do not name one
+    key_prefix: str = ""  # namespace put before every key and pattern
+    key_separator: str = ":"
+    # Values.
+    serializer: str = "json"  # "json", "msgpack" or "pickle" (signed; needs pickle_secret)
+    pickle_secret: Optional[Union[bytes, str]] = None
+    enable_compression: bool = True
+    compression_threshold: int = 1024  # bytes: values at least this long are zstd-compressed
+    # Monitoring and warming.
+    enable_monitoring: bool = True
+    monitor_interval: float = 60.0  # seconds between statistics log lines
+    enable_cache_warming: bool = True
+    warming_batch_size: int = 100
+
+    def __post_init__(self):
+        if self.redis_url is not None:
+            _require(isinstance(self.redis_url, str), "redis_url", "must be a string or None")
+            self.redis_url = self.redis_url.strip() or None
+        if self.redis_url is not None:
+            _check_redis_url(self.redis_url)
+        _number("redis_ttl", self.redis_ttl, 0, MAX_TTL_SECONDS)
+        _integer("redis_max_connections", self.redis_max_connections, 1, 1024)
+        _boolean("redis_retry_on_timeout", self.redis_retry_on_timeout)
+        _number("redis_connect_timeout", self.redis_connect_timeout, 0.001, 60, low_open=False)
+        _number("redis_command_timeout", self.redis_command_timeout, 0.001, 60, low_open=False)
+        _integer("memory_cache_size", self.memory_cache_size, 0, 2**63 - 1)
+        _number("memory_cache_ttl", self.memory_cache_ttl, 0, MAX_TTL_SECONDS)
+        self.memory_cache_strategy = _parsed("memory_cache_strategy", CacheStrategy,
+                                             self.memory_cache_strategy)
+        _check_shm_name(self.shm_name)
+        _integer("shm_size", self.shm_size, MIB, 2**63 - 1)
+        _boolean("enable_multi_tier", self.enable_multi_tier)
+        self.cache_tier = _parsed("cache_tier", CacheTier, self.cache_tier)
+        _require(isinstance(self.key_prefix, str), "key_prefix", "must be a string")
+        _require(isinstance(self.key_separator, str), "key_separator", "must be a string")
+        _require(len(self.key_prefix.encode()) <= 1024, "key_prefix",
+                 "must be at most 1024 bytes (keys are at most 4096 bytes, namespace included)")
+        self._check_serializer()
+        _boolean("enable_compression", self.enable_compression)
+        _integer("compression_threshold", self.compression_threshold, 1, 2**63 - 1)
+        _boolean("enable_monitoring", self.enable_monitoring)
+        _number("monitor_interval", self.monitor_interval, 0, 86400, low_open=True)
+        _boolean("enable_cache_warming", self.enable_cache_warming)
+        _integer("warming_batch_size", self.warming_batch_size, 1, 1_000_000)
+
+    def _check_serializer(self):
+        _require(isinstance(self.serializer, str) and self.serializer.lower() in SERIALIZERS,
+                 "serializer", f"must be one of {', '.join(SERIALIZERS)}, got {self.serializer!r}")
+        self.serializer = self.serializer.lower()
+        if isinstance(self.pickle_secret, str):
+            self.pickle_secret = self.pickle_secret.encode()
+        _require(self.pickle_secret is None or isinstance(self.pickle_secret, bytes),
+                 "pickle_secret", "must be bytes, str or None")
+        if self.serializer == "pickle":
+            _require(bool(self.pickle_secret), "pickle_secret",
+                     "is required with serializer='pickle': pickled values are signed with it "
+                     "(HMAC-SHA256) and only values carrying a valid signature are unpickled")
+            _require(len(self.pickle_secret) >= 16, "pickle_secret",
+                     "must be at least 16 bytes")
+        if self.serializer == "msgpack" and importlib.util.find_spec("msgpack") is None:
+            raise ConfigError("serializer", "'msgpack' needs the msgpack module "
+                              "(Debian: python3-msgpack)")
+
+    @property
+    def l2_enabled(self):
+        """True if this configuration asks for a Redis tier."""
+        return bool(self.redis_url) and self.enable_multi_tier
+
+    def __repr__(self):
+        # Hand-written so that secrets never reach a log: the URL's password is masked and the
+        # pickle secret is not shown at all.
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "redis_url" and value:
+                value = redact_url(value)
+            elif f.name == "pickle_secret" and value is not None:
+                value = "<hidden>"
+                parts.append(f"{f.name}={value}")
+                continue
+            parts.append(f"{f.name}={value!r}")
+        return "CacheConfig(" + ", ".join(parts) + ")"
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides):
+        """A CacheConfig from environment variables (see ENV_VARS); keyword arguments win.
+
+        A value that cannot be parsed or is out of range raises ValueError naming the variable.
+        """
+        from ._envconfig import config_kwargs_from_env, env_var_for_field
+
+        env = os.environ if environ is None else environ
+        kwargs = config_kwargs_from_env(env)
+        kwargs.update(overrides)
+        try:
+            return cls(**kwargs)
+        except ConfigError as e:
+            # Name the variable that sets the field (even when unset: CACHE_SERIALIZER=pickle
+            # without CACHE_PICKLE_SECRET is fixed by setting the latter), unless the field came
+            # from an argument, whose name is then the right one.
+            var = env_var_for_field(e.field)
+            if e.field not in overrides and var != e.field:
+                raise ValueError(f"{var}: {e.reason}") from e
+            raise
+
+
+# ---- field checks --------------------------------------------------------------------------------
+def _require(ok, field, reason):
+    if not ok:
+        raise ConfigError(field, reason)
+
+
+def _boolean(field, value):
+    _require(isinstance(value, bool), field, f"must be True or False, got {value!r}")
+
+
+def _integer(field, value, low, high):
+    _require(isinstance(value, int) and not isinstance(value, bool), field,
+             f"must be an integer, got {value!r}")
+    _require(low <= value <= high, field, f"must be between {low} and {high}, got {value}")
+
+
+def _number(field, value, low, high, low_open=False):
+    _require(isinstance(value, (int, float)) and not isinstance(value, bool), field,
+             f"must be a number of seconds, got {value!r}")
+    _require(value == value, field, "must not be NaN")
+    if low_open:
+        _require(low < value <= high, field, f"must be above {low} and at most {high}, got {value}")
+    else:
+        _require(low <= value <= high, field, f"must be between {low} and {high}, got {value}")
+
+
+def _parsed(field, enum_cls, value):
+    try:
+        return enum_cls.parse(value)
+    except ValueError as e:
+        raise ConfigError(field, str(e)) from None
+
+
+def _check_shm_name(name):
+    _require(isinstance(name, str) and name, "shm_name", "must be a non-empty string")
+    _require("/" not in name and "\0" not in name, "shm_name",
+             f"must not contain '/' or NUL (it names /dev/shm/<shm_name>), got {name!r}")
+    _require(name not in (".", ".."), "shm_name", f"{name!r} is not a file name")
+    _require(len(name.encode()) <= 250, "shm_name", "must be at most 250 bytes")
+
+
+def _check_redis_url(url):
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "rediss":
+        raise ConfigError("redis_url", "rediss:// (TLS) is not supported by the library's Redis "
+                          "client (hiredis 0.14); use redis:// or unix://")
+    _require(parsed.scheme in ("redis", "unix"), "redis_url",
+             f"must start with redis:// or unix://, got {redact_url(url)!r}")
+    if parsed.scheme == "redis":
+        _require(bool(parsed.hostname), "redis_url", f"has no host: {redact_url(url)!r}")
+        try:
+            parsed.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ConfigError("redis_url", f"has a bad port: {redact_url(url)!r}") from None
+        _require(re.fullmatch(r"/?\d*", parsed.path or "") is not None, "redis_url",
+                 f"database must be a number (redis://host:port/N): {redact_url(url)!r}")
+    else:
+        _require(bool(parsed.path), "redis_url", f"has no socket path: {redact_url(url)!r}")
+
+
+def redact_url(url):
+    """The URL with any password replaced by '***', for logs and reprs."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parsed.password is None:
+        query = re.sub(r"(password=)[^&]*", r"\1***", parsed.query)
+        return urllib.parse.urlunsplit(parsed._replace(query=query))
+    netloc = parsed.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urllib.parse.urlunsplit(parsed._replace(netloc=f"{user}:***@{netloc[1]}"))

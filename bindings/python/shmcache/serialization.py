@@ -1,0 +1,156 @@
+"""serialization.py - Python values <-> (serializer id, payload bytes), safely.
+
+What is written:
+  * str -> SHMC_SER_STR (UTF-8), bytes-like -> SHMC_SER_RAW, whatever the serializer, so the CLI
+    and other languages read text and bytes as they are;
+  * everything else with the configured serializer: "json" (the default; datetime, date, time,
+    UUID, Decimal, set, Enum, dataclasses and pydantic models are converted, anything else is a
+    TypeError), "msgpack" (same conversions), or "pickle", which is signed: the payload is
+    HMAC-SHA256(pickle_secret, pickled) followed by the pickled bytes.
+
+What is read: any serializer id, whatever this process writes, except that a pickle payload is
+unpickled only by a codec configured with serializer="pickle" and its secret, and only after
+the signature has been verified with hmac.compare_digest. Anyone who can write to the segment or
+to Redis could otherwise make every reader run code of their choosing. A refused or damaged
+value raises UndecodableValue, which the managers turn into a miss.
+
+JSON conversions are one way: a datetime comes back as its ISO string, a Decimal as a string, a
+set as a list. Use pickle (with a secret) when the exact types must survive.
+"""
+import dataclasses
+import datetime
+import decimal
+import enum
+import hashlib
+import hmac
+import json
+import pickle
+import uuid
+
+from ._ffi import SER_JSON, SER_MSGPACK, SER_PICKLE, SER_RAW, SER_STR
+
+_SIG_LEN = 32  # HMAC-SHA256
+_json_decode = json.JSONDecoder().decode  # on str: skips json.loads' encoding detection
+
+
+class UndecodableValue(Exception):
+    """A stored value this codec will not or cannot turn back into an object.
+
+    `.reason` is one of "unsigned-pickle" (pickle refused: this codec does not trust pickle),
+    "bad-signature" (signed with another secret, or tampered with), "damaged" (the payload does
+    not parse), "unsupported" (a serializer this process cannot read, e.g. msgpack missing).
+    """
+
+    def __init__(self, reason, detail):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def _to_jsonable(obj):
+    """json/msgpack `default=` hook: the documented conversions, TypeError for the rest."""
+    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if isinstance(obj, decimal.Decimal):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        try:
+            return sorted(obj)  # stable bytes for equal sets
+        except TypeError:
+            return list(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if hasattr(obj, "model_dump") and callable(obj.model_dump):  # pydantic 2
+        return obj.model_dump()
+    if hasattr(obj, "dict") and callable(obj.dict) and hasattr(obj, "__fields__"):  # pydantic 1
+        return obj.dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        raise TypeError("bytes inside a JSON value cannot be stored; store bytes on their own, "
+                        "or use serializer='msgpack' or 'pickle'")
+    raise TypeError(f"a {type(obj).__name__} cannot be stored as JSON (supported: JSON types, "
+                    "datetime, date, time, UUID, Decimal, set, Enum, dataclasses, pydantic "
+                    "models); convert it, or use serializer='pickle' with a pickle_secret")
+
+
+class Codec:
+    """Encodes with one serializer; decodes every serializer it can do safely."""
+
+    def __init__(self, serializer="json", pickle_secret=None):
+        if serializer not in ("json", "msgpack", "pickle"):
+            raise ValueError(f"unknown serializer {serializer!r}")
+        if serializer == "pickle" and not pickle_secret:
+            raise ValueError("serializer='pickle' needs a pickle_secret")
+        self.name = serializer
+        self._secret = pickle_secret.encode() if isinstance(pickle_secret, str) else pickle_secret
+        self._trust_pickle = serializer == "pickle"
+        try:
+            import msgpack
+            self._msgpack = msgpack
+        except ImportError:
+            self._msgpack = None
+        if serializer == "msgpack" and self._msgpack is None:
+            raise ValueError("serializer='msgpack' needs the msgpack module")
+
+    # ---- writing -------------------------------------------------------------------------------
+    def dumps(self, value):
+        """(serializer id, payload bytes). TypeError/ValueError if value cannot be stored."""
+        if isinstance(value, str):
+            return SER_STR, value.encode("utf-8")
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return SER_RAW, bytes(value)
+        if self.name == "json":
+            # allow_nan=False: NaN/Infinity are not JSON, and other readers (the CLI) refuse them.
+            text = json.dumps(value, default=_to_jsonable, ensure_ascii=False,
+                              separators=(",", ":"), allow_nan=False)
+            return SER_JSON, text.encode("utf-8")
+        if self.name == "msgpack":
+            return SER_MSGPACK, self._msgpack.packb(value, default=_to_jsonable,
+                                                    use_bin_type=True)
+        pickled = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return SER_PICKLE, self._sign(pickled) + pickled
+
+    def _sign(self, data):
+        return hmac.new(self._secret, data, hashlib.sha256).digest()
+
+    # ---- reading -------------------------------------------------------------------------------
+    def loads(self, serializer, payload):
+        """The value of a decoded envelope, or UndecodableValue."""
+        if serializer == SER_STR:
+            try:
+                return payload.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UndecodableValue("damaged", f"text that is not UTF-8: {e}") from None
+        if serializer == SER_RAW:
+            return payload
+        if serializer == SER_JSON:
+            try:
+                return _json_decode(payload.decode("utf-8"))
+            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                raise UndecodableValue("damaged", f"JSON that does not parse: {e}") from None
+        if serializer == SER_MSGPACK:
+            if self._msgpack is None:
+                raise UndecodableValue("unsupported", "msgpack value; the msgpack module is "
+                                       "not installed")
+            try:
+                return self._msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            except Exception as e:  # msgpack raises several unrelated types on bad input
+                raise UndecodableValue("damaged", f"msgpack that does not parse: {e}") from None
+        if serializer == SER_PICKLE:
+            return self._unpickle(payload)
+        raise UndecodableValue("unsupported", f"unknown serializer id {serializer}")
+
+    def _unpickle(self, payload):
+        if not self._trust_pickle:
+            raise UndecodableValue("unsigned-pickle", "a pickled value, and this cache is not "
+                                   "configured to unpickle (serializer='pickle' + pickle_secret)")
+        sig, data = payload[:_SIG_LEN], payload[_SIG_LEN:]
+        if len(sig) != _SIG_LEN or not hmac.compare_digest(sig, self._sign(data)):
+            raise UndecodableValue("bad-signature", "a pickled value whose signature does not "
+                                   "match this cache's pickle_secret")
+        try:
+            return pickle.loads(data)
+        except Exception as e:  # signed by us: a class or module this process does not have
+            raise UndecodableValue("unsupported", f"signed pickle that does not load: {e!r}") from None
