@@ -193,6 +193,7 @@ int main(int argc, char** argv) {
                 (void)!write(ready[1], "x", 1);
                 for (;;) pause();
             }
+            close(ready[1]);  // a child that dies early gives EOF, not a hang
             char x;
             if (read(ready[0], &x, 1) != 1) return 1;
             b = open_host(bname, url, timeout_ms);
@@ -202,7 +203,6 @@ int main(int argc, char** argv) {
             wait_subscribed(b, getpid());
             takeover.push_back(us_since(t));
             close(ready[0]);
-            close(ready[1]);
         }
         row("subscriber killed -> new subscriber", takeover, "elector polls every 200 ms");
     }

@@ -15,13 +15,13 @@
 #   --ci              20 seconds per target (unless --seconds is given)
 #   --seconds N       fuzzing time per target (default 600)
 #   --update-corpus   merge new coverage into fuzz/corpus/<target>/ afterwards
-#   targets           any of: glob envelope ops segment warm_parse (default: all)
+#   targets           any of: glob envelope ops segment warm_parse l2_parse (default: all)
 # Environment: SHMC_FUZZ_BUILD_DIR (default build-fuzz in the repository), SHMC_FUZZ_ALLOW
 # (known findings to skip, see fuzz/README.md).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-all_targets=(glob envelope ops segment warm_parse)
+all_targets=(glob envelope ops segment warm_parse l2_parse)
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -57,8 +57,10 @@ build=${SHMC_FUZZ_BUILD_DIR:-$root/build-fuzz}
 [[ "$build" == /* ]] || build="$root/$build"
 
 # Per target: the longest input, the time one input may take, and a dictionary if any.
-declare -A max_len=([glob]=1024 [envelope]=8192 [ops]=2048 [segment]=512 [warm_parse]=8192)
-declare -A per_input_timeout=([glob]=10 [envelope]=10 [ops]=20 [segment]=20 [warm_parse]=10)
+declare -A max_len=([glob]=1024 [envelope]=8192 [ops]=2048 [segment]=512 [warm_parse]=8192
+    [l2_parse]=512)
+declare -A per_input_timeout=([glob]=10 [envelope]=10 [ops]=20 [segment]=20 [warm_parse]=10
+    [l2_parse]=10)
 
 # ---- toolchain ---------------------------------------------------------------------------------
 apt_install() {

@@ -24,7 +24,8 @@
 #       instrumented code only. Then pytest, with the ASan runtime and libstdc++ preloaded into
 #       /usr/bin/python3 (the ctypes helpers load the instrumented libshmcache.so) and leaks
 #       inside the interpreter itself suppressed; the CLI runs under ASan with leak checks on.
-#     thread: only the `tsan` suite (the threads test, see tests/meson.build), TSAN_OPTIONS
+#     thread: only the `tsan` suite (the threads test and the Redis tier tests, see
+#       tests/meson.build and tests/l2/meson.build), TSAN_OPTIONS
 #       halt_on_error=1; only what it needs is compiled.
 #   Values of ASAN_OPTIONS, UBSAN_OPTIONS, TSAN_OPTIONS and SHMC_TEST_LATENCY_MS already in the
 #   environment win over these defaults.
@@ -203,7 +204,7 @@ main() {
         setup_args=("-Db_sanitize=$sanitize" -Db_lundef=false -Doptimization=0)
         [[ "$sanitize" == thread ]] && setup_args[2]=-Doptimization=1
         export_sanitizer_env
-        [[ "$sanitize" == thread ]] && targets=(tests/tsan_threads)
+        [[ "$sanitize" == thread ]] && targets=(tests/tsan_threads tests/l2/tsan_l2_test tests/l2/tsan_l2_race_test)
     fi
     if [[ -f "$build_dir/meson-private/coredata.dat" ]]; then
         meson setup --reconfigure "$build_dir" "${setup_args[@]}" ||

@@ -52,6 +52,9 @@ struct Host {
         l.breaker_cooldown_ms = 400;
         if (tweak) tweak(l);
         REQUIRE(shmc_l2_attach(c, &l) == 0);
+        // Subscribing drops the L1 copies of L2 data made before it (they may have missed
+        // invalidations): wait for it, so that what a test writes next stays.
+        if (!(l.flags & SHMC_L2_NO_SUBSCRIBE)) REQUIRE(wait_subscribed());
     }
     ~Host() {
         shmc_close(c);

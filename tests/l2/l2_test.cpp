@@ -147,6 +147,7 @@ TEST_CASE("delete and purge act on the tiers asked for, inside the namespace") {
     RedisServer redis;
     Host a("ns-a", redis.url(), "app1");
     Host other("ns-b", redis.url(), "app2");
+    REQUIRE(a.wait_subscribed());  // subscribing drops the L1 copies of L2 data made before it
     for (int i = 0; i < 30; ++i) {
         REQUIRE(a.set("user:" + std::to_string(i), "a") == 0);
         REQUIRE(other.set("user:" + std::to_string(i), "b") == 0);
@@ -414,6 +415,7 @@ TEST_CASE("subscriber: one per host, replaced at once when its process dies") {
         (void)!write(ready[1], "x", 1);
         for (;;) pause();
     }
+    close(ready[1]);  // so that a child that dies early gives EOF here, not a hang
     char x;
     REQUIRE(read(ready[0], &x, 1) == 1);
     {
@@ -461,7 +463,6 @@ TEST_CASE("subscriber: one per host, replaced at once when its process dies") {
     }
     shmc_unlink(bname.c_str(), 1);
     close(ready[0]);
-    close(ready[1]);
 }
 
 
