@@ -75,8 +75,12 @@ def c_layout(tmp_path_factory):
     d = tmp_path_factory.mktemp("layout")
     src, exe = d / "layout.c", d / "layout"
     src.write_text(_c_program())
-    subprocess.run([cc, "-std=c11", "-I", HEADER_DIR, str(src), "-o", str(exe)], check=True)
-    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    # Under the sanitizer run this interpreter has the ASan runtime preloaded; the compiler and
+    # the probe are not instrumented and must not inherit it.
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS")}
+    subprocess.run([cc, "-std=c11", "-I", HEADER_DIR, str(src), "-o", str(exe)], check=True,
+                   env=env)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, env=env).stdout
     return dict(line.rsplit(" ", 1) for line in out.splitlines())
 
 

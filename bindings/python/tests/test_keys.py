@@ -2,6 +2,7 @@
 namespace, digests stable across processes, and escaped invalidation patterns."""
 import dataclasses
 import enum
+import os
 import subprocess
 import sys
 
@@ -90,8 +91,13 @@ def test_digests_are_the_same_in_another_process():
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from shmcache.keys import key_part; "
             "print(key_part({'tags': ['a', 'b'], 'when': None, 'user': 1}))")
     out = subprocess.run([sys.executable, "-c", code, sys.path[0]], capture_output=True,
-                         text=True, check=True, env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin",
-                                                     "PYTHONPATH": ":".join(sys.path)})
+                         text=True, check=True,
+                         env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin",
+                              "PYTHONPATH": ":".join(sys.path),
+                              # the package loads the library on import: the one under test
+                              **{k: v for k, v in os.environ.items()
+                                 if k in ("SHMCACHE_LIB", "LD_PRELOAD", "ASAN_OPTIONS",
+                                          "LSAN_OPTIONS", "UBSAN_OPTIONS")}})
     assert out.stdout.strip() == key_part(value)
 
 
