@@ -24,6 +24,7 @@ PACKAGES=(
                                        # Python package: FastAPI integration, demo and tests
     python3-redis python3-diskcache python3-cachetools python3-pymemcache python3-lmdb memcached
                                        # bench/python: the Python-level peers
+    wrk python3-matplotlib             # bench/: end-to-end load, plots
 )
 
 if [[ "${1:-}" == "--list" ]]; then
