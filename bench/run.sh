@@ -6,7 +6,14 @@
 # BUILD_DIR defaults to $SHMC_BENCH_BUILD or /tmp/shmcache-bench-build (a release build of its
 # own, never the developer's debug build). Traces are read from ../shared/traces beside the
 # checkout ($SHMC_TRACES overrides); without them the replay section says it was skipped.
-# --quick runs P12 at two sizes instead of all five. A full run takes a few minutes.
+# --quick runs P12 at two sizes instead of all five. A full run takes about 6 minutes on 2 cores.
+#
+# Parts, in order: bench_engine (C get/set vs a private map and LMDB, 1 and 2 processes, twice:
+# 100k keys and a 1000-key hot set), replay (hit ratios on the ARC traces, plus PNG plots in
+# docs/img/), bench_memory (live share of the segment under churn), bench_l2 (the Redis tier's
+# latencies and bounds), bench/python/bench_peers.py (Python-level get/set vs redis-py,
+# pymemcache, diskcache, cachetools, python-lmdb) and bench/e2e/run_e2e.py (the FastAPI demo
+# under gunicorn + wrk: shmcache L1, L1+L2, and a plain redis-py cache). Packages: scripts/deps.sh.
 set -eu
 
 quick=
@@ -27,7 +34,7 @@ if [ ! -f "$build/build.ninja" ]; then
         exit 1
     }
 fi
-meson compile -C "$build" bench_engine replay bench_l2 >"$tmp/build.log" 2>&1 || {
+meson compile -C "$build" bench_engine replay bench_l2 bench_memory lib/shmcache >"$tmp/build.log" 2>&1 || {
     cat "$tmp/build.log" >&2
     exit 1
 }
@@ -54,6 +61,25 @@ replay_s=$(($(date +%s) - t0))
 echo "bench_l2 ..." >&2
 l2_rc=0
 "$build/bench/bench_l2" >"$tmp/l2.md" || l2_rc=$?
+
+echo "bench_memory ..." >&2
+memory_rc=0
+"$build/bench/bench_memory" >"$tmp/memory.md" || memory_rc=$?
+
+echo "bench/python/bench_peers.py ..." >&2
+t0=$(date +%s)
+py_rc=0
+SHMCACHE_LIB="$build/lib/libshmcache.so" /usr/bin/python3 "$src/bench/python/bench_peers.py" \
+    >"$tmp/python.md" || py_rc=$?
+echo "bench/e2e/run_e2e.py ..." >&2
+e2e_rc=0
+/usr/bin/python3 "$src/bench/e2e/run_e2e.py" --build "$build" >"$tmp/e2e.md" || e2e_rc=$?
+python_s=$(($(date +%s) - t0))
+
+mkdir -p "$src/docs/img"
+plots_rc=0
+/usr/bin/python3 "$src/bench/plot_replay.py" "$tmp/replay.md" "$src/docs/img" >"$tmp/plots.txt" ||
+    plots_rc=$?
 total_s=$(($(date +%s) - start))
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
@@ -77,7 +103,7 @@ on one day: compare rows within a run, not across machines.
 | compiler | $(c++ --version | head -n 1) |
 | build | meson \`--buildtype=$buildtype\` in \`$build\` |
 | source | git $rev |
-| run time | bench_engine ${engine_s} s, replay ${replay_s} s, total with build ${total_s} s |
+| run time | bench_engine ${engine_s} s, replay ${replay_s} s, Python and end to end ${python_s} s, total with build ${total_s} s |
 
 ## Engine: latency and throughput (\`bench/bench_engine\`)
 
@@ -117,6 +143,14 @@ wall-clock time (LFU decays its counters once a minute) sees no aging in a repla
 seconds: its figures are those of the policy without aging.
 
 MID
+    if [ "$plots_rc" -eq 0 ]; then
+        echo "Plots (hit ratio against cache size; the paper's curves dashed):"
+        echo
+        while read -r png; do
+            echo "![$(basename "$png" .png)](img/$(basename "$png"))"
+            echo
+        done <"$tmp/plots.txt"
+    fi
     cat "$tmp/replay.md"
     [ "$replay_rc" -eq 0 ] ||
         echo "**replay exited with status $replay_rc**: a check failed or a run had errors (see above and its stderr)."
@@ -133,7 +167,43 @@ subscriber is replaced within the elector's 200 ms poll.
 L2
     sed 1d "$tmp/l2.md"
     [ "$l2_rc" -eq 0 ] || echo "**bench_l2 exited with status $l2_rc** (see its stderr)."
+    cat <<MEM
+
+## Memory (\`bench/bench_memory\`)
+
+How much of the segment holds live key and value bytes at steady state, with a key space several
+times larger than what fits (eviction all the time), fresh value sizes on every set and 5%
+deletes. Target: at least 85% live with log-normal values of 64 B to 64 KiB.
+
+MEM
+    cat "$tmp/memory.md"
+    [ "$memory_rc" -eq 0 ] || echo "**bench_memory exited with status $memory_rc** (see its stderr)."
+    cat <<PY
+
+## Python: get and set against the usual peers (\`bench/python/bench_peers.py\`)
+
+The package's API from Python, next to redis-py, pymemcache (each on a server the script starts
+on loopback), diskcache and python-lmdb on /dev/shm, and cachetools (private to the process), on
+the same keys and values. Targets: get no slower than cachetools.TTLCache, and at least 50x
+faster than redis-py. bench/python/README.md explains the rows.
+
+PY
+    cat "$tmp/python.md"
+    [ "$py_rc" -eq 0 ] || echo "**bench_peers.py exited with status $py_rc** (see its stderr)."
+    cat <<E2E
+
+## End to end: the FastAPI demo under gunicorn, loaded with wrk (\`bench/e2e/run_e2e.py\`)
+
+The demo's cached endpoint (GET /users/{id}, JSON profiles) under real gunicorn with uvicorn
+workers, all hits after a warm-up, with shmcache L1, shmcache L1+L2, and the same endpoint
+cached with redis-py alone. wrk runs on the same 2 CPUs as the server, so absolute figures are
+low; the ratios are the point.
+
+E2E
+    cat "$tmp/e2e.md"
+    [ "$e2e_rc" -eq 0 ] || echo "**run_e2e.py exited with status $e2e_rc** (see its stderr)."
 } >"$tmp/benchmarks.md"
 mv "$tmp/benchmarks.md" "$out"
 echo "wrote $out in ${total_s} s" >&2
-[ "$engine_rc" -eq 0 ] && [ "$replay_rc" -eq 0 ] && [ "$l2_rc" -eq 0 ]
+[ "$engine_rc" -eq 0 ] && [ "$replay_rc" -eq 0 ] && [ "$l2_rc" -eq 0 ] && [ "$memory_rc" -eq 0 ] &&
+    [ "$py_rc" -eq 0 ] && [ "$e2e_rc" -eq 0 ] && [ "$plots_rc" -eq 0 ]
