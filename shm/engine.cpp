@@ -11,6 +11,7 @@
 #include <new>
 
 #include "clock.h"
+#include "engine_locked.h"
 #include "errors.h"
 #include "glob.h"
 #include "rebuild.h"
@@ -26,20 +27,9 @@ std::once_flag g_atfork_once;
 
 void on_fork_child() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
 
-uint64_t expiry_from_ttl(uint64_t ttl_ms) {
-    if (!ttl_ms) return 0;
-    const uint64_t now = monotonic_ms();
-    return ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
-}
-
 template <class T>
 uint64_t peek(const T& field) {  // an unlocked read of a field written under the stripe lock
     return std::atomic_ref<const T>(field).load(std::memory_order_relaxed);
-}
-
-RebuildResult repair(const StripeRef& s) {
-    mark_dirty(s);
-    return rebuild_stripe(s);
 }
 
 }  // namespace
@@ -70,55 +60,6 @@ void Engine::note_fork() {
     uint64_t seen = fork_gen_seen_.load(std::memory_order_relaxed);
     const uint64_t now = g_fork_generation.load(std::memory_order_relaxed);
     if (seen != now && fork_gen_seen_.compare_exchange_strong(seen, now)) seg_->register_process();
-}
-
-template <class Fn>
-int Engine::locked(uint32_t stripe, Fn&& fn) {
-    note_fork();
-    const StripeRef& s = stripes_[stripe];
-    StripeCtl* c = s.ctl;
-    bool recovered = false;
-    switch (stripe_lock(&c->mutex, lock_timeout_ms_)) {
-        case LockResult::kAcquired: break;
-        case LockResult::kOwnerDied:
-            recovered = true;
-            bump(c->stats.lock_recoveries);
-            break;
-        case LockResult::kTimeout:
-            c->stats.lock_timeouts.fetch_add(1, std::memory_order_relaxed);
-            return fail(
-                SHMC_E_LOCK_TIMEOUT,
-                "stripe %u of '%s' stayed locked for %u ms (holder stopped?); treat as a miss",
-                stripe, seg_->name().c_str(), lock_timeout_ms_);
-        case LockResult::kUnrecoverable:
-            return fail(SHMC_E_CORRUPT, "stripe %u lock of '%s' is unusable; destroy the segment",
-                        stripe, seg_->name().c_str());
-    }
-    int rc;
-    try {
-        // A dead holder, or one that failed mid-update, left the mark: rebuild before use.
-        if (c->dirty.load(std::memory_order_acquire)) rebuild_stripe(s);
-        try {
-            rc = fn(s);
-        } catch (const StripeCorrupt& e) {
-            repair(s);
-            try {
-                rc = fn(s);
-            } catch (const StripeCorrupt& e2) {
-                repair(s);
-                rc = fail(SHMC_E_CORRUPT, "stripe %u of '%s' is damaged (%s); rebuilt it", stripe,
-                          seg_->name().c_str(), e2.what());
-            }
-        }
-        // Clear the mark only if set: most operations (every hit) never set it, and an
-        // unconditional store would write the stripe's lock line once more per call.
-        if (c->dirty.load(std::memory_order_relaxed)) c->dirty.store(0, std::memory_order_release);
-    } catch (const std::bad_alloc&) {
-        rc = fail(SHMC_E_NOMEM, "out of process memory");  // the stripe stays marked dirty
-    }
-    if (recovered) stripe_lock_mark_consistent(&c->mutex);
-    stripe_unlock(&c->mutex);
-    return rc;
 }
 
 int Engine::check_key(const void* key, size_t klen) const {
@@ -159,10 +100,9 @@ int Engine::store(const void* key, size_t klen, const void* value, size_t vlen, 
                     "value of %zu bytes is over this segment's limit of %u bytes (max_value_len)",
                     vlen, g_.max_value_len);
     const Key k = make_key(key, klen);
-    const uint64_t expires = expiry_from_ttl(ttl_ms);
-    return locked(stripe_of(k), [&](const StripeRef& s) {
-        return table_store(s, k, value, vlen, flags, expires, mode);
-    });
+    const EntryMeta meta{flags, expiry_from_ttl(ttl_ms), 0, 0};
+    return locked(stripe_of(k),
+                  [&](const StripeRef& s) { return table_store(s, k, value, vlen, meta, mode); });
 }
 
 int Engine::fill(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
@@ -174,12 +114,12 @@ int Engine::fill(const void* key, size_t klen, const void* value, size_t vlen, u
                     "value of %zu bytes is over this segment's limit of %u bytes (max_value_len)",
                     vlen, g_.max_value_len);
     const Key k = make_key(key, klen);
-    const uint64_t expires = expiry_from_ttl(ttl_ms);
+    const EntryMeta meta{flags, expiry_from_ttl(ttl_ms), 0, 0};
     const std::atomic<uint64_t>& seq = l2_shared().inval_seq;
     return locked(stripe_of(k), [&](const StripeRef& s) {
         if (seq.load(std::memory_order_acquire) != expected_seq)
             return fail(SHMC_E_EXISTS, "an invalidation arrived while the value was read");
-        return table_store(s, k, value, vlen, flags, expires, StoreMode::kAdd);
+        return table_store(s, k, value, vlen, meta, StoreMode::kAdd);
     });
 }
 

@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "flight.h"
 #include "segment.h"
 #include "stripe.h"
 #include "table.h"
@@ -42,6 +43,23 @@ public:
     int purge_flagged(uint32_t mask, uint64_t* removed);
     L2Shared& l2_shared() const { return seg_->header()->l2; }
     const std::string& name() const { return seg_->name(); }
+    // Single flight (flight.cpp, docs/stampede.md). fetch looks key up and, on a miss, takes
+    // the key's lease or waits (bounded by p.wait_ms) for the caller that holds it.
+    // fetch_complete stores a computed value and releases the lease (0: none) in one locked
+    // step; the lease is released even if the store fails. lease_release releases it alone
+    // (abandoned: counted as a failed computation). lease_renew moves a held lease's deadline
+    // (lib/l2 keeps its lease while it waits for another host's value).
+    int fetch(const void* key, size_t klen, void* buf, size_t cap, const FetchParams& p,
+              FetchResult* out);
+    int fetch_complete(const void* key, size_t klen, const void* value, size_t vlen,
+                       const FetchStore& st, uint64_t lease);
+    int lease_release(const void* key, size_t klen, uint64_t lease, bool abandoned);
+    int lease_renew(const void* key, size_t klen, uint64_t lease, uint32_t lease_ms);
+    void flight_count(FlightCounter c, uint64_t n = 1) {
+        seg_->header()->flight.counters[c].fetch_add(n, std::memory_order_relaxed);
+    }
+    int flight_stats(shmc_flight_stats* out) const;
+
     int stats(shmc_stats* out) const;
     int stripe_stats(uint32_t stripe, shmc_stats* out) const;
     int info(shmc_info* out) const;

@@ -19,7 +19,9 @@
 namespace shmcache::shm {
 
 constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endian bytes
-constexpr uint32_t kLayoutVersion = 2;  // 2: the L2 block in the header
+// 2: the L2 block in the header. 3: an entry's stale window and compute time, lease slots in
+// every stripe, the single-flight counters in the header.
+constexpr uint32_t kLayoutVersion = 3;
 constexpr uint32_t kBlockSize = 64;
 constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint32_t kHeaderBytes = 4096;
@@ -60,6 +62,20 @@ struct L2Shared {
     std::atomic<uint64_t> counters[kL2CounterSlots];  // L2Counter; relaxed fetch_add
 };
 
+// Host-wide counters of single-flight fetches (docs/stampede.md); relaxed fetch_add, on the slow
+// paths only (misses, stale serves, waits).
+enum FlightCounter : uint32_t {
+    kFlLeasesGranted, kFlWaits, kFlStampedesAvoided, kFlLeaseTimeouts, kFlTakeovers,
+    kFlStaleServed, kFlEarlyRefreshes, kFlUnleased, kFlAbandoned, kFlL2Locks, kFlL2LockBusy,
+    kFlL2Served, kFlCounterCount
+};
+constexpr uint32_t kFlightCounterSlots = 16;
+static_assert(kFlCounterCount <= kFlightCounterSlots);
+
+struct FlightShared {
+    std::atomic<uint64_t> counters[kFlightCounterSlots];  // FlightCounter
+};
+
 // The first page of the segment. Everything after `geometry` is derived from the creation
 // parameters; attach recomputes it and refuses a header that disagrees.
 struct SegmentHeader {
@@ -90,6 +106,7 @@ struct SegmentHeader {
     uint64_t reserved1[8];
     AttachSlot attach[kAttachSlots];
     L2Shared l2;
+    FlightShared flight;
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
 
@@ -100,6 +117,24 @@ struct StripeCounters {
     std::atomic<uint64_t> hits, misses, sets, deletes, evictions, expirations;
     std::atomic<uint64_t> lock_recoveries, lock_timeouts;
 };
+
+// One lease: the right, given to one caller on the host, to compute the value of one key while
+// the others wait for it (docs/stampede.md). A stripe keeps kLeaseSlots of them for its keys.
+// Written only under the stripe lock and crash-safe by write order: a grant fills every field
+// and stores owner_pid last, a release clears owner_pid alone, so a holder killed between two
+// stores leaves a slot that is either free or complete. A slot whose owner died, or whose
+// deadline passed, is taken over by the next caller that wants it; rebuild clears such slots.
+struct LeaseSlot {
+    uint64_t key_hash;     // the full 64-bit hash of the key
+    uint64_t deadline_ms;  // monotonic ms: past it, anyone may take the lease over
+    uint64_t checked_ms;   // when a waiter last checked that the owner is alive (once per ms)
+    int32_t owner_pid;     // 0: the slot is free
+    uint32_t generation;   // bumped by every grant; a lease token names one grant (never 0)
+};
+constexpr uint32_t kLeaseSlots = 8;
+// Longest lease a caller may ask for. Also the bound rebuild and check apply to deadlines read
+// from the segment: a deadline further away than this is damage, not a lease.
+constexpr uint32_t kMaxLeaseMs = 3600 * 1000;
 
 // The control block of one stripe: its lock, the heads of its structures and its counters.
 // REQUIRES: every field below `dirty` is read or written only with `mutex` held.
@@ -122,6 +157,8 @@ struct alignas(64) StripeCtl {
     uint64_t min_expiry_lb;  // no entry expires before this monotonic ms (0: none has a TTL)
     uint64_t data_bytes;     // key + value bytes of live entries
     uint64_t rng;            // xorshift state for probabilistic policy decisions
+    // Single-flight leases of this stripe's keys.
+    LeaseSlot leases[kLeaseSlots];
 };
 static_assert(offsetof(StripeCtl, stats) + 2 * sizeof(uint64_t) <= 64,
               "hits and misses must share the lock's cache line");
@@ -137,8 +174,13 @@ constexpr uint8_t kFreeTag = 0xF4;
 
 // The header of an entry, at the start of its first block. Key bytes then value bytes follow,
 // continuing into later extents (each of which starts with an Extent). The checksum covers the
-// key (through the hash seed) and the value; metadata fields that change while the entry is
-// linked (links, freq, queue, expiry) are outside it on purpose.
+// key (through the hash seed), the value, stale_ms and compute_ms (see entry_checksum); the
+// metadata fields that change while the entry is linked (links, freq, queue, expiry) are
+// outside it on purpose.
+//
+// Expiry has two steps (docs/stampede.md): the entry is fresh until expires_ms - stale_ms, then
+// stale until expires_ms, when it is gone. Only shmc_fetch ever returns a stale entry; every
+// other call treats it as absent. Plain sets have stale_ms 0, so both instants coincide.
 struct EntryHeader {
     uint8_t tag;    // kEntryTag
     uint8_t queue;  // kMainQueue or kSmallQueue
@@ -154,9 +196,11 @@ struct EntryHeader {
     uint64_t expires_ms;  // monotonic ms; 0: never
     uint32_t checksum;
     uint32_t total_blocks;  // blocks over all extents (for per-queue accounting)
+    uint32_t stale_ms;      // the last stale_ms before expires_ms are stale (0 with no TTL)
+    uint32_t compute_ms;    // how long the value took to compute, for XFetch (0: unknown)
     Extent ext;             // the first extent (this one)
 };
-static_assert(sizeof(EntryHeader) == 56);
+static_assert(sizeof(EntryHeader) == 64 && sizeof(EntryHeader) % 8 == 0);
 
 // The head block of a free run; the run's last block ends with a copy of nblocks (the tail tag)
 // so that a block being freed can find and merge with a free run on its left.

@@ -1,14 +1,14 @@
 // rebuild.cpp - see rebuild.h; also the stripe view and the empty-stripe format.
 #include "rebuild.h"
 
-#include <xxhash.h>
-
 #include <bit>
 #include <cstring>
 #include <vector>
 
 #include "allocator.h"
+#include "clock.h"
 #include "eviction.h"
+#include "lease.h"
 #include "table.h"
 
 namespace shmcache::shm {
@@ -90,7 +90,8 @@ uint32_t validate_entry(const StripeRef& s, uint32_t idx, uint32_t b,
     }
     const uint64_t h = hash_key(data->data(), e->key_len);
     if (uint32_t(h >> 32) != e->hash_tag || (h & s.stripe_mask) != s.index) return 0;
-    if (uint32_t(XXH3_64bits_withSeed(data->data() + e->key_len, e->value_len, h)) != e->checksum)
+    if (entry_checksum(h, e->stale_ms, e->compute_ms, data->data() + e->key_len, e->value_len) !=
+        e->checksum)
         return 0;
     return uint32_t(total);
 }
@@ -177,6 +178,10 @@ RebuildResult rebuild_stripe(const StripeRef& s) {
         add_free_run(s, i, j - i);
         i = j;
     }
+    // Leases are crash-safe by write order (lease.h), but a rebuild also follows damage: free
+    // the slots that cannot be leases and those of dead owners. Live owners keep theirs, so
+    // their waiters go on waiting for the value rather than all computing it.
+    lease_sanitize_locked(s, monotonic_ms());
     return RebuildResult{v.kept.size(), v.dropped};
 }
 
@@ -241,6 +246,7 @@ CheckResult check_stripe(const StripeRef& s) {
     if (free_listed != c->free_blocks || free_mapped != c->free_blocks ||
         c->free_blocks + used != s.nblocks)
         return bad("free space accounting disagrees");
+    if (const char* why = lease_problem_locked(s, monotonic_ms())) return bad(why);
     return r;
 }
 

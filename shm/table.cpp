@@ -22,10 +22,17 @@ namespace shmcache::shm {
 
 uint64_t hash_key(const void* key, size_t len) { return XXH3_64bits(key, len); }
 
+uint32_t entry_checksum(uint64_t key_hash, uint32_t stale_ms, uint32_t compute_ms,
+                        const void* value, size_t len) {
+    // A multiply by an odd constant spreads both fields over the seed and maps (0, 0) to 0.
+    const uint64_t meta = (uint64_t(compute_ms) << 32 | stale_ms) * 0x9E3779B97F4A7C15ull;
+    return uint32_t(XXH3_64bits_withSeed(value, len, key_hash ^ meta));
+}
+
 namespace {
 
-uint32_t value_checksum(uint64_t key_hash, const void* value, size_t len) {
-    return uint32_t(XXH3_64bits_withSeed(value, len, key_hash));
+uint32_t value_checksum(uint64_t key_hash, const EntryHeader* e, const void* value) {
+    return entry_checksum(key_hash, e->stale_ms, e->compute_ms, value, e->value_len);
 }
 
 // Calls fn(ptr, n) for each stretch of data bytes in [off, off+len) of the entry at head.
@@ -155,6 +162,26 @@ void copy_entry_data(const StripeRef& s, uint32_t head, uint64_t off, uint64_t l
     });
 }
 
+namespace {
+
+// Copies the value of the entry at idx into buf and verifies it. Every read is verified: the
+// copy is hot in cache, so this costs a few ns per 100 bytes, and a value damaged in the segment
+// is dropped (by the rebuild) instead of returned.
+void copy_value_verified(const StripeRef& s, const Key& k, uint32_t idx, const EntryHeader* e,
+                         void* buf) {
+    copy_entry_data(s, idx, e->key_len, e->value_len, buf);
+    if (value_checksum(k.hash, e, buf) != e->checksum) corrupt("value checksum");
+}
+
+// The eviction policy learns of every use; the hit counter only of those asked to count.
+void note_use(const StripeRef& s, uint32_t idx, bool count_hit) {
+    if (policy_hit_relinks(s)) mark_dirty(s);
+    policy_hit(s, idx);
+    if (count_hit) bump(s.ctl->stats.hits);
+}
+
+}  // namespace
+
 int table_get(const StripeRef& s, const Key& k, void* buf, size_t cap, GetResult* out) {
     uint32_t prev;
     const uint32_t idx = find(s, k, &prev);
@@ -174,34 +201,61 @@ int table_get(const StripeRef& s, const Key& k, void* buf, size_t cap, GetResult
             bump(c->stats.misses);
             return SHMC_E_NOTFOUND;
         }
-        out->ttl_left_ms = ttl_left(e->expires_ms, now);
+        if (soft_expired(e, now)) {  // stale: kept for shmc_fetch, a miss for everyone else
+            bump(c->stats.misses);
+            return SHMC_E_NOTFOUND;
+        }
+        out->ttl_left_ms = ttl_left(fresh_until(e), now);
     }
     out->value_len = e->value_len;
     out->flags = e->flags;
     if (e->value_len > cap) return SHMC_E_BUFFER_TOO_SMALL;
-    copy_entry_data(s, idx, e->key_len, e->value_len, buf);
-    // Every read is verified: the copy is hot in cache, so this costs a few ns per 100 bytes,
-    // and a value damaged in the segment is dropped (by the rebuild) instead of returned.
-    if (value_checksum(k.hash, buf, e->value_len) != e->checksum) corrupt("value checksum");
-    if (policy_hit_relinks(s)) mark_dirty(s);
-    policy_hit(s, idx);
-    bump(c->stats.hits);
+    copy_value_verified(s, k, idx, e, buf);
+    note_use(s, idx, true);
+    return 0;
+}
+
+int table_peek(const StripeRef& s, const Key& k, uint64_t now, void* buf, size_t cap, bool count,
+               PeekResult* out) {
+    *out = PeekResult{};
+    uint32_t prev;
+    const uint32_t idx = find(s, k, &prev);
+    StripeCtl* c = s.ctl;
+    if (idx != kNil && expired(s.entry(idx), now)) {
+        remove_entry(s, idx, prev);
+        bump(c->stats.expirations);
+    } else if (idx != kNil) {
+        EntryHeader* e = s.entry(idx);
+        if (e->value_len > s.max_value_len) corrupt("value longer than the segment allows");
+        out->state = soft_expired(e, now) ? Freshness::kStale : Freshness::kFresh;
+        out->value_len = e->value_len;
+        out->flags = e->flags;
+        out->compute_ms = e->compute_ms;
+        out->fresh_until = fresh_until(e);
+        if (e->value_len > cap) return SHMC_E_BUFFER_TOO_SMALL;
+        copy_value_verified(s, k, idx, e, buf);
+        note_use(s, idx, count);
+        return 0;
+    }
+    if (count) bump(c->stats.misses);
     return 0;
 }
 
 int table_store(const StripeRef& s, const Key& k, const void* value, size_t value_len,
-                uint32_t flags, uint64_t expires_ms, StoreMode mode) {
+                const EntryMeta& meta, StoreMode mode) {
     StripeCtl* c = s.ctl;
     uint64_t now = 0;
     uint32_t prev;
     uint32_t old = find(s, k, &prev);
     if (old != kNil) {
         const EntryHeader* e = s.entry(old);
-        const bool dead = e->expires_ms && (now = monotonic_ms()) >= e->expires_ms;
+        // No longer fresh counts as absent: an add (an L2 fill) may replace a stale value.
+        const bool dead = e->expires_ms && soft_expired(e, now = monotonic_ms());
         if (mode == StoreMode::kAdd && !dead) return SHMC_E_EXISTS;
         remove_entry(s, old, prev);
         if (dead) bump(c->stats.expirations);
     }
+    const uint64_t expires_ms = meta.expires_ms;
     mark_dirty(s);
     const uint64_t data = uint64_t(k.len) + value_len;
     bool reclaimed = false;
@@ -224,10 +278,12 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
     e->ext = first;
     e->key_len = uint16_t(k.len);
     e->value_len = uint32_t(value_len);
-    e->flags = flags;
+    e->flags = meta.flags;
     e->hash_tag = k.tag();
     e->expires_ms = expires_ms;
-    e->checksum = value_checksum(k.hash, value, value_len);
+    e->stale_ms = expires_ms ? meta.stale_ms : 0;
+    e->compute_ms = meta.compute_ms;
+    e->checksum = value_checksum(k.hash, e, value);
     uint32_t total = 0;
     for_each_extent_raw(s, head, [&](uint32_t, uint32_t n) { total += n; });
     e->total_blocks = total;
@@ -263,22 +319,33 @@ int table_del(const StripeRef& s, const Key& k) {
     uint32_t prev;
     const uint32_t idx = find(s, k, &prev);
     if (idx == kNil) return SHMC_E_NOTFOUND;
-    const bool dead = expired(s.entry(idx), monotonic_ms());
+    // A stale entry is removed too (a delete is often an invalidation), but it was already a
+    // miss for the caller, so it reports NOTFOUND like an expired one.
+    const bool dead = soft_expired(s.entry(idx), monotonic_ms());
     remove_entry(s, idx, prev);
     bump(dead ? s.ctl->stats.expirations : s.ctl->stats.deletes);
     return dead ? SHMC_E_NOTFOUND : 0;
 }
 
-int table_touch(const StripeRef& s, const Key& k, uint64_t expires_ms) {
+int table_touch(const StripeRef& s, const Key& k, uint64_t fresh_until_ms) {
     uint32_t prev;
     const uint32_t idx = find(s, k, &prev);
     if (idx == kNil) return SHMC_E_NOTFOUND;
     EntryHeader* e = s.entry(idx);
-    if (expired(e, monotonic_ms())) {
+    const uint64_t now = monotonic_ms();
+    if (expired(e, now)) {
         remove_entry(s, idx, prev);
         bump(s.ctl->stats.expirations);
         return SHMC_E_NOTFOUND;
     }
+    if (soft_expired(e, now)) return SHMC_E_NOTFOUND;  // absent for all but shmc_fetch; kept
+    // The stale window keeps its length; with no TTL there is nothing to be stale after.
+    uint64_t expires_ms = 0;
+    if (fresh_until_ms)
+        expires_ms =
+            fresh_until_ms > UINT64_MAX - e->stale_ms ? UINT64_MAX : fresh_until_ms + e->stale_ms;
+    // stale_ms is under the checksum, so it is kept even when expires_ms becomes 0 (never):
+    // fresh_until() ignores it then.
     e->expires_ms = expires_ms;  // one aligned store: no dirty mark needed
     if (expires_ms && (s.ctl->min_expiry_lb == 0 || expires_ms < s.ctl->min_expiry_lb))
         s.ctl->min_expiry_lb = expires_ms;
@@ -290,11 +357,13 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result)
     const uint32_t idx = find(s, k, &prev);
     if (idx == kNil) return SHMC_E_NOTFOUND;
     const EntryHeader* e = s.entry(idx);
-    if (expired(e, monotonic_ms())) {
+    const uint64_t now = monotonic_ms();
+    if (expired(e, now)) {
         remove_entry(s, idx, prev);
         bump(s.ctl->stats.expirations);
         return SHMC_E_NOTFOUND;
     }
+    if (soft_expired(e, now)) return SHMC_E_NOTFOUND;  // stale: absent for incr, kept
     char digits[24];
     if (e->value_len == 0 || e->value_len > 20) return SHMC_E_NOT_NUMBER;
     copy_entry_data(s, idx, e->key_len, e->value_len, digits);
@@ -308,7 +377,8 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result)
     char out[24];
     const auto res = std::to_chars(out, out + sizeof out, next);
     if (result) *result = next;
-    return table_store(s, k, out, size_t(res.ptr - out), e->flags, e->expires_ms, StoreMode::kSet);
+    const EntryMeta meta{e->flags, e->expires_ms, e->stale_ms, e->compute_ms};
+    return table_store(s, k, out, size_t(res.ptr - out), meta, StoreMode::kSet);
 }
 
 namespace {
@@ -368,11 +438,11 @@ void table_collect(const StripeRef& s, const char* pat, size_t plen, std::vector
     const uint64_t now = monotonic_ms();
     for_each_entry(s, [&](uint32_t idx) {
         const EntryHeader* e = s.entry(idx);
-        if (expired(e, now)) return;
+        if (soft_expired(e, now)) return;  // what a get would miss, scan does not list
         const char* key = key_of(s, idx, e);
         if (!glob_match(pat, plen, key, e->key_len)) return;
         out->push_back(ScanItem{std::string(key, e->key_len), e->value_len,
-                                e->expires_ms ? ttl_left(e->expires_ms, now) : -1});
+                                e->expires_ms ? ttl_left(fresh_until(e), now) : -1});
     });
 }
 

@@ -25,6 +25,23 @@ struct Key {
 
 uint64_t hash_key(const void* key, size_t len);
 
+// The checksum an entry carries: XXH3 of the value seeded with the key's hash mixed with the
+// entry's stale window and compute time, so that a damaged copy of either is caught like a
+// damaged value. With both zero (every plain set) the seed is the key's hash alone.
+uint32_t entry_checksum(uint64_t key_hash, uint32_t stale_ms, uint32_t compute_ms,
+                        const void* value, size_t len);
+
+// When the entry stops being fresh: expires_ms - stale_ms (0: never). Clamped, so that a damaged
+// stale_ms larger than expires_ms makes the entry stale at once rather than fresh forever.
+inline uint64_t fresh_until(const EntryHeader* e) {
+    if (!e->expires_ms) return 0;
+    return e->expires_ms > e->stale_ms ? e->expires_ms - e->stale_ms : 1;
+}
+inline bool soft_expired(const EntryHeader* e, uint64_t now) {
+    const uint64_t f = fresh_until(e);
+    return f && now >= f;
+}
+
 inline void mark_dirty(const StripeRef& s) {
     if (!s.ctl->dirty.load(std::memory_order_relaxed))
         s.ctl->dirty.store(1, std::memory_order_seq_cst);  // visible before any later store
@@ -41,14 +58,43 @@ struct GetResult {
     int64_t ttl_left_ms;  // -1: no TTL
 };
 
+// A stale entry is a miss here (and is left in place for shmc_fetch); ttl_left_ms is the time
+// left until the entry stops being fresh.
 int table_get(const StripeRef& s, const Key& k, void* buf, size_t cap, GetResult* out);
 
+// What table_peek found.
+enum class Freshness { kAbsent, kFresh, kStale };
+struct PeekResult {
+    Freshness state = Freshness::kAbsent;
+    uint32_t value_len = 0;
+    uint32_t flags = 0;
+    uint32_t compute_ms = 0;
+    uint64_t fresh_until = 0;  // 0: never stops being fresh
+};
+
+// The single-flight look-up: like table_get, but a stale entry is returned as kStale (with its
+// value) instead of a miss. Copies the value into buf when it fits; SHMC_E_BUFFER_TOO_SMALL
+// (with value_len set) when it does not. Counts a hit or a miss only if count is set, so that a
+// waiter polling for another caller's value is counted once.
+int table_peek(const StripeRef& s, const Key& k, uint64_t now, void* buf, size_t cap, bool count,
+               PeekResult* out);
+
 enum class StoreMode { kSet, kAdd };
-// expires_ms: absolute monotonic ms, 0 for none.
+
+// What an entry records besides its key and value.
+struct EntryMeta {
+    uint32_t flags = 0;
+    uint64_t expires_ms = 0;  // absolute monotonic ms when the entry is gone; 0: never
+    uint32_t stale_ms = 0;    // the end of its life that only shmc_fetch serves (stale)
+    uint32_t compute_ms = 0;  // compute time recorded for XFetch
+};
+
+// kAdd stores only if the key is absent or no longer fresh (a stale entry counts as absent).
 int table_store(const StripeRef& s, const Key& k, const void* value, size_t value_len,
-                uint32_t flags, uint64_t expires_ms, StoreMode mode);
+                const EntryMeta& meta, StoreMode mode);
 int table_del(const StripeRef& s, const Key& k);
-int table_touch(const StripeRef& s, const Key& k, uint64_t expires_ms);
+// Sets a new freshness deadline (fresh_until_ms, 0: never); the entry keeps its stale window.
+int table_touch(const StripeRef& s, const Key& k, uint64_t fresh_until_ms);
 int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result);
 
 // Removes the entries whose keys match the (validated) glob, adding each to *removed.

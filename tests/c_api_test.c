@@ -623,6 +623,38 @@ static void test_unlink_busy(void) {
     close(go[1]);
 }
 
+/* Single flight from C: the miss-compute-complete cycle, a stale value, abandon, the stats. */
+static void test_fetch(shmc_cache *c) {
+    shmc_fetch_options o;
+    shmc_fetch_options_default(&o);
+    EXPECT(o.tiers == SHMC_TIER_L1 && o.lease_ms == 5000 && o.wait_ms == 0 &&
+           o.xfetch_beta == 0.0);
+    o.ttl_ms = 30;
+    o.stale_ttl_ms = 60000;
+    char buf[32];
+    shmc_fetch_result r;
+    EXPECT_RC(shmc_fetch(c, "fk", 2, buf, sizeof buf, &o, &r), 0);
+    EXPECT(r.outcome == SHMC_FETCH_COMPUTE && r.lease != 0);
+    EXPECT_RC(shmc_fetch_complete(c, "fk", 2, "v1", 2, 5, 3, &o, r.lease), 0);
+    EXPECT_RC(shmc_fetch(c, "fk", 2, buf, sizeof buf, &o, &r), 0);
+    EXPECT(r.outcome == SHMC_FETCH_HIT && r.value_len == 2 && memcmp(buf, "v1", 2) == 0);
+    EXPECT(r.flags == 5 && r.served_by == SHMC_TIER_L1 && r.lease == 0);
+    sleep_ms(50);
+    EXPECT_RC(shmc_fetch(c, "fk", 2, buf, sizeof buf, &o, &r), 0);
+    EXPECT(r.outcome == SHMC_FETCH_STALE_REFRESH && r.lease != 0);
+    uint64_t lease = r.lease;
+    EXPECT_RC(shmc_fetch(c, "fk", 2, buf, sizeof buf, &o, &r), 0);
+    EXPECT(r.outcome == SHMC_FETCH_STALE && r.lease == 0);
+    size_t len = 0;
+    EXPECT_RC(shmc_get(c, "fk", 2, buf, sizeof buf, &len, NULL, NULL), SHMC_E_NOTFOUND);
+    EXPECT_RC(shmc_fetch_abandon(c, "fk", 2, lease), 0);
+    shmc_flight_stats fs;
+    EXPECT_RC(shmc_flight_get_stats(c, &fs), 0);
+    EXPECT(fs.leases_granted == 2 && fs.stale_served == 2 && fs.abandoned == 1);
+    EXPECT(fs.leases_held == 0 && fs.lease_slots > 0);
+    EXPECT_RC(shmc_del(c, "fk", 2), SHMC_E_NOTFOUND); /* stale: removed, reported absent */
+}
+
 int main(void) {
     snprintf(g_name, sizeof g_name, "shmc-t-capi-%d", (int)getpid());
     shmc_unlink(g_name, 1);
@@ -649,6 +681,7 @@ int main(void) {
     test_scan(c);
     test_clear_and_stats(c);
     test_second_handle(c);
+    test_fetch(c);
     shmc_close(c);
 
     test_strategies();

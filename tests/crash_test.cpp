@@ -17,6 +17,10 @@
 //                 respawns it (500 kills): kills land anywhere, including outside any lock.
 //   sigstop       a lock holder is stopped: others get SHMC_E_LOCK_TIMEOUT after about
 //                 lock_timeout_ms, never hang; after SIGCONT or SIGKILL, ops succeed again.
+//   lease-kill    8 processes run single-flight fetches (150 ms leases) over 24 keys; the parent
+//                 SIGKILLs one every 0-6 ms (300 kills) and a third of them also die at crash
+//                 points: no fetch waits past its bound, and once every owner is dead each key
+//                 gives its value or its lease at once (no lease stuck), stats show no lease held.
 // Common bounds: no op slower than 100 ms (SHMC_TEST_LATENCY_MS raises it, in sanitizer runs
 // only), no corrupt value, shmc_check clean at the end, and (refill_check) no memory lost for
 // good. Options: iters=N, kills=N (random-kill). Seed from SHMC_TEST_SEED.
@@ -908,6 +912,182 @@ int run_sigstop(const Args &, uint64_t seed) {
     return finish("crash/sigstop", seed, summary);
 }
 
+// ---- (e) lease owners killed ------------------------------------------------------------------
+
+// What the lease-kill workers report, summed over all of them (shared memory).
+struct LeaseTotals {
+    std::atomic<uint64_t> fetches{0}, computes{0}, stale{0}, abandons{0}, errors{0}, slow{0};
+    std::atomic<uint64_t> max_fetch_ns{0}, max_complete_ns{0};
+};
+
+void note_max_ns(std::atomic<uint64_t> &m, uint64_t v) {
+    uint64_t cur = m.load();
+    while (v > cur && !m.compare_exchange_weak(cur, v)) {
+    }
+}
+
+// One worker: single-flight fetches over few keys with short leases, computing for 0-8 ms and
+// sometimes abandoning; every third worker also dies at a crash point (inside the store of a
+// complete, often, with a lease held). Runs until killed.
+int lease_worker(const std::string &name, const shmc_options &so, uint32_t lease_ms, int nkeys,
+                 uint64_t seed, bool crash, LeaseTotals *t) {
+    shmc_cache *c = open_or_die(name.c_str(), so);
+    Rng rng(seed);
+    if (crash) shmc_test_crash_after(rng.range(1, 60));
+    shmc_fetch_options o;
+    shmc_fetch_options_default(&o);
+    o.lease_ms = lease_ms;
+    o.xfetch_beta = 1.0;
+    // A fetch waits at most wait_ms (2 x lease_ms) and then one lock wait; complete is one lock
+    // hold. Anything slower means a lease or a lock got stuck.
+    const uint64_t fetch_bound = (2ull * lease_ms + 100) * 1000000u;
+    char buf[256];
+    for (;;) {
+        const std::string key = "lk:" + std::to_string(rng.below(uint64_t(nkeys)));
+        o.ttl_ms = rng.range(5, 60);
+        o.stale_ttl_ms = rng.chance(50) ? rng.range(5, 60) : 0;
+        shmc_fetch_result r{};
+        uint64_t t0 = now_ns();
+        const int rc = shmc_fetch(c, key.data(), key.size(), buf, sizeof buf, &o, &r);
+        uint64_t d = now_ns() - t0;
+        ++t->fetches;
+        note_max_ns(t->max_fetch_ns, d);
+        if (d > fetch_bound) ++t->slow;
+        if (rc != 0) {
+            ++t->errors;
+            continue;
+        }
+        if (r.outcome == SHMC_FETCH_STALE || r.outcome == SHMC_FETCH_STALE_REFRESH) ++t->stale;
+        if (r.outcome == SHMC_FETCH_HIT || r.outcome == SHMC_FETCH_STALE) continue;
+        ++t->computes;
+        sleep_ms(double(rng.below(8000)) / 1000);
+        t0 = now_ns();
+        int crc;
+        if (rng.chance(10)) {
+            ++t->abandons;
+            crc = shmc_fetch_abandon(c, key.data(), key.size(), r.lease);
+        } else {
+            std::string v(size_t(rng.range(1, 200)), char('a' + rng.below(26)));
+            crc = shmc_fetch_complete(c, key.data(), key.size(), v.data(), v.size(), 0,
+                                      uint32_t(rng.range(1, 8)), &o, r.lease);
+        }
+        d = now_ns() - t0;
+        note_max_ns(t->max_complete_ns, d);
+        if (d > kSlowNs) ++t->slow;
+        if (crc != 0) ++t->errors;
+    }
+}
+
+int run_lease_kill(const Args &a, uint64_t seed) {
+    const int n = 8, nkeys = 24;
+    const int target = a.kills ? a.kills : 300;
+    const uint32_t lease_ms = 150;
+    const std::string name = unique_name("leasekill");
+    SegmentGuard guard(name);
+    const shmc_options so = small_options(2u << 20, kStripes);
+    shmc_cache *c = open_or_die(name.c_str(), so);
+    LeaseTotals *t = shared_new<LeaseTotals>();
+    uint64_t spawned = 0;
+    auto start = [&](int slot) {
+        const uint64_t ws = seed + spawned++;
+        const bool crash = slot % 3 == 0;
+        return spawn(
+            [&, ws, crash] { return lease_worker(name, so, lease_ms, nkeys, ws, crash, t); });
+    };
+    std::vector<pid_t> pids;
+    for (int i = 0; i < n; ++i) pids.push_back(start(i));
+    Rng rng(seed ^ 0x1ea5e);
+    int kills = 0, self_kills = 0, odd = 0;
+    const uint64_t t_start = now_ns();
+    sleep_ms(30);
+    while (kills + self_kills < target) {
+        sleep_ms(double(rng.below(6000)) / 1000);
+        // A worker that reached its crash point is already dead: replace it.
+        for (int i = 0; i < n; ++i) {
+            int st = 0;
+            if (waitpid(pids[size_t(i)], &st, WNOHANG) == pids[size_t(i)]) {
+                if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) {
+                    ++self_kills;
+                } else {
+                    ++odd;
+                    std::fprintf(stderr, "lease worker %d: %s\n", i, describe_status(st).c_str());
+                }
+                pids[size_t(i)] = start(i);
+            }
+        }
+        const size_t victim = size_t(rng.below(n));
+        kill(pids[victim], SIGKILL);
+        const int st = wait_child(pids[victim], 5000);
+        if (st == -1 || !(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)) {
+            ++odd;
+            std::fprintf(stderr, "lease worker %zu: %s\n", victim, describe_status(st).c_str());
+        }
+        ++kills;
+        pids[victim] = start(int(victim));
+    }
+    const double secs = double(now_ns() - t_start) / 1e9;
+    for (pid_t p : pids) {
+        kill(p, SIGKILL);
+        wait_child(p, 5000);
+    }
+    // Every owner is dead and reaped: no lease may hold anyone back now. Each key must give
+    // this process a value or the lease at once (a takeover), never a wait or an unleased
+    // computation. Then, once every value and deadline has run out, each key must give the
+    // lease; after those leases are released, no slot may be left held.
+    shmc_fetch_options o;
+    shmc_fetch_options_default(&o);
+    o.lease_ms = lease_ms;
+    int stuck = 0;
+    uint64_t worst = 0;
+    char buf[256];
+    for (int pass = 0; pass < 2; ++pass) {
+        if (pass == 1) sleep_ms(double(lease_ms) + 130);  // values live at most 60 + 60 ms
+        for (int i = 0; i < nkeys; ++i) {
+            const std::string key = "lk:" + std::to_string(i);
+            shmc_fetch_result r{};
+            const uint64_t t0 = now_ns();
+            const int rc = shmc_fetch(c, key.data(), key.size(), buf, sizeof buf, &o, &r);
+            const uint64_t d = now_ns() - t0;
+            worst = std::max(worst, d);
+            const bool bad = rc != 0 || r.waited_ms > 20 || d > 50000000u ||
+                             (pass == 0 ? r.outcome == SHMC_FETCH_COMPUTE_UNLEASED
+                                        : r.outcome != SHMC_FETCH_COMPUTE);
+            if (bad) {
+                std::fprintf(stderr,
+                             "after the kills (pass %d), %s: rc %d outcome %u waited %u ms\n", pass,
+                             key.c_str(), rc, r.outcome, r.waited_ms);
+                ++stuck;
+            }
+            if (r.lease) T_EXPECT_RC(shmc_fetch_abandon(c, key.data(), key.size(), r.lease), 0);
+        }
+    }
+    shmc_flight_stats fs{};
+    T_EXPECT_RC(shmc_flight_get_stats(c, &fs), 0);
+    T_EXPECT(stuck == 0);
+    T_EXPECT(fs.leases_held == 0);
+    T_EXPECT(fs.leases_reclaimable == 0);
+    T_EXPECT(fs.takeovers > 0);
+    T_EXPECT(odd == 0);
+    T_EXPECT(t->errors.load() == 0);
+    T_EXPECT(t->slow.load() == 0);
+    std::string summary;
+    char b[400];
+    std::snprintf(
+        b, sizeof b,
+        "kills=%d crash_point_deaths=%d fetches=%" PRIu64 " computes=%" PRIu64 " stale=%" PRIu64
+        " abandons=%" PRIu64 " takeovers=%" PRIu64 " lease_timeouts=%" PRIu64
+        " max_fetch=%.1fms (bound %ums) max_complete=%.2fms"
+        " post_kill_fetch_max=%.2fms in %.1fs ",
+        kills, self_kills, t->fetches.load(), t->computes.load(), t->stale.load(),
+        t->abandons.load(), fs.takeovers, fs.lease_timeouts, ns_to_ms(t->max_fetch_ns.load()),
+        2 * lease_ms + 100, ns_to_ms(t->max_complete_ns.load()), ns_to_ms(worst), secs);
+    summary += b;
+    final_check(c, &summary);
+    refill_check(c, &summary);
+    shmc_close(c);
+    return finish("crash/lease-kill", seed, summary);
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -941,6 +1121,8 @@ int main(int argc, char **argv) {
         known = true, g_failures = 0, rc |= run_random_kill(a, seed);
     if (which.empty() || which == "sigstop")
         known = true, g_failures = 0, rc |= run_sigstop(a, seed);
+    if (which.empty() || which == "lease-kill")
+        known = true, g_failures = 0, rc |= run_lease_kill(a, seed);
     if (!known) {
         std::fprintf(stderr, "unknown case %s\n", which.c_str());
         return 2;

@@ -18,6 +18,7 @@
 
 #include "engine.h"
 #include "invalidation.h"
+#include "lease.h"
 #include "redis_client.h"
 
 namespace shmcache::l2 {
@@ -37,6 +38,15 @@ public:
               uint64_t* removed_l2);
     void stats(shmc_l2_stats* out) const;
 
+    // Single flight over both tiers (flight_l2.cpp, docs/stampede.md): the L1 fetch first; on an
+    // L1 miss, Redis before computing and, with SHMC_FETCH_L2_LOCK, the cross-host lock. o is
+    // validated by the caller; p is resolved from it.
+    int fetch(const void* key, size_t klen, void* buf, size_t cap, const shmc_fetch_options& o,
+              const shm::FetchParams& p, shm::FetchResult* out, uint32_t* served_by);
+    int fetch_complete(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
+                       uint32_t compute_ms, const shmc_fetch_options& o, uint64_t lease);
+    int fetch_abandon(const void* key, size_t klen, uint64_t lease);
+
     // Called on every L2-aware call: after a fork, starts the child's subscriber elector.
     void ensure_process() {
         if (subscriber_) subscriber_->ensure_started();
@@ -51,6 +61,13 @@ private:
         shared_.counters[c].fetch_add(n, std::memory_order_relaxed);
     }
     bool fills_allowed() const;
+    // flight_l2.cpp
+    std::string lock_key(const void* key, size_t klen) const;
+    std::string lock_token(uint64_t lease) const;
+    int release_lock(const std::string& lkey, uint64_t lease);
+    int serve_l2(const void* key, size_t klen, void* buf, size_t cap, const redisReply& value,
+                 long long pttl, uint64_t seq, const shmc_fetch_options& o, shm::FetchResult* out,
+                 uint32_t* served_by);
 
     shm::Engine& engine_;
     shm::L2Shared& shared_;
@@ -61,6 +78,11 @@ private:
     std::unique_ptr<RedisClient> client_;
     std::unique_ptr<Subscriber> subscriber_;  // null with SHMC_L2_NO_SUBSCRIBE
 };
+
+// Set in a lease token (in the bits shm/lease.h leaves free) when its holder also holds the
+// cross-host lock in Redis: complete and abandon then release that too.
+constexpr uint64_t kLeaseL2Lock = 1ull << 8;
+static_assert((kLeaseL2Lock & shm::kTokenUserBits) == kLeaseL2Lock);
 
 // The host-wide L2 figures kept in the segment (configured, connected, breaker_open left 0).
 void shared_stats(const shm::L2Shared& l2, shmc_l2_stats* out);

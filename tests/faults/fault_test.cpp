@@ -1123,6 +1123,83 @@ int run_badargs() {
     ROW("check: cache NULL", shmc_check(nullptr, &rep), INVAL);
     ROW("check: out NULL", shmc_check(c, nullptr), 0);
 
+    // ---- single flight ----
+    shmc_fetch_options fo;
+    shmc_fetch_options_default(&fo);
+    shmc_fetch_result fr{};
+    shmc_flight_stats fs{};
+    auto fopt = [&](const std::function<void(shmc_fetch_options &)> &edit) {
+        shmc_fetch_options o;
+        shmc_fetch_options_default(&o);
+        edit(o);
+        return o;
+    };
+    const shmc_fetch_options lease0 = fopt([](auto &o) { o.lease_ms = 0; });
+    const shmc_fetch_options lease_huge = fopt([](auto &o) { o.lease_ms = UINT32_MAX; });
+    const shmc_fetch_options tiers_l2 = fopt([](auto &o) { o.tiers = SHMC_TIER_L2; });
+    const shmc_fetch_options tiers_junk = fopt([](auto &o) { o.tiers = 77; });
+    const shmc_fetch_options both = fopt([](auto &o) { o.tiers = SHMC_TIER_BOTH; });
+    const shmc_fetch_options flags_junk = fopt([](auto &o) { o.flags = 0x80; });
+    const shmc_fetch_options stale_huge = fopt([](auto &o) { o.stale_ttl_ms = UINT64_MAX; });
+    const shmc_fetch_options beta_inf = fopt([](auto &o) { o.xfetch_beta = 1.0 / 0.0; });
+    ROW("fetch: cache NULL", shmc_fetch(nullptr, "keep", 4, buf, sizeof buf, &fo, &fr), INVAL);
+    ROW("fetch: out NULL", shmc_fetch(c, "keep", 4, buf, sizeof buf, &fo, nullptr), INVAL);
+    ROW("fetch: key NULL", shmc_fetch(c, nullptr, 4, buf, sizeof buf, &fo, &fr), INVAL);
+    ROW("fetch: key len 0", shmc_fetch(c, "keep", 0, buf, sizeof buf, &fo, &fr), INVAL);
+    ROW("fetch: key len SIZE_MAX", shmc_fetch(c, "keep", SIZE_MAX, buf, sizeof buf, &fo, &fr),
+        TOO_LONG);
+    ROW("fetch: key len 4097", shmc_fetch(c, key4097.data(), 4097, buf, sizeof buf, &fo, &fr),
+        TOO_LONG);
+    ROW("fetch: buf NULL, cap 8", shmc_fetch(c, "keep", 4, nullptr, 8, &fo, &fr), INVAL);
+    ROW("fetch: lease_ms 0", shmc_fetch(c, "keep", 4, buf, sizeof buf, &lease0, &fr), INVAL);
+    ROW("fetch: lease_ms UINT32_MAX", shmc_fetch(c, "keep", 4, buf, sizeof buf, &lease_huge, &fr),
+        INVAL);
+    ROW("fetch: tiers L2", shmc_fetch(c, "keep", 4, buf, sizeof buf, &tiers_l2, &fr), INVAL);
+    ROW("fetch: tiers 77", shmc_fetch(c, "keep", 4, buf, sizeof buf, &tiers_junk, &fr), INVAL);
+    ROW("fetch: BOTH without an L2", shmc_fetch(c, "keep", 4, buf, sizeof buf, &both, &fr),
+        SHMC_E_L2_NOT_CONFIGURED);
+    ROW("fetch: unknown flags", shmc_fetch(c, "keep", 4, buf, sizeof buf, &flags_junk, &fr), INVAL);
+    ROW("fetch: stale_ttl_ms UINT64_MAX",
+        shmc_fetch(c, "keep", 4, buf, sizeof buf, &stale_huge, &fr), INVAL);
+    ROW("fetch: xfetch_beta inf", shmc_fetch(c, "keep", 4, buf, sizeof buf, &beta_inf, &fr), INVAL);
+    add("fetch: cap 4 < 5",
+        [&](RowCtx &x) {
+            std::memset(buf, '#', 8);
+            const int rc = x.cap(shmc_fetch(c, "keep", 4, buf, 4, &fo, &fr));
+            x.expect(fr.value_len == 5 && fr.lease == 0 && buf[4] == '#',
+                     "size needed, no lease, nothing written past cap");
+            return rc;
+        },
+        {SMALL});
+    add("fetch: opts NULL (defaults), a hit",
+        [&](RowCtx &x) {
+            const int rc = x.cap(shmc_fetch(c, "keep", 4, buf, sizeof buf, nullptr, &fr));
+            x.expect(fr.outcome == SHMC_FETCH_HIT && fr.flags == 7 && fr.value_len == 5,
+                     "the value of keep, flags 7");
+            return rc;
+        },
+        {0});
+    ROW("fetch_complete: cache NULL", shmc_fetch_complete(nullptr, "fk", 2, "v", 1, 0, 0, &fo, 0),
+        INVAL);
+    ROW("fetch_complete: key len 4097",
+        shmc_fetch_complete(c, key4097.data(), 4097, "v", 1, 0, 0, &fo, 0), TOO_LONG);
+    ROW("fetch_complete: value NULL, len 1",
+        shmc_fetch_complete(c, "fk", 2, nullptr, 1, 0, 0, &fo, 0), INVAL);
+    ROW("fetch_complete: value over max_value_len",
+        shmc_fetch_complete(c, "fk", 2, big.data(), big.size(), 0, 0, &fo, 0), TOO_LARGE);
+    ROW("fetch_complete: a lease nobody granted",
+        shmc_fetch_complete(c, "fk", 2, "v", 1, 0, 0, &fo, UINT64_MAX), 0);
+    ROW("fetch_complete: opts NULL", shmc_fetch_complete(c, "fk", 2, "v", 1, 0, 0, nullptr, 0), 0);
+    ROW("fetch_complete: bad options", shmc_fetch_complete(c, "fk", 2, "v", 1, 0, 0, &lease0, 0),
+        INVAL);
+    ROW("fetch_abandon: cache NULL", shmc_fetch_abandon(nullptr, "fk", 2, 1), INVAL);
+    ROW("fetch_abandon: key len 4097", shmc_fetch_abandon(c, key4097.data(), 4097, 1), TOO_LONG);
+    ROW("fetch_abandon: key NULL", shmc_fetch_abandon(c, nullptr, 2, 1), INVAL);
+    ROW("fetch_abandon: lease 0", shmc_fetch_abandon(c, "fk", 2, 0), 0);
+    ROW("fetch_abandon: a lease nobody granted", shmc_fetch_abandon(c, "fk", 2, UINT64_MAX), 0);
+    ROW("flight_get_stats: cache NULL", shmc_flight_get_stats(nullptr, &fs), INVAL);
+    ROW("flight_get_stats: out NULL", shmc_flight_get_stats(c, nullptr), INVAL);
+
     // ---- shmc_glob_match ----
     ROW("glob: pattern NULL, len 1", shmc_glob_match(nullptr, 1, "a", 1), INVAL);
     ROW("glob: string NULL, len 1", shmc_glob_match("a", 1, nullptr, 1), INVAL);

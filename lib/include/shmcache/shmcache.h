@@ -415,6 +415,152 @@ SHMC_API int shmc_tpurge(shmc_cache *cache, const void *pattern, size_t pattern_
  * host-wide counters are still reported (other processes of the host may use L2). */
 SHMC_API int shmc_l2_get_stats(shmc_cache *cache, shmc_l2_stats *out);
 
+/* ---- Single flight: one computation per key per host -----------------------------------------
+ * When a hot key is missing or expires, every process would recompute it at once (a stampede).
+ * shmc_fetch gives exactly one caller on the host the lease to compute a missing key; the others
+ * wait for its value (bounded) instead of computing too. See docs/stampede.md.
+ *
+ *   shmc_fetch_result r;
+ *   shmc_fetch(c, key, klen, buf, cap, &opts, &r);
+ *   switch (r.outcome) {
+ *   case SHMC_FETCH_HIT: case SHMC_FETCH_STALE:           use buf; done
+ *   case SHMC_FETCH_STALE_REFRESH: case SHMC_FETCH_EARLY_REFRESH:
+ *                                                         use buf, then recompute as below
+ *   case SHMC_FETCH_COMPUTE: case SHMC_FETCH_COMPUTE_UNLEASED:
+ *       compute; on success shmc_fetch_complete(c, key, klen, v, vlen, 0, ms, &opts, r.lease);
+ *                on failure shmc_fetch_abandon(c, key, klen, r.lease);
+ *   }
+ *
+ * - Leases live in the segment (8 per stripe). A waiter polls (50 us, doubling to 2 ms) for the
+ *   value, the lease's release, its owner's death (then it takes the lease over at once: within a
+ *   few ms of the death) or its deadline (lease_ms after the grant: the bound for a hung owner).
+ *   A waiter that waited wait_ms, or that finds every lease slot of its stripe taken, computes
+ *   without a lease (SHMC_FETCH_COMPUTE_UNLEASED).
+ * - Stale-while-revalidate: a value stored by shmc_fetch_complete with stale_ttl_ms stays
+ *   servable that long after its TTL. shmc_fetch then returns it at once: to one caller with the
+ *   lease to refresh it (SHMC_FETCH_STALE_REFRESH), to the others as SHMC_FETCH_STALE. Every other
+ *   call (shmc_get, shmc_tget, scan, ...) treats a stale value as absent.
+ * - XFetch (probabilistic early refresh, Vattani et al., VLDB 2015): with xfetch_beta > 0, a hit
+ *   whose remaining TTL is short compared with its recorded compute time may be given the lease
+ *   to refresh early (SHMC_FETCH_EARLY_REFRESH), so hot keys rarely expire at all.
+ * - With an L2 (tiers SHMC_TIER_BOTH): an L1 miss asks Redis before computing; with
+ *   SHMC_FETCH_L2_LOCK the lease owner also takes a lock in Redis (SET NX PX lease_ms) so that one
+ *   host computes for all, and the other hosts wait (bounded) for the value to appear in Redis.
+ * - A lease belongs to the process that received it: complete or abandon it from that process
+ *   (any thread). A caller holding a lease must not fetch the same key again before completing
+ *   it: it would wait for itself until the deadline. */
+
+/* shmc_fetch_result.outcome. Pinned values. */
+#define SHMC_FETCH_HIT 1              /* a fresh value is in buf */
+#define SHMC_FETCH_STALE 2            /* a stale value is in buf; another caller (or host) is
+                                         refreshing it, or no lease slot was free */
+#define SHMC_FETCH_STALE_REFRESH 3    /* a stale value is in buf and this caller holds the lease:
+                                         serve it, then recompute and complete (or abandon) */
+#define SHMC_FETCH_EARLY_REFRESH 4    /* a fresh value is in buf and XFetch gave this caller the
+                                         lease: serve it, then recompute and complete (or abandon) */
+#define SHMC_FETCH_COMPUTE 5          /* no value; this caller holds the lease: compute, then
+                                         complete or abandon */
+#define SHMC_FETCH_COMPUTE_UNLEASED 6 /* no value and no lease (waited wait_ms, no free lease slot,
+                                         or the stripe lock timed out): compute and complete with
+                                         lease 0 */
+
+/* shmc_fetch_options.flags */
+#define SHMC_FETCH_L2_LOCK 0x1u /* also take a cross-host lock in Redis (needs SHMC_TIER_BOTH) */
+
+/* The policy of one cached computation, given to shmc_fetch and shmc_fetch_complete alike.
+ * Always start from shmc_fetch_options_default(). */
+typedef struct shmc_fetch_options {
+    uint32_t tiers;        /* SHMC_TIER_L1 (default) or SHMC_TIER_BOTH */
+    uint32_t flags;        /* SHMC_FETCH_* */
+    uint64_t ttl_ms;       /* complete: how long a value stays fresh; 0: never expires */
+    uint64_t stale_ttl_ms; /* complete: how long after ttl_ms it may still be served stale by
+                              shmc_fetch; 0: none; below 2^32 (49 days) */
+    uint64_t l2_ttl_ms;    /* complete, BOTH: TTL of the Redis copy; 0: never expires */
+    uint64_t fill_ttl_ms;  /* fetch, BOTH: caps the freshness of an L1 copy of an L2 hit; 0: the
+                              L2 TTL alone */
+    uint32_t lease_ms;     /* how long a lease owner may compute before others take over; also
+                              the PX of the Redis lock. Default 5000; 1 to 3600000 */
+    uint32_t wait_ms;      /* how long a waiter waits for another caller's value before computing
+                              itself; 0 (default): 2 x lease_ms, enough to outlast one dead or
+                              hung owner and its successor's computation */
+    double xfetch_beta;    /* XFetch eagerness: 0 (default) off, 1.0 the paper's choice, above 1
+                              earlier refreshes */
+    uint8_t reserved[64];  /* zero */
+} shmc_fetch_options;
+
+/* What shmc_fetch found and what the caller should do (outcome). */
+typedef struct shmc_fetch_result {
+    uint32_t outcome;    /* SHMC_FETCH_* */
+    uint32_t flags;      /* flags stored with the value (outcomes with a value) */
+    uint64_t value_len;  /* length of the value in buf; with SHMC_E_BUFFER_TOO_SMALL, needed */
+    uint64_t lease;      /* nonzero: this caller holds the lease; pass it to complete/abandon */
+    int64_t ttl_left_ms; /* freshness left: ms (HIT, EARLY_REFRESH), -1 never expires, 0 stale
+                            or no value */
+    uint32_t served_by;  /* SHMC_TIER_L1 or SHMC_TIER_L2 (outcomes with a value), else 0 */
+    uint32_t waited_ms;  /* time spent waiting for another caller's computation */
+    uint64_t reserved[4];
+} shmc_fetch_result;
+
+/* Host-wide single-flight figures: counters kept in the segment since it was created, plus the
+ * leases held now. */
+typedef struct shmc_flight_stats {
+    uint64_t leases_granted;     /* leases given (misses, stale and early refreshes, takeovers) */
+    uint64_t waits;              /* fetches that waited for another caller's computation */
+    uint64_t stampedes_avoided;  /* of those, served by that computation (no work of their own) */
+    uint64_t lease_timeouts;     /* of those, gave up after wait_ms and computed unleased */
+    uint64_t takeovers;          /* leases taken from an owner that died or overran lease_ms */
+    uint64_t stale_served;       /* stale values returned (STALE and STALE_REFRESH) */
+    uint64_t early_refreshes;    /* XFetch: fresh hits that were given the lease to refresh */
+    uint64_t unleased;           /* fetches that found every lease slot of their stripe taken */
+    uint64_t abandoned;          /* leases given back by shmc_fetch_abandon */
+    uint64_t l2_locks;           /* cross-host Redis locks taken */
+    uint64_t l2_lock_busy;       /* fetches that found another host's Redis lock held (a miss
+                                    then waits for its value in Redis; a refresh is left to it) */
+    uint64_t l2_served;          /* misses served the value another host computed meanwhile */
+    uint64_t leases_held;        /* now: leases whose owner lives and whose deadline is ahead */
+    uint64_t leases_reclaimable; /* now: leases of dead owners or past their deadline (the next
+                                    caller that wants one takes it) */
+    uint64_t lease_slots;        /* lease slots in the segment (8 per stripe) */
+    uint64_t reserved[8];
+} shmc_flight_stats;
+
+/* Fill *opts with the defaults: L1 only, no TTL, no stale window, lease 5000 ms, wait 2 x lease,
+ * XFetch off. */
+SHMC_API void shmc_fetch_options_default(shmc_fetch_options *opts);
+
+/* Look key up for a cached computation and say what the caller should do (see above). opts NULL
+ * means defaults. out->outcome tells whether buf holds a value and whether the caller holds the
+ * lease (out->lease nonzero). A value that does not fit cap gives SHMC_E_BUFFER_TOO_SMALL with
+ * out->value_len set and no lease taken: call again with a larger buffer. Waits only on a miss
+ * while another caller (of the host, or with SHMC_FETCH_L2_LOCK of another host) computes it, at
+ * most wait_ms, plus with BOTH the Redis round trips (each within command_timeout_ms). A stripe
+ * lock timeout gives SHMC_FETCH_COMPUTE_UNLEASED, not an error. L2 failures count as L2 misses.
+ * Errors: SHMC_E_INVAL (bad option, see shmc_errmsg),
+ * SHMC_E_KEY_TOO_LONG, SHMC_E_BUFFER_TOO_SMALL, SHMC_E_L2_NOT_CONFIGURED, SHMC_E_CORRUPT. */
+SHMC_API int shmc_fetch(shmc_cache *cache, const void *key, size_t key_len, void *buf, size_t cap,
+                        const shmc_fetch_options *opts, shmc_fetch_result *out);
+
+/* Store the value computed after shmc_fetch and release the lease (0: none held) in one step, so
+ * that waiters see the value at once. Fresh for opts->ttl_ms, then stale for opts->stale_ttl_ms;
+ * compute_ms is recorded for XFetch. With BOTH, Redis is written first (SET PX l2_ttl_ms and an
+ * invalidation, as shmc_tset) and the Redis lock released. A lease taken over meanwhile is left
+ * to its new owner; the value is stored all the same. The lease is released even when the store
+ * fails. Errors: those of shmc_tset (with BOTH: SHMC_E_L2_UNAVAILABLE means L1 was written and
+ * the L2 write dropped). */
+SHMC_API int shmc_fetch_complete(shmc_cache *cache, const void *key, size_t key_len,
+                                 const void *value, size_t value_len, uint32_t flags,
+                                 uint32_t compute_ms, const shmc_fetch_options *opts,
+                                 uint64_t lease);
+
+/* Give the lease back without a value (the computation failed): a waiter takes it over and
+ * computes. Releases the Redis lock too, if one was taken. lease 0 does nothing. Errors:
+ * SHMC_E_INVAL, SHMC_E_KEY_TOO_LONG, SHMC_E_LOCK_TIMEOUT (the lease then ends at its deadline). */
+SHMC_API int shmc_fetch_abandon(shmc_cache *cache, const void *key, size_t key_len,
+                                uint64_t lease);
+
+/* The host's single-flight figures. */
+SHMC_API int shmc_flight_get_stats(shmc_cache *cache, shmc_flight_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

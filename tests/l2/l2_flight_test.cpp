@@ -1,0 +1,249 @@
+// l2_flight_test.cpp - single flight across hosts: shmc_fetch with a Redis L2 and the cross-host
+// lock (SHMC_FETCH_L2_LOCK), against a real redis-server. Each "host" is a segment of its own
+// (l2_host.h), which is how two machines sharing one Redis look to the library.
+#include <doctest/doctest.h>
+#include <shmcache/shmcache.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "l2_host.h"
+#include "redis_server.h"
+
+using l2test::Clock;
+using l2test::Host;
+using l2test::ms_since;
+using l2test::RedisServer;
+
+namespace {
+
+shmc_fetch_options both(uint32_t lease_ms = 5000, bool lock = true) {
+    shmc_fetch_options o;
+    shmc_fetch_options_default(&o);
+    o.tiers = SHMC_TIER_BOTH;
+    o.flags = lock ? SHMC_FETCH_L2_LOCK : 0;
+    o.lease_ms = lease_ms;
+    return o;
+}
+
+struct Fetched {
+    int rc = 0;
+    shmc_fetch_result r{};
+    std::string value;
+};
+
+Fetched fetch(Host& h, const std::string& k, const shmc_fetch_options& o) {
+    Fetched f;
+    char buf[256];
+    f.rc = shmc_fetch(h.c, k.data(), k.size(), buf, sizeof buf, &o, &f.r);
+    if (f.rc == 0 && f.r.outcome <= SHMC_FETCH_EARLY_REFRESH) f.value.assign(buf, f.r.value_len);
+    return f;
+}
+
+int complete(Host& h, const std::string& k, const std::string& v, const shmc_fetch_options& o,
+             uint64_t lease) {
+    return shmc_fetch_complete(h.c, k.data(), k.size(), v.data(), v.size(), 0, 10, &o, lease);
+}
+
+shmc_flight_stats flight(Host& h) {
+    shmc_flight_stats s;
+    REQUIRE(shmc_flight_get_stats(h.c, &s) == 0);
+    return s;
+}
+
+std::string lock_exists(RedisServer& redis, const std::string& key) {
+    return redis.command("EXISTS", "t:__shmcache_lease__:" + key);
+}
+
+// threads callers on each host fetch key at once; a caller that is told to compute takes
+// compute_ms and completes. Returns the number of computations.
+int herd(std::vector<Host*> hosts, const std::string& key, const shmc_fetch_options& o, int threads,
+         int compute_ms, std::atomic<int>* wrong) {
+    std::atomic<int> computations{0}, ready{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> ts;
+    for (Host* h : hosts)
+        for (int i = 0; i < threads; ++i)
+            ts.emplace_back([&, h] {
+                ++ready;
+                while (!go.load()) std::this_thread::yield();
+                Fetched f = fetch(*h, key, o);
+                if (f.rc != 0) {
+                    ++*wrong;
+                } else if (f.r.outcome == SHMC_FETCH_COMPUTE ||
+                           f.r.outcome == SHMC_FETCH_COMPUTE_UNLEASED) {
+                    ++computations;
+                    std::this_thread::sleep_for(std::chrono::milliseconds(compute_ms));
+                    if (complete(*h, key, "computed:" + key, o, f.r.lease) != 0) ++*wrong;
+                } else if (f.r.outcome != SHMC_FETCH_HIT || f.value != "computed:" + key) {
+                    ++*wrong;
+                }
+            });
+    while (ready.load() < int(ts.size())) std::this_thread::yield();
+    go = true;
+    for (auto& t : ts) t.join();
+    return computations.load();
+}
+
+}  // namespace
+
+TEST_CASE("flight: with the cross-host lock, one computation for two hosts") {
+    RedisServer redis;
+    Host a("flock-a", redis.url()), b("flock-b", redis.url());
+    REQUIRE(a.wait_subscribed());
+    REQUIRE(b.wait_subscribed());
+    const auto o = both();
+    std::atomic<int> wrong{0};
+    int one = 0;
+    const int rounds = 10;
+    for (int i = 0; i < rounds; ++i) {
+        const std::string key = "cold" + std::to_string(i);
+        const int n = herd({&a, &b}, key, o, 4, 50, &wrong);
+        CHECK(n == 1);
+        one += n == 1;
+        CHECK(lock_exists(redis, key) == ":0\r\n");  // released with the value
+        CHECK(a.in_l1(key));
+        CHECK(b.in_l1(key));
+    }
+    CHECK(wrong == 0);
+    CHECK(one == rounds);
+    const auto sa = flight(a), sb = flight(b);
+    CHECK(sa.l2_locks + sb.l2_locks == uint64_t(rounds));  // one host per key took the lock
+    // The other host found it held (when it missed before the value was written) and was then
+    // served the value, never timing out.
+    CHECK(sa.l2_lock_busy + sb.l2_lock_busy >= 1);
+    CHECK(sa.l2_served + sb.l2_served == sa.l2_lock_busy + sb.l2_lock_busy);
+    CHECK(sa.lease_timeouts + sb.lease_timeouts == 0);
+    CHECK(sa.leases_held + sb.leases_held == 0);
+    MESSAGE("2 hosts x 4 callers, " << rounds << " cold keys: " << one
+                                    << " rounds with exactly one computation");
+}
+
+TEST_CASE("flight: without the lock, at most one computation per host") {
+    RedisServer redis;
+    Host a("fnolock-a", redis.url()), b("fnolock-b", redis.url());
+    REQUIRE(a.wait_subscribed());
+    REQUIRE(b.wait_subscribed());
+    const auto o = both(5000, false);
+    std::atomic<int> wrong{0};
+    for (int i = 0; i < 5; ++i) {
+        const int n = herd({&a, &b}, "k" + std::to_string(i), o, 4, 50, &wrong);
+        CHECK(n >= 1);
+        CHECK(n <= 2);
+    }
+    CHECK(wrong == 0);
+    CHECK(flight(a).l2_locks + flight(b).l2_locks == 0);
+}
+
+TEST_CASE("flight: an L2 hit is served once per host and copied into L1") {
+    RedisServer redis;
+    Host a("fhit-a", redis.url()), b("fhit-b", redis.url());
+    REQUIRE(a.wait_subscribed());
+    REQUIRE(b.wait_subscribed());
+    REQUIRE(a.set("k", "from-a", SHMC_TIER_L2, 0, 60000) == 0);
+    Fetched f = fetch(b, "k", both());
+    CHECK(f.r.outcome == SHMC_FETCH_HIT);
+    CHECK(f.r.served_by == SHMC_TIER_L2);
+    CHECK(f.value == "from-a");
+    CHECK(f.r.lease == 0);
+    CHECK((f.r.flags & SHMC_FLAG_FROM_L2) != 0);
+    CHECK(b.in_l1("k"));
+    CHECK(flight(b).leases_held == 0);
+    Fetched again = fetch(b, "k", both());
+    CHECK(again.r.served_by == SHMC_TIER_L1);
+    CHECK(again.value == "from-a");
+}
+
+TEST_CASE(
+    "flight: a host that never completes loses the lock at lease_ms; its late complete "
+    "does not release its successor's lock") {
+    RedisServer redis;
+    Host a("fdead-a", redis.url()), b("fdead-b", redis.url());
+    const auto o = both(300);
+    Fetched owner = fetch(a, "k", o);
+    REQUIRE(owner.r.outcome == SHMC_FETCH_COMPUTE);
+    CHECK(lock_exists(redis, "k") == ":1\r\n");
+    const auto t0 = Clock::now();
+    Fetched next = fetch(b, "k", o);  // host a "died": its lock expires at its PX
+    const double took = ms_since(t0);
+    CHECK(next.r.outcome == SHMC_FETCH_COMPUTE);
+    CHECK(took >= 250);
+    CHECK(took < 300 + 400);
+    CHECK(flight(b).l2_lock_busy == 1);
+    CHECK(flight(b).l2_locks == 1);
+    CHECK(complete(a, "k", "late", o, owner.r.lease) == 0);
+    CHECK(lock_exists(redis, "k") == ":1\r\n");  // b's lock: a's token no longer matches
+    CHECK(complete(b, "k", "b", o, next.r.lease) == 0);
+    CHECK(lock_exists(redis, "k") == ":0\r\n");
+    MESSAGE("cross-host takeover after " << took << " ms (lease_ms 300)");
+}
+
+TEST_CASE("flight: abandon releases the Redis lock; the other host takes it at once") {
+    RedisServer redis;
+    Host a("fab-a", redis.url()), b("fab-b", redis.url());
+    const auto o = both(10000);
+    Fetched owner = fetch(a, "k", o);
+    REQUIRE(owner.r.outcome == SHMC_FETCH_COMPUTE);
+    Fetched next;
+    double took = 0;
+    std::thread waiter([&] {
+        const auto t0 = Clock::now();
+        next = fetch(b, "k", o);
+        took = ms_since(t0);
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(shmc_fetch_abandon(a.c, "k", 1, owner.r.lease) == 0);
+    waiter.join();
+    CHECK(next.r.outcome == SHMC_FETCH_COMPUTE);
+    CHECK(took < 50 + 100);
+    CHECK(flight(a).abandoned == 1);
+    CHECK(shmc_fetch_abandon(b.c, "k", 1, next.r.lease) == 0);
+    CHECK(lock_exists(redis, "k") == ":0\r\n");
+}
+
+TEST_CASE("flight: a stale refresh is left to the host holding the lock") {
+    RedisServer redis;
+    Host a("fswr-a", redis.url()), b("fswr-b", redis.url());
+    REQUIRE(a.wait_subscribed());
+    REQUIRE(b.wait_subscribed());
+    auto o = both();
+    o.ttl_ms = 60;
+    o.stale_ttl_ms = 60000;
+    o.fill_ttl_ms = 60;  // host b's copy from L2 goes stale as soon as host a's
+    Fetched f = fetch(a, "k", o);
+    REQUIRE(f.r.outcome == SHMC_FETCH_COMPUTE);
+    REQUIRE(complete(a, "k", "v1", o, f.r.lease) == 0);
+    Fetched fb = fetch(b, "k", o);
+    REQUIRE(fb.r.outcome == SHMC_FETCH_HIT);
+    REQUIRE(fb.r.served_by == SHMC_TIER_L2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Fetched ra = fetch(a, "k", o);
+    CHECK(ra.r.outcome == SHMC_FETCH_STALE_REFRESH);
+    Fetched rb = fetch(b, "k", o);
+    CHECK(rb.r.outcome == SHMC_FETCH_STALE);  // a refreshes for both
+    CHECK(rb.value == "v1");
+    CHECK(rb.r.lease == 0);
+    CHECK(flight(b).l2_lock_busy == 1);
+    CHECK(flight(b).leases_held == 0);
+    REQUIRE(complete(a, "k", "v2", o, ra.r.lease) == 0);
+    // a's write invalidated b's stale copy; b reads the new value from L2.
+    CHECK(l2test::eventually([&] { return fetch(b, "k", o).value == "v2"; }));
+}
+
+TEST_CASE("flight: Redis hung: fetch computes with its local lease within the command timeout") {
+    RedisServer redis;
+    Host a("fhung", redis.url());
+    redis.stop();
+    const auto o = both();
+    const auto t0 = Clock::now();
+    Fetched f = fetch(a, "k", o);
+    CHECK(f.rc == 0);
+    CHECK(f.r.outcome == SHMC_FETCH_COMPUTE);
+    CHECK(ms_since(t0) < 100 * 4);
+    CHECK(complete(a, "k", "v", o, f.r.lease) == SHMC_E_L2_UNAVAILABLE);  // L1 written
+    CHECK(a.in_l1("k"));
+    CHECK(flight(a).leases_held == 0);
+    redis.cont();
+}
