@@ -62,7 +62,7 @@ SHMC_API int shmc_tget(shmc_cache* c, const void* key, size_t klen, void* buf, s
                        uint64_t fill_ttl_ms, uint32_t* served_by) {
     return guarded([&] {
         return dispatch(
-            c, tiers,
+            c, tiers & ~SHMC_TGET_AFTER_L1_MISS,
             [&](shmcache::l2::Tiers& t) {
                 return t.get(key, klen, buf, cap, value_len, flags, ttl_left_ms, tiers,
                              fill_ttl_ms, served_by);

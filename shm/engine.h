@@ -43,6 +43,7 @@ public:
     int purge_flagged(uint32_t mask, uint64_t* removed);
     L2Shared& l2_shared() const { return seg_->header()->l2; }
     const std::string& name() const { return seg_->name(); }
+    uint32_t max_value_len() const { return g_.max_value_len; }
     // Single flight (flight.cpp, docs/stampede.md). fetch looks key up and, on a miss, takes
     // the key's lease or waits (bounded by p.wait_ms) for the caller that holds it.
     // fetch_complete stores a computed value and releases the lease (0: none) in one locked

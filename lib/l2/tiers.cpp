@@ -170,11 +170,15 @@ bool Tiers::fills_allowed() const {
 int Tiers::get(const void* key, size_t klen, void* buf, size_t cap, size_t* value_len,
                uint32_t* flags, int64_t* ttl_left_ms, uint32_t tiers, uint64_t fill_ttl_ms,
                uint32_t* served_by) {
+    const bool l1_missed = (tiers & SHMC_TGET_AFTER_L1_MISS) != 0;
+    tiers &= ~SHMC_TGET_AFTER_L1_MISS;
     if (int rc = check_tiers(tiers)) return rc;
+    if (l1_missed && tiers != SHMC_TIER_BOTH)
+        return shm::fail(SHMC_E_INVAL, "SHMC_TGET_AFTER_L1_MISS goes with SHMC_TIER_BOTH only");
     if (!value_len) return shm::fail(SHMC_E_INVAL, "value_len is NULL");
     if (!buf && cap) return shm::fail(SHMC_E_INVAL, "buf is NULL with cap > 0");
     int rc = SHMC_E_NOTFOUND;
-    if (tiers & SHMC_TIER_L1) {
+    if ((tiers & SHMC_TIER_L1) && !l1_missed) {
         rc = engine_.get(key, klen, buf, cap, value_len, flags, ttl_left_ms);
         if (rc == 0 && served_by) *served_by = SHMC_TIER_L1;
         if (!is_miss(rc) || !(tiers & SHMC_TIER_L2)) return rc;
@@ -219,6 +223,12 @@ int Tiers::set(const void* key, size_t klen, const void* value, size_t vlen, uin
     if (vlen > SHMC_MAX_VALUE_LEN)
         return shm::fail(SHMC_E_VALUE_TOO_LARGE, "value of %zu bytes is over the limit of %u",
                          vlen, SHMC_MAX_VALUE_LEN);
+    // A value L1 will refuse is refused before Redis is written: nothing is stored anywhere.
+    if ((tiers & SHMC_TIER_L1) && vlen > engine_.max_value_len())
+        return shm::fail(SHMC_E_VALUE_TOO_LARGE,
+                         "value of %zu bytes is over this segment's limit of %u bytes "
+                         "(max_value_len); nothing stored in either tier",
+                         vlen, engine_.max_value_len());
     int l2_rc = 0;
     std::string l2_msg;
     if (tiers & SHMC_TIER_L2) {

@@ -491,3 +491,33 @@ TEST_CASE("fork: a handle used before fork works in the child with connections o
     CHECK(a.get("p199", SHMC_TIER_L2) == "y");
     CHECK(a.stats().subscriber_pid == uint32_t(getpid()));  // the parent still subscribes
 }
+
+TEST_CASE("tiers: a value L1 refuses is stored nowhere; a get after an L1 miss counts one miss") {
+    RedisServer redis;
+    Host a("limits", redis.url());
+    shmc_info info;
+    REQUIRE(shmc_get_info(a.c, &info) == 0);
+    const std::string big(info.max_value_len + 1, 'x');
+    CHECK(a.set("big", big) == SHMC_E_VALUE_TOO_LARGE);
+    CHECK(std::string(shmc_errmsg()).find("nothing stored") != std::string::npos);
+    CHECK(redis.command("EXISTS", "t:big") == ":0\r\n");
+    CHECK(a.set("big", big, SHMC_TIER_L2) == 0);  // L2 alone has no such limit
+    CHECK(redis.command("EXISTS", "t:big") == ":1\r\n");
+
+    // The fast path: shmc_get misses (one miss counted), then the tier call goes to L2 only.
+    REQUIRE(a.set("k", "v", SHMC_TIER_L2) == 0);
+    shmc_stats before, after;
+    REQUIRE(shmc_get_stats(a.c, &before) == 0);
+    size_t len = 0;
+    char buf[16];
+    REQUIRE(shmc_get(a.c, "k", 1, buf, sizeof buf, &len, nullptr, nullptr) == SHMC_E_NOTFOUND);
+    uint32_t served = 0;
+    REQUIRE(shmc_tget(a.c, "k", 1, buf, sizeof buf, &len, nullptr, nullptr,
+                      SHMC_TIER_BOTH | SHMC_TGET_AFTER_L1_MISS, 0, &served) == 0);
+    CHECK(served == SHMC_TIER_L2);
+    REQUIRE(shmc_get_stats(a.c, &after) == 0);
+    CHECK(after.misses == before.misses + 1);
+    CHECK(a.in_l1("k"));  // still filled
+    CHECK(shmc_tget(a.c, "k", 1, buf, sizeof buf, &len, nullptr, nullptr,
+                    SHMC_TIER_L1 | SHMC_TGET_AFTER_L1_MISS, 0, nullptr) == SHMC_E_INVAL);
+}

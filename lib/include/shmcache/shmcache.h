@@ -42,7 +42,7 @@ extern "C" {
 
 /* Library version. The soname follows SHMC_VERSION_MAJOR. */
 #define SHMC_VERSION_MAJOR 0
-#define SHMC_VERSION_MINOR 2
+#define SHMC_VERSION_MINOR 3
 #define SHMC_VERSION_PATCH 0
 
 /* Limits. Keys may be up to SHMC_MAX_KEY_LEN bytes. Values may be up to the segment's
@@ -321,6 +321,11 @@ SHMC_API int shmc_decode(const void *envelope, size_t len, uint32_t *serializer,
 #define SHMC_TIER_L1 1u
 #define SHMC_TIER_L2 2u
 #define SHMC_TIER_BOTH 3u
+
+/* Or'ed into shmc_tget's tiers with SHMC_TIER_BOTH by a caller that has just missed L1 with
+ * shmc_get (a fast path that reads L1 inline and goes to Redis off its event loop): the L1
+ * lookup is skipped, so the miss is not counted twice, and an L2 hit still fills L1. */
+#define SHMC_TGET_AFTER_L1_MISS 0x100u
 
 /* Reserved flag bit: set by the library on L1 entries that mirror L2 (filled from L2, or written
  * to both tiers). They are the entries dropped when cross-host invalidations may have been lost. */
