@@ -15,6 +15,13 @@ Run as a script it is one of those processes:
     shmc_ctypes.py hammer NAME KEY SIZE         set KEY to SIZE random bytes over and over, until
                                                 killed (most of its time is spent holding the
                                                 stripe lock, copying the value)
+    shmc_ctypes.py lease NAME KEY               shmc_fetch KEY (default options), print the result
+                                                as one JSON line, then act on one line of stdin:
+                                                "complete VALUE", "abandon", or EOF: exit with
+                                                the lease still held (as a crashed owner would)
+
+The single-flight structures (FetchOptions, FetchResult, FlightStats) and L2Options mirror
+shmcache.h field for field; test_cli_flight.py checks their sizes against the header's.
 """
 import base64
 import ctypes
@@ -26,6 +33,50 @@ SER_RAW, SER_JSON, SER_PICKLE, SER_MSGPACK, SER_STR = 0, 1, 2, 3, 4
 E_NOTFOUND = -1
 E_BUFFER_TOO_SMALL = -6
 E_LOCK_TIMEOUT = -7
+
+TIER_L1, TIER_L2, TIER_BOTH = 1, 2, 3
+L2_NO_SUBSCRIBE = 0x1
+# shmc_fetch_result.outcome
+FETCH_HIT, FETCH_STALE, FETCH_STALE_REFRESH, FETCH_EARLY_REFRESH = 1, 2, 3, 4
+FETCH_COMPUTE, FETCH_COMPUTE_UNLEASED = 5, 6
+FETCH_L2_LOCK = 0x1  # shmc_fetch_options.flags
+OUTCOMES = {FETCH_HIT: "hit", FETCH_STALE: "stale", FETCH_STALE_REFRESH: "stale_refresh",
+            FETCH_EARLY_REFRESH: "early_refresh", FETCH_COMPUTE: "compute",
+            FETCH_COMPUTE_UNLEASED: "compute_unleased"}
+
+u8, u32, u64, i64 = ctypes.c_uint8, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int64
+
+
+class FetchOptions(ctypes.Structure):
+    """shmc_fetch_options. Start from Cache.fetch_options() (shmc_fetch_options_default)."""
+    _fields_ = [("tiers", u32), ("flags", u32), ("ttl_ms", u64), ("stale_ttl_ms", u64),
+                ("l2_ttl_ms", u64), ("fill_ttl_ms", u64), ("lease_ms", u32), ("wait_ms", u32),
+                ("xfetch_beta", ctypes.c_double), ("reserved", u8 * 64)]
+
+
+class FetchResult(ctypes.Structure):
+    """shmc_fetch_result."""
+    _fields_ = [("outcome", u32), ("flags", u32), ("value_len", u64), ("lease", u64),
+                ("ttl_left_ms", i64), ("served_by", u32), ("waited_ms", u32),
+                ("reserved", u64 * 4)]
+
+
+class FlightStats(ctypes.Structure):
+    """shmc_flight_stats."""
+    _fields_ = [(n, u64) for n in (
+        "leases_granted", "waits", "stampedes_avoided", "lease_timeouts", "takeovers",
+        "stale_served", "early_refreshes", "unleased", "abandoned", "l2_locks", "l2_lock_busy",
+        "l2_served", "leases_held", "leases_reclaimable", "lease_slots")] + [("reserved", u64 * 8)]
+
+
+class L2Options(ctypes.Structure):
+    """shmc_l2_options. Start from shmc_l2_options_default (Cache.l2_attach)."""
+    _fields_ = [("url", ctypes.c_char_p), ("key_prefix", ctypes.c_char_p),
+                ("key_separator", ctypes.c_char_p), ("connect_timeout_ms", u32),
+                ("command_timeout_ms", u32), ("max_connections", u32),
+                ("retry_on_timeout", u32), ("breaker_threshold", u32),
+                ("breaker_cooldown_ms", u32), ("flags", u32), ("reserved32", u32),
+                ("reserved", u8 * 64)]
 
 
 def library_path():
@@ -42,7 +93,7 @@ def load():
         lib = ctypes.CDLL(path)
     except OSError as e:
         raise RuntimeError(f"cannot load libshmcache from {path} (set SHMCACHE_LIB): {e}")
-    vp, sz = ctypes.c_void_p, ctypes.c_size_t
+    vp, sz, P = ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER
     table = {
         "shmc_open": (ctypes.c_int, [ctypes.c_char_p, vp, ctypes.POINTER(vp)]),
         "shmc_close": (None, [vp]),
@@ -58,6 +109,15 @@ def load():
                                        vp, sz, ctypes.POINTER(sz)]),
         "shmc_decode": (ctypes.c_int, [ctypes.c_char_p, sz, ctypes.POINTER(ctypes.c_uint32), vp,
                                        sz, ctypes.POINTER(sz)]),
+        "shmc_l2_options_default": (None, [P(L2Options)]),
+        "shmc_l2_attach": (ctypes.c_int, [vp, P(L2Options)]),
+        "shmc_fetch_options_default": (None, [P(FetchOptions)]),
+        "shmc_fetch": (ctypes.c_int, [vp, ctypes.c_char_p, sz, vp, sz, P(FetchOptions),
+                                      P(FetchResult)]),
+        "shmc_fetch_complete": (ctypes.c_int, [vp, ctypes.c_char_p, sz, ctypes.c_char_p, sz,
+                                               u32, u32, P(FetchOptions), u64]),
+        "shmc_fetch_abandon": (ctypes.c_int, [vp, ctypes.c_char_p, sz, u64]),
+        "shmc_flight_get_stats": (ctypes.c_int, [vp, P(FlightStats)]),
     }
     for name, (restype, argtypes) in table.items():
         fn = getattr(lib, name)
@@ -123,6 +183,50 @@ class Cache:
             assert rc == 0, rc
             return buf.raw[:n.value], ttl.value
 
+    def l2_attach(self, url, prefix=None):
+        """Attach a Redis L2 as the CLI does: never the host's invalidation subscriber."""
+        o = L2Options()
+        self.lib.shmc_l2_options_default(ctypes.byref(o))
+        o.url = url.encode()
+        o.key_prefix = prefix.encode() if prefix else None
+        o.connect_timeout_ms = o.command_timeout_ms = 2000
+        o.flags = L2_NO_SUBSCRIBE
+        rc = self.lib.shmc_l2_attach(self.h, ctypes.byref(o))
+        assert rc == 0, (rc, self.lib.shmc_errmsg())
+
+    def fetch_options(self, **fields):
+        """shmc_fetch_options_default, then the fields given."""
+        o = FetchOptions()
+        self.lib.shmc_fetch_options_default(ctypes.byref(o))
+        for k, v in fields.items():
+            setattr(o, k, v)
+        return o
+
+    def fetch(self, key, opts=None, cap=4096):
+        """shmc_fetch: (FetchResult, value bytes or None). Asserts it returned 0."""
+        buf = ctypes.create_string_buffer(cap)
+        r = FetchResult()
+        rc = self.lib.shmc_fetch(self.h, key, len(key), buf, cap,
+                                 ctypes.byref(opts) if opts else None, ctypes.byref(r))
+        assert rc == 0, (rc, self.lib.shmc_errmsg())
+        has_value = r.outcome in (FETCH_HIT, FETCH_STALE, FETCH_STALE_REFRESH, FETCH_EARLY_REFRESH)
+        return r, buf.raw[:r.value_len] if has_value else None
+
+    def complete(self, key, value, opts, lease, compute_ms=0, flags=0):
+        return self.lib.shmc_fetch_complete(self.h, key, len(key), value, len(value), flags,
+                                            compute_ms, ctypes.byref(opts) if opts else None,
+                                            lease)
+
+    def abandon(self, key, lease):
+        return self.lib.shmc_fetch_abandon(self.h, key, len(key), lease)
+
+    def flight_stats(self):
+        """shmc_flight_get_stats as a dict (the reserved words left out)."""
+        st = FlightStats()
+        rc = self.lib.shmc_flight_get_stats(self.h, ctypes.byref(st))
+        assert rc == 0, rc
+        return {n: getattr(st, n) for n, _ in FlightStats._fields_ if n != "reserved"}
+
 
 def main(argv):
     verb, name = argv[1], argv[2]
@@ -146,6 +250,19 @@ def main(argv):
     elif verb == "hold":
         print("attached", flush=True)
         sys.stdin.read()
+    elif verb == "lease":
+        key = argv[3].encode()
+        r, value = cache.fetch(key)
+        print(json.dumps({"outcome": OUTCOMES[r.outcome], "lease": r.lease,
+                          "waited_ms": r.waited_ms}), flush=True)
+        cmd = sys.stdin.readline().split(maxsplit=1)
+        if not cmd:
+            os._exit(0)  # no complete, no close: the lease stays, its owner gone
+        if cmd[0] == "complete":
+            rc = cache.complete(key, cmd[1].strip().encode(), None, r.lease)
+        else:
+            rc = cache.abandon(key, r.lease)
+        print(json.dumps({"rc": rc}), flush=True)
     elif verb == "dump":
         for key in argv[3:]:
             got = cache.get(key.encode())

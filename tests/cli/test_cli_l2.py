@@ -7,11 +7,13 @@ with redis-py, L1 contents with the CLI's --tier l1 and the ctypes helper.
 """
 import json
 import os
+import threading
 import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import shmc_ctypes as sc
 from redis_server import RedisServer, free_port
 
 EXIT_NOT_FOUND, EXIT_USAGE, EXIT_L2 = 1, 2, 8
@@ -284,6 +286,61 @@ def test_stats_l2_section(cli, l2, redis):
     # Without --redis: the counters, not the link state.
     fams = {f.name for f in text_string_to_metric_families(cli("stats", "--prometheus").out)}
     assert "shmcache_l2_hits" in fams and "shmcache_l2_connected" not in fams
+
+
+def test_stats_flight_redis_lock(cli, l2, redis_server, redis):
+    """The cross-host figures of single flight: two segments stand for two hosts sharing Redis.
+    Host B takes the Redis lock and computes; host A finds the lock held, waits, and is served
+    B's value from Redis; then A computes a key of its own under its own lock."""
+    other = cli.name + "-b"
+    assert cli("set", "seed", "x").returncode == 0
+    assert cli("--name", other, "set", "seed", "x", name=False).returncode == 0
+    a, b = sc.Cache(cli.name), sc.Cache(other)
+    try:
+        for host in (a, b):
+            host.l2_attach(redis_server.url)
+        o = a.fetch_options(tiers=sc.TIER_BOTH, flags=sc.FETCH_L2_LOCK, ttl_ms=60000,
+                            wait_ms=10000)
+        rb, _ = b.fetch(b"f", o)
+        assert rb.outcome == sc.FETCH_COMPUTE and rb.lease
+        assert redis.exists("__shmcache_lease__:f")
+        got = {}
+        waiter = threading.Thread(target=lambda: got.update(zip("rv", a.fetch(b"f", o))))
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while a.flight_stats()["l2_lock_busy"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        assert b.complete(b"f", b"computed-on-b", o, rb.lease) == 0
+        waiter.join(30)
+        r, v = got["r"], got["v"]
+        assert (r.outcome, r.served_by, v) == (sc.FETCH_HIT, sc.TIER_L2, b"computed-on-b")
+        ra, _ = a.fetch(b"g", o)
+        assert ra.outcome == sc.FETCH_COMPUTE and ra.lease
+        assert a.complete(b"g", b"computed-on-a", o, ra.lease) == 0
+        assert redis.get("g") == b"computed-on-a" and not redis.exists("__shmcache_lease__:g")
+        want = a.flight_stats()
+        assert (want["l2_locks"], want["l2_lock_busy"], want["l2_served"]) == (1, 1, 1)
+        assert (want["leases_granted"], want["leases_held"], want["lease_timeouts"]) == (2, 0, 0)
+        assert b.flight_stats()["l2_locks"] == 1
+    finally:
+        a.close()
+        b.close()
+        cli("--name", other, "destroy", "--force", name=False)
+
+    assert stats_json(l2)["flight"] == want
+    out = l2("stats").out
+    row = lambda label: next(l for l in out.splitlines() if l.startswith(label + "  "))
+    assert row("redis locks taken").split()[-1] == "1"
+    assert row("redis lock busy").split()[-1] == "1"
+    assert row("served by other host").split()[-1] == "1"
+    p = l2("stats", "--prometheus")
+    assert p.returncode == 0, p.err
+    fams = {f.name: f for f in text_string_to_metric_families(p.out)}
+    for key in ["l2_locks", "l2_lock_busy", "l2_served", "leases_granted"]:
+        f = fams[f"shmcache_flight_{key}"]
+        assert f.type == "counter" and f.samples[0].name == f"shmcache_flight_{key}_total"
+        assert f.samples[0].value == want[key], key
 
 
 def test_stats_watch_has_l2_rates(l2):

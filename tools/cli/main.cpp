@@ -116,8 +116,8 @@ int main(int argc, char** argv) {
     // stats
     StatsOptions stats_o;
     auto* stats = verb(app, "stats",
-                       "host-wide statistics, L1 and L2: a table, JSON, Prometheus text, or a "
-                       "live view with --watch",
+                       "host-wide statistics, L1, single flight and L2: a table, JSON, "
+                       "Prometheus text, or a live view with --watch",
                        "Exit codes: 0 success (also when Redis does not answer: the output says\n"
                        "so), 3 no such segment, 4 segment of another version, 7 other error,\n"
                        "2 usage error.");

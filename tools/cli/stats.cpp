@@ -6,7 +6,8 @@
 // in place on a terminal (cursor home, erase each line's leftovers); to a pipe or a file it
 // appends one block per refresh, separated by a blank line, so a log stays readable.
 //
-// The L2 counters are host-wide too and always shown. With --redis each reading also asks Redis
+// The single-flight figures (shmc_flight_get_stats: what shmc_fetch did, and the leases held now)
+// and the L2 counters are host-wide too and always shown. With --redis each reading also asks Redis
 // once (probe_l2, a lookup of a reserved key), so that "connected" is what Redis did just now,
 // not what some earlier call found. The counters are read before the probe, so its own lookup
 // shows up in the next reading, not in this one. A Redis that does not answer is reported in the

@@ -12,6 +12,10 @@
 // help texts are those of the Python package's exporter (bindings/python/shmcache/prometheus.py),
 // so one dashboard reads either source. Only the probe's findings (connected, breaker open, the
 // error) need --redis; without it they are left out rather than shown as a false "down".
+//
+// The single-flight figures (shmc_flight_get_stats, docs/stampede.md) have a list too
+// (kFlightMetrics): counters of what shmc_fetch did on this host, and three levels of "now" (the
+// leases held, reclaimable, and the slots there are), which are gauges: never given a rate.
 #include "stats_render.h"
 
 #include <time.h>
@@ -97,6 +101,61 @@ const L2Metric kL2Metrics[] = {
      "Entries dropped by resyncs."},
 };
 
+// The single-flight figures (shmc_flight_stats), in the order the table shows them. Kind is
+// kCounter or kGauge (the "now" levels).
+struct FlightMetric {
+    const char* label;  // in the table
+    const char* key;    // in JSON, under "flight"; the Prometheus name is shmcache_flight_KEY,
+                        // with _total for a counter
+    Kind kind;
+    uint64_t shmc_flight_stats::*field;
+    const char* help;
+};
+
+const FlightMetric kFlightMetrics[] = {
+    {"leases granted", "leases_granted", Kind::kCounter, &shmc_flight_stats::leases_granted,
+     "Single-flight leases granted (misses, stale and early refreshes, takeovers), all "
+     "processes of this host."},
+    {"waits", "waits", Kind::kCounter, &shmc_flight_stats::waits,
+     "Fetches that waited for another caller's computation."},
+    {"stampedes avoided", "stampedes_avoided", Kind::kCounter,
+     &shmc_flight_stats::stampedes_avoided,
+     "Waiting fetches served by that computation, with no work of their own."},
+    {"lease timeouts", "lease_timeouts", Kind::kCounter, &shmc_flight_stats::lease_timeouts,
+     "Waiting fetches that gave up after wait_ms and computed themselves."},
+    {"takeovers", "takeovers", Kind::kCounter, &shmc_flight_stats::takeovers,
+     "Leases taken from an owner that died or overran lease_ms."},
+    {"stale served", "stale_served", Kind::kCounter, &shmc_flight_stats::stale_served,
+     "Stale values returned while one caller refreshes (stale-while-revalidate)."},
+    {"early refreshes", "early_refreshes", Kind::kCounter, &shmc_flight_stats::early_refreshes,
+     "Fresh hits given the lease to refresh early (XFetch)."},
+    {"unleased", "unleased", Kind::kCounter, &shmc_flight_stats::unleased,
+     "Fetches that found every lease slot of their stripe taken."},
+    {"abandoned", "abandoned", Kind::kCounter, &shmc_flight_stats::abandoned,
+     "Leases given back without a value (shmc_fetch_abandon)."},
+    {"redis locks taken", "l2_locks", Kind::kCounter, &shmc_flight_stats::l2_locks,
+     "Cross-host locks taken in Redis."},
+    {"redis lock busy", "l2_lock_busy", Kind::kCounter, &shmc_flight_stats::l2_lock_busy,
+     "Fetches that found another host's Redis lock held."},
+    {"served by other host", "l2_served", Kind::kCounter, &shmc_flight_stats::l2_served,
+     "Misses served the value another host computed meanwhile."},
+    {"leases held now", "leases_held", Kind::kGauge, &shmc_flight_stats::leases_held,
+     "Leases whose owner lives and whose deadline is ahead."},
+    {"leases reclaimable now", "leases_reclaimable", Kind::kGauge,
+     &shmc_flight_stats::leases_reclaimable,
+     "Leases of dead owners or past their deadline; the next caller that wants one takes it."},
+    {"lease slots", "lease_slots", Kind::kGauge, &shmc_flight_stats::lease_slots,
+     "Lease slots in the segment (8 per stripe)."},
+};
+
+// Whether this host has ever used shmc_fetch (a counter moved or a lease is held). The slot
+// count is a property of the segment, not of its use.
+bool flight_used(const shmc_flight_stats& f) {
+    for (const FlightMetric& m : kFlightMetrics)
+        if (m.field != &shmc_flight_stats::lease_slots && f.*m.field) return true;
+    return false;
+}
+
 // Whether this host has ever used the Redis tier (a counter moved or a subscriber lives).
 bool l2_used(const shmc_l2_stats& l2) {
     if (l2.subscribed) return true;
@@ -173,12 +232,34 @@ std::string render_l2(const Snapshot& s, const Snapshot* prev, double dt, const 
     return head + eol + tab.render(eol);
 }
 
+// The single-flight section of the table: its counters (with rates when prev is given) and the
+// leases now. A host that never fetched gets one line instead of a block of zeros.
+std::string render_flight(const Snapshot& s, const Snapshot* prev, double dt, const char* eol) {
+    const shmc_flight_stats& f = s.flight;
+    if (!flight_used(f))
+        return strf("single flight (shmc_fetch): not used on this host yet; %s lease slots%s",
+                    with_commas(f.lease_slots).c_str(), eol);
+    Table tab({false, true, prev != nullptr});
+    for (const FlightMetric& m : kFlightMetrics) {
+        const uint64_t v = f.*m.field;
+        std::string extra;
+        if (prev && m.kind == Kind::kCounter) {
+            extra = rate_text(double(v - prev->flight.*m.field) / dt);
+        } else if (!prev && m.field == &shmc_flight_stats::stampedes_avoided && f.waits) {
+            extra = strf("%.1f%% of waits", 100.0 * double(v) / double(f.waits));
+        }
+        tab.row({m.label, with_commas(v), extra});
+    }
+    return std::string("single flight (shmc_fetch), host-wide") + eol + tab.render(eol);
+}
+
 }  // namespace
 
 int take_snapshot(shmc_cache* cache, bool per_stripe, Snapshot* out) {
     int rc = shmc_get_info(cache, &out->info);
     if (rc == SHMC_OK) rc = shmc_get_stats(cache, &out->total);
     if (rc == SHMC_OK) rc = shmc_l2_get_stats(cache, &out->l2);
+    if (rc == SHMC_OK) rc = shmc_flight_get_stats(cache, &out->flight);
     if (rc != SHMC_OK) return rc;
     out->stripes.clear();
     if (per_stripe) {
@@ -219,7 +300,8 @@ std::string render_table(const Snapshot& s, const Snapshot* prev, const char* eo
         }
         tab.row({m.label, value_text(m, v), extra});
     }
-    return out + tab.render(eol) + render_l2(s, rates ? prev : nullptr, dt, eol);
+    return out + tab.render(eol) + render_flight(s, rates ? prev : nullptr, dt, eol) +
+           render_l2(s, rates ? prev : nullptr, dt, eol);
 }
 
 std::string render_stripes(const Snapshot& s, const char* eol) {
@@ -258,6 +340,9 @@ std::string render_json(const Snapshot& s) {
         }
         j["stripes"] = std::move(a);
     }
+    json flight;
+    for (const FlightMetric& m : kFlightMetrics) flight[m.key] = s.flight.*m.field;
+    j["flight"] = std::move(flight);
     const shmc_l2_stats& l = s.l2;
     json l2;
     const double lr = hit_ratio(l.hits, l.misses);
@@ -298,6 +383,13 @@ std::string render_prometheus(const Snapshot& s) {
                       s.info.layout_version, prom_label(shmc_version()).c_str(),
                       strategy_name(s.info.strategy).c_str()),
            "1");
+    for (const FlightMetric& m : kFlightMetrics) {
+        const bool counter = m.kind == Kind::kCounter;
+        const std::string name =
+            std::string("shmcache_flight_") + m.key + (counter ? "_total" : "");
+        family(name.c_str(), counter ? "counter" : "gauge", m.help, seg,
+               std::to_string(s.flight.*m.field));
+    }
     const shmc_l2_stats& l = s.l2;
     for (const L2Metric& m : kL2Metrics) {
         const std::string name = std::string("shmcache_l2_") + m.key + "_total";

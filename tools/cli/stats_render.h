@@ -21,6 +21,9 @@ struct Snapshot {
     // The host-wide L2 counters, kept in the segment: readable without a Redis URL. configured,
     // connected and breaker_open are this command's own, and meaningful only when probed.
     shmc_l2_stats l2{};
+    // The host-wide single-flight figures (shmc_fetch): counters since the segment was created,
+    // and the leases held now.
+    shmc_flight_stats flight{};
     bool l2_probed = false;   // --redis: Redis was asked once (stats.cpp) right after the reading
     std::string l2_where;     // the redacted URL and namespace, when probed
     std::string l2_error;     // why the probe failed; "" when Redis answered
@@ -28,11 +31,12 @@ struct Snapshot {
     uint64_t unix_ms = 0;
 };
 
-// Read stats, L2 stats and info (per-stripe stats if per_stripe). Returns a shmc return code.
+// Read stats, L2 stats, single-flight stats and info (per-stripe stats if per_stripe). Returns a
+// shmc return code.
 int take_snapshot(shmc_cache* cache, bool per_stripe, Snapshot* out);
 
-// The human table, then the L2 section. With prev, a third column gives per-second rates since
-// prev. Lines end with eol.
+// The human table, then the single-flight section, then the L2 section. With prev, a third
+// column gives per-second rates of the counters since prev. Lines end with eol.
 std::string render_table(const Snapshot& s, const Snapshot* prev, const char* eol);
 
 // One row per stripe.
@@ -41,8 +45,9 @@ std::string render_stripes(const Snapshot& s, const char* eol);
 // One JSON object (per-stripe figures under "stripes" when they were read).
 std::string render_json(const Snapshot& s);
 
-// Prometheus text exposition format 0.0.4: shmcache_* names (shmcache_l2_* for the Redis tier),
-// counters ending in _total, HELP and TYPE lines, every sample labelled segment="NAME".
+// Prometheus text exposition format 0.0.4: shmcache_* names (shmcache_flight_* for single
+// flight, shmcache_l2_* for the Redis tier), counters ending in _total, HELP and TYPE lines,
+// every sample labelled segment="NAME".
 std::string render_prometheus(const Snapshot& s);
 
 }  // namespace shmcache::cli
