@@ -1,10 +1,12 @@
 """floor.py - the shortest path from Python to a shmcache value, and where a get's time goes.
 
 bench_peers.py uses this for two things:
-  - a row "libshmcache, ctypes floor": shmc_get/shmc_set called straight through ctypes in the
-    cheapest way ctypes allows, with the same envelope and codec as the package. It is the lower
-    bound for any ctypes binding, so the distance between it and the package's rows is what the
-    package's own Python costs;
+  - a row "shmcache (ctypes floor)": shmc_get/shmc_set called straight through ctypes in the
+    cheapest way ctypes allows, the value copied out to bytes and decoded with the standard
+    codec (json.loads, msgpack.unpackb...), as an application would write it by hand. Its
+    foreign call is the lower bound for any ctypes binding (the breakdown's first row); its
+    codec path is not: the package decodes from the receive buffer with the JSON decoder's
+    own scanner, and with local_cache_size skips the decode, so its rows can be below this one;
   - the breakdown of one get into its steps (key encoding, the foreign call, copying the value
     out, the envelope, the codec), each step timed alone on the same keys.
 
@@ -14,6 +16,9 @@ The cheap way, measured on this machine (2 CPUs, Python 3.11, 8-argument shmc_ge
   - no argtypes, every argument already a ctypes object or bytes (handle as c_void_p, buffer and
     out-parameter made once, byref made once, sizes as c_size_t): about 550 ns. Sizes must be
     wrapped: without argtypes a Python int is passed as a C int, not a size_t.
+  - the package goes a little further (bindings/python/shmcache/_buffers.py, _segment.py):
+    handle and buffer passed as prebuilt byref() objects, which ctypes passes as they are,
+    where a c_void_p or an array is first converted into a new argument object every call.
 Nothing here is the package's code or API; the package (bindings/python/shmcache) is measured
 separately. This module exists only for the benchmark.
 """

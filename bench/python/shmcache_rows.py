@@ -1,12 +1,19 @@
 """shmcache_rows.py - the shmcache rows of bench_peers.py.
 
-Three ways in, from what an application calls down to the floor:
-  - the package's sync facade (the reference row: the ratios and targets are computed on it);
+Four ways in, from what an application calls down to the floor:
+  - the package's sync facade with the default configuration (the reference row: the ratios
+    are computed on it);
+  - the same with local_cache_size=1024: gets of unchanged values return the object decoded
+    last time (the same object: see docs/python.md), so a hit costs the foreign call and a
+    comparison of the stored bytes, no decode;
   - the package's async CacheManager, awaited inside a running event loop (what a FastAPI
     handler does);
-  - the ctypes floor (floor.py): no package code at all, the cheapest ctypes path; the gap
-    between it and the facade is the package's own Python.
-Each row gets a segment of its own, unlinked by its close().
+  - the ctypes floor (floor.py): no package code at all, the cheapest ctypes call, with the
+    value copied out and decoded as code written by hand would (see floor.py for why the
+    package can now be below it).
+CONFIGURABLE names the rows a user can have by configuring the package (the floor is not one):
+the targets are judged on the best of them. Each row gets a segment of its own, unlinked by its
+close().
 """
 import os
 
@@ -14,47 +21,57 @@ import floor
 import peers
 
 REFERENCE = "shmcache (sync facade)"
+LOCAL = "shmcache (sync facade, local_cache_size=1024)"
+ASYNC = "shmcache (async manager)"
+FLOOR = "shmcache (ctypes floor)"
+CONFIGURABLE = (REFERENCE, LOCAL, ASYNC)
 
 
 def factories(serializer, codec, dumps, loads, segment, len_keys):
     """serializer: the package's; codec: the floor's (the serializer, or "str" for text)."""
     return [(REFERENCE, lambda: _facade(serializer, segment + "-facade", len_keys)),
-            ("shmcache (async manager)", lambda: _manager(serializer, segment + "-async",
-                                                          len_keys)),
-            ("shmcache (ctypes floor)", lambda: _floor(codec, dumps, loads,
-                                                       segment + "-floor"))]
+            (LOCAL, lambda: _facade(serializer, segment + "-local", len_keys, local=1024)),
+            (ASYNC, lambda: _manager(serializer, segment + "-async", len_keys)),
+            (FLOOR, lambda: _floor(codec, dumps, loads, segment + "-floor"))]
 
 
 def _floor(serializer, dumps, loads, segment):
     f = floor.Floor(segment)
     get, set = f.codec_path(serializer, dumps, loads)
-    return peers.Peer("shmcache (ctypes floor)", get, set, f.close,
+    return peers.Peer(FLOOR, get, set, f.close,
                       "floor.py: shmc_get/shmc_set through ctypes without argtypes, reused "
-                      "buffer, same envelope and codec; not the package", "shared by the host")
+                      "buffer, same envelope, the value copied out and decoded with the standard "
+                      "codec; not the package", "shared by the host")
 
 
-def _config(serializer, segment, len_keys):
+def _config(serializer, segment, len_keys, local=0):
     from shmcache import CacheConfig
     return CacheConfig(shm_name=segment, serializer=serializer,
                        # Signed pickle is the package's only pickle; a throwaway secret.
                        pickle_secret=os.urandom(32) if serializer == "pickle" else None,
                        memory_cache_size=2 * len_keys,  # every key fits: no eviction
+                       local_cache_size=local,
                        enable_monitoring=False)  # no statistics thread beside the loop
 
 
-def _facade(serializer, segment, len_keys):
+def _facade(serializer, segment, len_keys, local=0):
     from shmcache import SyncCacheManager
-    m = SyncCacheManager(_config(serializer, segment, len_keys)).start()
+    m = SyncCacheManager(_config(serializer, segment, len_keys, local)).start()
 
     def close():
         m.stop()
         floor.unlink(segment)
 
+    codec = (f"{serializer}" + (" (HMAC-signed)" if serializer == "pickle" else "")
+             + " for objects, UTF-8 for a str")
+    if local:
+        return peers.Peer(LOCAL, m.get, m.set, close,
+                          f"as the row above, with local_cache_size={local}: a get of unchanged "
+                          "stored bytes returns the object decoded last time in this process "
+                          "(the same object), after comparing the bytes", "shared by the host")
     return peers.Peer(REFERENCE, m.get, m.set, close,
                       "SyncCacheManager.get/set: L1 only (no REDIS_URL); the package's codec: "
-                      f"{serializer}" + (" (HMAC-signed)" if serializer == "pickle" else "")
-                      + " for objects, UTF-8 for a str",
-                      "shared by the host")
+                      + codec, "shared by the host")
 
 
 def _manager(serializer, segment, len_keys):
@@ -67,34 +84,42 @@ def _manager(serializer, segment, len_keys):
         asyncio.run(m.stop())
         floor.unlink(segment)
 
-    return peers.Peer("shmcache (async manager)", m.get, m.set, close,
+    return peers.Peer(ASYNC, m.get, m.set, close,
                       "CacheManager.get/set awaited in a running event loop (a FastAPI "
                       "handler's call)", "shared by the host", is_async=True)
 
 
 def package_steps(serializer, segment, keys, value):
-    """The package's own get, cut at its layers: (steps, close). Reaches into internals
-    (_core, Segment.read, Codec.loads) to time each layer alone; if those names change, the
+    """The package's own get, cut where it can be: (steps, close). The get is one function on
+    the hot path (see bindings/python/shmcache/_core.py), so the cuts are the configurations:
+    a local-cache hit (the foreign call and a comparison of the stored bytes, no decode), then a
+    default get (the foreign call and a decode from the receive buffer); Codec.loads alone shows
+    what the decode is. Reaches into internals (_core, codec); if those names change, the
     caller reports the breakdown as not run instead of guessing."""
     from shmcache import SyncCacheManager
-    from shmcache._ffi import TIER_L1
-    m = SyncCacheManager(_config(serializer, segment, len(keys))).start()
+    from shmcache._segment import unwrap
+    local = SyncCacheManager(_config(serializer, segment + "-l", len(keys), 1024)).start()
+    plain = SyncCacheManager(_config(serializer, segment, len(keys))).start()
     for k in keys:
-        m.set(k, value)
-    core = m._core
-    seg, codec, key_bytes = core.segment(), core.codec, {k: core.keys.key(k) for k in keys}
+        plain.set(k, value)
+        local.set(k, value)
+        local.get(k)  # remembered
+    codec, core = plain._core.codec, plain._core
+    stored = {}
+    for k in keys:
+        _, _, raw = core.segment().read_envelope(core.keys.key(k))
+        stored[k] = unwrap(raw)[1:]
 
-    def read(k):  # shmc_get and the envelope, with the handle's in-flight accounting
-        return seg.read(key_bytes[k], TIER_L1)
-
-    def read_loads(k):
-        rc, _, ser, payload = seg.read(key_bytes[k], TIER_L1)
-        return codec.loads(ser, payload)
+    def loads_only(k):
+        return codec.loads(*stored[k])
 
     def close():
-        m.stop()
+        local.stop()
+        plain.stop()
+        floor.unlink(segment + "-l")
         floor.unlink(segment)
 
-    return [("package: Segment.read (key prebuilt: shmc_get, envelope)", read),
-            ("package: + Codec.loads", read_loads),
-            ("package: SyncCacheManager.get (+ key namespace, tiers, counters)", m.get)], close
+    return [("package: get with local_cache_size (call, compare the stored bytes, same object)",
+             local.get),
+            ("package: get, default configuration (call, decode from the buffer)", plain.get),
+            ("package: Codec.loads alone (the decode in the row above)", loads_only)], close

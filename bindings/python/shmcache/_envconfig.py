@@ -85,6 +85,7 @@ ENV_VARS = {
     "CACHE_COMPRESSION_THRESHOLD": ("compression_threshold", _int),
     "CACHE_MONITOR_INTERVAL": ("monitor_interval", _seconds),
     "CACHE_WARMING_BATCH_SIZE": ("warming_batch_size", _int),
+    "CACHE_LOCAL_CACHE_SIZE": ("local_cache_size", _int),
     "SHMCACHE_NAME": ("shm_name", _text),
     "SHMCACHE_SIZE": ("shm_size", _size),
 }

@@ -17,10 +17,24 @@ Data arguments (keys, values, buffers) are c_void_p: ctypes passes a bytes objec
 or a ctypes buffer without copying, and the length always travels beside it, so NUL bytes are
 fine. The Redis tier's functions (shmc_l2_*, shmc_t*) are declared only if the loaded library has
 them (HAS_L2); a library built before them still serves L1.
+
+The hot path. A call through argtypes converts every argument with its type's from_param, about
+a third of a get's whole cost from Python. So the value calls (shmc_get, shmc_set, shmc_tget,
+shmc_tset, shmc_encode, shmc_decode) are also reachable as `hot.<name>`: the same functions,
+through a second CDLL object on the same library handle, with restype set and no argtypes.
+Callers of `hot` must pass only ready argument objects, bytes or None, never a Python int (ctypes
+would pass it as a C int). The cheapest ready objects are the ones ctypes passes as they are,
+without first converting them into a new argument object (which it does, every call, for a
+ctypes instance such as c_size_t(n) or a buffer):
+  * values by value: c_size_t.from_param(n), c_uint32.from_param(n), ... (the argument object
+    argtypes would build, built once): size_t_of(), u32_of(), u64_of() below;
+  * pointers: byref() of a ctypes object: out-parameters, buffers (_buffers), and the handle
+    (Segment.hv).
+`lib` keeps the declared, checked form of every function for everything else.
 """
 import ctypes
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_int, c_int64, c_size_t,
-                    c_uint8, c_uint32, c_uint64, c_void_p)
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_int, c_int64,
+                    c_size_t, c_uint8, c_uint32, c_uint64, c_void_p)
 
 from ._libpath import load_library
 from .errors import make_error
@@ -179,6 +193,64 @@ class L2Stats(Structure):
     ]
 
 
+class FetchOptions(Structure):
+    _fields_ = [
+        ("tiers", c_uint32),
+        ("flags", c_uint32),
+        ("ttl_ms", c_uint64),
+        ("stale_ttl_ms", c_uint64),
+        ("l2_ttl_ms", c_uint64),
+        ("fill_ttl_ms", c_uint64),
+        ("lease_ms", c_uint32),
+        ("wait_ms", c_uint32),
+        ("xfetch_beta", c_double),
+        ("reserved", c_uint8 * 64),
+    ]
+
+
+class FetchResult(Structure):
+    _fields_ = [
+        ("outcome", c_uint32),
+        ("flags", c_uint32),
+        ("value_len", c_uint64),
+        ("lease", c_uint64),
+        ("ttl_left_ms", c_int64),
+        ("served_by", c_uint32),
+        ("waited_ms", c_uint32),
+        ("reserved", c_uint64 * 4),
+    ]
+
+
+class FlightStats(Structure):
+    _fields_ = [
+        ("leases_granted", c_uint64),
+        ("waits", c_uint64),
+        ("stampedes_avoided", c_uint64),
+        ("lease_timeouts", c_uint64),
+        ("takeovers", c_uint64),
+        ("stale_served", c_uint64),
+        ("early_refreshes", c_uint64),
+        ("unleased", c_uint64),
+        ("abandoned", c_uint64),
+        ("l2_locks", c_uint64),
+        ("l2_lock_busy", c_uint64),
+        ("l2_served", c_uint64),
+        ("leases_held", c_uint64),
+        ("leases_reclaimable", c_uint64),
+        ("lease_slots", c_uint64),
+        ("reserved", c_uint64 * 8),
+    ]
+
+
+# shmc_fetch_result.outcome (single flight; docs/stampede.md)
+FETCH_HIT = 1
+FETCH_STALE = 2
+FETCH_STALE_REFRESH = 3
+FETCH_EARLY_REFRESH = 4
+FETCH_COMPUTE = 5
+FETCH_COMPUTE_UNLEASED = 6
+FETCH_L2_LOCK = 0x1
+
 SCAN_FN = CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t, c_int64, c_void_p)
 
 
@@ -259,6 +331,18 @@ _L2 = {
     "shmc_l2_get_stats": (c_int, [CacheP, POINTER(L2Stats)], _check),
 }
 
+# Single flight (shmc_fetch*): declared for the statistics and for callers that use the C cycle;
+# the decorators do not use it yet.
+_FLIGHT = {
+    "shmc_fetch_options_default": (None, [POINTER(FetchOptions)], None),
+    "shmc_fetch": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t,
+                           POINTER(FetchOptions), POINTER(FetchResult)], None),
+    "shmc_fetch_complete": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t, c_uint32,
+                                    c_uint32, POINTER(FetchOptions), c_uint64], None),
+    "shmc_fetch_abandon": (c_int, [CacheP, c_void_p, c_size_t, c_uint64], None),
+    "shmc_flight_get_stats": (c_int, [CacheP, POINTER(FlightStats)], _check),
+}
+
 
 def _declare(library, table):
     for name, (restype, argtypes, errcheck) in table.items():
@@ -274,6 +358,31 @@ _declare(lib, _CORE)
 HAS_L2 = all(hasattr(lib, name) for name in _L2)
 if HAS_L2:
     _declare(lib, _L2)
+HAS_FLIGHT = all(hasattr(lib, name) for name in _FLIGHT)
+if HAS_FLIGHT:
+    _declare(lib, _FLIGHT)
+
+# The hot path's view of the same functions (see the module docstring): no argtypes.
+hot = ctypes.CDLL(LIB_PATH, handle=lib._handle)
+for _name in ("shmc_get", "shmc_set", "shmc_encode", "shmc_decode") + \
+        (("shmc_tget", "shmc_tset") if HAS_L2 else ()):
+    getattr(hot, _name).restype = c_int
+
+# size_t arguments for the lengths most keys and small values have, made once: building one
+# costs about 80 ns, indexing this tuple 20, and passing it 15 less than passing a c_size_t.
+_SIZES = tuple(c_size_t.from_param(i) for i in range(1024))
+SIZES_CACHED = len(_SIZES)
+_size_t_arg = c_size_t.from_param
+
+
+def size_t_of(n):
+    """n as a size_t argument for a `hot` function (see the module docstring)."""
+    return _SIZES[n] if n < SIZES_CACHED else _size_t_arg(n)
+
+
+u32_of = c_uint32.from_param  # n as a uint32_t argument for a `hot` function
+u64_of = c_uint64.from_param  # n as a uint64_t argument for a `hot` function
+U32_ZERO = u32_of(0)
 
 
 def library_version():
@@ -284,6 +393,12 @@ def library_version():
 def default_options():
     opts = Options()
     lib.shmc_options_default(ctypes.byref(opts))
+    return opts
+
+
+def default_fetch_options():
+    opts = FetchOptions()
+    lib.shmc_fetch_options_default(ctypes.byref(opts))
     return opts
 
 

@@ -5,22 +5,42 @@ payload) out, envelopes applied on the way (see _envelope). It decides nothing a
 logging or defaults; _core does. Every method may be called from any thread at once: the C
 handle is immutable after open (shmc_l2_attach is done before the Segment is shared).
 
+Value calls go through _ffi.hot (no argtypes: every argument a ready ctypes object); the rest
+through _ffi.lib, declared and checked.
+
 Closing safely. shmc_close frees the handle, so it must not run while another thread is inside a
 call with it (a web worker thread still serving while the app shuts down, an executor thread
-still waiting on Redis). Every call registers itself in a small counter under a lock; close()
-refuses new calls at once and frees the handle only when the last call in flight has returned.
-That costs two uncontended lock operations per call, well under a microsecond.
+still waiting on Redis). Two counters, `entered` and `left` (itertools.count: next() on one is
+a single C call, atomic under the GIL), carry the protocol, which the hot path (_core) follows
+too:
+  * a call does next(entered), THEN reads the handle; if it is None the segment is closed: it
+    does next(left) and refuses. Otherwise it does next(left) when it returns;
+  * close() sets the handles to None, THEN waits until left and entered are equal, reading
+    left first, then entered, and then frees the handle.
+Either a call's next(entered) comes before close()'s read of entered, and then close() sees
+entered ahead of left until that call has left, or it comes after, and then so does its read of
+the handle, which is None by then. Reading left first makes one equal pair of readings prove
+that, at the instant entered was read, every call that had entered had also left (left never
+passes entered). A call therefore costs two next() (about 30 ns together), no lock. close()
+polls (every call in flight is bounded: an L1 call by the lock timeout, a Redis call by
+redis_command_timeout), which is fine for a call made once per process life.
 """
 import ctypes
+import itertools
 import threading
+import time
 
 from . import _buffers, _ffi
 from ._envelope import decode_from, encode_into
 from ._ffi import (E_BUFFER_TOO_SMALL, ENVELOPE_HEADER, ENVELOPE_MAGIC, OK, TIER_L1, TIER_L2,
-                   CacheP, lib, raise_for)
+                   U32_ZERO, CacheP, hot, lib, raise_for, size_t_of, u32_of, u64_of)
+from ._telemetry import count_value
 from .errors import ShmcacheError, ValueTooLargeError
 
 _byref = ctypes.byref
+_shmc_get = hot.shmc_get
+_shmc_set = hot.shmc_set
+_READ_RETRIES = 8  # the value may be replaced by a larger one between two calls
 
 
 class SegmentClosedError(ShmcacheError):
@@ -31,20 +51,31 @@ class SegmentClosedError(ShmcacheError):
 
 
 class Segment:
-    """An open shmc_cache handle. Use as a context manager or call close()."""
+    """An open shmc_cache handle. Use as a context manager or call close().
+
+    Attributes of the closing protocol (module docstring), used by the hot path too: the
+    counters `entered` and `left`, and `hv`, the handle as _ffi.hot calls take it, None once
+    closed. `_h` is the same handle typed (CacheP) for _ffi.lib calls.
+    """
 
     def __init__(self, name, options):
         handle = CacheP()
         lib.shmc_open(name.encode(), _byref(options), _byref(handle))  # raises on failure
         self.name = name
         self._h = handle
+        # The handle as _ffi.hot functions take it: byref() of a ctypes object placed at the
+        # handle's address (nothing ever reads or writes it) passes exactly the handle's value,
+        # and, being a byref, without a conversion object made per call as a c_void_p needs.
+        self._anchor = ctypes.c_char.from_address(ctypes.cast(handle, ctypes.c_void_p).value)
+        self.hv = ctypes.byref(self._anchor)
         self._l2 = False
         info = _ffi.Info()
         lib.shmc_get_info(handle, _byref(info))
         self.max_value_len = info.max_value_len  # fixed for the segment's life
-        self._lock = threading.Lock()
-        self._active = 0
-        self._drained = threading.Condition(self._lock)
+        self.entered = itertools.count()
+        self.left = itertools.count()
+        self._stranded = 0  # calls in flight in other threads when this process was forked
+        self._close_lock = threading.Lock()
 
     # ---- lifetime --------------------------------------------------------------------------------
     @property
@@ -61,20 +92,29 @@ class Segment:
         self._l2 = True
 
     def close(self):
-        """Refuse new calls, wait for the calls in flight, then shmc_close. Idempotent."""
-        with self._lock:
-            handle, self._h = self._h, None
-            while self._active:
-                self._drained.wait()
-        if handle is not None:
-            lib.shmc_close(handle)
+        """Refuse new calls, wait for the calls in flight, then shmc_close. Idempotent; a second
+        close() returns once the first has freed the handle."""
+        with self._close_lock:
+            handle = self._h
+            self.hv = self._h = None  # before reading the counters: see the module docstring
+            pause = 0.00005
+            while self.in_flight() > self._stranded:
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+            if handle is not None:
+                lib.shmc_close(handle)
+
+    def in_flight(self):
+        """How many calls are in flight (entered, not yet left); left is read first."""
+        left = count_value(self.left)
+        return count_value(self.entered) - left
 
     def after_fork_in_child(self):
         # Only the forking thread exists in the child: calls that other threads had in flight
-        # will never return here, and the lock may have been held by one of them.
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._active = 0
+        # will never return here (close() must not wait for them), and the lock may have been
+        # held by one of them. The counters stay: the hot path holds them.
+        self._close_lock = threading.Lock()
+        self._stranded = self.in_flight()
 
     def __enter__(self):
         return self
@@ -83,56 +123,65 @@ class Segment:
         self.close()
 
     def _enter(self):
-        with self._lock:
-            h = self._h
-            if h is None:
-                raise SegmentClosedError(self.name)
-            self._active += 1
-            return h
+        """Register a call in flight and return the typed handle (see the module docstring)."""
+        next(self.entered)
+        h = self._h
+        if h is None:
+            next(self.left)
+            raise SegmentClosedError(self.name)
+        return h
+
+    def _enter_hot(self):
+        """_enter() for _ffi.hot calls: the handle as they take it (hv)."""
+        next(self.entered)
+        h = self.hv
+        if h is None:
+            next(self.left)
+            raise SegmentClosedError(self.name)
+        return h
 
     def _leave(self):
-        with self._lock:
-            self._active -= 1
-            if not self._active and self._h is None:
-                self._drained.notify_all()
+        next(self.left)
 
     # ---- values ----------------------------------------------------------------------------------
+    def read_envelope(self, key, tiers=TIER_L1, fill_ttl_ms=0):
+        """Look key up: (code, served_by, stored bytes): the envelope as stored (compressed or
+        not, unchecked) when code is OK, else None. tiers == L1 uses shmc_get, which any library
+        has; otherwise shmc_tget, and served_by says which tier answered."""
+        klen = size_t_of(len(key))
+        st = _buffers.state()
+        ref, _, view, cap, out, out_ref, *_ = st.recv
+        h = self._enter_hot()
+        try:
+            for _ in range(_READ_RETRIES):
+                if tiers == TIER_L1:
+                    rc = _shmc_get(h, key, klen, ref, cap, out_ref, None, None)
+                    served = TIER_L1
+                else:
+                    rc = hot.shmc_tget(h, key, klen, ref, cap, out_ref, None, None,
+                                       u32_of(tiers), u64_of(fill_ttl_ms), st.u32b_ref)
+                    served = st.u32b.value
+                if rc != E_BUFFER_TOO_SMALL:
+                    break
+                ref, _, view, cap, out, out_ref, *_ = _buffers.slot("recv", out.value)
+            if rc != OK:
+                return rc, None, None
+            return OK, served, view[:out.value].tobytes()
+        finally:
+            next(self.left)
+
     def read(self, key, tiers=TIER_L1, fill_ttl_ms=0):
         """Look key up: (code, served_by, serializer, payload).
 
         code OK with the decoded envelope, SHMC_E_BAD_ENVELOPE if the stored bytes are not an
         envelope, or the library's code (NOTFOUND, LOCK_TIMEOUT, L2_UNAVAILABLE, KEY_TOO_LONG...)
-        with None for the rest. tiers == L1 uses shmc_get, which any library has.
+        with None for the rest.
         """
-        h = self._enter()
-        try:
-            st = _buffers.state()
-            buf, view = _buffers.buffer_and_view("recv")
-            for _ in range(8):  # the value may be replaced by a larger one between two calls
-                if tiers == TIER_L1:
-                    rc = lib.shmc_get(h, key, len(key), buf, len(buf), _byref(st.size), None,
-                                      None)
-                    served = TIER_L1
-                else:
-                    rc = lib.shmc_tget(h, key, len(key), buf, len(buf), _byref(st.size), None,
-                                       None, tiers, fill_ttl_ms, _byref(st.u32b))
-                    served = st.u32b.value
-                if rc != E_BUFFER_TOO_SMALL:
-                    break
-                buf, view = _buffers.buffer_and_view("recv", st.size.value)
-            if rc != OK:
-                return rc, None, None, None
-            n = st.size.value
-            # Fast path for the common envelope: magic, then a header byte with neither the zstd
-            # bit nor a reserved bit set (the format of shmcache.h), the payload follows as is.
-            # Anything else (compressed, damaged, not an envelope) goes to shmc_decode, which
-            # decompresses and validates.
-            if n >= ENVELOPE_HEADER and view[0] == ENVELOPE_MAGIC and not view[1] & 0xF0:
-                return OK, served, view[1], view[ENVELOPE_HEADER:n].tobytes()
-            rc, serializer, payload = decode_from(buf, n)
-            return rc, served, serializer, payload
-        finally:
-            self._leave()
+        rc, served, raw = self.read_envelope(key, tiers, fill_ttl_ms)
+        if rc != OK:
+            return rc, None, None, None
+        rc, serializer, payload = unwrap(raw)
+        return rc, served, serializer, payload
 
     def write(self, key, serializer, payload, threshold, l1_ttl_ms, l2_ttl_ms, tiers=TIER_L1):
         """Store payload under key in an envelope; returns the library's code.
@@ -141,42 +190,50 @@ class Segment:
         is over the segment's max_value_len: shmc_tset writes L2 before L1, so without this
         check a value L1 refuses would still land in Redis while the caller is told it failed.
         """
-        h = self._enter()
+        buf, n = encode_into(serializer, payload, threshold)
+        if tiers & TIER_L1 and n > self.max_value_len:
+            raise ValueTooLargeError(
+                _ffi.E_VALUE_TOO_LARGE,
+                f"value of {n} bytes as stored (envelope, compressed where smaller) is over "
+                f"this segment's limit of {self.max_value_len} bytes (max_value_len); "
+                f"nothing stored (key {key[:80]!r})")
+        return self.write_envelope(key, buf, n, l1_ttl_ms, l2_ttl_ms, tiers)
+
+    def write_envelope(self, key, buf, n, l1_ttl_ms, l2_ttl_ms, tiers=TIER_L1):
+        """Store the n bytes of buf (an envelope) under key; the library's code.
+        REQUIRES: n <= max_value_len when tiers has L1 (write() checks)."""
+        h = self._enter_hot()
         try:
-            buf, n = encode_into(serializer, payload, threshold)
-            if tiers & TIER_L1 and n > self.max_value_len:
-                raise ValueTooLargeError(
-                    _ffi.E_VALUE_TOO_LARGE,
-                    f"value of {n} bytes as stored (envelope, compressed where smaller) is over "
-                    f"this segment's limit of {self.max_value_len} bytes (max_value_len); "
-                    f"nothing stored (key {key[:80]!r})")
             if tiers == TIER_L1:
-                return lib.shmc_set(h, key, len(key), buf, n, 0, l1_ttl_ms)
-            return lib.shmc_tset(h, key, len(key), buf, n, 0, l1_ttl_ms, l2_ttl_ms, tiers)
+                return _shmc_set(h, key, size_t_of(len(key)), buf, size_t_of(n), U32_ZERO,
+                                 u64_of(l1_ttl_ms))
+            return hot.shmc_tset(h, key, size_t_of(len(key)), buf, size_t_of(n), U32_ZERO,
+                                 u64_of(l1_ttl_ms), u64_of(l2_ttl_ms), u32_of(tiers))
         finally:
-            self._leave()
+            next(self.left)
 
     def contains(self, key, tiers=TIER_L1):
         """OK if key is live in one of the tiers (the value is not copied out of L1)."""
-        h = self._enter()
+        klen = size_t_of(len(key))
+        st = _buffers.state()
+        h = self._enter_hot()
         try:
-            st = _buffers.state()
-            rc = lib.shmc_get(h, key, len(key), None, 0, _byref(st.size), None, None) \
+            rc = _shmc_get(h, key, klen, None, size_t_of(0), st.size_ref, None, None) \
                 if tiers & TIER_L1 else _ffi.E_NOTFOUND
             if rc == E_BUFFER_TOO_SMALL:
                 return OK
             if rc == OK or not tiers & TIER_L2:
                 return rc
-            buf = _buffers.buffer("recv")
-            for _ in range(8):
-                rc = lib.shmc_tget(h, key, len(key), buf, len(buf), _byref(st.size), None, None,
-                                   TIER_L2, 0, None)
+            ref, _, _, cap, out, out_ref, *_ = st.recv
+            for _ in range(_READ_RETRIES):
+                rc = hot.shmc_tget(h, key, klen, ref, cap, out_ref, None, None,
+                                   u32_of(TIER_L2), u64_of(0), None)
                 if rc != E_BUFFER_TOO_SMALL:
                     return rc
-                buf = _buffers.buffer("recv", st.size.value)
+                ref, _, _, cap, out, out_ref, *_ = _buffers.slot("recv", out.value)
             return rc
         finally:
-            self._leave()
+            next(self.left)
 
     def delete(self, key, tiers=TIER_L1):
         h = self._enter()
@@ -221,6 +278,18 @@ class Segment:
         finally:
             self._leave()
 
+    def flight_stats(self):
+        """shmc_flight_get_stats: the host's single-flight figures (None with an older library)."""
+        if not _ffi.HAS_FLIGHT:
+            return None
+        h = self._enter()
+        try:
+            out = _ffi.FlightStats()
+            lib.shmc_flight_get_stats(h, _byref(out))
+            return out
+        finally:
+            self._leave()
+
     def l2_stats(self):
         """shmc_l2_get_stats, or zeros (configured 0) without a Redis tier."""
         out = _ffi.L2Stats()
@@ -241,6 +310,19 @@ class Segment:
             return lib.shmc_check(h, _byref(out)), out
         finally:
             self._leave()
+
+
+def unwrap(raw):
+    """(code, serializer, payload bytes) of stored bytes: OK, or SHMC_E_BAD_ENVELOPE with
+    None, None for bytes that are not an envelope.
+
+    Fast path for the common envelope: magic, then a header byte with neither the zstd bit nor
+    a reserved bit set (the format of shmcache.h): the payload follows as is. Anything else
+    (compressed, damaged, not an envelope) goes to shmc_decode, which decompresses and
+    validates."""
+    if len(raw) >= ENVELOPE_HEADER and raw[0] == ENVELOPE_MAGIC and not raw[1] & 0xF0:
+        return OK, raw[1], raw[ENVELOPE_HEADER:]
+    return decode_from(raw, len(raw))
 
 
 def unlink(name, force=False):

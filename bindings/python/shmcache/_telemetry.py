@@ -9,6 +9,7 @@ and once when they end (`state()`); isolated events (a damaged value, a refused 
 once per kind per minute (`event()`), with the running count in the message. Everything is
 counted whether or not it is logged.
 """
+import itertools
 import logging
 import os
 import threading
@@ -23,27 +24,56 @@ COUNTERS = (
 )
 
 
+def count_value(counter):
+    """The next value an itertools.count will give, from its repr "count(N)" (pickling, the
+    other way to read it, is deprecated for itertools from Python 3.12)."""
+    return int(repr(counter)[6:-1])
+
+
 class Counters:
+    """One itertools.count per counter: next() on it is a single C call, atomic under the GIL,
+    so counting costs no lock and loses nothing. add(name, n) with n > 1 (warming's batch
+    totals) goes to a small locked table instead of n next() calls.
+
+    A count cannot be reset or read directly: its value is read with count_value(), and a fork
+    does not replace the counts (the hot path holds them) but records the parent's values as
+    the child's zero.
+    """
+
     def __init__(self):
         self._lock = threading.Lock()
-        self._values = dict.fromkeys(COUNTERS, 0)
+        self._counts = {name: itertools.count() for name in COUNTERS}
+        self._bulk = dict.fromkeys(COUNTERS, 0)
+        self._base = dict.fromkeys(COUNTERS, 0)
+
+    def counter(self, name):
+        """The itertools.count behind name: next() on it adds 1 (for hot paths to hold)."""
+        return self._counts[name]
 
     def add(self, name, n=1):
+        if n == 1:
+            next(self._counts[name])
+        elif n:
+            with self._lock:
+                self._bulk[name] += n
+
+    def _raw(self):
         with self._lock:
-            self._values[name] += n
+            bulk = dict(self._bulk)
+        return {name: count_value(c) + bulk[name] for name, c in self._counts.items()}
 
     def snapshot(self):
-        with self._lock:
-            out = dict(self._values)
+        raw = self._raw()
+        out = {name: raw[name] - self._base[name] for name in COUNTERS}
         # Every get ends as exactly one of these, so the total costs no counter of its own.
         out["gets"] = out["hits_l1"] + out["hits_l2"] + out["misses"]
         return out
 
     def after_fork_in_child(self):
         # Another thread of the parent may have held the lock at fork; the child's copy of it
-        # would stay locked forever. The child starts its own counts.
+        # would stay locked forever. The child starts its own counts from zero.
         self._lock = threading.Lock()
-        self._values = dict.fromkeys(COUNTERS, 0)
+        self._base = self._raw()
 
 
 class LogDiscipline:

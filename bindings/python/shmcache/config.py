@@ -20,6 +20,7 @@ from typing import Optional, Union
 
 MIB = 1024 * 1024
 MAX_TTL_SECONDS = 100 * 365 * 24 * 3600  # the CLI's bound too: a TTL above this is a typo
+MAX_LOCAL_CACHE_SIZE = 10_000_000  # decoded objects per process: more is a typo
 
 
 class CacheStrategy(enum.IntEnum):
@@ -110,6 +111,9 @@ class CacheConfig:
     monitor_interval: float = 60.0  # seconds between statistics log lines
     enable_cache_warming: bool = True
     warming_batch_size: int = 100
+    # Decoded-object reuse, per process (0: off). With it on, gets of an unchanged value return
+    # the SAME object each time: callers must not mutate what they get (docs/python.md).
+    local_cache_size: int = 0
 
     def __post_init__(self):
         if self.redis_url is not None:
@@ -124,6 +128,7 @@ class CacheConfig:
         _number("redis_command_timeout", self.redis_command_timeout, 0.001, 60, low_open=False)
         _integer("memory_cache_size", self.memory_cache_size, 0, 2**63 - 1)
         _number("memory_cache_ttl", self.memory_cache_ttl, 0, MAX_TTL_SECONDS)
+        _integer("local_cache_size", self.local_cache_size, 0, MAX_LOCAL_CACHE_SIZE)
         self.memory_cache_strategy = _parsed("memory_cache_strategy", CacheStrategy,
                                              self.memory_cache_strategy)
         _check_shm_name(self.shm_name)

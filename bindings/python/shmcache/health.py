@@ -24,7 +24,7 @@ from .errors import ShmcacheError
 def check_health(core):
     report = {"status": "healthy", "segment": core.config.shm_name, "pid": os.getpid()}
     try:
-        st, _info, _ = core.raw_figures(with_l2=False)
+        st, _info, _, _ = core.raw_figures(with_l2=False)
         report["l1"] = {"ok": True, "entries": st.entries, "bytes_used": st.bytes_used,
                         "bytes_capacity": st.bytes_capacity, "lock_timeouts": st.lock_timeouts}
     except ShmcacheError as e:

@@ -60,12 +60,12 @@ class KeySpace:
     def __init__(self, prefix="", separator=":"):
         self.prefix = prefix
         self.separator = separator
-        self._head = (prefix + separator).encode("utf-8") if prefix else b""
+        self.head = (prefix + separator).encode("utf-8") if prefix else b""  # before every key
         self._pattern_head = escape_glob(prefix + separator).encode("utf-8") if prefix else b""
 
     def key(self, key):
         """The stored key (bytes) for a user key (str or bytes)."""
-        return self._head + _to_bytes(key, "key")
+        return self.head + _to_bytes(key, "key")
 
     def pattern(self, pattern):
         """The stored-key glob (bytes) for a user pattern."""
@@ -73,8 +73,8 @@ class KeySpace:
 
     def strip(self, stored):
         """The user key (str) of a stored key."""
-        if self._head and stored.startswith(self._head):
-            stored = stored[len(self._head):]
+        if self.head and stored.startswith(self.head):
+            stored = stored[len(self.head):]
         return stored.decode("utf-8", "replace")
 
 

@@ -115,14 +115,25 @@ class CacheManager:
         expired, lock timeout, Redis down, damaged or refused value); raises for a key that is
         not str/bytes, empty, or over 4096 bytes with the namespace."""
         core = self._core
+        if tier is None:  # the hot path (see CacheCore)
+            if core.l1_only:
+                return core.fast_get(key, default)
+            step = core.l1_step
+            if step is not None:  # L1 inline, then Redis in the pool
+                value = step(key, MISS)
+                if value is not MISS:
+                    return value
+                value = await self._off_loop(core.lookup, core.keys.key(key), core.tiers(),
+                                             True, key)
+                return default if value is MISS else value
         k = core.keys.key(key)
         tiers = core.tiers(tier)
         if tiers & TIER_L1:
-            value = core.lookup(k, TIER_L1, final=not tiers & TIER_L2)
+            value = core.lookup(k, TIER_L1, not tiers & TIER_L2, key)
             if value is not MISS:
                 return value
         if tiers & TIER_L2:
-            value = await self._off_loop(core.lookup, k, tiers)
+            value = await self._off_loop(core.lookup, k, tiers, True, key)
             if value is not MISS:
                 return value
         return default
@@ -134,6 +145,8 @@ class CacheManager:
         L1 is written and True returned. Raises KeyTooLongError, ValueTooLargeError, or
         TypeError/ValueError for a value the serializer cannot encode."""
         core = self._core
+        if tier is None and core.l1_only:
+            return core.fast_set(key, value, ttl)  # the hot path (see CacheCore), inline
         k = core.keys.key(key)
         tiers = core.tiers(tier)
         if ttl is not None:
@@ -176,10 +189,10 @@ class CacheManager:
         (see shmcache.stats)."""
         core = self._core
         if core.config.l2_enabled:
-            st, info, l2 = await self._off_loop(core.raw_figures)
+            st, info, l2, flight = await self._off_loop(core.raw_figures)
         else:
-            st, info, l2 = core.raw_figures()
-        return build_stats(self.config, st, info, l2, core.counters.snapshot())
+            st, info, l2, flight = core.raw_figures()
+        return build_stats(self.config, st, info, l2, core.counters.snapshot(), flight)
 
     async def health_check(self):
         """{"status": healthy|degraded|unhealthy, "l1": {...}, "l2": {...}} (see shmcache.health).

@@ -59,6 +59,13 @@ _L2_GAUGES = (
 )
 
 
+_FLIGHT_GAUGES = {
+    "leases_held": "Leases held now by a live owner before their deadline.",
+    "leases_reclaimable": "Leases now held by a dead owner or past their deadline.",
+    "lease_slots": "Lease slots in the segment.",
+}
+
+
 def metric_families(stats):
     """Prometheus metric families for one get_stats() result."""
     seg = stats["segment"]
@@ -92,6 +99,14 @@ def metric_families(stats):
             yield counter(f"shmcache_l2_{key}", doc, l2[key])
         for key, doc in _L2_GAUGES:
             yield gauge(f"shmcache_l2_{key}", doc, int(l2[key]))
+    # Named as shmcache-cli's: counters shmcache_flight_<figure>_total, the "now" figures gauges.
+    for key, value in stats.get("single_flight", {}).items():
+        if key in _FLIGHT_GAUGES:
+            yield gauge(f"shmcache_flight_{key}", _FLIGHT_GAUGES[key], value)
+        else:
+            yield counter(f"shmcache_flight_{key}",
+                          f"Single flight (shmc_fetch), all processes: {key.replace('_', ' ')}.",
+                          value)
     proc = dict(stats["process"])
     pid = {"pid": str(proc.pop("pid"))}
     for key, value in proc.items():

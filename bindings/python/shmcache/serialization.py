@@ -24,13 +24,30 @@ import enum
 import hashlib
 import hmac
 import json
+import json.encoder
 import pickle
 import uuid
 
 from ._ffi import SER_JSON, SER_MSGPACK, SER_PICKLE, SER_RAW, SER_STR
 
 _SIG_LEN = 32  # HMAC-SHA256
-_json_decode = json.JSONDecoder().decode  # on str: skips json.loads' encoding detection
+_JSON_DECODER = json.JSONDecoder()
+_json_decode = _JSON_DECODER.decode  # on str: skips json.loads' encoding detection
+_json_scan = _JSON_DECODER.scan_once  # the C scanner decode() itself runs, without its regexes
+
+
+def _json_loads(text):
+    """json.loads(text) for a str, faster on the compact JSON this package writes: the
+    decoder's own scanner at index 0, then the full decode() only when the value is not all of
+    the text (surrounding whitespace, trailing garbage) or does not start one (it then raises
+    the same JSONDecodeError json.loads would)."""
+    try:
+        value, end = _json_scan(text, 0)
+    except StopIteration:
+        return _json_decode(text)
+    if end != len(text):
+        return _json_decode(text)
+    return value
 
 
 class UndecodableValue(Exception):
@@ -75,6 +92,38 @@ def _to_jsonable(obj):
                     "models); convert it, or use serializer='pickle' with a pickle_secret")
 
 
+# Writing JSON. json.dumps() with keyword arguments builds a JSONEncoder on every call, and
+# JSONEncoder.encode() then runs some Python of its own before the C encoder it makes; together
+# about a third of encoding a small dict. _json_dumps() makes that C encoder itself, with the
+# arguments encode() would give it for these settings (compact separators, ensure_ascii=False,
+# allow_nan=False, check_circular: a fresh markers dict per call, which also makes it safe to
+# call from several threads at once). c_make_encoder is CPython's private helper, so its use is
+# checked once here against JSONEncoder on a probe value, and JSONEncoder is used instead if it
+# is missing or answers differently.
+_JSON_ENCODER = json.JSONEncoder(default=_to_jsonable, ensure_ascii=False,
+                                 separators=(",", ":"), allow_nan=False)
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_basestring = json.encoder.encode_basestring
+
+
+def _json_dumps_c(value):
+    return "".join(_c_make_encoder({}, _to_jsonable, _encode_basestring, None, ":", ",", False,
+                                   False, False)(value, 0))
+
+
+def _pick_json_dumps():
+    probe = {"k": [1, 2.5, None, True, "é\n\"", {"x": []}], "d": decimal.Decimal("1.5")}
+    try:
+        if _c_make_encoder is not None and _json_dumps_c(probe) == _JSON_ENCODER.encode(probe):
+            return _json_dumps_c
+    except Exception:  # a changed private signature: use the public encoder
+        pass
+    return _JSON_ENCODER.encode
+
+
+_json_dumps = _pick_json_dumps()  # value -> compact JSON text (str)
+
+
 class Codec:
     """Encodes with one serializer; decodes every serializer it can do safely."""
 
@@ -84,13 +133,19 @@ class Codec:
         if serializer == "pickle" and not pickle_secret:
             raise ValueError("serializer='pickle' needs a pickle_secret")
         self.name = serializer
+        self._json_encode = _json_dumps
         self._secret = pickle_secret.encode() if isinstance(pickle_secret, str) else pickle_secret
         self._trust_pickle = serializer == "pickle"
         try:
             import msgpack
             self._msgpack = msgpack
+            self._msgpack_unpackb = msgpack.unpackb
+            # A Packer per call, as packb() makes, without packb's own Python frame. Not one
+            # shared Packer: _to_jsonable may run user code (model_dump) that stores a value
+            # too, re-entering a shared Packer in the middle of its buffer.
+            self._msgpack_packer = msgpack.Packer
         except ImportError:
-            self._msgpack = None
+            self._msgpack = self._msgpack_unpackb = self._msgpack_packer = None
         if serializer == "msgpack" and self._msgpack is None:
             raise ValueError("serializer='msgpack' needs the msgpack module")
 
@@ -103,12 +158,10 @@ class Codec:
             return SER_RAW, bytes(value)
         if self.name == "json":
             # allow_nan=False: NaN/Infinity are not JSON, and other readers (the CLI) refuse them.
-            text = json.dumps(value, default=_to_jsonable, ensure_ascii=False,
-                              separators=(",", ":"), allow_nan=False)
-            return SER_JSON, text.encode("utf-8")
+            return SER_JSON, self._json_encode(value).encode("utf-8")
         if self.name == "msgpack":
-            return SER_MSGPACK, self._msgpack.packb(value, default=_to_jsonable,
-                                                    use_bin_type=True)
+            return SER_MSGPACK, self._msgpack_packer(default=_to_jsonable,
+                                                     use_bin_type=True).pack(value)
         pickled = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         return SER_PICKLE, self._sign(pickled) + pickled
 
@@ -117,29 +170,33 @@ class Codec:
 
     # ---- reading -------------------------------------------------------------------------------
     def loads(self, serializer, payload):
-        """The value of a decoded envelope, or UndecodableValue."""
+        """The value of a decoded envelope, or UndecodableValue. payload is bytes, or a
+        memoryview of them (the hot path decodes straight from its receive buffer: nothing
+        here keeps a reference to the view or runs user code before copying out of it)."""
+        if serializer == SER_JSON:
+            try:
+                return _json_loads(str(payload, "utf-8"))
+            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                raise UndecodableValue("damaged", f"JSON that does not parse: {e}") from None
         if serializer == SER_STR:
             try:
-                return payload.decode("utf-8")
+                return str(payload, "utf-8")
             except UnicodeDecodeError as e:
                 raise UndecodableValue("damaged", f"text that is not UTF-8: {e}") from None
         if serializer == SER_RAW:
-            return payload
-        if serializer == SER_JSON:
-            try:
-                return _json_decode(payload.decode("utf-8"))
-            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-                raise UndecodableValue("damaged", f"JSON that does not parse: {e}") from None
+            return bytes(payload)  # the same object when payload is bytes already
         if serializer == SER_MSGPACK:
             if self._msgpack is None:
                 raise UndecodableValue("unsupported", "msgpack value; the msgpack module is "
                                        "not installed")
             try:
-                return self._msgpack.unpackb(payload, raw=False, strict_map_key=False)
+                return self._msgpack_unpackb(payload, raw=False, strict_map_key=False)
             except Exception as e:  # msgpack raises several unrelated types on bad input
                 raise UndecodableValue("damaged", f"msgpack that does not parse: {e}") from None
         if serializer == SER_PICKLE:
-            return self._unpickle(payload)
+            # Copied first: unpickling runs code (a class's __setstate__) that may use the cache
+            # in this thread and so overwrite the buffer a view points into.
+            return self._unpickle(bytes(payload))
         raise UndecodableValue("unsupported", f"unknown serializer id {serializer}")
 
     def _unpickle(self, payload):

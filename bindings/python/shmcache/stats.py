@@ -18,8 +18,10 @@ process's view. hit_rate is a fraction between 0 and 1 (0.0 before any lookup).
     a value another worker stored meanwhile is found): l1_cache.misses then counts such a lookup
     twice.
 
-Extra keys: "segment" (memory, evictions, geometry), "l2_detail" (every L2 counter) and
-"process" (this manager's own counts in this process, see _telemetry.COUNTERS).
+Extra keys: "segment" (memory, evictions, geometry), "l2_detail" (every L2 counter),
+"process" (this manager's own counts in this process, see _telemetry.COUNTERS) and
+"single_flight" (the host's shmc_fetch figures: leases, waits, stampedes avoided, stale values
+served; docs/stampede.md).
 """
 import os
 
@@ -31,8 +33,9 @@ def _rate(hits, misses):
     return round(hits / total, 6) if total else 0.0
 
 
-def build_stats(config, st, info, l2, process_counters):
-    """The get_stats() dict from shmc_stats, shmc_info, shmc_l2_stats (or None) and counters."""
+def build_stats(config, st, info, l2, process_counters, flight=None):
+    """The get_stats() dict from shmc_stats, shmc_info, shmc_l2_stats (or None), the process's
+    counters and shmc_flight_stats (or None)."""
     l1 = {
         "hits": st.hits,
         "misses": st.misses,
@@ -63,7 +66,15 @@ def build_stats(config, st, info, l2, process_counters):
         "segment": segment_block(st, info),
         "l2_detail": l2_detail(config, l2),
         "process": dict(process_counters, pid=os.getpid()),
+        "single_flight": flight_block(flight),
     }
+
+
+def flight_block(flight):
+    """The host's single-flight figures (shmc_fetch; docs/stampede.md), {} if unavailable."""
+    if flight is None:
+        return {}
+    return {name: getattr(flight, name) for name, _ in flight._fields_ if name != "reserved"}
 
 
 def segment_block(st, info):

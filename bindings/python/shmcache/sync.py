@@ -11,7 +11,7 @@ Two ways to get one:
 Every method is thread-safe; one manager per process is enough.
 """
 from . import decorators as _decorators
-from ._core import MISS, CacheCore, seconds_to_ms
+from ._core import CacheCore, seconds_to_ms
 from ._monitor import ThreadMonitor
 from ._warming import WarmClock, batches, store_batch
 from .config import CacheConfig
@@ -20,7 +20,12 @@ from .stats import build_stats
 
 
 class SyncCacheManager:
-    """Synchronous cache manager. `with SyncCacheManager(config) as cache: ...`"""
+    """Synchronous cache manager. `with SyncCacheManager(config) as cache: ...`
+
+    An instance's get and set are the functions of its CacheCore's hot path themselves (see
+    _use and _core), rebound whenever the cache opens or closes; the methods below, the same
+    calls, are what a subclass inherits.
+    """
 
     def __init__(self, config=None):
         from .manager import CacheManager
@@ -37,6 +42,18 @@ class SyncCacheManager:
             raise TypeError("SyncCacheManager takes a CacheConfig or a CacheManager, not "
                             f"{type(config).__name__}")
         self._monitor = None
+        self._core.bind_facade(self)
+
+    def _use(self, get, set):
+        # get and set are the core's fast_get and fast_set (its hot path while open, see
+        # _core): they have this class's signatures and behaviour, so they become this
+        # instance's own get and set, which saves a Python call per call. A subclass that
+        # overrides get or set keeps its own.
+        cls = type(self)
+        if cls.get is SyncCacheManager.get:
+            self.get = get
+        if cls.set is SyncCacheManager.set:
+            self.set = set
 
     def __repr__(self):
         state = "open" if self._core.is_open else "closed"
@@ -66,14 +83,11 @@ class SyncCacheManager:
 
     # ---- the cache (see CacheManager for the contract of each) -----------------------------------
     def get(self, key, default=None, tier=None):
-        core = self._core
-        k = core.keys.key(key)
-        value = core.lookup(k, core.tiers(tier))
-        return default if value is MISS else value
+        # Normally shadowed by the instance's own get (see _use); the same call.
+        return self._core.fast_get(key, default, tier)
 
     def set(self, key, value, ttl=None, tier=None):
-        core = self._core
-        return core.store(core.keys.key(key), value, ttl, core.tiers(tier))
+        return self._core.fast_set(key, value, ttl, tier)
 
     def delete(self, key, tier=None):
         core = self._core
@@ -89,8 +103,8 @@ class SyncCacheManager:
 
     def get_stats(self):
         core = self._core
-        st, info, l2 = core.raw_figures()
-        return build_stats(self.config, st, info, l2, core.counters.snapshot())
+        st, info, l2, flight = core.raw_figures()
+        return build_stats(self.config, st, info, l2, core.counters.snapshot(), flight)
 
     def health_check(self):
         return check_health(self._core)

@@ -24,6 +24,9 @@ STRUCTS = {
     "shmc_check_report": _ffi.CheckReport,
     "shmc_l2_options": _ffi.L2Options,
     "shmc_l2_stats": _ffi.L2Stats,
+    "shmc_fetch_options": _ffi.FetchOptions,
+    "shmc_fetch_result": _ffi.FetchResult,
+    "shmc_flight_stats": _ffi.FlightStats,
 }
 
 CONSTANTS = {
@@ -50,6 +53,12 @@ CONSTANTS = {
     "SHMC_STRATEGY_DEFAULT": 0, "SHMC_STRATEGY_LRU": 1, "SHMC_STRATEGY_LFU": 2,
     "SHMC_STRATEGY_FIFO": 3, "SHMC_STRATEGY_TTL": 4, "SHMC_STRATEGY_SIEVE": 5,
     "SHMC_STRATEGY_S3FIFO": 6,
+    "SHMC_FETCH_HIT": _ffi.FETCH_HIT, "SHMC_FETCH_STALE": _ffi.FETCH_STALE,
+    "SHMC_FETCH_STALE_REFRESH": _ffi.FETCH_STALE_REFRESH,
+    "SHMC_FETCH_EARLY_REFRESH": _ffi.FETCH_EARLY_REFRESH,
+    "SHMC_FETCH_COMPUTE": _ffi.FETCH_COMPUTE,
+    "SHMC_FETCH_COMPUTE_UNLEASED": _ffi.FETCH_COMPUTE_UNLEASED,
+    "SHMC_FETCH_L2_LOCK": _ffi.FETCH_L2_LOCK,
 }
 
 
@@ -110,7 +119,7 @@ def test_every_exported_function_is_declared():
     exported = subprocess.run(["nm", "-D", "--defined-only", _ffi.LIB_PATH],
                               capture_output=True, text=True, check=True).stdout
     names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
-    declared = set(_ffi._CORE) | set(_ffi._L2)
+    declared = set(_ffi._CORE) | set(_ffi._L2) | set(_ffi._FLIGHT)
     assert names <= declared, f"exported but not declared in _ffi: {sorted(names - declared)}"
     for name in declared & names:
         assert getattr(_ffi.lib, name).argtypes is not None or name in (
