@@ -28,12 +28,13 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
 start=$(date +%s)
-if [ ! -f "$build/build.ninja" ]; then
-    meson setup "$build" "$src" --buildtype=release >"$tmp/setup.log" 2>&1 || {
-        cat "$tmp/setup.log" >&2
-        exit 1
-    }
-fi
+# An existing build directory is reconfigured: targets added since it was set up must exist.
+setup="--buildtype=release"
+[ -f "$build/build.ninja" ] && setup="--reconfigure"
+meson setup "$build" "$src" $setup >"$tmp/setup.log" 2>&1 || {
+    cat "$tmp/setup.log" >&2
+    exit 1
+}
 meson compile -C "$build" bench_engine replay bench_l2 bench_memory lib/shmcache >"$tmp/build.log" 2>&1 || {
     cat "$tmp/build.log" >&2
     exit 1

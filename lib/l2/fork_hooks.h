@@ -19,7 +19,10 @@ protected:
     ~ForkAware() = default;
 };
 
-void register_fork_aware(ForkAware* obj);
+// Objects registered with last = true are prepared after every other one (and released before
+// them): locks that other objects' threads may take while holding their own (the log's) must be
+// taken last, or a fork could deadlock.
+void register_fork_aware(ForkAware* obj, bool last = false);
 void unregister_fork_aware(ForkAware* obj);
 
 }  // namespace shmcache::l2

@@ -138,7 +138,7 @@ void Subscriber::run() {
         }
         if (!elected) {
             elected = try_elect();
-            if (elected) log().debug("elected the invalidation subscriber of '{}'", engine_.name());
+            if (elected) log_debug("elected the invalidation subscriber of '{}'", engine_.name());
         }
         if (elected) {
             serve();
@@ -159,9 +159,9 @@ void Subscriber::resync(const char* why) {
     count(shared_, shm::kL2Resyncs);
     count(shared_, shm::kL2ResyncDropped, dropped);
     if (rc)
-        log().warn("resync ({}): dropping L1 entries from L2 left some: {}", why, shm::last_errmsg());
+        log_warn("resync ({}): dropping L1 entries from L2 left some: {}", why, shm::last_errmsg());
     else
-        log().info("resync ({}): dropped {} L1 entries copied from L2", why, dropped);
+        log_info("resync ({}): dropped {} L1 entries copied from L2", why, dropped);
 }
 
 void Subscriber::apply(std::string_view payload) {
@@ -169,7 +169,7 @@ void Subscriber::apply(std::string_view payload) {
     char op = 0;
     std::string_view arg;
     if (!decode_invalidation(payload, &origin, &op, &arg)) {
-        log().debug("ignored a malformed invalidation message ({} bytes)", payload.size());
+        log_debug("ignored a malformed invalidation message ({} bytes)", payload.size());
         return;
     }
     if (origin == shared_.origin.load(std::memory_order_relaxed)) return;  // ours, applied
@@ -185,7 +185,7 @@ void Subscriber::apply(std::string_view payload) {
         if (rc != SHMC_E_LOCK_TIMEOUT) break;
     }
     if (rc && rc != SHMC_E_NOTFOUND)
-        log().warn("could not apply an invalidation ({} '{}'): {}", op, arg, shm::last_errmsg());
+        log_warn("could not apply an invalidation ({} '{}'): {}", op, arg, shm::last_errmsg());
     count(shared_, shm::kL2InvalApplied);
 }
 
@@ -193,7 +193,7 @@ void Subscriber::serve() {
     std::string why;
     redisContext* c = client_.connect_dedicated(&why);
     if (!c) {
-        log().debug("invalidation subscriber: {}", why);
+        log_debug("invalidation subscriber: {}", why);
         return;
     }
     const uint32_t reply_timeout = std::max<uint32_t>(client_.options().command_timeout_ms, 100);
@@ -203,7 +203,7 @@ void Subscriber::serve() {
     bool timeout = false;
     if (!exec_batch(c, std::span(&sub, 1), now_ms() + reply_timeout + 250, &r, &why, &timeout) ||
         r[0].type != REDIS_REPLY_ARRAY || r[0].elements < 1 || !reply_is(r[0].element[0], "subscribe")) {
-        log().warn("invalidation subscriber: SUBSCRIBE {} failed: {}", channel_,
+        log_warn("invalidation subscriber: SUBSCRIBE {} failed: {}", channel_,
                    why.empty() ? "unexpected reply" : why);
         redisFree(c);
         return;
@@ -211,7 +211,7 @@ void Subscriber::serve() {
     r.clear();
     resync("subscribed");
     shared_.subscriber_pid.store(getpid(), std::memory_order_release);
-    log().info("subscribed to invalidations on '{}' for segment '{}'", channel_, engine_.name());
+    log_info("subscribed to invalidations on '{}' for segment '{}'", channel_, engine_.name());
 
     uint64_t last_ping = now_ms();
     bool ping_outstanding = false;
@@ -274,7 +274,7 @@ void Subscriber::serve() {
     // The L1 copies stay: during a Redis outage they are what the host serves. No new copies are
     // made until a subscription is live again, and resubscribing drops these (resync), since
     // messages published meanwhile are lost.
-    if (lost) log().warn("invalidation subscription on '{}' lost: {}", channel_, lost);
+    if (lost) log_warn("invalidation subscription on '{}' lost: {}", channel_, lost);
 }
 
 }  // namespace shmcache::l2

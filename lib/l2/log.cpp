@@ -6,7 +6,30 @@
 #include <cstdlib>
 #include <memory>
 
+#include "fork_hooks.h"
+
 namespace shmcache::l2 {
+
+namespace {
+
+// Holds the log mutex across fork() (see log.h). Registered once, never unregistered.
+class LogForkGuard final : public ForkAware {
+public:
+    void fork_prepare() override { log_fork_mutex().lock(); }
+    void fork_parent() override { log_fork_mutex().unlock(); }
+    void fork_child() override { log_fork_mutex().unlock(); }
+};
+
+}  // namespace
+
+std::mutex& log_fork_mutex() {
+    static std::mutex* m = [] {
+        auto* mutex = new std::mutex();  // never freed: a fork may come during exit
+        register_fork_aware(new LogForkGuard(), /*last=*/true);  // see log.h
+        return mutex;
+    }();
+    return *m;
+}
 
 spdlog::logger& log() {
     // Not registered in spdlog's global registry: an application's own use of spdlog (or a

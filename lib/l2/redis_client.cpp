@@ -253,10 +253,10 @@ void RedisClient::note_failure(const Failure& f) {
     const bool was_connected = connected_.exchange(false, std::memory_order_relaxed);
     if (breaker_.on_failure(now_ms())) {
         if (counters_.breaker_opens) counters_.breaker_opens->fetch_add(1, std::memory_order_relaxed);
-        log().warn("Redis L2 unavailable: {}; serving from L1 only, next try in {} ms", f.what,
+        log_warn("Redis L2 unavailable: {}; serving from L1 only, next try in {} ms", f.what,
                    opts_.breaker_cooldown_ms);
     } else if (was_connected) {
-        log().warn("Redis L2 call failed: {}", f.what);
+        log_warn("Redis L2 call failed: {}", f.what);
     }
 }
 
@@ -291,7 +291,7 @@ int RedisClient::run(std::span<const Command> cmds, Replies* out) {
         return shm::fail(rc, "Redis L2: %s", f.what.c_str());
     }
     if (breaker_.on_success())
-        log().info("Redis L2 at {} is available again", opts_.endpoint.describe());
+        log_info("Redis L2 at {} is available again", opts_.endpoint.describe());
     connected_.store(true, std::memory_order_relaxed);
     for (size_t i = 0; i < out->size(); ++i) {
         const redisReply& r = (*out)[i];
