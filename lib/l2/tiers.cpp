@@ -215,6 +215,26 @@ int Tiers::get(const void* key, size_t klen, void* buf, size_t cap, size_t* valu
     return 0;
 }
 
+int Tiers::write_l2(Command cmd, char op, const void* key, size_t klen, shm::L2Counter done,
+                    Replies* r, std::string* errmsg) {
+    // The write and its invalidation in one round trip; a write that fails is dropped and
+    // counted, never queued (docs/l2.md).
+    std::vector<Command> cmds{std::move(cmd)};
+    const bool publish = !(flags_ & SHMC_L2_NO_PUBLISH);
+    const std::string msg =
+        publish ? encode_invalidation(origin_, op, {static_cast<const char*>(key), klen}) : "";
+    if (publish) cmds.push_back({"PUBLISH", channel_, msg});
+    const int rc = client_->run(cmds, r);
+    if (rc) {
+        count(shm::kL2DroppedWrites);
+        *errmsg = shm::last_errmsg();
+        return rc;
+    }
+    count(done);
+    if (publish) count(shm::kL2InvalSent);
+    return 0;
+}
+
 int Tiers::set(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
                uint64_t l1_ttl_ms, uint64_t l2_ttl_ms, uint32_t tiers) {
     if (int rc = check_tiers(tiers)) return rc;
@@ -235,21 +255,9 @@ int Tiers::set(const void* key, size_t klen, const void* value, size_t vlen, uin
         const std::string k = l2_key(key, klen);
         const std::string px = std::to_string(l2_ttl_ms);
         const std::string_view v(static_cast<const char*>(value), vlen);
-        std::vector<Command> cmds;
-        cmds.push_back(l2_ttl_ms ? Command{"SET", k, v, "PX", px} : Command{"SET", k, v});
-        const bool publish = !(flags_ & SHMC_L2_NO_PUBLISH);
-        const std::string msg =
-            publish ? encode_invalidation(origin_, 'S', std::string_view(static_cast<const char*>(key), klen)) : "";
-        if (publish) cmds.push_back({"PUBLISH", channel_, msg});
         Replies r;
-        l2_rc = client_->run(cmds, &r);
-        if (l2_rc) {
-            count(shm::kL2DroppedWrites);
-            l2_msg = shm::last_errmsg();
-        } else {
-            count(shm::kL2Sets);
-            if (publish) count(shm::kL2InvalSent);
-        }
+        l2_rc = write_l2(l2_ttl_ms ? Command{"SET", k, v, "PX", px} : Command{"SET", k, v}, 'S',
+                         key, klen, shm::kL2Sets, &r, &l2_msg);
     }
     int l1_rc = 0;
     if (tiers == SHMC_TIER_BOTH) {
@@ -275,22 +283,10 @@ int Tiers::del(const void* key, size_t klen, uint32_t tiers) {
     int l2_rc = 0;
     std::string l2_msg;
     if (tiers & SHMC_TIER_L2) {
-        const std::string k = l2_key(key, klen);
-        std::vector<Command> cmds{{"UNLINK", k}};
-        const bool publish = !(flags_ & SHMC_L2_NO_PUBLISH);
-        const std::string msg =
-            publish ? encode_invalidation(origin_, 'D', std::string_view(static_cast<const char*>(key), klen)) : "";
-        if (publish) cmds.push_back({"PUBLISH", channel_, msg});
         Replies r;
-        l2_rc = client_->run(cmds, &r);
-        if (l2_rc) {
-            count(shm::kL2DroppedWrites);
-            l2_msg = shm::last_errmsg();
-        } else {
-            count(shm::kL2Deletes);
-            if (publish) count(shm::kL2InvalSent);
-            found = r[0].type == REDIS_REPLY_INTEGER && r[0].integer > 0;
-        }
+        l2_rc = write_l2({"UNLINK", l2_key(key, klen)}, 'D', key, klen, shm::kL2Deletes, &r,
+                         &l2_msg);
+        if (!l2_rc) found = r[0].type == REDIS_REPLY_INTEGER && r[0].integer > 0;
         bump_inval_seq();
     }
     int l1_rc = 0;

@@ -56,6 +56,10 @@ private:
     Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint32_t flags);
     std::string l2_key(const void* key, size_t klen) const;
     int purge_l2(const char* pat, size_t plen, uint64_t* removed);
+    // Runs cmd and, unless SHMC_L2_NO_PUBLISH, the invalidation (op, key) in one round trip;
+    // counts `done` or a dropped write (then *errmsg gets the message).
+    int write_l2(Command cmd, char op, const void* key, size_t klen, shm::L2Counter done,
+                 Replies* r, std::string* errmsg);
     void bump_inval_seq() { shared_.inval_seq.fetch_add(1, std::memory_order_seq_cst); }
     void count(shm::L2Counter c, uint64_t n = 1) const {
         shared_.counters[c].fetch_add(n, std::memory_order_relaxed);
