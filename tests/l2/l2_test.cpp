@@ -390,6 +390,11 @@ TEST_CASE("subscriber: one per host, replaced at once when its process dies") {
     Host a("sub-a", redis.url());
     // The child attaches first and becomes host B's subscriber.
     const std::string bname = "shmc-t-l2-sub-b-" + std::to_string(getpid());
+    // Removed however the test ends (a failed REQUIRE leaves the case early).
+    struct Unlink {
+        const std::string& name;
+        ~Unlink() { shmc_unlink(name.c_str(), 1); }
+    } unlink_b{bname};
     int ready[2];
     REQUIRE(pipe(ready) == 0);
     const pid_t child = fork();
@@ -461,7 +466,6 @@ TEST_CASE("subscriber: one per host, replaced at once when its process dies") {
         }, 2000));
         shmc_close(c);
     }
-    shmc_unlink(bname.c_str(), 1);
     close(ready[0]);
 }
 
