@@ -70,6 +70,15 @@ int Engine::check_key(const void* key, size_t klen) const {
     return 0;
 }
 
+int Engine::check_value(const void* value, size_t vlen) const {
+    if (!value && vlen) return fail(SHMC_E_INVAL, "value is NULL");
+    if (vlen > g_.max_value_len)
+        return fail(SHMC_E_VALUE_TOO_LARGE,
+                    "value of %zu bytes is over this segment's limit of %u bytes (max_value_len)",
+                    vlen, g_.max_value_len);
+    return 0;
+}
+
 Key Engine::make_key(const void* key, size_t klen) const {
     return Key{static_cast<const char*>(key), klen, hash_key(key, klen)};
 }
@@ -94,11 +103,7 @@ int Engine::get(const void* key, size_t klen, void* buf, size_t cap, size_t* val
 int Engine::store(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
                   uint64_t ttl_ms, StoreMode mode) {
     if (int rc = check_key(key, klen)) return rc;
-    if (!value && vlen) return fail(SHMC_E_INVAL, "value is NULL");
-    if (vlen > g_.max_value_len)
-        return fail(SHMC_E_VALUE_TOO_LARGE,
-                    "value of %zu bytes is over this segment's limit of %u bytes (max_value_len)",
-                    vlen, g_.max_value_len);
+    if (int rc = check_value(value, vlen)) return rc;
     const Key k = make_key(key, klen);
     const EntryMeta meta{flags, expiry_from_ttl(ttl_ms), 0, 0};
     return locked(stripe_of(k),
@@ -108,11 +113,7 @@ int Engine::store(const void* key, size_t klen, const void* value, size_t vlen, 
 int Engine::fill(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
                  uint64_t ttl_ms, uint64_t expected_seq) {
     if (int rc = check_key(key, klen)) return rc;
-    if (!value && vlen) return fail(SHMC_E_INVAL, "value is NULL");
-    if (vlen > g_.max_value_len)
-        return fail(SHMC_E_VALUE_TOO_LARGE,
-                    "value of %zu bytes is over this segment's limit of %u bytes (max_value_len)",
-                    vlen, g_.max_value_len);
+    if (int rc = check_value(value, vlen)) return rc;
     const Key k = make_key(key, klen);
     const EntryMeta meta{flags, expiry_from_ttl(ttl_ms), 0, 0};
     const std::atomic<uint64_t>& seq = l2_shared().inval_seq;

@@ -72,6 +72,7 @@ public:
 private:
     Engine() = default;
     int check_key(const void* key, size_t klen) const;
+    int check_value(const void* value, size_t vlen) const;  // NULL with a length, or too large
     Key make_key(const void* key, size_t klen) const;
     uint32_t stripe_of(const Key& k) const { return uint32_t(k.hash) & (g_.n_stripes - 1); }
     void note_fork();

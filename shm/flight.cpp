@@ -244,15 +244,7 @@ int Engine::fetch_complete(const void* key, size_t klen, const void* value, size
                            const FetchStore& st, uint64_t lease) {
     if (int rc = check_key(key, klen)) return rc;
     // A value that cannot be stored still ends the lease: the waiters must not wait for it.
-    int refused = 0;
-    if (!value && vlen) {
-        refused = fail(SHMC_E_INVAL, "value is NULL");
-    } else if (vlen > g_.max_value_len) {
-        refused = fail(SHMC_E_VALUE_TOO_LARGE,
-                       "value of %zu bytes is over this segment's limit of %u bytes "
-                       "(max_value_len)",
-                       vlen, g_.max_value_len);
-    }
+    const int refused = check_value(value, vlen);
     const Key k = make_key(key, klen);
     EntryMeta meta;
     meta.flags = st.flags;
