@@ -403,6 +403,13 @@ class CacheCore:
             return False
         raise_code(rc)
 
+    def stored_pattern(self, pattern):
+        """The stored-key pattern (bytes) for pattern; BadPatternError if malformed."""
+        from ._segment import validate_pattern
+        p = self.keys.pattern(pattern)
+        validate_pattern(p)
+        return p
+
     def purge(self, pattern, tiers):
         """Remove every key matching the glob pattern; the number removed (the larger of the two
         tiers' counts: a key usually lives in both)."""

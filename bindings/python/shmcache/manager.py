@@ -229,10 +229,7 @@ class CacheManager:
 
     def _validate_pattern(self, pattern):
         """The stored-key pattern (bytes) for pattern; BadPatternError if malformed."""
-        from ._segment import validate_pattern
-        p = self._core.keys.pattern(pattern)
-        validate_pattern(p)
-        return p
+        return self._core.stored_pattern(pattern)
 
     # ---- decorators ------------------------------------------------------------------------------
     def cached(self, ttl=None, key_prefix=None, tier=None, key_builder=None, cache_none=False):
