@@ -29,7 +29,7 @@ int resolve(const shmc_fetch_options* opts, shmc_fetch_options* o, shm::FetchPar
         return shm::fail(SHMC_E_INVAL,
                          "fetch options: tiers must be SHMC_TIER_L1 or "
                          "SHMC_TIER_BOTH (leases live in L1)");
-    if (o->flags & ~uint32_t(SHMC_FETCH_L2_LOCK))
+    if (o->flags & ~uint32_t(SHMC_FETCH_L2_LOCK | SHMC_FETCH_NO_WAIT))
         return shm::fail(SHMC_E_INVAL, "fetch options: unknown flags 0x%x", o->flags);
     if ((o->flags & SHMC_FETCH_L2_LOCK) && o->tiers != SHMC_TIER_BOTH)
         return shm::fail(SHMC_E_INVAL, "fetch options: SHMC_FETCH_L2_LOCK needs SHMC_TIER_BOTH");
@@ -45,6 +45,9 @@ int resolve(const shmc_fetch_options* opts, shmc_fetch_options* o, shm::FetchPar
     p->wait_ms =
         o->wait_ms ? o->wait_ms : uint32_t(std::min<uint64_t>(2ull * o->lease_ms, UINT32_MAX));
     p->beta = o->xfetch_beta;
+    p->no_wait = (o->flags & SHMC_FETCH_NO_WAIT) != 0;
+    p->defer_absent = p->no_wait && (o->tiers & SHMC_TIER_L2);
+    p->defer_refresh = p->no_wait && (o->flags & SHMC_FETCH_L2_LOCK);
     return 0;
 }
 

@@ -6,6 +6,7 @@
 //   stale          -> the lease if free (STALE_REFRESH), else STALE: a stale value never waits
 //   absent         -> the lease if free or takeable (COMPUTE); no slot left: COMPUTE_UNLEASED;
 //                     held by another caller: not decided, wait and look again
+// With SHMC_FETCH_NO_WAIT, whatever would wait (or, with Redis, go on to Redis) is BUSY instead.
 // Between looks the waiter sleeps (50 us doubling to 2 ms) with no lock held. When the lease
 // slot says so (once per ms per lease), the waiter checks outside the lock whether the owner
 // still lives and, if not, claims the lease with the owner's token at its next look. A waiter
@@ -116,6 +117,14 @@ int look_locked(const StripeRef& s, const Key& k, void* buf, size_t cap, const F
         count(kFlLeasesGranted);
         if (a.took_over) count(kFlTakeovers);
     };
+    auto busy = [&] {  // SHMC_FETCH_NO_WAIT: nothing taken, nothing in buf for the caller
+        out->outcome = SHMC_FETCH_BUSY;
+        out->value_len = 0;
+        out->flags = 0;
+        out->ttl_left_ms = 0;
+        w->decided = true;
+        return 0;
+    };
     w->decided = false;
     w->check_owner = false;
     const uint64_t now = w->now = monotonic_ms();
@@ -133,6 +142,7 @@ int look_locked(const StripeRef& s, const Key& k, void* buf, size_t cap, const F
             out->ttl_left_ms = v.fresh_until ? clamp_ttl(v.fresh_until, now) : -1;
             if (!w->waiting && xfetch_possible(now, v.fresh_until, v.compute_ms, p.beta) &&
                 xfetch_fires(now, v.fresh_until, v.compute_ms, p.beta, xfetch_uniform())) {
+                if (p.defer_refresh) return busy();  // the refresh would need the Redis lock
                 const AcquireResult a = lease_acquire_locked(s, k.hash, now, p.lease_ms, 0);
                 if (a.kind == Acquire::kGranted) {
                     granted(a, SHMC_FETCH_EARLY_REFRESH);
@@ -142,6 +152,7 @@ int look_locked(const StripeRef& s, const Key& k, void* buf, size_t cap, const F
             return 0;
         }
         // Stale: served at once. One caller gets the lease to refresh; nobody waits.
+        if (p.defer_refresh) return busy();  // a refresh lease would need the Redis lock
         out->outcome = SHMC_FETCH_STALE;
         out->ttl_left_ms = 0;
         if (!w->stale_counted) count(kFlStaleServed);
@@ -156,6 +167,7 @@ int look_locked(const StripeRef& s, const Key& k, void* buf, size_t cap, const F
         }
         return 0;
     }
+    if (p.defer_absent) return busy();  // the caller would ask Redis next
     const AcquireResult a = lease_acquire_locked(s, k.hash, now, p.lease_ms, w->gone_token);
     w->gone_token = 0;
     switch (a.kind) {
@@ -169,6 +181,7 @@ int look_locked(const StripeRef& s, const Key& k, void* buf, size_t cap, const F
             w->decided = true;
             break;
         case Acquire::kHeld:
+            if (p.no_wait) return busy();
             w->owner_pid = a.owner_pid;
             w->owner_token = a.token;
             w->check_owner = a.check_owner;

@@ -21,6 +21,13 @@ struct FetchParams {
     uint32_t lease_ms = 5000;  // 1..kMaxLeaseMs
     uint32_t wait_ms = 10000;  // resolved: never 0
     double beta = 0;           // XFetch; 0: off
+    // SHMC_FETCH_NO_WAIT: a look that would wait for another caller settles as BUSY instead.
+    bool no_wait = false;
+    // With no_wait, also BUSY (nothing taken) where the caller would go on to Redis: an absent
+    // key when the Redis tier is asked (defer_absent), a refresh lease that would need the
+    // Redis lock (defer_refresh).
+    bool defer_absent = false;
+    bool defer_refresh = false;
 };
 
 struct FetchResult {

@@ -645,12 +645,20 @@ static void test_fetch(shmc_cache *c) {
     uint64_t lease = r.lease;
     EXPECT_RC(shmc_fetch(c, "fk", 2, buf, sizeof buf, &o, &r), 0);
     EXPECT(r.outcome == SHMC_FETCH_STALE && r.lease == 0);
+    o.flags = SHMC_FETCH_NO_WAIT; /* a free lease on a cold key; a held one is BUSY */
+    EXPECT_RC(shmc_fetch(c, "nw", 2, buf, sizeof buf, &o, &r), 0);
+    EXPECT(r.outcome == SHMC_FETCH_COMPUTE && r.lease != 0);
+    uint64_t nw_lease = r.lease;
+    EXPECT_RC(shmc_fetch(c, "nw", 2, buf, sizeof buf, &o, &r), 0);
+    EXPECT(r.outcome == SHMC_FETCH_BUSY && r.lease == 0 && r.waited_ms == 0);
+    EXPECT_RC(shmc_fetch_abandon(c, "nw", 2, nw_lease), 0);
+    o.flags = 0;
     size_t len = 0;
     EXPECT_RC(shmc_get(c, "fk", 2, buf, sizeof buf, &len, NULL, NULL), SHMC_E_NOTFOUND);
     EXPECT_RC(shmc_fetch_abandon(c, "fk", 2, lease), 0);
     shmc_flight_stats fs;
     EXPECT_RC(shmc_flight_get_stats(c, &fs), 0);
-    EXPECT(fs.leases_granted == 2 && fs.stale_served == 2 && fs.abandoned == 1);
+    EXPECT(fs.leases_granted == 3 && fs.stale_served == 2 && fs.abandoned == 2);
     EXPECT(fs.leases_held == 0 && fs.lease_slots > 0);
     EXPECT_RC(shmc_del(c, "fk", 2), SHMC_E_NOTFOUND); /* stale: removed, reported absent */
 }

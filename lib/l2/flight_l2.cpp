@@ -112,6 +112,7 @@ int Tiers::fetch(const void* key, size_t klen, void* buf, size_t cap, const shmc
                  const shm::FetchParams& p, shm::FetchResult* out, uint32_t* served_by) {
     *served_by = 0;
     if (int rc = engine_.fetch(key, klen, buf, cap, p, out)) return rc;
+    if (out->outcome == SHMC_FETCH_BUSY) return 0;  // NO_WAIT: the caller comes back without it
     const bool want_lock = (o.flags & SHMC_FETCH_L2_LOCK) && out->lease;
     if (has_value(out->outcome)) {
         *served_by = SHMC_TIER_L1;

@@ -254,3 +254,47 @@ TEST_CASE("flight: Redis hung: fetch computes with its local lease within the co
     CHECK(flight(a).leases_held == 0);
     redis.cont();
 }
+
+TEST_CASE("flight: NO_WAIT never reaches Redis: an L1 miss is BUSY, an L1 hit is served") {
+    RedisServer redis;
+    Host a("fnowait-a", redis.url());
+    REQUIRE(a.wait_subscribed());
+    auto o = both(5000, true);
+    o.flags |= SHMC_FETCH_NO_WAIT;
+    REQUIRE(a.set("k", "from-redis", SHMC_TIER_L2, 0, 60000) == 0);
+    const shmc_l2_stats before = a.stats();
+    Fetched busy = fetch(a, "k", o);  // in Redis only: settling it needs a round trip
+    REQUIRE(busy.rc == 0);
+    CHECK(busy.r.outcome == SHMC_FETCH_BUSY);
+    CHECK(busy.r.lease == 0);
+    CHECK(a.stats().hits + a.stats().misses == before.hits + before.misses);
+    CHECK(flight(a).leases_held == 0);
+    CHECK(lock_exists(redis, "k") == ":0\r\n");
+    // The call without the flag (the one an event loop makes in a thread) reads Redis ...
+    auto waiting = o;
+    waiting.flags &= ~SHMC_FETCH_NO_WAIT;
+    Fetched got = fetch(a, "k", waiting);
+    CHECK(got.r.outcome == SHMC_FETCH_HIT);
+    CHECK(got.r.served_by == SHMC_TIER_L2);
+    CHECK(got.value == "from-redis");
+    // ... and its copy in L1 is then settled inline.
+    Fetched inline_hit = fetch(a, "k", o);
+    CHECK(inline_hit.r.outcome == SHMC_FETCH_HIT);
+    CHECK(inline_hit.r.served_by == SHMC_TIER_L1);
+    CHECK(inline_hit.value == "from-redis");
+    // A stale value whose refresh would take the Redis lock: BUSY as well.
+    auto swr = waiting;
+    swr.ttl_ms = 20;
+    swr.stale_ttl_ms = 60000;
+    Fetched c = fetch(a, "cold", swr);
+    REQUIRE(c.r.outcome == SHMC_FETCH_COMPUTE);
+    REQUIRE(complete(a, "cold", "old", swr, c.r.lease) == 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+    auto swr_nw = swr;
+    swr_nw.flags |= SHMC_FETCH_NO_WAIT;
+    CHECK(fetch(a, "cold", swr_nw).r.outcome == SHMC_FETCH_BUSY);
+    Fetched s = fetch(a, "cold", swr);
+    CHECK(s.r.outcome == SHMC_FETCH_STALE_REFRESH);
+    CHECK(s.value == "old");
+    CHECK(complete(a, "cold", "new", swr, s.r.lease) == 0);
+}

@@ -8,11 +8,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <cmath>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "engine.h"
 #include "flight.h"
 #include "lease.h"
 #include "support.h"
@@ -565,4 +567,89 @@ TEST_CASE("bad fetch options are refused with a reason") {
     CHECK(shmc_flight_get_stats(nullptr, &fs) == SHMC_E_INVAL);
     CHECK(shmc_flight_get_stats(t.c, nullptr) == SHMC_E_INVAL);
     shmc_fetch_options_default(nullptr);
+}
+
+TEST_CASE("NO_WAIT: what L1 settles at once is returned; a held lease is BUSY, nothing taken") {
+    TestCache t("flight-nowait");
+    auto o = options(5000, 40, 10000);
+    auto nw = o;
+    nw.flags = SHMC_FETCH_NO_WAIT;
+    // A cold key with L1 only: the lease is free, so it is granted without waiting.
+    Fetched a = fetch(t.c, "k", nw);
+    REQUIRE(a.rc == 0);
+    CHECK(a.r.outcome == SHMC_FETCH_COMPUTE);
+    CHECK(a.r.lease != 0);
+    // Held by that caller: BUSY at once, not a wait, and the owner's lease is untouched.
+    const auto t0 = Clock::now();
+    Fetched b = fetch(t.c, "k", nw);
+    CHECK(ms_since(t0) < 20);
+    CHECK(b.r.outcome == SHMC_FETCH_BUSY);
+    CHECK(b.r.lease == 0);
+    CHECK(b.r.value_len == 0);
+    CHECK(b.r.served_by == 0);
+    shmc_flight_stats s = flight(t.c);
+    CHECK(s.waits == 0);
+    CHECK(s.leases_held == 1);
+    CHECK(s.leases_granted == 1);
+    CHECK(complete(t.c, "k", "v1", o, a.r.lease, 5) == 0);
+    // A fresh hit, then (past the TTL) a stale value with the refresh lease, then stale again.
+    Fetched hit = fetch(t.c, "k", nw);
+    CHECK(hit.r.outcome == SHMC_FETCH_HIT);
+    CHECK(hit.value == "v1");
+    sleep_ms(60);
+    Fetched r1 = fetch(t.c, "k", nw);
+    CHECK(r1.r.outcome == SHMC_FETCH_STALE_REFRESH);
+    CHECK(r1.value == "v1");
+    Fetched r2 = fetch(t.c, "k", nw);
+    CHECK(r2.r.outcome == SHMC_FETCH_STALE);
+    CHECK(r2.value == "v1");
+    CHECK(complete(t.c, "k", "v2", o, r1.r.lease) == 0);
+    CHECK(fetch(t.c, "k", nw).value == "v2");
+    s = flight(t.c);
+    CHECK(s.waits == 0);
+    CHECK(s.stale_served == 2);
+    CHECK(s.leases_held == 0);
+}
+
+TEST_CASE("NO_WAIT with the Redis tier asked: a miss and a refresh needing the lock are BUSY") {
+    // The engine's side of SHMC_FETCH_NO_WAIT with tiers BOTH (the C ABI sets these two
+    // parameters): nothing that would lead to a Redis round trip is settled inline.
+    TestCache t("flight-nowait-l2");
+    const shmc_options so = TestCache::defaults();
+    std::unique_ptr<Engine> engine;  // a second handle on the same segment, at the engine's level
+    REQUIRE(Engine::open(t.name.c_str(), &so, &engine) == 0);
+    Engine& e = *engine;
+    FetchParams p;
+    p.no_wait = p.defer_absent = p.defer_refresh = true;
+    char buf[64];
+    FetchResult r;
+    REQUIRE(e.fetch("k", 1, buf, sizeof buf, p, &r) == 0);
+    CHECK(r.outcome == SHMC_FETCH_BUSY);
+    CHECK(r.lease == 0);
+    CHECK(flight(t.c).leases_held == 0);
+    // A stale value: its refresh would take the Redis lock, so BUSY, nothing counted as served.
+    FetchStore st;
+    st.ttl_ms = 20;
+    st.stale_ms = 60000;
+    st.compute_ms = 1000;
+    REQUIRE(e.fetch_complete("k", 1, "old", 3, st, 0) == 0);
+    r = FetchResult{};
+    REQUIRE(e.fetch("k", 1, buf, sizeof buf, p, &r) == 0);
+    CHECK(r.outcome == SHMC_FETCH_HIT);  // still fresh (ms left, XFetch off)
+    p.beta = 1e9;                        // XFetch fires for certain: the refresh needs the lock
+    REQUIRE(e.fetch("k", 1, buf, sizeof buf, p, &r) == 0);
+    CHECK(r.outcome == SHMC_FETCH_BUSY);
+    CHECK(r.value_len == 0);
+    p.beta = 0;
+    sleep_ms(40);
+    REQUIRE(e.fetch("k", 1, buf, sizeof buf, p, &r) == 0);
+    CHECK(r.outcome == SHMC_FETCH_BUSY);
+    CHECK(flight(t.c).stale_served == 0);
+    CHECK(flight(t.c).leases_held == 0);
+    // Without defer_refresh (no Redis lock asked), the stale value is served with the lease.
+    p.defer_refresh = false;
+    REQUIRE(e.fetch("k", 1, buf, sizeof buf, p, &r) == 0);
+    CHECK(r.outcome == SHMC_FETCH_STALE_REFRESH);
+    CHECK(std::string(buf, r.value_len) == "old");
+    CHECK(e.lease_release("k", 1, r.lease, false) == 0);
 }

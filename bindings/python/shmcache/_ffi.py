@@ -249,7 +249,9 @@ FETCH_STALE_REFRESH = 3
 FETCH_EARLY_REFRESH = 4
 FETCH_COMPUTE = 5
 FETCH_COMPUTE_UNLEASED = 6
+FETCH_BUSY = 7  # only with FETCH_NO_WAIT: settle it again without the flag, off the event loop
 FETCH_L2_LOCK = 0x1
+FETCH_NO_WAIT = 0x2
 
 SCAN_FN = CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t, c_int64, c_void_p)
 
@@ -331,8 +333,7 @@ _L2 = {
     "shmc_l2_get_stats": (c_int, [CacheP, POINTER(L2Stats)], _check),
 }
 
-# Single flight (shmc_fetch*): declared for the statistics and for callers that use the C cycle;
-# the decorators do not use it yet.
+# Single flight (shmc_fetch*): the decorators' stampede options (see _flight) and the statistics.
 _FLIGHT = {
     "shmc_fetch_options_default": (None, [POINTER(FetchOptions)], None),
     "shmc_fetch": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t,

@@ -451,6 +451,10 @@ SHMC_API int shmc_l2_get_stats(shmc_cache *cache, shmc_l2_stats *out);
  * - With an L2 (tiers SHMC_TIER_BOTH): an L1 miss asks Redis before computing; with
  *   SHMC_FETCH_L2_LOCK the lease owner also takes a lock in Redis (SET NX PX lease_ms) so that one
  *   host computes for all, and the other hosts wait (bounded) for the value to appear in Redis.
+ * - Event loops: with SHMC_FETCH_NO_WAIT the call never blocks: what L1 alone settles is
+ *   returned at once, anything else as SHMC_FETCH_BUSY with nothing taken (then call again
+ *   without the flag, in a thread). A BUSY call counts one lookup in shmc_stats; so does the
+ *   call that follows it.
  * - A lease belongs to the process that received it: complete or abandon it from that process
  *   (any thread). A caller holding a lease must not fetch the same key again before completing
  *   it: it would wait for itself until the deadline. */
@@ -468,9 +472,16 @@ SHMC_API int shmc_l2_get_stats(shmc_cache *cache, shmc_l2_stats *out);
 #define SHMC_FETCH_COMPUTE_UNLEASED 6 /* no value and no lease (waited wait_ms, no free lease slot,
                                          or the stripe lock timed out): compute and complete with
                                          lease 0 */
+#define SHMC_FETCH_BUSY 7             /* only with SHMC_FETCH_NO_WAIT: settling this fetch needs a
+                                         wait or a Redis round trip; nothing was taken: call again
+                                         without the flag (off the event loop) */
 
 /* shmc_fetch_options.flags */
 #define SHMC_FETCH_L2_LOCK 0x1u /* also take a cross-host lock in Redis (needs SHMC_TIER_BOTH) */
+#define SHMC_FETCH_NO_WAIT 0x2u /* never block: settle from L1 alone what needs neither a wait
+                                   for another caller nor Redis (a fresh hit, a stale value, a
+                                   free lease with L1 only), else return SHMC_FETCH_BUSY. For
+                                   event loops: try inline, call again without it in a thread */
 
 /* The policy of one cached computation, given to shmc_fetch and shmc_fetch_complete alike.
  * Always start from shmc_fetch_options_default(). */
