@@ -54,12 +54,15 @@ def set_cache_manager(manager):
     return previous
 
 
-def cached(ttl=None, key_prefix=None, tier=None, key_builder=None, cache_none=False):
+def cached(ttl=None, key_prefix=None, tier=None, key_builder=None, cache_none=False,
+           **stampede):
     """@cached(...) with the default manager, resolved at each call (see shmcache.decorators).
-    Also usable bare: @cached."""
+    Also usable bare: @cached. stampede: single_flight, stale_ttl, early_refresh, lease_timeout,
+    wait_timeout, cross_host_lock (see shmcache._flight)."""
     if callable(ttl):
         return _decorators.cached(get_cache_manager)(ttl)
-    return _decorators.cached(get_cache_manager, ttl, key_prefix, tier, key_builder, cache_none)
+    return _decorators.cached(get_cache_manager, ttl, key_prefix, tier, key_builder, cache_none,
+                              **stampede)
 
 
 def cache_invalidate(*patterns, tier=None):

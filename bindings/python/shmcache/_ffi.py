@@ -366,7 +366,7 @@ if HAS_FLIGHT:
 # The hot path's view of the same functions (see the module docstring): no argtypes.
 hot = ctypes.CDLL(LIB_PATH, handle=lib._handle)
 for _name in ("shmc_get", "shmc_set", "shmc_encode", "shmc_decode") + \
-        (("shmc_tget", "shmc_tset") if HAS_L2 else ()):
+        (("shmc_tget", "shmc_tset") if HAS_L2 else ()) + (("shmc_fetch",) if HAS_FLIGHT else ()):
     getattr(hot, _name).restype = c_int
 
 # size_t arguments for the lengths most keys and small values have, made once: building one

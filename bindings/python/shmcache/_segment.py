@@ -212,6 +212,45 @@ class Segment:
         finally:
             next(self.left)
 
+    # ---- single flight (see _flight) ---------------------------------------------------------
+    def fetch(self, key, opts_ref, result):
+        """shmc_fetch with the options behind opts_ref (a byref of FetchOptions), the outcome in
+        result (this thread's FetchResult): (code, stored bytes or None). The bytes are the
+        envelope as stored, for outcomes that carry a value."""
+        klen = size_t_of(len(key))
+        ref, _, view, cap, *_ = _buffers.state().recv
+        result_ref = _byref(result)
+        h = self._enter_hot()
+        try:
+            for _ in range(_READ_RETRIES):
+                rc = hot.shmc_fetch(h, key, klen, ref, cap, opts_ref, result_ref)
+                if rc != E_BUFFER_TOO_SMALL:
+                    break
+                ref, _, view, cap, *_ = _buffers.slot("recv", result.value_len)
+            if rc != OK or result.outcome > _ffi.FETCH_EARLY_REFRESH:
+                return rc, None
+            return OK, view[:result.value_len].tobytes()
+        finally:
+            next(self.left)
+
+    def fetch_complete(self, key, buf, n, compute_ms, opts_ref, lease):
+        """shmc_fetch_complete of the n bytes of buf (an envelope); the library's code. Releases
+        the lease (if any) whatever the outcome. REQUIRES: n <= max_value_len."""
+        h = self._enter()
+        try:
+            return lib.shmc_fetch_complete(h, key, len(key), buf, n, 0, compute_ms, opts_ref,
+                                           lease)
+        finally:
+            self._leave()
+
+    def fetch_abandon(self, key, lease):
+        """shmc_fetch_abandon: give the lease back without a value (a waiter takes it over)."""
+        h = self._enter()
+        try:
+            return lib.shmc_fetch_abandon(h, key, len(key), lease)
+        finally:
+            self._leave()
+
     def contains(self, key, tiers=TIER_L1):
         """OK if key is live in one of the tiers (the value is not copied out of L1)."""
         klen = size_t_of(len(key))

@@ -21,6 +21,9 @@ COUNTERS = (
     "hits_l1", "hits_l2", "misses", "sets", "set_errors", "deletes", "purges",
     "lock_timeouts", "l2_unavailable", "l2_reply_errors", "l2_dropped_writes",
     "bad_envelopes", "rejected_pickles", "bad_signatures", "undecodable", "warmed",
+    # Calls of a single-flight function that waited for another coroutine of this process on
+    # the same key (see _flight): stampedes avoided that the host's counters do not see.
+    "flight_joined",
 )
 
 

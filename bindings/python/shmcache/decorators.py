@@ -16,6 +16,13 @@ it is None and cache_none is False: "nothing found" is not cached by default). A
 large for the segment is returned uncached, with a warning; a result the serializer cannot
 encode raises TypeError, since it would never be cached.
 
+Stampede options (see _flight and docs/stampede.md): single_flight=True makes one caller per
+host compute a missing value while the others wait for it; stale_ttl=S serves the old value
+for S seconds after the TTL while one caller refreshes it in the background; early_refresh=True
+(or a beta) refreshes hot keys shortly before they expire (XFetch); lease_timeout and
+wait_timeout bound a computation and a wait; cross_host_lock=True (with Redis) makes one host
+compute for all. Any of them turns single flight on.
+
 @cache_invalidate: after the function returns or raises (a failed update may have committed
 part of its work, and an extra miss is cheap), remove every key matching the patterns. Patterns
 may name the function's arguments: "user_profile:{user_id}*"; each value is rendered as in
@@ -26,6 +33,7 @@ side effect.
 import functools
 import inspect
 
+from . import _flight
 from .config import CacheTier
 from .errors import ValueTooLargeError
 from .keys import FunctionKeys
@@ -48,9 +56,13 @@ def _too_large(manager, func, err):
                              f"result of {func.__qualname__} not cached: {err}")
 
 
-def cached(resolve, ttl=None, key_prefix=None, tier=None, key_builder=None, cache_none=False):
+def cached(resolve, ttl=None, key_prefix=None, tier=None, key_builder=None, cache_none=False, *,
+           single_flight=None, stale_ttl=None, early_refresh=None, lease_timeout=None,
+           wait_timeout=None, cross_host_lock=False):
     """The decorator; see the module docstring. key_builder(*args, **kwargs) -> str replaces
     the automatic key (the namespace is still applied)."""
+    policy = _flight.FlightPolicy(single_flight, stale_ttl, early_refresh, lease_timeout,
+                                  wait_timeout, cross_host_lock)
 
     def decorate(func):
         _check_plain_function(func, "cached")
@@ -61,7 +73,10 @@ def cached(resolve, ttl=None, key_prefix=None, tier=None, key_builder=None, cach
                 return key_builder(*args, **kwargs)
             return keys.key(args, kwargs, manager.config.key_separator)
 
-        if inspect.iscoroutinefunction(func):
+        if policy.enabled:
+            wrapper = _single_flight_wrapper(func, policy, resolve, key_for, ttl, tier,
+                                             cache_none)
+        elif inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def async_wrapper(*args, **kwargs):
                 manager = resolve()._async_api()
@@ -103,6 +118,26 @@ def cached(resolve, ttl=None, key_prefix=None, tier=None, key_builder=None, cach
         return wrapper
 
     return decorate
+
+
+def _single_flight_wrapper(func, policy, resolve, key_for, ttl, tier, cache_none):
+    """The wrapper of a function cached with stampede options (see _flight)."""
+    if inspect.iscoroutinefunction(func):
+        @functools.wraps(func)
+        async def async_wrapper(*args, **kwargs):
+            manager = resolve()._async_api()
+            return await _flight.call_async(
+                manager, policy, key_for(manager, args, kwargs), func, args, kwargs, ttl, tier,
+                cache_none, lambda e: _too_large(manager, func, e))
+        return async_wrapper
+
+    @functools.wraps(func)
+    def sync_wrapper(*args, **kwargs):
+        manager = resolve()._sync_api()
+        return _flight.call_sync(
+            manager._core, policy, key_for(manager, args, kwargs), func, args, kwargs, ttl, tier,
+            cache_none, lambda e: _too_large(manager, func, e))
+    return sync_wrapper
 
 
 def cache_invalidate(resolve, patterns, tier=None):

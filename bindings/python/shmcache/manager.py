@@ -232,12 +232,14 @@ class CacheManager:
         return self._core.stored_pattern(pattern)
 
     # ---- decorators ------------------------------------------------------------------------------
-    def cached(self, ttl=None, key_prefix=None, tier=None, key_builder=None, cache_none=False):
+    def cached(self, ttl=None, key_prefix=None, tier=None, key_builder=None, cache_none=False,
+               **stampede):
         """Decorator caching a function's results in this manager (async or sync functions);
         see shmcache.decorators. Also usable bare: @cache.cached."""
         if callable(ttl):
             return _decorators.cached(lambda: self)(ttl)
-        return _decorators.cached(lambda: self, ttl, key_prefix, tier, key_builder, cache_none)
+        return _decorators.cached(lambda: self, ttl, key_prefix, tier, key_builder, cache_none,
+                                  **stampede)
 
     def cache_invalidate(self, *patterns, tier=None):
         """Decorator removing keys matching patterns after the function runs."""

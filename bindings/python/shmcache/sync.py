@@ -132,10 +132,12 @@ class SyncCacheManager:
         return self._core.stored_pattern(pattern)
 
     # ---- decorators ------------------------------------------------------------------------------
-    def cached(self, ttl=None, key_prefix=None, tier=None, key_builder=None, cache_none=False):
+    def cached(self, ttl=None, key_prefix=None, tier=None, key_builder=None, cache_none=False,
+               **stampede):
         if callable(ttl):
             return _decorators.cached(lambda: self)(ttl)
-        return _decorators.cached(lambda: self, ttl, key_prefix, tier, key_builder, cache_none)
+        return _decorators.cached(lambda: self, ttl, key_prefix, tier, key_builder, cache_none,
+                                  **stampede)
 
     def cache_invalidate(self, *patterns, tier=None):
         return _decorators.cache_invalidate(lambda: self, patterns, tier)
