@@ -42,8 +42,8 @@ import weakref
 from . import _ffi
 from ._core import MISS
 from ._envelope import encode_into
-from ._ffi import (E_LOCK_TIMEOUT, FETCH_BUSY, FETCH_EARLY_REFRESH, FETCH_L2_LOCK, FETCH_NO_WAIT,
-                   FETCH_STALE_REFRESH, OK, TIER_L1, TIER_L2)
+from ._ffi import (E_LOCK_TIMEOUT, FETCH_BUSY, FETCH_EARLY_REFRESH, FETCH_HIT, FETCH_L2_LOCK,
+                   FETCH_NO_WAIT, FETCH_STALE_REFRESH, OK, TIER_L1, TIER_L2)
 from ._telemetry import log
 from .errors import ValueTooLargeError, make_error
 
@@ -73,7 +73,8 @@ class FlightPolicy:
     cross_host_lock  with Redis: one host computes for all (SET NX PX in Redis).
     """
 
-    __slots__ = ("enabled", "stale_ms", "beta", "lease_ms", "wait_ms", "cross_host", "_options")
+    __slots__ = ("enabled", "stale_ms", "beta", "lease_ms", "wait_ms", "cross_host", "_options",
+                 "_last")
 
     def __init__(self, single_flight=None, stale_ttl=None, early_refresh=None,
                  lease_timeout=None, wait_timeout=None, cross_host_lock=False):
@@ -113,15 +114,20 @@ class FlightPolicy:
         if not isinstance(cross_host_lock, bool):
             raise TypeError(f"cross_host_lock must be True or False, not {cross_host_lock!r}")
         self.cross_host = cross_host_lock
-        # Per cache: (has_l2, tiers asked, (nowait options, byref), (waiting options, byref)).
+        # Per cache: (has_l2, (ttl, tier), refs), refs as options() returns them.
         self._options = weakref.WeakKeyDictionary()
+        self._last = (None, None, None, None)  # (core, has_l2, (ttl, tier), refs): the last used
 
     def options(self, core, ttl, tier):
         """(NO_WAIT options ref, waiting options ref, tiers) for a call on core's cache. The
         structures are made once per cache (and again if it gains or loses Redis)."""
         has_l2 = core.has_l2
+        last = self._last
+        if last[0] is core and last[1] == has_l2 and last[2] == (ttl, tier):
+            return last[3]
         made = self._options.get(core)
         if made is not None and made[0] == has_l2 and made[1] == (ttl, tier):
+            self._last = (core, has_l2, (ttl, tier), made[2])
             return made[2]
         tiers = core.tiers(tier)
         if not tiers & TIER_L1:
@@ -143,6 +149,7 @@ class FlightPolicy:
         nowait.flags |= FETCH_NO_WAIT
         refs = (_ffi.ctypes.byref(nowait), _ffi.ctypes.byref(opts), tiers, nowait, opts)
         self._options[core] = (has_l2, (ttl, tier), refs)
+        self._last = (core, has_l2, (ttl, tier), refs)
         return refs
 
 
@@ -150,6 +157,7 @@ class FlightPolicy:
 class _Results(threading.local):
     def __init__(self):
         self.result = _ffi.FetchResult()
+        self.ref = _ffi.ctypes.byref(self.result)
 
 
 _results = _Results()
@@ -159,8 +167,9 @@ def fetch(core, key, opts_ref):
     """shmc_fetch on core's segment: (outcome, lease, value or MISS). A value that does not
     decode is MISS with the outcome kept (the caller computes; a lease it holds is its own)."""
     seg = core.segment()
-    res = _results.result
-    rc, raw = seg.fetch(key, opts_ref, res)
+    st = _results
+    res = st.result
+    rc, raw = seg.fetch(key, opts_ref, res, st.ref)
     if rc != OK:
         raise make_error(rc, f"{_ffi.error_message(rc)} (key {key[:80]!r})")
     outcome, lease = res.outcome, res.lease
@@ -301,18 +310,20 @@ async def call_async(manager, policy, key, func, args, kwargs, ttl, tier, cache_
     core = manager._core
     k = core.keys.key(key)
     nowait_ref, wait_ref, tiers, _, _ = policy.options(core, ttl, tier)
+    outcome, lease, value = fetch(core, k, nowait_ref)  # inline: never blocks
+    if outcome == FETCH_HIT and value is not MISS:
+        return value  # the common case
     loop = asyncio.get_running_loop()
     working = _working.get(loop)
     if working is None:
         working = _working[loop] = {}
-    while True:
-        outcome, lease, value = fetch(core, k, nowait_ref)  # inline: never blocks
-        if outcome != FETCH_BUSY:
-            break
+    while outcome == FETCH_BUSY:
         other = working.get(k)
         if other is not None:
+            # A coroutine of this process is on this key: wait for it, then look again.
             core.counters.add("flight_joined")
-            await asyncio.shield(other)  # a coroutine of this process is on it: look again then
+            await asyncio.shield(other)
+            outcome, lease, value = fetch(core, k, nowait_ref)
             continue
         done = working[k] = loop.create_future()
         try:
@@ -320,12 +331,10 @@ async def call_async(manager, policy, key, func, args, kwargs, ttl, tier, cache_
         except BaseException:
             _finish(working, k, done)
             raise
-        if value is not MISS:
-            _finish(working, k, done)
-        else:
+        if value is MISS:  # this caller computes; the others of this process wait for it
             return await _compute_async(core, k, func, args, kwargs, wait_ref, tiers, lease,
                                         cache_none, too_large, manager, working, done)
-        break
+        _finish(working, k, done)
     if value is not MISS:
         if outcome in _REFRESH_OUTCOMES:
             task = loop.create_task(_refresh_async(core, k, func, args, kwargs, wait_ref, tiers,

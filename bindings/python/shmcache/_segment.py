@@ -213,13 +213,12 @@ class Segment:
             next(self.left)
 
     # ---- single flight (see _flight) ---------------------------------------------------------
-    def fetch(self, key, opts_ref, result):
+    def fetch(self, key, opts_ref, result, result_ref):
         """shmc_fetch with the options behind opts_ref (a byref of FetchOptions), the outcome in
-        result (this thread's FetchResult): (code, stored bytes or None). The bytes are the
-        envelope as stored, for outcomes that carry a value."""
+        result (this thread's FetchResult, result_ref its byref): (code, stored bytes or None).
+        The bytes are the envelope as stored, for outcomes that carry a value."""
         klen = size_t_of(len(key))
         ref, _, view, cap, *_ = _buffers.state().recv
-        result_ref = _byref(result)
         h = self._enter_hot()
         try:
             for _ in range(_READ_RETRIES):
