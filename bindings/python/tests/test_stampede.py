@@ -527,3 +527,37 @@ def test_the_cross_host_lock_makes_one_of_two_hosts_compute(shm_name, redis_serv
         assert len(got) == 16 and all(v == got[0] for v in got)
     finally:
         shmcache.destroy_segment(names[1], force=True)
+
+
+@pytest.mark.asyncio
+async def test_with_redis_a_value_one_host_computed_is_served_to_another(shm_name, redis_server):
+    from shmc_test_support import wait_subscribed
+
+    calls = []
+    kw = dict(redis_url=redis_server.url)
+    other = shm_name + "-b"
+    try:
+        async with CacheManager(CacheConfig(**_kw(shm_name, **kw))) as a, \
+                CacheManager(CacheConfig(**_kw(other, **kw))) as b:
+            await wait_subscribed(a)
+            await wait_subscribed(b)
+
+            def define(cache):
+                @cache.cached(ttl=60, key_prefix="l2", stale_ttl=30, cross_host_lock=True)
+                async def compute(x):
+                    calls.append(x)
+                    await asyncio.sleep(0.05)
+                    return {"x": x}
+                return compute
+
+            on_a, on_b = define(a), define(b)
+            got = await asyncio.gather(*(on_a(1) for _ in range(5)), *(on_b(1) for _ in range(5)))
+            assert calls == [1] and all(g == {"x": 1} for g in got)
+            assert (await b.get_stats())["process"]["hits_l2"] + \
+                (await a.get_stats())["process"]["hits_l2"] >= 1
+            assert await on_b(1) == {"x": 1}  # now in b's L1
+            stats = [(await c.get_stats())["single_flight"] for c in (a, b)]
+            assert sum(s["l2_locks"] for s in stats) == 1
+            assert sum(s["leases_held"] for s in stats) == 0
+    finally:
+        shmcache.destroy_segment(other, force=True)
