@@ -431,6 +431,13 @@ def test_a_value_too_large_is_returned_uncached_and_frees_the_lease(shm_name):
         assert cache.get_stats()["single_flight"]["leases_held"] == 0
 
         @cache.cached(ttl=60, single_flight=True)
+        def compressible(x):
+            return "abc" * 100000  # 300 KB, stored compressed (a few hundred bytes)
+
+        assert compressible(1) == compressible(1) == "abc" * 100000
+        assert cache.get_stats()["process"]["hits_l1"] == 1
+
+        @cache.cached(ttl=60, single_flight=True)
         def unencodable(x):
             return object()
 
