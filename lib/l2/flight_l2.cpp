@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "errors.h"
+#include "l1_copy.h"
 #include "tiers.h"
 
 namespace shmcache::l2 {
@@ -81,18 +82,18 @@ int Tiers::serve_l2(const void* key, size_t klen, void* buf, size_t cap, const r
     count(shm::kL2Hits);
     const size_t len = value.len;
     const uint64_t lease = out->lease;
-    if (pttl != -2 && fills_allowed()) {
+    const L1Copy copy = l1_copy_from_pttl(pttl, o.fill_ttl_ms);
+    if (copy.fill && fills_allowed()) {
         shm::FetchStore st;
         st.flags = SHMC_FLAG_FROM_L2;
-        st.ttl_ms = o.fill_ttl_ms;
-        if (pttl > 0)
-            st.ttl_ms = st.ttl_ms ? std::min<uint64_t>(st.ttl_ms, uint64_t(pttl)) : uint64_t(pttl);
+        st.ttl_ms = copy.ttl_ms;
         st.stale_ms = uint32_t(o.stale_ttl_ms);  // validated below 2^32
         st.expected_seq = &seq;
         if (engine_.fetch_complete(key, klen, value.str, len, st, lease) == 0) count(shm::kL2Fills);
     } else if (lease) {
-        // No copy may be kept (no live subscription): release the lease, so that the next waiter
-        // reads Redis in turn rather than waiting for a value that will not come.
+        // No copy may be kept (no live subscription, or the key is in its last millisecond):
+        // release the lease, so that the next waiter reads Redis in turn rather than waiting for
+        // a value that will not come.
         engine_.lease_release(key, klen, lease, false);
     }
     shm::clear_errmsg();  // a fill that did not happen is not the caller's failure
@@ -100,7 +101,7 @@ int Tiers::serve_l2(const void* key, size_t klen, void* buf, size_t cap, const r
     out->lease = 0;
     out->value_len = len;
     out->flags = SHMC_FLAG_FROM_L2;
-    out->ttl_left_ms = pttl > 0 ? pttl : -1;
+    out->ttl_left_ms = copy.ttl_left_ms;
     *served_by = SHMC_TIER_L2;
     if (cap < len)
         return shm::fail(SHMC_E_BUFFER_TOO_SMALL, "value of %zu bytes; buffer holds %zu", len, cap);

@@ -9,6 +9,7 @@
 
 #include "errors.h"
 #include "glob.h"
+#include "l1_copy.h"
 #include "log.h"
 
 namespace shmcache::l2 {
@@ -197,17 +198,16 @@ int Tiers::get(const void* key, size_t klen, void* buf, size_t cap, size_t* valu
     count(shm::kL2Hits);
     const long long pttl = r[1].type == REDIS_REPLY_INTEGER ? r[1].integer : -1;
     const size_t len = r[0].len;
-    if ((tiers & SHMC_TIER_L1) && pttl != -2 && fills_allowed()) {
+    const L1Copy copy = l1_copy_from_pttl(pttl, fill_ttl_ms);
+    if ((tiers & SHMC_TIER_L1) && copy.fill && fills_allowed()) {
         test_delay_before_fill();
-        uint64_t ttl = fill_ttl_ms;
-        if (pttl > 0) ttl = ttl ? std::min<uint64_t>(ttl, uint64_t(pttl)) : uint64_t(pttl);
-        if (engine_.fill(key, klen, r[0].str, len, SHMC_FLAG_FROM_L2, ttl, seq) == 0)
+        if (engine_.fill(key, klen, r[0].str, len, SHMC_FLAG_FROM_L2, copy.ttl_ms, seq) == 0)
             count(shm::kL2Fills);
         shm::clear_errmsg();  // a fill that did not happen is not the caller's failure
     }
     *value_len = len;
     if (flags) *flags = SHMC_FLAG_FROM_L2;
-    if (ttl_left_ms) *ttl_left_ms = pttl > 0 ? pttl : -1;
+    if (ttl_left_ms) *ttl_left_ms = copy.ttl_left_ms;
     if (served_by) *served_by = SHMC_TIER_L2;
     if (cap < len)
         return shm::fail(SHMC_E_BUFFER_TOO_SMALL, "value of %zu bytes; buffer holds %zu", len, cap);

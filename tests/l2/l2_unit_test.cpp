@@ -4,6 +4,7 @@
 
 #include "breaker.h"
 #include "invalidation.h"
+#include "l1_copy.h"
 #include "redis_url.h"
 #include "tiers.h"
 
@@ -95,4 +96,30 @@ TEST_CASE("circuit breaker: opens after the threshold, one trial per cooldown") 
     CHECK_FALSE(b.is_open());
     CHECK(b.admit(205, &wait) == Breaker::Verdict::kGo);
     CHECK_FALSE(b.on_success());
+}
+
+TEST_CASE("an L1 copy of a Redis value lives no longer than the Redis key") {
+    // A key in its last millisecond: PTTL says 0 while GET still returns it. Served, not copied
+    // (read as "no TTL", the copy would outlive the key by fill_ttl_ms).
+    L1Copy c = l1_copy_from_pttl(0, 300000);
+    CHECK_FALSE(c.fill);
+    CHECK(c.ttl_left_ms == 1);
+    c = l1_copy_from_pttl(-2, 300000);  // gone between GET and PTTL
+    CHECK_FALSE(c.fill);
+    c = l1_copy_from_pttl(-1, 300000);  // no TTL in Redis: the cap alone
+    CHECK(c.fill);
+    CHECK(c.ttl_ms == 300000);
+    CHECK(c.ttl_left_ms == -1);
+    c = l1_copy_from_pttl(-1, 0);
+    CHECK(c.fill);
+    CHECK(c.ttl_ms == 0);  // never expires in either tier
+    c = l1_copy_from_pttl(1500, 300000);
+    CHECK(c.fill);
+    CHECK(c.ttl_ms == 1500);
+    CHECK(c.ttl_left_ms == 1500);
+    c = l1_copy_from_pttl(900000, 300000);
+    CHECK(c.ttl_ms == 300000);
+    CHECK(c.ttl_left_ms == 900000);
+    c = l1_copy_from_pttl(7, 0);
+    CHECK(c.ttl_ms == 7);
 }
