@@ -6,14 +6,16 @@
 # BUILD_DIR defaults to $SHMC_BENCH_BUILD or /tmp/shmcache-bench-build (a release build of its
 # own, never the developer's debug build). Traces are read from ../shared/traces beside the
 # checkout ($SHMC_TRACES overrides); without them the replay section says it was skipped.
-# --quick runs P12 at two sizes instead of all five. A full run takes about 6 minutes on 2 cores.
+# --quick runs P12 at two sizes instead of all five. A full run takes about 7 minutes on 2 cores.
 #
 # Parts, in order: bench_engine (C get/set vs a private map and LMDB, 1 and 2 processes, twice:
 # 100k keys and a 1000-key hot set), replay (hit ratios on the ARC traces, plus PNG plots in
 # docs/img/), bench_memory (live share of the segment under churn), bench_l2 (the Redis tier's
 # latencies and bounds), bench/python/bench_peers.py (Python-level get/set vs redis-py,
-# pymemcache, diskcache, cachetools, python-lmdb) and bench/e2e/run_e2e.py (the FastAPI demo
-# under gunicorn + wrk: shmcache L1, L1+L2, and a plain redis-py cache). Packages: scripts/deps.sh.
+# pymemcache, diskcache, cachetools, python-lmdb), bench/e2e/run_e2e.py (the FastAPI demo
+# under gunicorn + wrk: shmcache L1, L1+L2, and a plain redis-py cache) and bench/herd/run_herd.py
+# (a thundering herd on one expiring key, with and without @cached's stampede options).
+# Packages: scripts/deps.sh.
 set -eu
 
 quick=
@@ -75,6 +77,9 @@ SHMCACHE_LIB="$build/lib/libshmcache.so" /usr/bin/python3 "$src/bench/python/ben
 echo "bench/e2e/run_e2e.py ..." >&2
 e2e_rc=0
 /usr/bin/python3 "$src/bench/e2e/run_e2e.py" --build "$build" >"$tmp/e2e.md" || e2e_rc=$?
+echo "bench/herd/run_herd.py ..." >&2
+herd_rc=0
+/usr/bin/python3 "$src/bench/herd/run_herd.py" --build "$build" >"$tmp/herd.md" || herd_rc=$?
 python_s=$(($(date +%s) - t0))
 
 mkdir -p "$src/docs/img"
@@ -203,8 +208,26 @@ low; the ratios are the point.
 E2E
     cat "$tmp/e2e.md"
     [ "$e2e_rc" -eq 0 ] || echo "**run_e2e.py exited with status $e2e_rc** (see its stderr)."
+    cat <<HERD
+
+## Thundering herd: one expiring key through FastAPI (\`bench/herd/run_herd.py\`)
+
+One hot key (GET /hot, a cached async function whose origin call takes 50 ms and is counted in a
+file) expiring every second under 64 wrk connections, served by gunicorn with 4 uvicorn
+workers, once per caching variant: plain \`@cached(ttl=1)\`, \`single_flight=True\`,
+\`stale_ttl=30\` (stale-while-revalidate), \`early_refresh=True\` (XFetch), and a key that never
+expires (\`hits\`: the latency of a hit under the same load, with no herd). Origin calls are the
+ones made during the wrk run; p99 is the clients'. What to look for: calls per expiry (plain:
+every connection in flight recomputes; the options: about one per host), and p99 against
+\`hits\` (single flight still makes the callers of each expiry wait for one origin call;
+stale-while-revalidate and early refresh make nobody wait). [stampede.md](stampede.md) explains
+the options.
+
+HERD
+    cat "$tmp/herd.md"
+    [ "$herd_rc" -eq 0 ] || echo "**run_herd.py exited with status $herd_rc** (see its stderr)."
 } >"$tmp/benchmarks.md"
 mv "$tmp/benchmarks.md" "$out"
 echo "wrote $out in ${total_s} s" >&2
 [ "$engine_rc" -eq 0 ] && [ "$replay_rc" -eq 0 ] && [ "$l2_rc" -eq 0 ] && [ "$memory_rc" -eq 0 ] &&
-    [ "$py_rc" -eq 0 ] && [ "$e2e_rc" -eq 0 ] && [ "$plots_rc" -eq 0 ]
+    [ "$py_rc" -eq 0 ] && [ "$e2e_rc" -eq 0 ] && [ "$herd_rc" -eq 0 ] && [ "$plots_rc" -eq 0 ]
