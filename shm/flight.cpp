@@ -142,7 +142,11 @@ int look_locked(const StripeRef& s, const Key& k, void* buf, size_t cap, const F
             out->ttl_left_ms = v.fresh_until ? clamp_ttl(v.fresh_until, now) : -1;
             if (!w->waiting && xfetch_possible(now, v.fresh_until, v.compute_ms, p.beta) &&
                 xfetch_fires(now, v.fresh_until, v.compute_ms, p.beta, xfetch_uniform())) {
-                if (p.defer_refresh) return busy();  // the refresh would need the Redis lock
+                // The refresh would take the Redis lock: BUSY, unless another caller refreshes.
+                if (p.defer_refresh) {
+                    if (lease_held_locked(s, k.hash, now)) return 0;  // HIT, as without NO_WAIT
+                    return busy();
+                }
                 const AcquireResult a = lease_acquire_locked(s, k.hash, now, p.lease_ms, 0);
                 if (a.kind == Acquire::kGranted) {
                     granted(a, SHMC_FETCH_EARLY_REFRESH);
@@ -152,7 +156,9 @@ int look_locked(const StripeRef& s, const Key& k, void* buf, size_t cap, const F
             return 0;
         }
         // Stale: served at once. One caller gets the lease to refresh; nobody waits.
-        if (p.defer_refresh) return busy();  // a refresh lease would need the Redis lock
+        // A refresh lease would take the Redis lock: BUSY, unless another caller refreshes
+        // already (then STALE, as without NO_WAIT).
+        if (p.defer_refresh && !lease_held_locked(s, k.hash, now)) return busy();
         out->outcome = SHMC_FETCH_STALE;
         out->ttl_left_ms = 0;
         if (!w->stale_counted) count(kFlStaleServed);
@@ -219,8 +225,9 @@ int Engine::fetch(const void* key, size_t klen, void* buf, size_t cap, const Fet
         if (w.decided) {
             // A stale value whose refresher may be dead: if so, look once more to take the
             // lease over, or nobody would refresh until its deadline.
+            // Not with defer_refresh: the lease taken over would need the Redis lock at once.
             if (out->outcome == SHMC_FETCH_STALE && w.check_owner && !w.rechecked &&
-                process_gone(w.owner_pid)) {
+                !p.defer_refresh && process_gone(w.owner_pid)) {
                 w.rechecked = true;
                 w.gone_token = w.owner_token;
                 continue;

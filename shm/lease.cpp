@@ -109,6 +109,14 @@ AcquireResult lease_acquire_locked(const StripeRef& s, uint64_t hash, uint64_t n
     return r;
 }
 
+bool lease_held_locked(const StripeRef& s, uint64_t hash, uint64_t now) {
+    for (uint32_t i = 0; i < kLeaseSlots; ++i) {
+        const LeaseSlot& l = s.ctl->leases[i];
+        if (owner_of(l) > 0 && l.key_hash == hash) return !overdue(l, now);
+    }
+    return false;
+}
+
 bool lease_release_locked(const StripeRef& s, uint64_t hash, uint64_t token) {
     const uint64_t slot = token & kTokenSlotMask;
     if (slot >= kLeaseSlots) return false;

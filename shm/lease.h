@@ -57,6 +57,10 @@ struct AcquireResult {
 AcquireResult lease_acquire_locked(const StripeRef& s, uint64_t hash, uint64_t now,
                                    uint32_t lease_ms, uint64_t gone_token);
 
+// True if a caller holds the lease on hash and its deadline is ahead (whether the owner still
+// lives is not checked: a system call). Changes nothing.
+bool lease_held_locked(const StripeRef& s, uint64_t hash, uint64_t now);
+
 // Ends the grant named by token, if it is still the current one for hash. True if it was.
 bool lease_release_locked(const StripeRef& s, uint64_t hash, uint64_t token);
 

@@ -114,6 +114,12 @@ int Tiers::fetch(const void* key, size_t klen, void* buf, size_t cap, const shmc
     *served_by = 0;
     if (int rc = engine_.fetch(key, klen, buf, cap, p, out)) return rc;
     if (out->outcome == SHMC_FETCH_BUSY) return 0;  // NO_WAIT: the caller comes back without it
+    if (p.no_wait && !has_value(out->outcome)) {
+        // A stripe lock timeout settled it as COMPUTE_UNLEASED; going on would ask Redis.
+        *out = shm::FetchResult{};
+        out->outcome = SHMC_FETCH_BUSY;
+        return 0;
+    }
     const bool want_lock = (o.flags & SHMC_FETCH_L2_LOCK) && out->lease;
     if (has_value(out->outcome)) {
         *served_by = SHMC_TIER_L1;

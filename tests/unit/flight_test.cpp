@@ -646,6 +646,17 @@ TEST_CASE("NO_WAIT with the Redis tier asked: a miss and a refresh needing the l
     CHECK(r.outcome == SHMC_FETCH_BUSY);
     CHECK(flight(t.c).stale_served == 0);
     CHECK(flight(t.c).leases_held == 0);
+    // Another caller refreshing already: the stale value is served (no lock would be taken).
+    FetchParams waiting;  // a fetch without NO_WAIT takes the refresh lease
+    r = FetchResult{};
+    REQUIRE(e.fetch("k", 1, buf, sizeof buf, waiting, &r) == 0);
+    REQUIRE(r.outcome == SHMC_FETCH_STALE_REFRESH);
+    const uint64_t refresher = r.lease;
+    REQUIRE(e.fetch("k", 1, buf, sizeof buf, p, &r) == 0);
+    CHECK(r.outcome == SHMC_FETCH_STALE);
+    CHECK(r.lease == 0);
+    CHECK(std::string(buf, r.value_len) == "old");
+    REQUIRE(e.lease_release("k", 1, refresher, false) == 0);
     // Without defer_refresh (no Redis lock asked), the stale value is served with the lease.
     p.defer_refresh = false;
     REQUIRE(e.fetch("k", 1, buf, sizeof buf, p, &r) == 0);

@@ -91,6 +91,10 @@ class CacheCore:
         self._state = _Lifecycle.NEW
         self._open_lock = threading.Lock()
         self._facades = weakref.WeakSet()
+        # Single-flight leases this process holds now, as (stored key, lease): given back by
+        # close(), so that stopping a worker mid-computation never leaves the host's other
+        # callers waiting for a value that will not come (see _flight).
+        self.held_leases = set()
         self._disarm()
         _FORK_AWARE.add(self)
 
@@ -136,9 +140,21 @@ class CacheCore:
                 self._state = _Lifecycle.CLOSED
             self._disarm()
         if seg is not None:
+            self._give_back_leases(seg)
             seg.close()
         if self.local is not None:
             self.local.clear()
+
+    def _give_back_leases(self, seg):
+        while self.held_leases:
+            try:
+                key, lease = self.held_leases.pop()
+            except KeyError:  # emptied by a finishing computation meanwhile
+                break
+            try:
+                seg.fetch_abandon(key, lease)
+            except Exception:  # bounded by its deadline anyway
+                pass
 
     def _arm(self, seg):
         """Install the hot path for seg. REQUIRES: _open_lock held, seg open."""
@@ -689,6 +705,7 @@ def _after_fork_in_child():
         core.logs.after_fork_in_child()
         if core.local is not None:
             core.local.clear()  # emptied in place: the hot path holds the dict
+        core.held_leases = set()  # the parent's: this process must not give them back
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

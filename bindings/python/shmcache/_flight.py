@@ -24,9 +24,14 @@ wait_timeout (2 x lease_timeout by default). A sync function waits in its own th
 library. An async function never blocks the event loop: the first shmc_fetch is made inline with
 SHMC_FETCH_NO_WAIT, which settles from L1 alone everything that needs no wait and no Redis (a
 hit costs about what a get does); only its BUSY answer sends the same fetch, without the flag,
-to the manager's thread pool. Coroutines of one process that want the same key meanwhile wait
-for that one call (an asyncio future) and then look again, so a process uses one thread per key
-however many requests wait for it.
+to a pool of waiting threads of the process (apart from the manager's pool, which stores use:
+a long wait never holds up a store). Coroutines of one process that want the same key meanwhile
+wait for that one call (an asyncio future, within the same wait bound) and then look again, so a
+process uses one thread per key however many requests wait for it. Whatever may reach Redis (a
+store with Redis, the release of a lease holding the Redis lock) runs off the loop too.
+
+Leases always end: a lease this process holds is given back when its cache is closed
+(CacheCore.close), and a store that ends a lease is never cancelled with its caller.
 
 Values are stored in the usual envelope under the usual key, so get(), the CLI and a plain
 @cached on the same key read them; a stale value is visible to shmc_fetch only.
@@ -42,8 +47,9 @@ import weakref
 from . import _ffi
 from ._core import MISS
 from ._envelope import encode_into
-from ._ffi import (E_LOCK_TIMEOUT, FETCH_BUSY, FETCH_EARLY_REFRESH, FETCH_HIT, FETCH_L2_LOCK,
-                   FETCH_NO_WAIT, FETCH_STALE_REFRESH, OK, TIER_L1, TIER_L2)
+from ._ffi import (E_LOCK_TIMEOUT, FETCH_BUSY, FETCH_COMPUTE_UNLEASED, FETCH_EARLY_REFRESH,
+                   FETCH_HIT, FETCH_L2_LOCK, FETCH_NO_WAIT, FETCH_STALE_REFRESH, OK, TIER_L1,
+                   TIER_L2)
 from ._telemetry import log
 from .errors import ValueTooLargeError, make_error
 
@@ -118,6 +124,10 @@ class FlightPolicy:
         self._options = weakref.WeakKeyDictionary()
         self._last = (None, None, None, None)  # (core, has_l2, (ttl, tier), refs): the last used
 
+    def wait_seconds(self):
+        """The bound on a wait for another caller's computation, in seconds."""
+        return (self.wait_ms or 2 * self.lease_ms) / 1000
+
     def options(self, core, ttl, tier):
         """(NO_WAIT options ref, waiting options ref, tiers) for a call on core's cache. The
         structures are made once per cache (and again if it gains or loses Redis)."""
@@ -173,6 +183,8 @@ def fetch(core, key, opts_ref):
     if rc != OK:
         raise make_error(rc, f"{_ffi.error_message(rc)} (key {key[:80]!r})")
     outcome, lease = res.outcome, res.lease
+    if lease:
+        core.held_leases.add((key, lease))  # given back by close() if still held then
     if outcome > FETCH_EARLY_REFRESH:
         if outcome != FETCH_BUSY:
             core.counters.add("misses")
@@ -199,7 +211,8 @@ def complete(core, key, value, compute_ms, opts_ref, tiers, lease):
     except BaseException:
         abandon(core, key, lease)
         raise
-    rc = seg.fetch_complete(key, buf, n, compute_ms, opts_ref, lease)
+    rc = seg.fetch_complete(key, buf, n, compute_ms, opts_ref, lease)  # ends the lease
+    core.held_leases.discard((key, lease))
     if rc == OK:
         core.counters.add("sets")
         if tiers & TIER_L2:
@@ -213,6 +226,7 @@ def abandon(core, key, lease):
     its deadline, lease_timeout after it was granted)."""
     if not lease:
         return
+    core.held_leases.discard((key, lease))
     try:
         rc = core.segment().fetch_abandon(key, lease)
         if rc not in (OK, E_LOCK_TIMEOUT):
@@ -258,22 +272,36 @@ def call_sync(core, policy, key, func, args, kwargs, ttl, tier, cache_none, too_
     return result
 
 
-_refresh_pool = None
-_refresh_pool_pid = None
-_refresh_pool_lock = threading.Lock()
-_REFRESH_THREADS = 4
+class _ProcessPool:
+    """A thread pool of this process, made on first use and made again in a forked child (the
+    parent's threads do not exist there)."""
+
+    def __init__(self, name, threads):
+        self._name, self._threads = name, threads
+        self._pool, self._pid = None, None
+        self._lock = threading.Lock()
+
+    def get(self):
+        pid = os.getpid()
+        pool = self._pool
+        if pool is not None and self._pid == pid:
+            return pool
+        with self._lock:
+            if self._pool is None or self._pid != pid:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self._threads, thread_name_prefix=self._name)
+                self._pid = pid
+            return self._pool
+
+    def after_fork_in_child(self):
+        self._lock = threading.Lock()  # a parent thread may have held it at fork
 
 
-def _refresh_executor():
-    global _refresh_pool, _refresh_pool_pid
-    pid = os.getpid()
-    with _refresh_pool_lock:
-        if _refresh_pool is None or _refresh_pool_pid != pid:
-            # A parent's pool has no threads in a forked child: make this process's own.
-            _refresh_pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=_REFRESH_THREADS, thread_name_prefix="shmcache-refresh")
-            _refresh_pool_pid = pid
-        return _refresh_pool
+# Background refreshes of sync functions and lease releases that may need Redis.
+_background_pool = _ProcessPool("shmcache-refresh", 4)
+# Async callers waiting for another's computation: one thread per key waited for, per process
+# (coroutines of the process that want the same key wait for that thread's call).
+_wait_pool = _ProcessPool("shmcache-wait", 32)
 
 
 def _refresh_in_thread(core, k, func, args, kwargs, opts_ref, tiers, lease, cache_none,
@@ -293,14 +321,15 @@ def _refresh_in_thread(core, k, func, args, kwargs, opts_ref, tiers, lease, cach
             log.warning("shmcache: background refresh of key %r not stored: %r", k[:80], e)
 
     try:
-        _refresh_executor().submit(refresh)
+        _background_pool.get().submit(refresh)
     except RuntimeError:  # interpreter shutting down: no refresh, the lease ends at its deadline
         abandon(core, k, lease)
 
 
 # ---- async ---------------------------------------------------------------------------------------
 # Per event loop, the keys some coroutine of this process is working on (waiting for in a thread,
-# or computing under the lease), each with the future the others wait for.
+# or computing under the lease), keyed (cache core, stored key), each with the future the others
+# wait for.
 _working = weakref.WeakKeyDictionary()
 _tasks = set()  # background refreshes: the loop keeps only weak references to tasks
 
@@ -308,6 +337,8 @@ _tasks = set()  # background refreshes: the loop keeps only weak references to t
 async def call_async(manager, policy, key, func, args, kwargs, ttl, tier, cache_none, too_large):
     """One call of an async function under policy (see the module docstring)."""
     core = manager._core
+    if not core.is_open:
+        await manager._off_loop(core.segment)  # opening may wait (creation by another process)
     k = core.keys.key(key)
     nowait_ref, wait_ref, tiers, _, _ = policy.options(core, ttl, tier)
     outcome, lease, value = fetch(core, k, nowait_ref)  # inline: never blocks
@@ -317,84 +348,112 @@ async def call_async(manager, policy, key, func, args, kwargs, ttl, tier, cache_
     working = _working.get(loop)
     if working is None:
         working = _working[loop] = {}
+    wk = (core, k)
+    join_deadline = None
     while outcome == FETCH_BUSY:
-        other = working.get(k)
+        other = working.get(wk)
         if other is not None:
-            # A coroutine of this process is on this key: wait for it, then look again.
+            # A coroutine of this process is on this key: wait for it (within the wait bound,
+            # as a wait for another process would be), then look again.
             core.counters.add("flight_joined")
-            await asyncio.shield(other)
+            if join_deadline is None:
+                join_deadline = loop.time() + policy.wait_seconds()
+            try:
+                await asyncio.wait_for(asyncio.shield(other), join_deadline - loop.time())
+            except asyncio.TimeoutError:
+                outcome, lease, value = FETCH_COMPUTE_UNLEASED, 0, MISS
+                break
             outcome, lease, value = fetch(core, k, nowait_ref)
             continue
-        done = working[k] = loop.create_future()
+        done = working[wk] = loop.create_future()
         try:
-            outcome, lease, value = await _waiting_fetch(manager, core, k, wait_ref)
+            outcome, lease, value = await _waiting_fetch(core, k, wait_ref)
         except BaseException:
-            _finish(working, k, done)
+            _finish(working, wk, done)
             raise
         if value is MISS:  # this caller computes; the others of this process wait for it
             return await _compute_async(core, k, func, args, kwargs, wait_ref, tiers, lease,
-                                        cache_none, too_large, manager, working, done)
-        _finish(working, k, done)
+                                        cache_none, too_large, manager, working, wk, done)
+        _finish(working, wk, done)
     if value is not MISS:
         if outcome in _REFRESH_OUTCOMES:
             task = loop.create_task(_refresh_async(core, k, func, args, kwargs, wait_ref, tiers,
                                                    lease, cache_none, too_large, manager))
             _tasks.add(task)
             task.add_done_callback(_tasks.discard)
+            # A task cancelled before it ran (its loop shut down) still ends its lease.
+            task.add_done_callback(lambda t: t.cancelled() and _abandon_soon(core, k, lease))
         return value
     done = None
-    if lease and k not in working:
-        done = working[k] = loop.create_future()
+    if lease and wk not in working:
+        done = working[wk] = loop.create_future()
     return await _compute_async(core, k, func, args, kwargs, wait_ref, tiers, lease, cache_none,
-                                too_large, manager, working, done)
+                                too_large, manager, working, wk, done)
 
 
-async def _waiting_fetch(manager, core, k, opts_ref):
-    """fetch() in the manager's thread pool. If the caller is cancelled meanwhile (a client went
-    away), a lease the fetch still obtains is given back at once: waiters must not wait for a
-    computation nobody will make."""
-    cf = manager._executor().submit(fetch, core, k, opts_ref)
+async def _waiting_fetch(core, k, opts_ref):
+    """fetch() in this process's waiting threads (their own pool: a wait, up to wait_timeout,
+    must never hold a thread that a store needs). If the caller is cancelled meanwhile (a client
+    went away), a lease the fetch still obtains is given back at once: waiters must not wait for
+    a computation nobody will make."""
+    cf = _wait_pool.get().submit(fetch, core, k, opts_ref)
     try:
         return await asyncio.wrap_future(cf)
     except asyncio.CancelledError:
         def give_back(f):
             if not f.cancelled() and f.exception() is None:
-                abandon(core, k, f.result()[1])
+                _abandon_soon(core, k, f.result()[1])
         cf.add_done_callback(give_back)
         raise
 
 
-def _finish(working, k, done):
+def _finish(working, wk, done):
     if done is None:
         return
-    if working.get(k) is done:
-        del working[k]
+    if working.get(wk) is done:
+        del working[wk]
     if not done.done():
         done.set_result(None)
 
 
+def _abandon_soon(core, k, lease):
+    """abandon() without waiting: with Redis, a lease may hold a Redis lock whose release is a
+    round trip, so it is made in a background thread, never on the event loop."""
+    if not lease:
+        return
+    if core.has_l2:
+        try:
+            _background_pool.get().submit(abandon, core, k, lease)
+            return
+        except RuntimeError:  # shutting down: give it back here
+            pass
+    abandon(core, k, lease)
+
+
 async def _compute_async(core, k, func, args, kwargs, opts_ref, tiers, lease, cache_none,
-                         too_large, manager, working, done):
+                         too_large, manager, working, wk, done):
     try:
         start = time.monotonic()
         try:
             result = await func(*args, **kwargs)
         except BaseException:
-            abandon(core, k, lease)
+            _abandon_soon(core, k, lease)
             raise
         await _store_async(core, k, result, compute_ms_since(start), opts_ref, tiers, lease,
                            cache_none, too_large, manager)
         return result
     finally:
-        _finish(working, k, done)
+        _finish(working, wk, done)
 
 
 async def _store_async(core, k, result, compute_ms, opts_ref, tiers, lease, cache_none,
                        too_large, manager):
     if tiers & TIER_L2 or (lease and core.has_l2):
-        # Redis is written (or its lock released) in the same call: off the event loop.
-        await manager._off_loop(_store, core, k, result, compute_ms, opts_ref, tiers, lease,
-                                cache_none, too_large)
+        # Redis is written (or its lock released) in the same call: off the event loop, and
+        # shielded: a caller cancelled meanwhile must not cancel the store, which ends the lease.
+        cf = manager._executor().submit(_store, core, k, result, compute_ms, opts_ref, tiers,
+                                        lease, cache_none, too_large)
+        await asyncio.shield(asyncio.wrap_future(cf))
     else:
         _store(core, k, result, compute_ms, opts_ref, tiers, lease, cache_none, too_large)
 
@@ -405,7 +464,7 @@ async def _refresh_async(core, k, func, args, kwargs, opts_ref, tiers, lease, ca
     try:
         result = await func(*args, **kwargs)
     except BaseException as e:
-        abandon(core, k, lease)
+        _abandon_soon(core, k, lease)
         if not isinstance(e, Exception):
             raise
         log.warning("shmcache: background refresh of key %r failed: %r", k[:80], e)
@@ -418,11 +477,10 @@ async def _refresh_async(core, k, func, args, kwargs, opts_ref, tiers, lease, ca
 
 
 def _after_fork_in_child():
-    global _refresh_pool_lock
-    _refresh_pool_lock = threading.Lock()
+    _background_pool.after_fork_in_child()
+    _wait_pool.after_fork_in_child()
     _working.clear()  # the parent's loops and futures
     _tasks.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-

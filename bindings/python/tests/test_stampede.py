@@ -568,3 +568,87 @@ async def test_with_redis_a_value_one_host_computed_is_served_to_another(shm_nam
             assert sum(s["leases_held"] for s in stats) == 0
     finally:
         shmcache.destroy_segment(other, force=True)
+
+
+@pytest.mark.asyncio
+async def test_stopping_a_manager_mid_computation_gives_its_lease_back(shm_name):
+    kw = _kw(shm_name)
+    cache = CacheManager(CacheConfig(**kw))
+    await cache.start()
+    started = asyncio.Event()
+
+    @cache.cached(ttl=60, single_flight=True, lease_timeout=60)
+    async def slow(x):
+        started.set()
+        await asyncio.sleep(30)
+        return x
+
+    task = asyncio.ensure_future(slow(1))
+    await started.wait()
+    with SyncCacheManager(CacheConfig(**kw)) as other:
+        assert other.get_stats()["single_flight"]["leases_held"] == 1
+        await cache.stop()  # the worker shuts down while its computation runs
+        assert other.get_stats()["single_flight"]["leases_held"] == 0
+        t0 = time.monotonic()
+
+        @other.cached(ttl=60, single_flight=True, lease_timeout=60,
+                      key_builder=lambda x: slow.cache_key(x))
+        def same_key(x):
+            return "computed by the next worker"
+
+        assert same_key(1) == "computed by the next worker"
+        assert time.monotonic() - t0 < 5  # not the 60 s lease
+    task.cancel()
+    with pytest.raises((asyncio.CancelledError, shmcache.ShmcacheError)):
+        await task
+
+
+@pytest.mark.asyncio
+async def test_a_coroutine_waits_for_a_sibling_no_longer_than_wait_timeout(shm_name):
+    async with CacheManager(CacheConfig(**_kw(shm_name))) as cache:
+        started = asyncio.Event()
+        calls = []
+
+        @cache.cached(ttl=60, single_flight=True, wait_timeout=0.3,
+                      key_builder=lambda hang: "sibling")
+        async def compute(hang):
+            calls.append(hang)
+            started.set()
+            if hang:
+                await asyncio.sleep(30)
+            return "from the second caller"
+
+        hung = asyncio.ensure_future(compute(True))
+        await started.wait()
+        t0 = time.monotonic()
+        assert await compute(False) == "from the second caller"
+        took = time.monotonic() - t0
+        assert 0.25 < took < 3, f"the sibling waited {took:.2f} s (wait_timeout 0.3 s)"
+        assert calls == [True, False]
+        hung.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hung
+        assert (await cache.get_stats())["single_flight"]["leases_held"] == 0
+
+
+@pytest.mark.asyncio
+async def test_two_caches_on_one_loop_do_not_share_a_computation(shm_name):
+    other = shm_name + "-b"
+    calls = []
+    try:
+        async with CacheManager(CacheConfig(**_kw(shm_name))) as a, \
+                CacheManager(CacheConfig(**_kw(other))) as b:
+            def define(cache, name):
+                @cache.cached(ttl=60, single_flight=True, key_prefix="same")
+                async def compute(x):
+                    calls.append(name)
+                    await asyncio.sleep(0.05)
+                    return name
+                return compute
+
+            on_a, on_b = define(a, "a"), define(b, "b")
+            got = await asyncio.gather(on_a(1), on_b(1), on_a(1), on_b(1))
+            assert got == ["a", "b", "a", "b"]  # each from its own cache
+            assert sorted(calls) == ["a", "b"]
+    finally:
+        shmcache.destroy_segment(other, force=True)
