@@ -117,7 +117,15 @@ int look_locked(const StripeRef& s, const Key& k, void* buf, size_t cap, const F
         count(kFlLeasesGranted);
         if (a.took_over) count(kFlTakeovers);
     };
+    bool counted = false;  // this look counted a hit or a miss in the stripe's stats
+    Freshness found = Freshness::kAbsent;
     auto busy = [&] {  // SHMC_FETCH_NO_WAIT: nothing taken, nothing in buf for the caller
+        // Nothing counted either: the call made next, without the flag, counts this lookup.
+        if (counted) {
+            std::atomic<uint64_t>& c =
+                found == Freshness::kAbsent ? s.ctl->stats.misses : s.ctl->stats.hits;
+            c.store(c.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+        }
         out->outcome = SHMC_FETCH_BUSY;
         out->value_len = 0;
         out->flags = 0;
@@ -130,6 +138,8 @@ int look_locked(const StripeRef& s, const Key& k, void* buf, size_t cap, const F
     const uint64_t now = w->now = monotonic_ms();
     PeekResult v;
     const int rc = table_peek(s, k, now, buf, cap, w->first, &v);
+    counted = w->first && rc == 0;
+    found = v.state;
     w->first = false;
     if (v.state != Freshness::kAbsent) {
         w->decided = true;

@@ -580,6 +580,7 @@ TEST_CASE("NO_WAIT: what L1 settles at once is returned; a held lease is BUSY, n
     CHECK(a.r.outcome == SHMC_FETCH_COMPUTE);
     CHECK(a.r.lease != 0);
     // Held by that caller: BUSY at once, not a wait, and the owner's lease is untouched.
+    const shmc_stats before = t.stats();
     const auto t0 = Clock::now();
     Fetched b = fetch(t.c, "k", nw);
     CHECK(ms_since(t0) < 20);
@@ -587,6 +588,8 @@ TEST_CASE("NO_WAIT: what L1 settles at once is returned; a held lease is BUSY, n
     CHECK(b.r.lease == 0);
     CHECK(b.r.value_len == 0);
     CHECK(b.r.served_by == 0);
+    CHECK(t.stats().misses == before.misses);  // a BUSY look counts no lookup
+    CHECK(t.stats().hits == before.hits);
     shmc_flight_stats s = flight(t.c);
     CHECK(s.waits == 0);
     CHECK(s.leases_held == 1);
@@ -637,8 +640,10 @@ TEST_CASE("NO_WAIT with the Redis tier asked: a miss and a refresh needing the l
     REQUIRE(e.fetch("k", 1, buf, sizeof buf, p, &r) == 0);
     CHECK(r.outcome == SHMC_FETCH_HIT);  // still fresh (ms left, XFetch off)
     p.beta = 1e9;                        // XFetch fires for certain: the refresh needs the lock
+    const uint64_t hits = t.stats().hits;
     REQUIRE(e.fetch("k", 1, buf, sizeof buf, p, &r) == 0);
     CHECK(r.outcome == SHMC_FETCH_BUSY);
+    CHECK(t.stats().hits == hits);
     CHECK(r.value_len == 0);
     p.beta = 0;
     sleep_ms(40);

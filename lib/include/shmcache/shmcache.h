@@ -453,8 +453,8 @@ SHMC_API int shmc_l2_get_stats(shmc_cache *cache, shmc_l2_stats *out);
  *   host computes for all, and the other hosts wait (bounded) for the value to appear in Redis.
  * - Event loops: with SHMC_FETCH_NO_WAIT the call never blocks: what L1 alone settles is
  *   returned at once, anything else as SHMC_FETCH_BUSY with nothing taken (then call again
- *   without the flag, in a thread). A BUSY call counts one lookup in shmc_stats; so does the
- *   call that follows it.
+ *   without the flag, in a thread). A BUSY call counts nothing in shmc_stats: the call that
+ *   follows it counts the lookup.
  * - A lease belongs to the process that received it: complete or abandon it from that process
  *   (any thread). A caller holding a lease must not fetch the same key again before completing
  *   it: it would wait for itself until the deadline. */
