@@ -198,15 +198,20 @@ def report(args, pids, per, errors, seconds, stats, inval_text):
                    f"hits {l1.get('hits')}, misses {l1.get('misses')}, hit rate "
                    f"{100 * float(l1.get('hit_rate', 0)):.1f}%, entries {l1.get('size')}"
                    f" of {l1.get('max_size')}.")
-        if l1.get("hits") == own + others and l1.get("misses") == computed:
-            out.append("  the segment counted what the responses show: hits = served-own + "
-                       "served-others, misses = computed.")
+        sf = stats.get("single_flight", {})
+        waited = sf.get("stampedes_avoided", 0)
+        if waited or sf.get("waits"):
+            out.append(f"single flight (host-wide): {waited} requests missed a profile another "
+                       f"worker was computing and waited for its value instead of computing it "
+                       f"too; {sf.get('lease_timeouts', 0)} gave up waiting.")
+        # A request that waited counts as a miss in the segment, then is served another's value.
+        if l1.get("hits") == own + others - waited and l1.get("misses") == computed + waited:
+            out.append("  the segment counted what the responses show: hits + waited = "
+                       "served-own + served-others, misses = computed + waited.")
     if args.l2:
         out.append(f"Redis L2 ({'connected' if l2.get('connected') else 'NOT connected'}): "
                    f"hits {l2.get('hits')}, misses {l2.get('misses')}, errors {l2.get('errors')}"
                    f"; on one host the shared L1 answers first, so L2 sees only its misses.")
-        out.append("  (with L2, a get that misses L1 looks at L1 again in the same call as Redis,"
-                   " so each such miss counts twice in the L1 misses above.)")
     out.append(inval_text)
     out.append(f"wall time {seconds:.2f} s, {n / seconds:.0f} requests/s.")
     if errors:

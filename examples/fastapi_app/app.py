@@ -63,9 +63,11 @@ def _db():
         con.close()
 
 
-@cached(ttl=300, key_prefix="user_profile")
+@cached(ttl=300, key_prefix="user_profile", single_flight=True)
 async def get_user_profile(user_id: int) -> dict:
-    """Cached as user_profile:<user_id> for 5 minutes, in the segment every worker shares."""
+    """Cached as user_profile:<user_id> for 5 minutes, in the segment every worker shares.
+    single_flight: when workers miss the same profile at the same moment, one computes it and
+    the others wait for its value (docs/stampede.md)."""
     await asyncio.sleep(PROFILE_COST_S)
     with _db() as con:
         row = con.execute("SELECT name FROM users WHERE id = ?", (user_id,)).fetchone()
