@@ -154,7 +154,7 @@ def test_16_callers_in_4_processes_on_one_cold_key_compute_it_once(shm_name, tmp
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     count_path = str(tmp_path / "computations")
     kw = _kw(shm_name)
-    with SyncCacheManager(CacheConfig(**kw)):  # create the segment once, before the herd
+    with SyncCacheManager(CacheConfig(**kw)) as cache:  # create the segment before the herd
         procs = [ctx.Process(target=herd_child, args=(kw, kind, count_path, ready, go, results))
                  for _ in range(4)]
         for p in procs:
@@ -170,7 +170,7 @@ def test_16_callers_in_4_processes_on_one_cold_key_compute_it_once(shm_name, tmp
         assert len(got) == 16
         assert _count(count_path) == 1
         assert all(v == got[0] for v in got)  # everyone got the one computed value
-        stats = SyncCacheManager(CacheConfig(**kw)).get_stats()["single_flight"]
+        stats = cache.get_stats()["single_flight"]
         assert stats["leases_granted"] == 1 and stats["lease_timeouts"] == 0
         assert stats["leases_held"] == 0
 
