@@ -7,7 +7,10 @@ processes sharing one segment:
   (well under lease_timeout: the owner's death is seen within milliseconds);
 * stale-while-revalidate: while a stale value may be served, no caller waits for the refresh;
 * XFetch early refresh, a failing function, None results, a cancelled caller, bad options;
-* with Redis: the cross-host lock makes one of two hosts compute for both.
+* the event loop never blocked by a wait; a worker stopped mid-computation gives its lease back;
+  coroutines of one process wait for each other within wait_timeout, and only for their own cache;
+* with Redis: the cross-host lock makes one of two hosts compute for both, and a value one host
+  computed is served to another's coroutines.
 """
 import asyncio
 import multiprocessing
