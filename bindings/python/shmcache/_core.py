@@ -358,10 +358,14 @@ class CacheCore:
         l1_ttl, l2_ttl = self.ttls(ttl)
         rc = self.segment().write(key, serializer, payload, self.threshold, l1_ttl, l2_ttl,
                                   tiers)
+        return self.stored(rc, key, tiers)
+
+    def stored(self, rc, key, tiers):
+        """A store's outcome from the library's code: True on OK (counted), else store_failed."""
         if rc == OK:
             self.counters.add("sets")
             if tiers & TIER_L2:
-                self.logs.state("redis", False)
+                self.logs.state("redis", False)  # Redis answered
             return True
         return self.store_failed(rc, key, tiers)
 

@@ -213,12 +213,7 @@ def complete(core, key, value, compute_ms, opts_ref, tiers, lease):
         raise
     rc = seg.fetch_complete(key, buf, n, compute_ms, opts_ref, lease)  # ends the lease
     core.held_leases.discard((key, lease))
-    if rc == OK:
-        core.counters.add("sets")
-        if tiers & TIER_L2:
-            core.logs.state("redis", False)
-        return True
-    return core.store_failed(rc, key, tiers)
+    return core.stored(rc, key, tiers)
 
 
 def abandon(core, key, lease):

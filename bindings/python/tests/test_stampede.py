@@ -48,6 +48,24 @@ def _count(path):
 
 
 # ---- child processes (spawned: fresh interpreters, as separate workers are) ---------------------
+def _four_threads_call(compute, arg, ready, go):
+    """Four threads call compute(arg) as soon as go is set (this process says it is ready
+    first); their results."""
+    got = []
+
+    def caller():
+        go.wait(30)
+        got.append(compute(arg))
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    ready.put(os.getpid())
+    for t in threads:
+        t.join()
+    return got
+
+
 def herd_child(kw, kind, count_path, ready, go, results):
     config = CacheConfig(**kw)
 
@@ -63,19 +81,7 @@ def herd_child(kw, kind, count_path, ready, go, results):
                 time.sleep(COMPUTE_S)
                 return value
 
-            got = []
-
-            def caller():
-                go.wait(30)
-                got.append(compute(7))
-
-            threads = [threading.Thread(target=caller) for _ in range(4)]
-            for t in threads:
-                t.start()
-            ready.put(os.getpid())
-            for t in threads:
-                t.join()
-            results.put(got)
+            results.put(_four_threads_call(compute, 7, ready, go))
         return
 
     async def main():
@@ -498,19 +504,7 @@ def host_child(kw, count_path, ready, go, results):
             time.sleep(COMPUTE_S)
             return {"x": x, "by": os.getpid()}
 
-        got = []
-
-        def caller():
-            go.wait(30)
-            got.append(compute(3))
-
-        threads = [threading.Thread(target=caller) for _ in range(4)]
-        for t in threads:
-            t.start()
-        ready.put(os.getpid())
-        for t in threads:
-            t.join()
-        results.put(got)
+        results.put(_four_threads_call(compute, 3, ready, go))
 
 
 def test_the_cross_host_lock_makes_one_of_two_hosts_compute(shm_name, redis_server, tmp_path):
