@@ -86,12 +86,37 @@ def start_gunicorn(app, env, workers, log):
 
 
 def stop_gunicorn(proc):
+    """SIGTERM to the group (master and workers), then SIGKILL if it has not exited in 15 s."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        pass
+    # Workers can outlive a master that died first. Signal the group again only while it has
+    # members: a group id cannot be reused until they are all gone, so this reaches only ours.
+    if group_members(proc.pid):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # they exited meanwhile
+    proc.wait()
+
+
+def group_members(pgid):
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        # Fields after the command (which may hold spaces): state, ppid, pgrp, ...
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
 
 
 def run_wrk(port, seconds, connections, ids):

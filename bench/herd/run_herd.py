@@ -37,7 +37,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "bench", "e2e"))
-from run_e2e import Redis, free_port  # noqa: E402  (the e2e bench's helpers)
+from run_e2e import Redis, free_port, stop_gunicorn  # noqa: E402  (the e2e bench's helpers)
 
 DEFAULT_VARIANTS = "plain,single_flight,swr,xfetch,hits"
 ALL_VARIANTS = ("plain", "single_flight", "swr", "xfetch", "cross_host", "hits")
@@ -64,40 +63,6 @@ def start_gunicorn(env, workers, log):
     # Its own session, so the whole process group (master and workers) can be signalled.
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
     return proc, port
-
-
-def stop_gunicorn(proc):
-    """SIGTERM to the group (master and workers), then SIGKILL if it has not exited in 15 s."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    # Workers can outlive a master that died first. Signal the group again only while it has
-    # members: a group id cannot be reused until they are all gone, so this reaches only ours.
-    if group_members(proc.pid):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # they exited meanwhile
-    proc.wait()
-
-
-def group_members(pgid):
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue  # exited meanwhile
-        # Fields after the command (which may hold spaces): state, ppid, pgrp, ...
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry))
-    return members
 
 
 def wait_all_workers(proc, port, workers, seconds=30):
