@@ -113,9 +113,9 @@ int Tiers::fetch(const void* key, size_t klen, void* buf, size_t cap, const shmc
                  const shm::FetchParams& p, shm::FetchResult* out, uint32_t* served_by) {
     *served_by = 0;
     if (int rc = engine_.fetch(key, klen, buf, cap, p, out)) return rc;
-    if (out->outcome == SHMC_FETCH_BUSY) return 0;  // NO_WAIT: the caller comes back without it
     if (p.no_wait && !has_value(out->outcome)) {
-        // A stripe lock timeout settled it as COMPUTE_UNLEASED; going on would ask Redis.
+        // NO_WAIT: the caller comes back without the flag. (BUSY from L1 already, or a stripe
+        // lock timeout settled as COMPUTE_UNLEASED: going on would ask Redis.)
         *out = shm::FetchResult{};
         out->outcome = SHMC_FETCH_BUSY;
         return 0;

@@ -157,7 +157,8 @@ class FlightPolicy:
         opts.xfetch_beta = self.beta
         nowait = _ffi.FetchOptions.from_buffer_copy(opts)
         nowait.flags |= FETCH_NO_WAIT
-        refs = (_ffi.ctypes.byref(nowait), _ffi.ctypes.byref(opts), tiers, nowait, opts)
+        # A byref keeps its structure alive: the refs are all a call needs.
+        refs = (_ffi.ctypes.byref(nowait), _ffi.ctypes.byref(opts), tiers)
         self._options[core] = (has_l2, (ttl, tier), refs)
         self._last = (core, has_l2, (ttl, tier), refs)
         return refs
@@ -249,7 +250,7 @@ def _store(core, key, result, compute_ms, opts_ref, tiers, lease, cache_none, to
 def call_sync(core, policy, key, func, args, kwargs, ttl, tier, cache_none, too_large):
     """One call of a sync function under policy (see the module docstring)."""
     k = core.keys.key(key)
-    _, wait_ref, tiers, _, _ = policy.options(core, ttl, tier)
+    _, wait_ref, tiers = policy.options(core, ttl, tier)
     outcome, lease, value = fetch(core, k, wait_ref)
     if value is not MISS:
         if outcome in _REFRESH_OUTCOMES:
@@ -335,7 +336,7 @@ async def call_async(manager, policy, key, func, args, kwargs, ttl, tier, cache_
     if not core.is_open:
         await manager._off_loop(core.segment)  # opening may wait (creation by another process)
     k = core.keys.key(key)
-    nowait_ref, wait_ref, tiers, _, _ = policy.options(core, ttl, tier)
+    nowait_ref, wait_ref, tiers = policy.options(core, ttl, tier)
     outcome, lease, value = fetch(core, k, nowait_ref)  # inline: never blocks
     if outcome == FETCH_HIT and value is not MISS:
         return value  # the common case
