@@ -19,6 +19,8 @@ PACKAGES=(
     liblmdb-dev                        # bench/: LMDB as a peer
     libcli11-dev nlohmann-json3-dev    # shmcache-cli: argument parsing, JSON
     python3-pytest python3-prometheus-client   # CLI tests (tests/cli), Prometheus parser
+    python3-pytest-asyncio             # tests: every `async def` test (without it pytest skips them)
+    python3-pydantic                   # Python package: pydantic models as cached return types
     python3-msgpack                    # Python package: optional msgpack serializer
     python3-fastapi python3-uvicorn python3-httptools python3-uvloop gunicorn python3-httpx
                                        # Python package: FastAPI integration, demo and tests

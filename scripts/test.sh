@@ -6,9 +6,12 @@
 #
 #     tests: N passed, N failed
 #
-# summed over every suite run. Exits non-zero if anything failed, including the build (which counts
-# as "tests: 0 passed, 1 failed"). A suite that runs no test at all counts as one failure: a test
-# command that checked nothing must not look green.
+# summed over every suite run, followed by ", N skipped". Exits non-zero if anything failed,
+# including the build (which counts as "tests: 0 passed, 1 failed"). A suite that runs no test at
+# all counts as one failure: a test command that checked nothing must not look green. Nor does a
+# skipped test: pytest runs with tests/pytest_plugins/skip_policy.py, which turns a skip into a
+# failure unless its reason is one listed there as holding on CI; a meson test that skips (exit
+# 77: the fault tests that need root) counts as failed when run as root, where nothing needs it.
 #
 # Usage: scripts/test.sh [--sanitize[=LIST]] [BUILD_DIR] [-- MESON_TEST_ARGS...]
 #   BUILD_DIR defaults to $SHMC_BUILD_DIR, then "build" (relative to the repository root); with
@@ -72,17 +75,19 @@ tag=${sanitize:+ [sanitize=$sanitize]}
 
 total_passed=0
 total_failed=0
+total_skipped=0
 
-# record SUITE PASSED FAILED [NOTE]: add one suite's counts to the totals and print them.
+# record SUITE PASSED FAILED [NOTE] [SKIPPED]: add one suite's counts to the totals and print them.
 record() {
     total_passed=$((total_passed + $2))
     total_failed=$((total_failed + $3))
+    total_skipped=$((total_skipped + ${5:-0}))
     echo "suite $1: $2 passed, $3 failed${4:+ ($4)}"
 }
 
 # finish: print the one summary line and exit with its verdict. Always the last output.
 finish() {
-    echo "tests: $total_passed passed, $total_failed failed"
+    echo "tests: $total_passed passed, $total_failed failed, $total_skipped skipped"
     [[ $total_failed -eq 0 ]] && exit 0
     exit 1
 }
@@ -122,8 +127,11 @@ suite_meson() {
         record "meson$tag" "$passed" 1 "meson test exited with status $rc"
     elif [[ $((passed + failed)) -eq 0 ]]; then
         record "meson$tag" 0 1 "no test ran"
+    elif [[ $skipped -gt 0 && $(id -u) -eq 0 ]]; then
+        # As root every skip reason (needs root) is gone: a skip here hides a broken test.
+        record "meson$tag" "$passed" $((failed + skipped)) "$skipped skipped as root: counted as failed"
     else
-        record "meson$tag" "$passed" "$failed" "$skipped skipped"
+        record "meson$tag" "$passed" "$failed" "$skipped skipped" "$skipped"
     fi
 }
 
@@ -170,7 +178,9 @@ suite_pytest() {
     [[ -n "$sanitize" ]] && mapfile -t env < <(asan_python_env)
     env "${env[@]}" SHMCACHE_CLI="$build_dir/tools/cli/shmcache-cli" \
         SHMCACHE_LIB="$build_dir/lib/libshmcache.so" PYTHONDONTWRITEBYTECODE=1 \
-        /usr/bin/python3 -m pytest -q -p no:cacheprovider "${dirs[@]}" 2>&1 | tee "$log"
+        PYTHONPATH="$root/tests/pytest_plugins${PYTHONPATH:+:$PYTHONPATH}" \
+        /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider -p skip_policy "${dirs[@]}" 2>&1 |
+        tee "$log"
     rc=${PIPESTATUS[0]}
     # The summary is the last line naming a count: "3 failed, 49 passed, 1 error in 4.61s".
     line=$(grep -E '[0-9]+ (passed|failed|errors?|xfailed|xpassed)' "$log" | tail -n 1)
@@ -184,7 +194,8 @@ suite_pytest() {
     elif [[ $((passed + failed)) -eq 0 ]]; then
         record "pytest$tag" 0 1 "no test ran"
     else
-        record "pytest$tag" "$passed" "$failed" "$(pytest_count "$line" skipped) skipped"
+        record "pytest$tag" "$passed" "$failed" "$(pytest_count "$line" skipped) skipped" \
+            "$(pytest_count "$line" skipped)"
     fi
 }
 
