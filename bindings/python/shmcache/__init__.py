@@ -32,7 +32,7 @@ from .errors import (BadEnvelopeError, BadPatternError, CorruptSegmentError, Ini
 from .manager import CacheManager
 from .sync import SyncCacheManager
 
-__version__ = "0.1.0"
+from ._version import __version__  # one version: see _version.py
 
 
 def destroy_segment(name, force=False):
