@@ -140,16 +140,31 @@ async def test_key_builder_and_complex_arguments(config_for):
 
 
 @pytest.mark.asyncio
-async def test_methods_share_entries_across_instances(config_for):
+async def test_methods_key_the_instance(config_for):
     calls = Calls()
     async with CacheManager(config_for()) as cache:
         class Repo:
+            def __init__(self, tenant):
+                self.tenant = tenant
+
+            def __cache_key__(self):
+                return self.tenant
+
             @cache.cached(key_prefix="repo_user")
+            async def user(self, user_id):
+                return calls(f"{self.tenant}/{user_id}")
+
+        assert await Repo("acme").user(7) == "acme/7" and await Repo("acme").user(7) == "acme/7"
+        assert await Repo("globex").user(7) == "globex/7"  # not acme's entry
+        assert calls.n == 2 and await cache.exists("repo_user:acme:7")
+
+        class Plain:  # no stable key for its instances: refused, not shared
+            @cache.cached(key_prefix="plain")
             async def user(self, user_id):
                 return calls(user_id)
 
-        assert await Repo().user(7) == 7 and await Repo().user(7) == 7
-        assert calls.n == 1 and await cache.exists("repo_user:7")
+        with pytest.raises(TypeError, match="__cache_key__.*ignore_self=True"):
+            await Plain().user(7)
 
 
 @pytest.mark.asyncio
