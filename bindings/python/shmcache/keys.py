@@ -10,12 +10,12 @@ decorator stored: `@cached(key_prefix="user_profile")` on `get_user_profile(123)
 `user_profile:123`. They are also injective: two calls whose arguments differ (by type or by
 value) never share a key. The grammar, SEP being CacheConfig.key_separator (":" by default):
 
-    key   := prefix { SEP part }           prefix: key_prefix, else `module.qualname` of the function
+    key   := prefix { SEP part }            prefix: key_prefix, else module.qualname of the function
     part  := esc(text)                      positional parameters, in order
            | esc(name) "=" esc(text)        the others, sorted by name
     text  := int                            123  -7          (decimal)
-           | float                          1.0  -0.5  1e+100  inf  nan   (repr: always a "." or
-                                                              an "e", or inf/nan)
+           | float                          1.0  -0.5  1e+100  inf  nan   (repr(): it always
+                                            has a "." or an "e", or is inf or nan)
            | "None" | "True" | "False"
            | str                            acme  a b  café  2024-10-01   (a plain string as is)
            | "'" str                        '123  '1.5  'None  '  ''x  '#x  '<x
@@ -27,7 +27,7 @@ value) never share a key. The grammar, SEP being CacheConfig.key_separator (":" 
   * A str is written with a leading "'" when it is empty, could be read as a number
     (`_NUMBER`: 12, -1.5, 1e3, 1_000, inf, nan...) or is None/True/False, or starts with one
     of ' # <. Otherwise it is written as is; a plain word like `acme` stays `acme`.
-  * A str over 128 characters, an int over 128 digits, bytes, lists, tuples, dicts, sets,
+  * A str over 128 characters, an int over 127 digits, bytes, lists, tuples, dicts, sets,
     dates, UUIDs, Decimals, dataclasses, pydantic models (model_dump(), or dict() in pydantic
     1) and other objects with a repr() free of memory addresses are written as "#" + 16 hex
     digits of a BLAKE2b digest of a typed canonical encoding (`_encode`: 1, 1.0, True and "1"
