@@ -103,7 +103,7 @@ def copy_tracked_files(dest):
     """The files git tracks, copied with their modes (scripts/version.sh must stay executable):
     what a clone holds, without build directories, caches or anything untracked."""
     out = subprocess.run(["git", "-C", REPO, "ls-files", "-z"], capture_output=True,
-                         check=True, timeout=60).stdout
+                         check=True, timeout=60, env=child_env()).stdout
     copied = 0
     for rel in out.decode().split("\0"):
         src = os.path.join(REPO, rel)
@@ -126,7 +126,7 @@ def tree(root):
 
 def header_version():
     return subprocess.run([os.path.join(REPO, "scripts", "version.sh")], capture_output=True,
-                          text=True, check=True, timeout=30).stdout.strip()
+                          text=True, check=True, timeout=30, env=child_env()).stdout.strip()
 
 
 class Gunicorn:
