@@ -827,14 +827,14 @@ class Returns:
     def _fix(self, result, x, y):
         t = x.__class__
         if t is y.__class__:  # the type survives, the value does not
-            return (f"{_a(t.__qualname__)} like this one cannot round-trip through "
+            return (f"{_a(t.__name__)} like this one cannot round-trip through "
                     f"{self.serializer.upper()}; use serializer='pickle' (with a pickle_secret)")
         if _revivable(t):
             if self.annotation is _NO_ANNOTATION or self.annotation is typing.Any:
                 return f"annotate the return type (-> {_suggest(result)})"
             return (f"the return annotation {_name(self.annotation)} does not describe it: "
                     f"annotate what the function returns (-> {_suggest(result)})")
-        return (f"{_a(t.__qualname__)} cannot round-trip through {self.serializer.upper()}; "
+        return (f"{_a(t.__name__)} cannot round-trip through {self.serializer.upper()}; "
                 "return a supported type, or use serializer='pickle' (with a pickle_secret)")
 
     def _rebuild_failed(self, result, e):
@@ -857,7 +857,7 @@ class Returns:
 
 
 def _describe(v):
-    return f"{_short_repr.repr(v)} ({type(v).__qualname__})"
+    return f"{_short_repr.repr(v)} ({type(v).__name__})"
 
 
 def _return_annotation(func, name):

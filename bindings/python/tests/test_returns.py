@@ -665,3 +665,36 @@ def test_pydantic_v1_missing_fields_take_defaults_and_extras_stay():
 def test_pydantic_v1_tuple_in_an_extra_field_is_caught():
     msg = check_error(Extra, Extra(a=1, b=(1, 2)))
     assert "result.b" in msg and "(tuple) comes back as [1, 2] (list)" in msg
+
+
+class Summer(dt.tzinfo):
+    """A zone (as ZoneInfo would be), not a fixed-offset timezone."""
+
+    def utcoffset(self, when):
+        return dt.timedelta(hours=2)
+
+    def dst(self, when):
+        return dt.timedelta(hours=1)
+
+    def tzname(self, when):
+        return "CEST"
+
+
+def test_a_zoned_datetime_comes_back_with_its_offset():
+    value = dt.datetime(2024, 7, 1, 12, tzinfo=Summer())
+    r = Returns.of(annotated(dt.datetime))
+    decoded = Codec().loads(*Codec().dumps(value))
+    r.check(value, decoded)
+    got = r.revive(decoded)
+    assert got == value and got.utcoffset() == dt.timedelta(hours=2)
+    assert got.tzinfo == dt.timezone(dt.timedelta(hours=2))
+    with pytest.raises(TypeError, match="comes back as"):  # the same wall time, another offset
+        r.check(value, value.replace(tzinfo=UTC).isoformat())
+
+
+def test_a_str_subclass_cannot_round_trip():
+    class Name(str):
+        pass
+
+    msg = check_error(None, Name("x"))
+    assert "a Name cannot round-trip through JSON" in msg and "pickle" in msg
