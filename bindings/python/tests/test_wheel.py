@@ -19,7 +19,8 @@ to tracked files included, untracked files not), in a temporary directory:
        - `shmcache-cli` (on the venv's bin/) reads the segment's statistics and removes it;
   3. `pip uninstall -y shmcache` leaves the venv exactly as it was before the install.
 
-About a minute and a half on 2 cores, nearly all of it the compilation. Under scripts/test.sh
+1 to 2 minutes on 2 cores (111 s measured while other builds shared them), nearly all of it
+compiling; with -s it prints the time of each phase. Under scripts/test.sh
 --sanitize the same: the children's environment does not carry LD_PRELOAD or ASAN_OPTIONS, so
 the wheel is an ordinary release build.
 """
