@@ -273,8 +273,9 @@ void replay(const std::vector<uint64_t> &keys, uint64_t c, const Config &cfg, Re
     const uint64_t value = 0x0123456789abcdefull;  // the small fixed value
     char buf[16];
     uint64_t hits = 0, set_failures = 0, get_errors = 0;
-    // Until the first eviction, read the counters after every set: with n stripes, each holding
-    // at most ceil(c / n), one stripe can fill (and evict) while the cache holds fewer than c.
+    // Until the first eviction, read the counters after every set: it shows when eviction
+    // starts (at c with the host-wide limit of layout version 4; before it, with n stripes each
+    // holding at most ceil(c / n), one stripe could fill and evict while the cache held fewer).
     bool evicted = false;
     auto t0 = std::chrono::steady_clock::now();
     for (uint64_t k : keys) {

@@ -141,10 +141,12 @@ Each request of a trace is a \`shmc_get\` on the real engine, and on a miss a \`
 8-byte value; the cache is opened with \`max_entries = c\` and more memory than c entries need,
 so only the entry count binds. The traces and the LRU, ARC and OPT figures are from
 Megiddo & Modha, "ARC: A Self-Tuning, Low Overhead Replacement Cache", USENIX FAST 2003, which
-must be cited wherever results on them are shown. With n stripes each stripe holds at most
-ceil(c / n) entries, and evicts on its own, so a stripe can evict while the cache as a whole holds
-fewer than c (and, full, the cache holds n * ceil(c / n), slightly more than c); the "run
-details" give what each run held at its first eviction and at the end. A policy that ages by
+must be cited wherever results on them are shown. The limit c is host-wide and exact
+(layout version 4 on): nothing is evicted before the cache holds c entries and it never holds more;
+a store evicts from its own stripe, so the stripes keep the sizes they had when the cache filled
+(before version 4 each of the n stripes held at most ceil(c / n), so a stripe could evict while
+the cache held fewer than c, and a full cache held n * ceil(c / n)); the "run details" give what
+each run held at its first eviction and at the end. A policy that ages by
 wall-clock time (LFU decays its counters once a minute) sees no aging in a replay that lasts
 seconds: its figures are those of the policy without aging.
 
