@@ -112,6 +112,15 @@ SHMC_API int shmc_tpurge(shmc_cache* c, const void* pat, size_t plen, uint32_t t
     });
 }
 
+SHMC_API int shmc_l2_ping(shmc_cache* c) {
+    return guarded([&] {
+        if (!c) return no_handle();
+        if (!c->l2) return shm::fail(SHMC_E_L2_NOT_CONFIGURED, "this handle has no L2 attached");
+        c->l2->ensure_process();
+        return c->l2->ping();
+    });
+}
+
 SHMC_API int shmc_l2_get_stats(shmc_cache* c, shmc_l2_stats* out) {
     return guarded([&] {
         if (!c) return no_handle();

@@ -416,6 +416,13 @@ SHMC_API int shmc_tdel(shmc_cache *cache, const void *key, size_t key_len, uint3
 SHMC_API int shmc_tpurge(shmc_cache *cache, const void *pattern, size_t pattern_len,
                          uint32_t tiers, uint64_t *removed_l1, uint64_t *removed_l2);
 
+/* One PING to Redis on one of the handle's connections, bounded by command_timeout_ms: 0 if Redis
+ * answered, SHMC_E_L2_UNAVAILABLE (or SHMC_E_L2_REPLY) if not, SHMC_E_L2_NOT_CONFIGURED without an
+ * L2. Counts no lookup (health checks and start-up probes use it so that they do not change the
+ * hit/miss figures), but updates what every call does: the connected flag and the circuit
+ * breaker. While the breaker is open it fails at once without a round trip. Since 0.3.0. */
+SHMC_API int shmc_l2_ping(shmc_cache *cache);
+
 /* L2 figures. On a handle without an L2, configured, connected and breaker_open are 0 and the
  * host-wide counters are still reported (other processes of the host may use L2). */
 SHMC_API int shmc_l2_get_stats(shmc_cache *cache, shmc_l2_stats *out);
