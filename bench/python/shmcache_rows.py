@@ -104,7 +104,7 @@ def package_steps(serializer, segment, keys, value):
         plain.set(k, value)
         local.set(k, value)
         local.get(k)  # remembered
-    codec, core = plain._core.codec, plain._core
+    codec, core = plain.core.codec, plain.core
     stored = {}
     for k in keys:
         _, _, raw = core.segment().read_envelope(core.keys.key(k))

@@ -1,4 +1,4 @@
-"""test_stampede.py - @cached's stampede options (shmcache._flight, docs/stampede.md), with real
+"""test_stampede.py - @cached's stampede options (shmcache.decorators, docs/stampede.md), with real
 processes sharing one segment:
 
 * 16 callers in 4 processes (threads, or coroutines as in uvicorn workers) on one cold key: one
