@@ -18,6 +18,8 @@ PACKAGES=(
     doctest-dev                        # unit tests
     liblmdb-dev                        # bench/: LMDB as a peer
     libcli11-dev nlohmann-json3-dev    # shmcache-cli: argument parsing, JSON
+    python3-mesonpy python3-pip python3-venv   # `pip install .` (pyproject.toml: meson-python,
+                                       # built without isolation) into a venv; tests: test_wheel.py
     python3-pytest python3-prometheus-client   # CLI tests (tests/cli), Prometheus parser
     python3-pytest-asyncio             # tests: every `async def` test (without it pytest skips them)
     python3-pydantic                   # Python package: pydantic models as cached return types

@@ -30,7 +30,7 @@ from .errors import (BadEnvelopeError, BadPatternError, CorruptSegmentError, Ini
 from .manager import (CacheManager, SyncCacheManager, cache_invalidate, cached,
                       create_cache_manager, get_cache_manager, set_cache_manager)
 
-__version__ = "0.1.0"
+from ._version import __version__  # one version: see _version.py
 
 
 def destroy_segment(name, force=False):

@@ -669,8 +669,8 @@ def cache_invalidate(resolve, patterns, tier=None):
         keys = FunctionKeys(func)
 
         def prepared(core, args, kwargs):
-            found = [core.stored_pattern(p) for p in keys.patterns(patterns, args, kwargs)]
-            return found  # checked before the function's side effects
+            found = keys.patterns(patterns, args, kwargs, core.config.key_separator)
+            return [core.stored_pattern(p) for p in found]  # checked before any side effect
 
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)

@@ -4,9 +4,10 @@ What is written:
   * str -> SHMC_SER_STR (UTF-8), bytes-like -> SHMC_SER_RAW, whatever the serializer, so the CLI
     and other languages read text and bytes as they are;
   * everything else with the configured serializer: "json" (the default; datetime, date, time,
-    UUID, Decimal, set, Enum, dataclasses and pydantic models are converted, anything else is a
-    TypeError), "msgpack" (same conversions), or "pickle", which is signed: the payload is
-    HMAC-SHA256(pickle_secret, pickled) followed by the pickled bytes.
+    timedelta (as an ISO 8601 duration, "P1DT2H3.5S"), UUID, Decimal, set, Enum, dataclasses
+    and pydantic models are converted, anything else is a TypeError), "msgpack" (same
+    conversions), or "pickle", which is signed: the payload is HMAC-SHA256(pickle_secret,
+    pickled) followed by the pickled bytes.
 
 What is read: any serializer id, whatever this process writes, except that a pickle payload is
 unpickled only by a codec configured with serializer="pickle" and its secret, and only after
@@ -63,10 +64,34 @@ class UndecodableValue(Exception):
         self.reason = reason
 
 
+def _timedelta_iso(td):
+    """An ISO 8601 duration for td, exact to the microsecond: days, then hours, minutes and
+    seconds, with a leading "-" for a negative duration ("-PT1S")."""
+    sign = ""
+    if td < datetime.timedelta(0):
+        sign, td = "-", -td
+    minutes, s = divmod(td.seconds, 60)
+    h, m = divmod(minutes, 60)
+    out = [sign, "P"]
+    if td.days:
+        out.append(f"{td.days}D")
+    if h or m or s or td.microseconds or not td.days:
+        out.append("T")
+        if h:
+            out.append(f"{h}H")
+        if m:
+            out.append(f"{m}M")
+        if s or td.microseconds or not (h or m):
+            out.append(f"{s}.{td.microseconds:06d}".rstrip("0").rstrip(".") + "S")
+    return "".join(out)
+
+
 def _to_jsonable(obj):
     """json/msgpack `default=` hook: the documented conversions, TypeError for the rest."""
     if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
         return obj.isoformat()
+    if isinstance(obj, datetime.timedelta):
+        return _timedelta_iso(obj)  # _returns parses it back
     if isinstance(obj, uuid.UUID):
         return str(obj)
     if isinstance(obj, decimal.Decimal):
@@ -88,8 +113,8 @@ def _to_jsonable(obj):
         raise TypeError("bytes inside a JSON value cannot be stored; store bytes on their own, "
                         "or use serializer='msgpack' or 'pickle'")
     raise TypeError(f"a {type(obj).__name__} cannot be stored as JSON (supported: JSON types, "
-                    "datetime, date, time, UUID, Decimal, set, Enum, dataclasses, pydantic "
-                    "models); convert it, or use serializer='pickle' with a pickle_secret")
+                    "datetime, date, time, timedelta, UUID, Decimal, set, Enum, dataclasses, "
+                    "pydantic models); convert it, or use serializer='pickle' with a pickle_secret")
 
 
 # Writing JSON. json.dumps() with keyword arguments builds a JSONEncoder on every call, and

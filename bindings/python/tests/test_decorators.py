@@ -174,6 +174,7 @@ async def test_methods_key_on_the_instance(config_for):
 
         assert await Shared().user(7) == 7 and await Shared().user(7) == 7
         assert calls.n == 3 and await cache.exists("shared:7")
+        assert await cache.exists("repo_user:acme:7")
 
 
 @pytest.mark.asyncio
