@@ -294,6 +294,12 @@ class _Builder:
             args = ()
         rs = tuple(self.node(a).revive for a in args)
         n = len(rs)
+        if all(r is None for r in rs):
+            def revive(v):
+                if len(v) != n:
+                    raise ValueError(f"{len(v)} items for a tuple of {n}")
+                return tuple(v)
+            return _Node(revive, _K_LIST)
 
         def revive(v):
             if len(v) != n:
@@ -400,7 +406,11 @@ class _Builder:
             cell[2] = True
             return _Node(lambda v: cell[0].revive(v), cell[1])
         cell = self.building[tp] = [None, _K_LIST if _is_namedtuple(tp) else _K_DICT, False]
-        node = build()
+        try:
+            node = build()
+        except BaseException:
+            del self.building[tp]  # no placeholder of a failed build survives it
+            raise
         if node.revive is None and cell[2]:  # a recursive reference was handed out
             node.revive = _identity
         cell[0] = node
@@ -480,11 +490,65 @@ class _Builder:
             kinds = _ALL if getattr(cls, "__pydantic_root_model__", False) else _K_DICT
             # strict=False: the decoded value has strings for datetimes, lists for tuples.
             return _Node(lambda v: validate(v, strict=False), kinds)
-        return _Node(cls.parse_obj, _K_DICT)
+        if getattr(cls, "__custom_root_type__", False):
+            # .dict() gives {"__root__": value} at the top, the bare value inside another
+            # model; parse_obj takes both.
+            return _Node(cls.parse_obj, _ALL)
+        if getattr(cls.__config__, "use_enum_values", False):
+            return _Node(cls.parse_obj, _K_DICT)
+        try:
+            return self._recursive(cls, lambda: self.model_v1(cls))
+        except _Unsupported:  # a field type of pydantic's own (constr, HttpUrl, ...): validate
+            return _Node(cls.parse_obj, _K_DICT)
+
+    def model_v1(self, cls):
+        """A pydantic 1 model rebuilt by construct() from its fields, each revived by its
+        annotation: the stored values were validated when the model was made, and validating
+        them again (parse_obj) costs several times more, and would run non-idempotent
+        validators twice. Field types this module does not know make model() use parse_obj."""
+        hints = self._hints(cls)
+        conv = []
+        for name in cls.__fields__:
+            if name not in hints:
+                raise _Unsupported(f"field {name} of {_name(cls)} has no annotation")
+            r = self.node(hints[name]).revive
+            if r is not None:
+                conv.append((name, r))
+        construct = cls.construct
+        conv = tuple(conv)
+        fields = cls.__fields__.keys()
+        new, init_private = cls.__new__, getattr(cls, "_init_private_attributes", None)
+        if init_private is None:
+            def revive(d):
+                kw = dict(d)
+                for name, r in conv:
+                    if name in kw:
+                        kw[name] = r(kw[name])
+                return construct(**kw)
+            return _Node(revive, _K_DICT)
+
+        def revive(d):
+            kw = dict(d)
+            for name, r in conv:
+                if name in kw:
+                    kw[name] = r(kw[name])
+            if kw.keys() != fields:  # defaults to fill in, extra fields: construct() does it
+                return construct(**kw)
+            # What construct(**kw) does when kw has every field and no other (as .dict()
+            # gives them, in the same order), at a third of the cost.
+            m = new(cls)
+            _setattr(m, "__dict__", kw)
+            _setattr(m, "__fields_set__", set(kw))
+            init_private(m)
+            return m
+        return _Node(revive, _K_DICT)
 
 
 def _identity(v):
     return v
+
+
+_setattr = object.__setattr__
 
 
 _KIND_NAMES = {_STR: "string", _INT: "number", _FLOAT: "number", _BOOL: "boolean",
@@ -569,23 +633,17 @@ def _diff(a, b):
                 d[0].append(" (an element)")
                 return d
         return None
-    if isinstance(a, enum.Enum):
+    how, names = _HOW.get(ta) or _learn(ta)
+    if how is _H_ENUM:
         return None if a is b else ([], a, b)
-    if isinstance(a, tuple):  # NamedTuple
-        for name, x, y in zip(getattr(ta, "_fields", ()), a, b):
-            d = _diff(x, y)
+    if how is _H_FIELDS:  # NamedTuple, dataclass
+        for name in names:
+            d = _diff(getattr(a, name, _MISSING), getattr(b, name, _MISSING))
             if d is not None:
                 d[0].append(f".{name}")
                 return d
-        return None if len(a) == len(b) else ([], a, b)
-    if dataclasses.is_dataclass(ta):
-        for f in dataclasses.fields(ta):
-            d = _diff(getattr(a, f.name, _MISSING), getattr(b, f.name, _MISSING))
-            if d is not None:
-                d[0].append(f".{f.name}")
-                return d
         return None
-    if _pydantic_version(ta):
+    if how is _H_MODEL:
         d = _diff_dict(a.__dict__, b.__dict__, ".{}")
         if d is None and getattr(a, "__pydantic_extra__", None) is not None:
             d = _diff_dict(a.__pydantic_extra__ or {}, b.__pydantic_extra__ or {}, ".{}")
@@ -593,6 +651,25 @@ def _diff(a, b):
     if a is _MISSING or a == b:
         return None
     return [], a, b
+
+
+_H_ENUM, _H_FIELDS, _H_MODEL, _H_OTHER = "enum", "fields", "model", "other"
+_HOW = {}  # class -> (how _diff compares its instances, field names)
+
+
+def _learn(t):
+    if issubclass(t, enum.Enum):
+        how = _H_ENUM, ()
+    elif _is_namedtuple(t):
+        how = _H_FIELDS, tuple(t._fields)
+    elif dataclasses.is_dataclass(t):
+        how = _H_FIELDS, tuple(f.name for f in dataclasses.fields(t))
+    elif _pydantic_version(t):
+        how = _H_MODEL, ()
+    else:
+        how = _H_OTHER, ()
+    _HOW[t] = how
+    return how
 
 
 def _diff_dict(a, b, step):
@@ -750,14 +827,14 @@ class Returns:
     def _fix(self, result, x, y):
         t = x.__class__
         if t is y.__class__:  # the type survives, the value does not
-            return (f"{_a(t.__qualname__)} like this one cannot round-trip through "
+            return (f"{_a(t.__name__)} like this one cannot round-trip through "
                     f"{self.serializer.upper()}; use serializer='pickle' (with a pickle_secret)")
         if _revivable(t):
             if self.annotation is _NO_ANNOTATION or self.annotation is typing.Any:
                 return f"annotate the return type (-> {_suggest(result)})"
             return (f"the return annotation {_name(self.annotation)} does not describe it: "
                     f"annotate what the function returns (-> {_suggest(result)})")
-        return (f"{_a(t.__qualname__)} cannot round-trip through {self.serializer.upper()}; "
+        return (f"{_a(t.__name__)} cannot round-trip through {self.serializer.upper()}; "
                 "return a supported type, or use serializer='pickle' (with a pickle_secret)")
 
     def _rebuild_failed(self, result, e):
@@ -780,7 +857,7 @@ class Returns:
 
 
 def _describe(v):
-    return f"{_short_repr.repr(v)} ({type(v).__qualname__})"
+    return f"{_short_repr.repr(v)} ({type(v).__name__})"
 
 
 def _return_annotation(func, name):

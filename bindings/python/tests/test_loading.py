@@ -1,6 +1,8 @@
-"""test_loading.py - how the package finds libshmcache: $SHMCACHE_LIB exactly, the copy
-`meson install` put beside the installed package, a source checkout's build/, and one clear
-error listing every candidate when nothing loads."""
+"""test_loading.py - how the package finds libshmcache: $SHMCACHE_LIB exactly, the copy inside
+the package (the pip-installed wheel's) before the one `meson install` put beside the installed
+package, a source checkout's build/, and one clear error listing every candidate when nothing
+loads. Also where shmcache.__version__ comes from in each case (test_wheel.py installs the real
+wheel)."""
 import os
 import shutil
 import subprocess
@@ -89,3 +91,46 @@ def test_meson_install_installs_a_package_that_loads_its_own_library(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == os.path.join(staged_libdir, "libshmcache.so.0")
     shutil.rmtree(dest)
+
+
+def test_the_copy_inside_the_package_comes_first_and_the_version_is_the_installed_one(tmp_path):
+    # An installed package as the wheel lays it out (libshmcache.so.0 beside the modules), with
+    # an _install_paths.py whose LIBDIR also holds a library: the copy inside wins.
+    real_lib = os.path.realpath(os.environ.get("SHMCACHE_LIB")
+                                or os.path.join(REPO, "build", "lib", "libshmcache.so"))
+    if not os.path.exists(real_lib):
+        pytest.fail(f"no library to test with: {real_lib}")
+    site = tmp_path / "site"
+    shutil.copytree(os.path.join(PKG_ROOT, "shmcache"), site / "shmcache",
+                    ignore=shutil.ignore_patterns("__pycache__", "_install_paths.py"))
+    inside = site / "shmcache" / "libshmcache.so.0"
+    inside.symlink_to(real_lib)
+    libdir = tmp_path / "libdir"
+    libdir.mkdir()
+    (libdir / "libshmcache.so.0").symlink_to(real_lib)
+    (site / "shmcache" / "_install_paths.py").write_text(
+        f"VERSION = '9.8.7'\nLIBDIR = {str(libdir)!r}\n")
+    code = PROBE + "; print(shmcache.__version__)"
+    r = run_python(code, {}, pythonpath=str(site), cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    path, lib_version, version = r.stdout.splitlines()
+    assert path == str(inside)
+    assert version == "9.8.7"  # the generated file's, not the header's or the library's
+    # Without the copy inside, LIBDIR's is next; without _install_paths.py, outside a source
+    # tree, the version is the library's.
+    inside.unlink()
+    r = run_python(code, {}, pythonpath=str(site), cwd=str(tmp_path))
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == str(libdir / "libshmcache.so.0")
+    (site / "shmcache" / "_install_paths.py").unlink()
+    r = run_python(code, {"SHMCACHE_LIB": real_lib}, pythonpath=str(site), cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    _, lib_version, version = r.stdout.splitlines()
+    assert version == lib_version
+
+
+def test_a_source_checkout_reports_the_header_version():
+    header = subprocess.run([os.path.join(REPO, "scripts", "version.sh")], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    r = run_python("import shmcache; print(shmcache.__version__)", {})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == header

@@ -137,6 +137,49 @@ class Aliased(pydantic.BaseModel):
     user_name: str = pydantic.Field(alias="userName")
 
 
+class AliasedShort(pydantic.BaseModel):
+    user_name: pydantic.constr(max_length=5) = pydantic.Field(alias="userName")
+
+
+class Shouty(pydantic.BaseModel):
+    """A validator that is not idempotent: validating the stored value again would change it."""
+    word: str
+    when: Optional[dt.datetime] = None
+    _secret: str = pydantic.PrivateAttr(default="s")
+
+    @pydantic.validator("word")
+    def exclaim(cls, v):
+        return v + "!"
+
+
+class Extra(pydantic.BaseModel, extra=pydantic.Extra.allow):
+    a: int = 0
+
+
+class Root(pydantic.BaseModel):
+    __root__: list[dt.date]
+
+
+class HasRoot(pydantic.BaseModel):
+    days: Root
+    short: pydantic.constr(max_length=3)
+
+
+class EnumValues(pydantic.BaseModel):
+    color: Color
+
+    class Config:
+        use_enum_values = True
+
+
+class Node1(pydantic.BaseModel):
+    value: dt.date
+    children: list["Node1"] = []
+
+
+Node1.update_forward_refs()
+
+
 class Plain:
     def __init__(self, x):
         self.x = x
@@ -324,6 +367,13 @@ CLASSES = [
     (dict[int, Order], {5: make_order()}),
     (Optional[Order], None),
     (Optional[Order], make_order()),
+    (Aliased, Aliased(userName="x")),
+    (Shouty, Shouty(word="hi", when=dt.datetime(2024, 1, 1))),
+    (Extra, Extra(a=1, c="x")),
+    (Root, Root(__root__=[dt.date(2024, 1, 1)])),
+    (HasRoot, HasRoot(days=Root(__root__=[dt.date(2024, 1, 1)]), short="abc")),
+    (EnumValues, EnumValues(color=Color.RED)),
+    (Node1, Node1(value=dt.date(2024, 1, 1), children=[Node1(value=dt.date(2024, 1, 2))])),
 ]
 
 
@@ -460,8 +510,10 @@ def test_dataclass_field_without_type_detail():
     assert "result.things" in msg
 
 
-def test_pydantic_model_with_aliases_has_a_hint():
-    msg = check_error(Aliased, Aliased(userName="x"))
+def test_pydantic_model_validated_again_has_a_hint():
+    """A model with a field type of pydantic's own is rebuilt by parse_obj, which wants the
+    aliases .dict() does not write."""
+    msg = check_error(AliasedShort, AliasedShort(userName="x"))
     assert "allow_population_by_field_name" in msg
 
 
@@ -586,3 +638,63 @@ def test_a_dataclass_field_missing_from_an_old_value_takes_its_default():
     decoded = Codec().loads(*Codec().dumps(value))
     del decoded["extra"]
     assert r.revive(decoded).extra == {}
+
+
+# ---- pydantic 1 specifics -----------------------------------------------------------------------
+def test_pydantic_v1_model_rebuilt_as_parse_obj_would_for_valid_data():
+    """construct() from revived fields: the same __dict__, __fields_set__ and private attributes
+    as validating the stored dict again, without running validators a second time."""
+    value = make_order()
+    decoded = Codec().loads(*Codec().dumps(value))
+    got = Returns.of(annotated(Order)).revive(decoded)
+    again = Order.parse_obj(decoded)
+    assert_same(got, again)
+    assert got.__fields_set__ == again.__fields_set__
+    shouty = Returns.of(annotated(Shouty)).revive({"word": "hi!", "when": None})
+    assert shouty.word == "hi!" and shouty._secret == "s"
+    assert Shouty.parse_obj({"word": "hi!"}).word == "hi!!"  # what validating again would do
+
+
+def test_pydantic_v1_missing_fields_take_defaults_and_extras_stay():
+    got = Returns.of(annotated(Shouty)).revive({"word": "x"})
+    assert got.when is None and got.__fields_set__ == {"word"}
+    got = Returns.of(annotated(Extra)).revive({"a": 2, "z": [1]})
+    assert got.a == 2 and got.z == [1]
+
+
+def test_pydantic_v1_tuple_in_an_extra_field_is_caught():
+    msg = check_error(Extra, Extra(a=1, b=(1, 2)))
+    assert "result.b" in msg and "(tuple) comes back as [1, 2] (list)" in msg
+
+
+class Summer(dt.tzinfo):
+    """A zone (as ZoneInfo would be), not a fixed-offset timezone."""
+
+    def utcoffset(self, when):
+        return dt.timedelta(hours=2)
+
+    def dst(self, when):
+        return dt.timedelta(hours=1)
+
+    def tzname(self, when):
+        return "CEST"
+
+
+def test_a_zoned_datetime_comes_back_with_its_offset():
+    value = dt.datetime(2024, 7, 1, 12, tzinfo=Summer())
+    r = Returns.of(annotated(dt.datetime))
+    decoded = Codec().loads(*Codec().dumps(value))
+    r.check(value, decoded)
+    got = r.revive(decoded)
+    assert got == value and got.utcoffset() == dt.timedelta(hours=2)
+    assert got.tzinfo == dt.timezone(dt.timedelta(hours=2))
+    with pytest.raises(TypeError, match="comes back as"):  # the same wall time, another offset
+        r.check(value, value.replace(tzinfo=UTC).isoformat())
+
+
+def test_a_str_subclass_cannot_round_trip():
+    class Name(str):
+        pass
+
+    msg = check_error(None, Name("x"))
+    assert "a Name cannot round-trip through JSON" in msg and "pickle" in msg

@@ -19,7 +19,8 @@ to tracked files included, untracked files not), in a temporary directory:
        - `shmcache-cli` (on the venv's bin/) reads the segment's statistics and removes it;
   3. `pip uninstall -y shmcache` leaves the venv exactly as it was before the install.
 
-About a minute and a half on 2 cores, nearly all of it the compilation. Under scripts/test.sh
+1 to 2 minutes on 2 cores (111 s measured while other builds shared them), nearly all of it
+compiling; with -s it prints the time of each phase. Under scripts/test.sh
 --sanitize the same: the children's environment does not carry LD_PRELOAD or ASAN_OPTIONS, so
 the wheel is an ordinary release build.
 """
@@ -103,7 +104,7 @@ def copy_tracked_files(dest):
     """The files git tracks, copied with their modes (scripts/version.sh must stay executable):
     what a clone holds, without build directories, caches or anything untracked."""
     out = subprocess.run(["git", "-C", REPO, "ls-files", "-z"], capture_output=True,
-                         check=True, timeout=60).stdout
+                         check=True, timeout=60, env=child_env()).stdout
     copied = 0
     for rel in out.decode().split("\0"):
         src = os.path.join(REPO, rel)
@@ -126,7 +127,7 @@ def tree(root):
 
 def header_version():
     return subprocess.run([os.path.join(REPO, "scripts", "version.sh")], capture_output=True,
-                          text=True, check=True, timeout=30).stdout.strip()
+                          text=True, check=True, timeout=30, env=child_env()).stdout.strip()
 
 
 class Gunicorn:
