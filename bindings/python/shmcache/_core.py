@@ -303,16 +303,18 @@ class CacheCore:
                 return self.read_failed(rc, seg, k, served, final)
         try:
             value = self.codec.loads(serializer, payload)
-            # The reviver may run user code that uses the cache (and this thread's buffer):
-            # everything needed from the buffer has been copied out by now.
-            if revive is not None:
-                value = revive(value)
         except UndecodableValue as e:
             self.undecodable(seg, k, served, e)
             return self._miss(final)
-        except (TypeError, ValueError) as e:  # the stored value does not fit the return type
-            self.undecodable(seg, k, served, UndecodableValue("wrong-type", str(e)))
-            return self._miss(final)
+        if revive is not None:
+            # The reviver may run user code that uses the cache (and this thread's buffer):
+            # everything needed from the buffer has been copied out by now.
+            try:
+                value = revive(value)
+            except Exception as e:  # stored by an older version of the function, say
+                self.undecodable(seg, k, served, UndecodableValue(
+                    "wrong-type", f"does not fit the function's return type: {e!r}"))
+                return self._miss(final)
         if keep:
             self.remember(key, (k, stored, value, revive))
         next(self._hits[served])
