@@ -525,3 +525,30 @@ TEST_CASE("tiers: a value L1 refuses is stored nowhere; a get after an L1 miss c
     CHECK(shmc_tget(a.c, "k", 1, buf, sizeof buf, &len, nullptr, nullptr,
                     SHMC_TIER_L1 | SHMC_TGET_AFTER_L1_MISS, 0, nullptr) == SHMC_E_INVAL);
 }
+
+TEST_CASE("ping: one bounded PING that counts no lookup, and says when Redis is gone") {
+    RedisServer redis;
+    Host a("ping", redis.url());
+    const shmc_l2_stats before = a.stats();
+    CHECK(shmc_l2_ping(a.c) == 0);
+    const shmc_l2_stats after = a.stats();
+    CHECK(after.connected == 1);
+    CHECK(after.hits == before.hits);
+    CHECK(after.misses == before.misses);  // a health probe does not skew the figures
+    CHECK(shmc_l2_ping(nullptr) == SHMC_E_INVAL);
+
+    shmc_cache* plain = nullptr;
+    const std::string plain_name = a.name + "-plain";
+    REQUIRE(shmc_open(plain_name.c_str(), nullptr, &plain) == 0);
+    CHECK(shmc_l2_ping(plain) == SHMC_E_L2_NOT_CONFIGURED);
+    shmc_close(plain);
+    shmc_unlink(plain_name.c_str(), 1);
+
+    redis.kill();
+    const auto t0 = Clock::now();
+    CHECK(shmc_l2_ping(a.c) == SHMC_E_L2_UNAVAILABLE);
+    CHECK(ms_since(t0) < 1000);
+    CHECK(a.stats().connected == 0);
+    redis.restart();
+    CHECK(eventually([&] { return shmc_l2_ping(a.c) == 0; }, 5000));
+}
