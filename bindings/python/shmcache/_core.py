@@ -24,7 +24,8 @@ under the GIL: exact without a lock).
 
 Local decoded-object reuse (config.local_cache_size, on by default): `local` maps a key, as the
 caller gave it (str or bytes, before the namespace), to (its stored key, the stored bytes, the
-object decoded from them, the reviver that made it). A lookup whose stored bytes are byte for
+object decoded from them, the reviver that made it, the bytes' length, the key's length as a
+foreign argument). A lookup whose stored bytes are byte for
 byte those of the entry, read with the same reviver, returns the entry's object without
 decoding: every hit still reads the shared segment and compares the bytes whole, so a value
 changed by any process (or copied from Redis) is never missed, and the cost is a memcmp. A hit
@@ -93,9 +94,12 @@ class CacheCore:
         self._local_max = config.local_cache_size
         counter = self.counters.counter
         self._hits = (None, counter("hits_l1"), counter("hits_l2"))  # by the tier that served
+        self._hits_l1 = self._hits[1]
         self._misses = counter("misses")
         self._sets = counter("sets")
-        self._default_tiers = None  # the tier mask of calls that name none; known at open
+        # The tier mask of calls that name none (what the configuration asks, as the cache will
+        # have it once open: open() fails rather than open without a Redis tier it was asked for).
+        self.default_tiers = self._mask(config.cache_tier, config.l2_enabled)
         self._segment = None
         self._stopped = False
         self._open_lock = threading.Lock()
@@ -134,7 +138,7 @@ class CacheCore:
                 seg.close()
                 raise
             self._stopped = False
-            self._default_tiers = self._mask(self.config.cache_tier, seg.has_l2)
+            self.default_tiers = self._mask(self.config.cache_tier, seg.has_l2)
             self._segment = seg
             if seg.has_l2:
                 # Errors before this start are not this run's: the window begins here.
@@ -223,10 +227,7 @@ class CacheCore:
         """The library tier mask for a call: the tier asked (else the config's), restricted to
         the tiers this cache has. 0 when only L2 is asked and there is none."""
         if tier is None:
-            mask = self._default_tiers
-            if mask is not None:
-                return mask
-            return self._mask(self.config.cache_tier, self.config.l2_enabled)
+            return self.default_tiers
         return self._mask(CacheTier.parse(tier), self.has_l2 if self._segment is not None
                           else self.config.l2_enabled)
 
@@ -260,36 +261,58 @@ class CacheCore:
         that a Redis lookup will follow (the async manager's), so a miss here is not yet
         counted. revive: a callable turning the decoded value into the caller's type (the
         decorators' return types, see _returns); a value it refuses is a miss."""
+        # Written for speed (every get comes here): locals, no helper calls on a hit.
+        local = self.local
+        entry = None
+        if local is not None:
+            try:
+                entry = local.get(key)  # only str and bytes keys are ever put there
+            except TypeError:  # unhashable: stored_key() below says what is wrong with it
+                pass
+        if entry is not None:
+            k, stored, value, entry_revive, n, klen = entry
+        else:
+            k, klen = self.stored_key(key), None
         if not tiers:
             return self._miss(final)
-        local = self.local
-        entry = local.get(key) if local is not None and type(key) in _LOCAL_KEY_TYPES else None
-        k = entry[0] if entry is not None else self.stored_key(key)
-        seg = self._segment or self.segment()
+        seg = self._segment
+        if seg is None:
+            seg = self.segment()
         try:
-            rc, served, data, view, size = seg.receive(k, tiers, self.l1_ttl_ms)
+            rc, served, data, view, size = seg.receive(k, tiers, self.l1_ttl_ms, klen)
         except SegmentClosedError:  # stopped meanwhile: reopens on demand, or says it stopped
             seg = self.segment()
             rc, served, data, view, size = seg.receive(k, tiers, self.l1_ttl_ms)
-        if rc != OK:
+        if rc:
             return self.read_failed(rc, seg, k, tiers, final)
-        if entry is not None and entry[3] is revive and size == len(entry[1]) and \
-                data.startswith(entry[1]):
-            # Byte for byte what was decoded last time, in place: no copy, no decoding.
-            if served != TIER_L1:
+        if entry is not None and size == n and entry_revive is revive and \
+                data.startswith(stored):
+            # Byte for byte what was decoded last time, in place: no copy, no decoding. (The
+            # same test as received()'s, inline: this is the common hit.)
+            if served == 1:  # TIER_L1
+                next(self._hits_l1)
+            else:
                 self.logs.state("redis", False)  # Redis answered
-            next(self._hits[served])
-            return entry[2]
-        return self.received(seg, k, key, served, data, view, size, final, revive)
+                next(self._hits[served])
+            return value
+        return self.received(seg, k, key, served, data, view, size, final, revive, False)
 
-    def received(self, seg, k, key, served, data, view, size, final, revive=None):
+    def received(self, seg, k, key, served, data, view, size, final, revive=None,
+                 reuse=True):
         """The value of the size bytes of k just read into this thread's buffer (data, and view
         of it) from the tier served, or MISS for a value that is not an envelope or does not
         decode (counted, logged, removed if damaged). Remembered in `local` under key when it
-        is on. Shared by lookup() and single flight's fetch."""
+        is on; with reuse, `local`'s object when the bytes are those it was decoded from.
+        Shared by lookup() (which has made that test itself) and single flight's fetch."""
         if served != TIER_L1:
             self.logs.state("redis", False)  # Redis answered
         local = self.local
+        if reuse and local is not None and type(key) in _LOCAL_KEY_TYPES:
+            entry = local.get(key)
+            if entry is not None and entry[4] == size and entry[3] is revive and \
+                    data.startswith(entry[1]):
+                next(self._hits[served])
+                return entry[2]
         keep = local is not None and type(key) in _LOCAL_KEY_TYPES and size <= LOCAL_MAX_BYTES
         stored = None
         if size > 1 and data[0] == ENVELOPE_MAGIC and not data[1] & 0xF0:
@@ -316,12 +339,13 @@ class CacheCore:
                     "wrong-type", f"does not fit the function's return type: {e!r}"))
                 return self._miss(final)
         if keep:
-            self.remember(key, (k, stored, value, revive))
+            self.remember(key, (k, stored, value, revive, size, _ffi.size_t_of(len(k))))
         next(self._hits[served])
         return value
 
     def remember(self, key, entry):
-        """Keep entry, (stored key, stored bytes, value, reviver), under key as the newest; drop
+        """Keep entry, (stored key, stored bytes, value, reviver, their length, the stored key's
+        length as a foreign size_t argument), under key as the newest; drop
         the oldest beyond the bound. Each step is one atomic operation under the GIL, so threads
         may race here freely: at worst an entry is replaced by an equally valid one, or the
         bound is briefly passed."""
@@ -767,9 +791,8 @@ def build_stats(config, st, info, l2, process_counters, flight=None, l2_recent_e
     a get that misses L1 and asks Redis is one L1 miss and one L2 hit or miss.
       * l1_cache.size is the number of live entries, max_size the segment's entry limit
         (0 = limited by memory only);
-      * l2_cache.connected: Redis answers this process now (the last call or the probe made by
-        start() worked, or the host's invalidation subscriber is live, and this process's
-        circuit breaker is closed); l2_cache.errors: Redis errors of the last L2_ERROR_WINDOW
+      * l2_cache.connected: Redis answers this process (its last call, or the probe made by
+        start(), worked, and its circuit breaker is closed); l2_cache.errors: Redis errors of the last L2_ERROR_WINDOW
         (60) seconds, host-wide (the lifetime count is l2_detail.errors);
       * total_hits = L1 hits + L2 hits; total_misses = lookups that no tier answered (L2
         misses with a Redis tier, L1 misses without); total_sets = values written to L1, not
@@ -790,7 +813,7 @@ def build_stats(config, st, info, l2, process_counters, flight=None, l2_recent_e
             "hits": l2.hits,
             "misses": l2.misses,
             "hit_rate": _rate(l2.hits, l2.misses),
-            "connected": bool(l2.connected or l2.subscribed) and not l2.breaker_open,
+            "connected": bool(l2.connected) and not l2.breaker_open,
             "errors": l2_recent_errors,
         }
         total_misses = l2.misses

@@ -210,6 +210,23 @@ class FetchOptions(Structure):
     ]
 
 
+class Read(Structure):
+    """shmc_read: shmc_read_into's buffer, tier mask and results in one structure (four foreign
+    arguments instead of eleven: ctypes pays about 25 ns for each)."""
+    _fields_ = [
+        ("buf", c_void_p),
+        ("cap", c_size_t),
+        ("value_len", c_size_t),
+        ("tiers", c_uint32),
+        ("served_by", c_uint32),
+        ("fill_ttl_ms", c_uint64),
+        ("flags", c_uint32),
+        ("reserved32", c_uint32),
+        ("ttl_left_ms", c_int64),
+        ("reserved", c_uint8 * 32),
+    ]
+
+
 class FetchResult(Structure):
     _fields_ = [
         ("outcome", c_uint32),
@@ -300,6 +317,7 @@ _CORE = {
     "shmc_open": (c_int, [c_char_p, POINTER(Options), POINTER(CacheP)], _check),
     "shmc_close": (None, [CacheP], None),
     "shmc_unlink": (c_int, [c_char_p, c_int], None),
+    "shmc_read_into": (c_int, [CacheP, c_void_p, c_size_t, POINTER(Read)], None),
     "shmc_get": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t, _size_p, _u32_p,
                          _i64_p], None),
     "shmc_set": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t, c_uint32, c_uint64],
@@ -368,7 +386,7 @@ if HAS_FLIGHT:
 
 # The hot path's view of the same functions (see the module docstring): no argtypes.
 hot = ctypes.CDLL(LIB_PATH, handle=lib._handle)
-for _name in ("shmc_get", "shmc_set", "shmc_encode", "shmc_decode") + \
+for _name in ("shmc_read_into", "shmc_get", "shmc_set", "shmc_encode", "shmc_decode") + \
         (("shmc_tget", "shmc_tset") if HAS_L2 else ()) + (("shmc_fetch",) if HAS_FLIGHT else ()):
     getattr(hot, _name).restype = c_int
 
@@ -422,8 +440,9 @@ def default_l2_options():
 # thread's, each web worker thread's) never share a buffer, so no lock is needed; coroutines on
 # one loop thread cannot interleave inside a synchronous call either.
 #
-# A slot is one tuple (ref, data, view, capacity, out, out_ref, served, served_ref), so the hot path
-# gets all it needs with one thread-local lookup (each costs about what a dict lookup and an
+# A slot is one tuple (ref, data, view, capacity, out, out_ref, served, served_ref, then two
+# shmc_read structures over the buffer with their byref()s), so the hot path gets all it needs
+# with one thread-local lookup (each costs about what a dict lookup and an
 # attribute access do together):
 #   * data: a bytearray that owns the memory. Its own methods read the buffer without copying it
 #     out: data.startswith(stored) compares a value with bytes kept earlier, data[i] reads a
@@ -448,9 +467,19 @@ RETAIN_MAX = 1024 * 1024
 
 def _slot(size, st):
     data = bytearray(size)
-    ref = ctypes.byref((ctypes.c_char * size).from_buffer(data))  # keeps the array alive
+    array = (ctypes.c_char * size).from_buffer(data)
+    ref = ctypes.byref(array)  # keeps the array alive
+    # Two shmc_read structures over the same buffer: one for L1 reads (its mask never changes),
+    # one whose mask and fill TTL the caller sets (see Segment.receive).
+    l1, any_tier = Read(), Read()
+    for r in (l1, any_tier):
+        r.buf, r.cap, r.tiers = ctypes.addressof(array), size, TIER_L1
     return (ref, data, memoryview(data), ctypes.c_size_t.from_param(size), st.size, st.size_ref,
-            st.u32b, st.u32b_ref)
+            st.u32b, st.u32b_ref, l1, ctypes.byref(l1), any_tier, ctypes.byref(any_tier))
+
+
+# Where the shmc_read structures are in a slot.
+SLOT_READ_L1, SLOT_READ_L1_REF, SLOT_READ_ANY, SLOT_READ_ANY_REF = 8, 9, 10, 11
 
 
 class _ThreadState(threading.local):

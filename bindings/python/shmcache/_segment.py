@@ -41,7 +41,12 @@ from .errors import ShmcacheError
 _byref = ctypes.byref
 _shmc_get = hot.shmc_get
 _shmc_set = hot.shmc_set
+_shmc_read_into = hot.shmc_read_into
+# receive() indexes the slot's L1 shmc_read structure and its byref() with literals (cheaper than
+# a global lookup on every get); they must stay where _ffi puts them.
+assert (_ffi.SLOT_READ_L1, _ffi.SLOT_READ_L1_REF) == (8, 9)
 _SIZES, _N_SIZES = _ffi._SIZES, _ffi.SIZES_CACHED
+_thread = _ffi.thread_state()  # a threading.local: each thread sees its own buffers through it
 _READ_RETRIES = 8  # the value may be replaced by a larger one between two calls
 
 
@@ -77,7 +82,6 @@ class Segment:
         self.entered = itertools.count()
         self.left = itertools.count()
         self._stranded = 0  # calls in flight in other threads when this process was forked
-        self._fill = (0, u64_of(0))  # receive()'s last fill TTL, and it as an argument
         self._close_lock = threading.Lock()
 
     # ---- lifetime --------------------------------------------------------------------------------
@@ -151,38 +155,41 @@ class Segment:
     # (code, ..., data, view, size): data is the bytearray, view a memoryview of it, size how
     # many bytes the value has. Both stay valid until this thread's next call into the segment:
     # callers compare or decode in place and copy out only what they keep.
-    def receive(self, key, tiers=TIER_L1, fill_ttl_ms=0):
-        """Look key (bytes) up: (code, served_by, data, view, size). tiers == L1 is one shmc_get;
-        anything else one shmc_tget (L1, then Redis on a miss, copying a Redis hit into L1 for
-        fill_ttl_ms), and served_by says which tier answered. tiers may carry
+    def receive(self, key, tiers=TIER_L1, fill_ttl_ms=0, klen=None):
+        """Look key (bytes) up: (code, served_by, data, view, size). tiers == L1 is an L1 read;
+        anything else reads L1, then Redis on a miss, copying a Redis hit into L1 for
+        fill_ttl_ms, and served_by says which tier answered. tiers may carry
         SHMC_TGET_AFTER_L1_MISS (the caller has just missed L1 itself: it is not asked again).
-        Raises SegmentClosedError once closed."""
-        n = len(key)
-        klen = _SIZES[n] if n < _N_SIZES else size_t_of(n)
-        ref, data, view, cap, out, out_ref, served, served_ref = _ffi.thread_state().recv
+        One shmc_read_into, whose structure (in the thread's slot) carries the buffer, the mask
+        and the results. Raises SegmentClosedError once closed. klen: len(key) as size_t_of()
+        makes it, if the caller keeps it. (Written for speed: this is every get.)"""
+        if klen is None:
+            n = len(key)
+            klen = _SIZES[n] if n < _N_SIZES else size_t_of(n)
+        slot = _thread.recv
         next(self.entered)
         try:
             h = self.hv  # read after next(entered): the closing protocol
             if h is None:
                 raise SegmentClosedError(self.name)
-            for _ in range(_READ_RETRIES):
-                if tiers == TIER_L1:
-                    rc = _shmc_get(h, key, klen, ref, cap, out_ref, None, None)
-                    by = TIER_L1
-                else:
-                    fill = self._fill  # one tuple: threads with other fill TTLs never mix them
-                    if fill[0] != fill_ttl_ms:
-                        fill = self._fill = (fill_ttl_ms, u64_of(fill_ttl_ms))
-                    rc = hot.shmc_tget(h, key, klen, ref, cap, out_ref, None, None,
-                                       u32_of(tiers), fill[1], served_ref)
-                    by = served.value
+            if tiers == 1:  # TIER_L1
+                rc = _shmc_read_into(h, key, klen, slot[9])
                 if rc != E_BUFFER_TOO_SMALL:
-                    break
+                    return rc, 1, slot[1], slot[2], slot[8].value_len
+            retries = _READ_RETRIES
+            while True:
+                r = slot[_ffi.SLOT_READ_ANY]
+                if r.tiers != tiers:
+                    r.tiers = tiers
+                if r.fill_ttl_ms != fill_ttl_ms:
+                    r.fill_ttl_ms = fill_ttl_ms
+                rc = _shmc_read_into(h, key, klen, slot[_ffi.SLOT_READ_ANY_REF])
+                retries -= 1
+                if rc != E_BUFFER_TOO_SMALL or not retries:
+                    return rc, r.served_by, slot[1], slot[2], r.value_len
                 # The value is larger than this thread's buffer: grow it and ask again (the
                 # value may be replaced by a larger one in between, hence the loop).
-                ref, data, view, cap, out, out_ref, served, served_ref = \
-                    _ffi.slot("recv", out.value)
-            return rc, by, data, view, out.value
+                slot = _ffi.slot("recv", r.value_len)
         finally:
             next(self.left)
 
@@ -211,10 +218,14 @@ class Segment:
         """shmc_fetch with the options behind opts_ref (a byref of FetchOptions), the outcome in
         result (this thread's FetchResult, result_ref its byref): (code, data, view, size) as
         receive() gives them; size is 0 for outcomes that carry no value."""
-        klen = size_t_of(len(key))
-        ref, data, view, cap, *_ = _ffi.thread_state().recv
-        h = self._enter_hot()
+        n = len(key)
+        klen = _SIZES[n] if n < _N_SIZES else size_t_of(n)
+        ref, data, view, cap, *_ = _thread.recv
+        next(self.entered)
         try:
+            h = self.hv  # read after next(entered): the closing protocol
+            if h is None:
+                raise SegmentClosedError(self.name)
             for _ in range(_READ_RETRIES):
                 rc = hot.shmc_fetch(h, key, klen, ref, cap, opts_ref, result_ref)
                 if rc != E_BUFFER_TOO_SMALL:

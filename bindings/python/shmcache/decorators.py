@@ -173,9 +173,16 @@ def cached(resolve, ttl=None, key_prefix=None, tier=None, key_builder=None, cach
                 key = fn.key(core, args, kwargs)
                 returns = fn.returns(core)
                 revive = returns.revive if returns is not None else None
-                tiers = core.tiers(tier)
+                tiers = core.default_tiers if tier is None else core.tiers(tier)
                 if policy.applies(tiers):
-                    return await _call_async(manager, fn, key, args, kwargs, tiers, returns)
+                    first = None
+                    if core.is_open:  # the first fetch, inline: a hit returns from here
+                        first = _fetch(core, key, core.stored_key(key),
+                                       policy.options(core, ttl, tier)[0], revive)
+                        if first[0] == FETCH_HIT and first[2] is not MISS:
+                            return first[2]
+                    return await _call_async(manager, fn, key, args, kwargs, tiers, returns,
+                                             first)
                 value = await core.alookup(manager.off_loop, key, tiers, revive)
                 if value is not MISS:
                     return value
@@ -194,7 +201,7 @@ def cached(resolve, ttl=None, key_prefix=None, tier=None, key_builder=None, cach
                 core = resolve().core
                 key = fn.key(core, args, kwargs)
                 returns = fn.returns(core)
-                tiers = core.tiers(tier)
+                tiers = core.default_tiers if tier is None else core.tiers(tier)
                 if policy.applies(tiers):
                     return _call_sync(core, fn, key, args, kwargs, tiers, returns)
                 value = core.lookup(key, tiers, True,
@@ -510,8 +517,9 @@ _working = weakref.WeakKeyDictionary()
 _tasks = set()  # background refreshes: the loop keeps only weak references to tasks
 
 
-async def _call_async(manager, fn, key, args, kwargs, tiers, returns):
-    """One call of an async function under its policy (see the module docstring)."""
+async def _call_async(manager, fn, key, args, kwargs, tiers, returns, first=None):
+    """One call of an async function under its policy (see the module docstring). first: what
+    the wrapper's own inline fetch gave, if it made one (not a hit)."""
     core = manager.core
     if not core.is_open:
         await manager.off_loop(core.segment)  # opening may wait (creation by another process)
@@ -519,7 +527,9 @@ async def _call_async(manager, fn, key, args, kwargs, tiers, returns):
     k = core.stored_key(key)
     revive = returns.revive if returns is not None else None
     nowait_ref, wait_ref, tiers = policy.options(core, fn.ttl, fn.tier)
-    outcome, lease, value = _fetch(core, key, k, nowait_ref, revive)  # inline: never blocks
+    if first is None:
+        first = _fetch(core, key, k, nowait_ref, revive)  # inline: never blocks
+    outcome, lease, value = first
     if outcome == FETCH_HIT and value is not MISS:
         return value  # the common case
     loop = asyncio.get_running_loop()

@@ -158,7 +158,11 @@ class CacheManager:
         not str/bytes, empty, or over 4096 bytes with the namespace. A hit of an unchanged value
         returns the same object as the previous hit (local_cache_size): do not mutate it."""
         core = self.core
-        value = await core.alookup(self.off_loop, key, core.tiers(tier))
+        tiers = core.default_tiers if tier is None else core.tiers(tier)
+        if tiers & TIER_L2:  # L1 inline, then Redis in the pool
+            value = await core.alookup(self.off_loop, key, tiers)
+        else:  # shared memory alone: inline, no thread hand-off
+            value = core.lookup(key, tiers)
         return default if value is MISS else value
 
     async def set(self, key, value, ttl=None, tier=None):
@@ -309,7 +313,7 @@ class SyncCacheManager:
     # ---- the cache (see CacheManager for the contract of each) -----------------------------------
     def get(self, key, default=None, tier=None):
         core = self.core
-        value = core.lookup(key, core.tiers(tier))
+        value = core.lookup(key, core.default_tiers if tier is None else core.tiers(tier))
         return default if value is MISS else value
 
     def set(self, key, value, ttl=None, tier=None):
