@@ -552,3 +552,37 @@ TEST_CASE("ping: one bounded PING that counts no lookup, and says when Redis is 
     redis.restart();
     CHECK(eventually([&] { return shmc_l2_ping(a.c) == 0; }, 5000));
 }
+
+TEST_CASE("read_into: shmc_tget's call with its arguments in one structure") {
+    RedisServer redis;
+    Host a("read-into", redis.url());
+    REQUIRE(a.wait_subscribed());
+    REQUIRE(a.set("both", "value-1") == 0);
+    REQUIRE(a.set("l2only", "value-2", SHMC_TIER_L2) == 0);
+    char buf[64];
+    shmc_read r;
+    std::memset(&r, 0, sizeof r);
+    r.buf = buf;
+    r.cap = sizeof buf;
+    // tiers 0 is L1.
+    CHECK(shmc_read_into(a.c, "both", 4, &r) == 0);
+    CHECK(std::string(buf, r.value_len) == "value-1");
+    CHECK(r.served_by == SHMC_TIER_L1);
+    CHECK(shmc_read_into(a.c, "l2only", 6, &r) == SHMC_E_NOTFOUND);
+    // Both tiers: Redis answers, and the value is copied into L1.
+    r.tiers = SHMC_TIER_BOTH;
+    r.fill_ttl_ms = 60000;
+    CHECK(shmc_read_into(a.c, "l2only", 6, &r) == 0);
+    CHECK(std::string(buf, r.value_len) == "value-2");
+    CHECK(r.served_by == SHMC_TIER_L2);
+    CHECK(a.in_l1("l2only"));
+    // A buffer too small says how much is needed.
+    r.tiers = SHMC_TIER_L1;
+    r.cap = 3;
+    CHECK(shmc_read_into(a.c, "both", 4, &r) == SHMC_E_BUFFER_TOO_SMALL);
+    CHECK(r.value_len == 7);
+    CHECK(shmc_read_into(a.c, "both", 4, nullptr) == SHMC_E_INVAL);
+    CHECK(shmc_read_into(nullptr, "both", 4, &r) == SHMC_E_INVAL);
+    r.tiers = 9;
+    CHECK(shmc_read_into(a.c, "both", 4, &r) == SHMC_E_INVAL);
+}
