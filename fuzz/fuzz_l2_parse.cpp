@@ -17,7 +17,7 @@
 #include <string_view>
 
 #include "fuzz_support.h"
-#include "glob.h"
+#include "shm/glob.h"
 #include "invalidation.h"
 #include "redis_url.h"
 #include "tiers.h"

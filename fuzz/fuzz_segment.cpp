@@ -47,7 +47,7 @@
 #include <vector>
 
 #include "fuzz_support.h"
-#include "layout.h"
+#include "shm/layout.h"
 
 namespace shm = shmcache::shm;
 

@@ -8,15 +8,15 @@
 #include <cstring>
 #include <new>
 
-#include "engine.h"
+#include "shm/engine.h"
 #include "envelope.h"
-#include "errors.h"
-#include "glob.h"
+#include "shm/errors.h"
+#include "shm/glob.h"
 #include "handle.h"
-#include "layout.h"
+#include "shm/layout.h"
 
 #ifdef SHMC_TEST_HOOKS
-#include "test_hooks.h"
+#include "shm/test_hooks.h"
 namespace shmcache::shm {
 extern std::atomic<uint64_t> g_crash_countdown;
 extern std::atomic<uint64_t> g_crash_points_passed;

@@ -11,7 +11,7 @@
 
 #include <cstring>
 
-#include "errors.h"
+#include "shm/errors.h"
 
 namespace shmcache {
 

@@ -8,8 +8,8 @@
 #include <memory>
 #include <new>
 
-#include "engine.h"
-#include "errors.h"
+#include "shm/engine.h"
+#include "shm/errors.h"
 #include "l2/tiers.h"
 
 struct shmc_cache {

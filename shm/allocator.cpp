@@ -1,10 +1,10 @@
 // allocator.cpp - see allocator.h.
-#include "allocator.h"
+#include "shm/allocator.h"
 
 #include <bit>
 #include <cstring>
 
-#include "crash_point.h"
+#include "shm/crash_point.h"
 
 namespace shmcache::shm {
 

@@ -13,7 +13,7 @@
 
 #include <cstdint>
 
-#include "stripe.h"
+#include "shm/stripe.h"
 
 namespace shmcache::shm {
 

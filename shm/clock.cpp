@@ -1,5 +1,5 @@
 // clock.cpp - see clock.h.
-#include "clock.h"
+#include "shm/clock.h"
 
 namespace shmcache::shm {
 

@@ -1,21 +1,23 @@
 // engine.cpp - see engine.h.
-#include "engine.h"
+#include "shm/engine.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <new>
 
-#include "clock.h"
-#include "engine_locked.h"
-#include "errors.h"
-#include "glob.h"
-#include "rebuild.h"
-#include "stripe_lock.h"
+#include "shm/clock.h"
+#include "shm/engine_locked.h"
+#include "shm/errors.h"
+#include "shm/glob.h"
+#include "shm/rebuild.h"
+#include "shm/stripe_lock.h"
 
 namespace shmcache::shm {
 
@@ -27,6 +29,11 @@ std::once_flag g_atfork_once;
 
 void on_fork_child() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
 
+// After a recount that could not take every lock (a holder stopped), the wait before the next
+// try: a recount holds the locks it took while it waits for the next, so a stopped process
+// must not make it wait that long on every store.
+constexpr uint64_t kRecountRetryMs = 1000;
+
 template <class T>
 uint64_t peek(const T& field) {  // an unlocked read of a field written under the stripe lock
     return std::atomic_ref<const T>(field).load(std::memory_order_relaxed);
@@ -35,8 +42,10 @@ uint64_t peek(const T& field) {  // an unlocked read of a field written under th
 }  // namespace
 
 int Engine::open(const char* name, const shmc_options* opts, std::unique_ptr<Engine>* out) {
-    shmc_options o;
-    shmc_options_default(&o);
+    // The defaults are applied here, field by field, rather than by shmc_options_default: that
+    // is the C ABI's (lib/), and the engine must build and link without it. A zero field means
+    // "the default" either way (mode 0 becomes 0600 in Segment::open).
+    shmc_options o{};
     if (opts) o = *opts;
     if (!o.size_bytes) o.size_bytes = 64ull << 20;
     if (!o.n_stripes) o.n_stripes = 64;
@@ -106,8 +115,9 @@ int Engine::store(const void* key, size_t klen, const void* value, size_t vlen, 
     if (int rc = check_value(value, vlen)) return rc;
     const Key k = make_key(key, klen);
     const EntryMeta meta{flags, expiry_from_ttl(ttl_ms), 0, 0};
-    return locked(stripe_of(k),
-                  [&](const StripeRef& s) { return table_store(s, k, value, vlen, meta, mode); });
+    return locked(stripe_of(k), [&](const StripeRef& s) {
+        return table_store(s, k, value, vlen, meta, mode, this);
+    });
 }
 
 int Engine::fill(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
@@ -120,7 +130,7 @@ int Engine::fill(const void* key, size_t klen, const void* value, size_t vlen, u
     return locked(stripe_of(k), [&](const StripeRef& s) {
         if (seq.load(std::memory_order_acquire) != expected_seq)
             return fail(SHMC_E_EXISTS, "an invalidation arrived while the value was read");
-        return table_store(s, k, value, vlen, meta, StoreMode::kAdd);
+        return table_store(s, k, value, vlen, meta, StoreMode::kAdd, this);
     });
 }
 
@@ -141,7 +151,7 @@ int Engine::incr(const void* key, size_t klen, int64_t delta, int64_t* result) {
     if (int rc = check_key(key, klen)) return rc;
     const Key k = make_key(key, klen);
     return locked(stripe_of(k),
-                  [&](const StripeRef& s) { return table_incr(s, k, delta, result); });
+                  [&](const StripeRef& s) { return table_incr(s, k, delta, result, this); });
 }
 
 static int check_pattern(const void* pat, size_t plen) {
@@ -237,7 +247,17 @@ int Engine::stats(shmc_stats* out) const {
     if (!out) return fail(SHMC_E_INVAL, "out is NULL");
     std::memset(out, 0, sizeof *out);
     for (uint32_t i = 0; i < g_.n_stripes; ++i) add_stripe_stats(i, out);
+    // The stripes are summed one after another, without their locks, so an entry evicted from
+    // a stripe already summed for a store into one not yet summed would be counted twice. Under
+    // a limit the host-wide count bounds the sum: it is one atomic value, never above
+    // max_entries and never below the live entries, so the minimum of the two is never above
+    // the limit and, once the cache is quiet, exact.
+    if (g_.max_entries) out->entries = std::min(out->entries, entry_count());
     return 0;
+}
+
+uint64_t Engine::entry_count() const {
+    return g_.max_entries ? seg_->header()->entry_limit.count.load(std::memory_order_acquire) : 0;
 }
 
 int Engine::stripe_stats(uint32_t stripe, shmc_stats* out) const {
@@ -298,8 +318,120 @@ int Engine::check(shmc_check_report* out) {
         if (rc == SHMC_E_LOCK_TIMEOUT) ++r.stripes_skipped;
         if (rc && !result) result = rc;
     }
+    // The count is checked by recomputing it: comparing it with the stripes' entries needs
+    // every lock anyway, and setting it then costs nothing more.
+    if (!recount_entries(true) && !result)
+        result = fail(SHMC_E_LOCK_TIMEOUT,
+                      "could not take every stripe lock of '%s' to recount its entries",
+                      seg_->name().c_str());
     if (out) *out = r;
     return result;
+}
+
+SlotBroker::Outcome Engine::evict_elsewhere_locked(uint32_t own, uint64_t* deadline_ms) {
+    const EntryLimitShared& lim = seg_->header()->entry_limit;
+    if (!*deadline_ms) *deadline_ms = monotonic_ms() + lock_timeout_ms_;
+    // Where to start looking: a per-thread xorshift, so that stores of empty stripes spread
+    // their evictions over the others instead of all draining the stripe after their own.
+    thread_local uint64_t rng = 0x9e3779b97f4a7c15ull ^ uint64_t(getpid()) << 20;
+    const uint32_t n = g_.n_stripes;
+    for (;;) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        const uint32_t start = uint32_t(rng);
+        for (uint32_t step = 0; step < n; ++step) {
+            const uint32_t j = (start + step) & (n - 1);
+            if (j == own || !peek(stripes_[j].ctl->entries)) continue;  // unlocked hint only
+            switch (evict_from_other_locked(j)) {
+                case SlotEvict::kHandedOver: return Outcome::kHandedOver;
+                case SlotEvict::kReclaimed: return Outcome::kRetry;
+                case SlotEvict::kNothing: break;
+            }
+        }
+        // Nothing to evict: the count is full of slots reserved by stores that hold their
+        // stripes' locks (their entries appear within microseconds), or it is too high after a
+        // crash, in which case waiting will not help: recount first.
+        if (lim.count.load(std::memory_order_acquire) < g_.max_entries) return Outcome::kRetry;
+        if (lim.recount.load(std::memory_order_acquire)) {
+            t_recount_due = true;
+            return Outcome::kGiveUp;
+        }
+        if (monotonic_ms() >= *deadline_ms) return Outcome::kGiveUp;
+        sched_yield();
+    }
+}
+
+SlotEvict Engine::evict_from_other_locked(uint32_t j) {
+    const StripeRef& t = stripes_[j];
+    StripeCtl* c = t.ctl;
+    const LockResult got = stripe_trylock(&c->mutex);
+    if (got != LockResult::kAcquired && got != LockResult::kOwnerDied) return SlotEvict::kNothing;
+    // The recovery protocol of locked(), for a lock taken by trying.
+    if (got == LockResult::kOwnerDied) bump(c->stats.lock_recoveries);
+    SlotEvict out = SlotEvict::kNothing;
+    try {
+        if (c->dirty.load(std::memory_order_acquire)) repair(t);
+        try {
+            out = table_evict_for_slot(t);
+        } catch (const StripeCorrupt&) {
+            repair(t);  // a victim unlinked before the throw leaves the count high: recounted
+            out = SlotEvict::kNothing;
+        }
+        if (c->dirty.load(std::memory_order_relaxed)) c->dirty.store(0, std::memory_order_release);
+    } catch (const std::bad_alloc&) {
+        out = SlotEvict::kNothing;  // the stripe stays marked dirty, as in locked()
+    }
+    if (got == LockResult::kOwnerDied) stripe_lock_mark_consistent(&c->mutex);
+    stripe_unlock(&c->mutex);
+    return out;
+}
+
+bool Engine::recount_entries(bool force) {
+    if (!g_.max_entries) return true;
+    EntryLimitShared& lim = seg_->header()->entry_limit;
+    if (!force && !lim.recount.load(std::memory_order_acquire)) return true;
+    const uint64_t now = monotonic_ms();
+    if (!force && now < lim.retry_after_ms.load(std::memory_order_relaxed)) return false;
+    // Index order, like every other taker of more than one lock that waits (the others only
+    // try), so two recounts cannot deadlock. Each stripe is made consistent as it is taken, so
+    // that no bookkeeping is needed to unlock.
+    const uint32_t n = g_.n_stripes;
+    uint32_t taken = 0;
+    bool ok = true;
+    while (ok && taken < n) {
+        const StripeRef& s = stripes_[taken];
+        StripeCtl* c = s.ctl;
+        const LockResult got = stripe_lock(&c->mutex, lock_timeout_ms_);
+        if (got == LockResult::kTimeout) c->stats.lock_timeouts.fetch_add(1);
+        if (got != LockResult::kAcquired && got != LockResult::kOwnerDied) {
+            ok = false;
+            break;
+        }
+        ++taken;
+        try {
+            if (c->dirty.load(std::memory_order_acquire)) {
+                rebuild_stripe(s);
+                c->dirty.store(0, std::memory_order_release);
+            }
+        } catch (const std::bad_alloc&) {
+            ok = false;  // the stripe stays dirty; its next locker rebuilds it
+        }
+        if (got == LockResult::kOwnerDied) {
+            bump(c->stats.lock_recoveries);
+            stripe_lock_mark_consistent(&c->mutex);
+        }
+    }
+    if (ok) {
+        // Every lock is held, so no store is between its reservation and its link and no
+        // removal between its unlink and its release: the entries are the whole count.
+        uint64_t total = 0;
+        for (uint32_t i = 0; i < n; ++i) total += stripes_[i].ctl->entries;
+        lim.count.store(total, std::memory_order_release);
+        lim.recount.store(0, std::memory_order_release);
+    } else {
+        lim.retry_after_ms.store(now + kRecountRetryMs, std::memory_order_relaxed);
+    }
+    while (taken) stripe_unlock(&stripes_[--taken].ctl->mutex);
+    return ok;
 }
 
 void Engine::hold_lock_forever(const void* key, size_t klen, bool dirty) {

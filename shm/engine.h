@@ -13,14 +13,16 @@
 #include <memory>
 #include <vector>
 
-#include "flight.h"
-#include "segment.h"
-#include "stripe.h"
-#include "table.h"
+#include "shm/flight.h"
+#include "shm/segment.h"
+#include "shm/stripe.h"
+#include "shm/table.h"
 
 namespace shmcache::shm {
 
-class Engine {
+// The engine is the SlotBroker of its stores (table.h): under a host-wide entry limit, a store
+// whose own stripe is empty gets its slot from an entry of another stripe.
+class Engine final : private SlotBroker {
 public:
     static int open(const char* name, const shmc_options* opts, std::unique_ptr<Engine>* out);
 
@@ -64,7 +66,11 @@ public:
     int stats(shmc_stats* out) const;
     int stripe_stats(uint32_t stripe, shmc_stats* out) const;
     int info(shmc_info* out) const;
+    // Checks and repairs every stripe, then recounts the host-wide entry count (a limited
+    // segment): after a check without skipped stripes, the count equals the live entries.
     int check(shmc_check_report* out);
+    // The host-wide entry count (live entries plus reservations in flight; 0 with no limit).
+    uint64_t entry_count() const;
 
     // Test hook (test_hooks.h): take the stripe lock of key and never return.
     [[noreturn]] void hold_lock_forever(const void* key, size_t klen, bool dirty);
@@ -80,6 +86,16 @@ private:
     // Runs fn(stripe) with the stripe's lock held and the recovery protocol applied.
     template <class Fn>
     int locked(uint32_t stripe, Fn&& fn);
+    // SlotBroker: evicts one entry of another stripe for a store holding stripe own.
+    Outcome evict_elsewhere_locked(uint32_t own, uint64_t* deadline_ms) override;
+    // REQUIRES: the lock of some other stripe held. Tries stripe j's lock (never waits) and, if
+    // it gets it, makes room there (table_evict_for_slot).
+    SlotEvict evict_from_other_locked(uint32_t j);
+    // Makes the host-wide entry count equal to the stripes' entries, holding every stripe lock
+    // (taken in index order, each with the lock timeout). Only if a rebuild asked for it (the
+    // segment's recount flag), unless force. Returns false if a lock could not be had in time;
+    // the flag then stays set and the next attempt waits a while. REQUIRES: no lock held.
+    bool recount_entries(bool force);
 
     std::unique_ptr<Segment> seg_;
     Geometry g_{};

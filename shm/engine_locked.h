@@ -6,11 +6,11 @@
 
 #include <new>
 
-#include "clock.h"
-#include "engine.h"
-#include "errors.h"
-#include "rebuild.h"
-#include "stripe_lock.h"
+#include "shm/clock.h"
+#include "shm/engine.h"
+#include "shm/errors.h"
+#include "shm/rebuild.h"
+#include "shm/stripe_lock.h"
 
 namespace shmcache::shm {
 
@@ -21,8 +21,13 @@ inline uint64_t expiry_from_ttl(uint64_t ttl_ms) {
     return ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
 }
 
+// Set by whatever rebuilt a stripe of an entry-limited segment in this thread (a rebuild may
+// leave the host-wide count above the live entries): locked() recounts once it holds no lock.
+inline thread_local bool t_recount_due = false;
+
 inline RebuildResult repair(const StripeRef& s) {
     mark_dirty(s);
+    if (s.max_entries) t_recount_due = true;
     return rebuild_stripe(s);
 }
 
@@ -51,7 +56,10 @@ int Engine::locked(uint32_t stripe, Fn&& fn) {
     int rc;
     try {
         // A dead holder, or one that failed mid-update, left the mark: rebuild before use.
-        if (c->dirty.load(std::memory_order_acquire)) rebuild_stripe(s);
+        if (c->dirty.load(std::memory_order_acquire)) {
+            if (s.max_entries) t_recount_due = true;
+            rebuild_stripe(s);
+        }
         try {
             rc = fn(s);
         } catch (const StripeCorrupt& e) {
@@ -72,6 +80,12 @@ int Engine::locked(uint32_t stripe, Fn&& fn) {
     }
     if (recovered) stripe_lock_mark_consistent(&c->mutex);
     stripe_unlock(&c->mutex);
+    // A thread-local flag, not the shared one: reading the segment's flag on every call would
+    // cost a shared cache line on the common path.
+    if (t_recount_due) {
+        t_recount_due = false;
+        recount_entries(false);
+    }
     return rc;
 }
 

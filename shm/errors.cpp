@@ -1,5 +1,5 @@
 // errors.cpp - see errors.h.
-#include "errors.h"
+#include "shm/errors.h"
 
 #include <cstdarg>
 #include <cstdio>

@@ -6,12 +6,12 @@
 // inserted while still a ghost goes straight to main; main reinserts entries hit since their
 // last pass (2-bit frequency). SIEVE (Zhang et al., NSDI 2024): one FIFO and a hand that sweeps
 // from the tail, clearing visited bits, evicting the first unvisited entry.
-#include "eviction.h"
+#include "shm/eviction.h"
 
 #include <shmcache/shmcache.h>
 
-#include "clock.h"
-#include "crash_point.h"
+#include "shm/clock.h"
+#include "shm/crash_point.h"
 
 namespace shmcache::shm {
 

@@ -12,7 +12,7 @@
 
 #include <cstdint>
 
-#include "stripe.h"
+#include "shm/stripe.h"
 
 namespace shmcache::shm {
 

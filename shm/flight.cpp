@@ -27,9 +27,9 @@
 #include <mutex>
 #include <thread>
 
-#include "engine.h"
-#include "engine_locked.h"
-#include "lease.h"
+#include "shm/engine.h"
+#include "shm/engine_locked.h"
+#include "shm/lease.h"
 
 namespace shmcache::shm {
 
@@ -292,7 +292,7 @@ int Engine::fetch_complete(const void* key, size_t klen, const void* value, size
             rc = fail(SHMC_E_EXISTS, "an invalidation arrived while the value was read");
         if (!rc)
             rc = table_store(s, k, value, vlen, meta,
-                             st.expected_seq ? StoreMode::kAdd : StoreMode::kSet);
+                             st.expected_seq ? StoreMode::kAdd : StoreMode::kSet, this);
         if (lease) lease_release_locked(s, k.hash, lease);
         return rc;
     });

@@ -4,7 +4,7 @@
 // position it was tried at. On a mismatch it retries the star one byte further. Because a later
 // star subsumes an earlier one, remembering only the last star is complete, and the work is
 // bounded by plen * slen.
-#include "glob.h"
+#include "shm/glob.h"
 
 #include <cstdint>
 

@@ -1,5 +1,5 @@
 // layout.cpp - geometry of a segment and the fingerprint of its structures' layout.
-#include "layout.h"
+#include "shm/layout.h"
 
 #include <shmcache/shmcache.h>
 #include <xxhash.h>
@@ -39,6 +39,9 @@ uint64_t abi_fingerprint() {
         sizeof(L2Shared),
         offsetof(SegmentHeader, flight),
         sizeof(FlightShared),
+        offsetof(SegmentHeader, entry_limit),
+        sizeof(EntryLimitShared),
+        offsetof(EntryLimitShared, recount),
         sizeof(StripeCtl),
         sizeof(pthread_mutex_t),
         offsetof(StripeCtl, dirty),
@@ -96,12 +99,14 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     }
     g->region_bytes = (size_bytes - g->regions_offset) / n_stripes / kBlockSize * kBlockSize;
 
-    // Size the hash index for the entries a stripe can hold: the entry limit if there is one,
-    // else a quarter of its blocks (entries of 256 bytes or more keep chains at length <= 1).
+    // Size the hash index for the entries a stripe is expected to hold: its share of the entry
+    // limit if there is one (the limit is host-wide, so a stripe may hold more than its share,
+    // with longer chains), else a quarter of its blocks (entries of 256 bytes or more keep
+    // chains at length <= 1).
     const uint64_t raw_blocks = g->region_bytes / kBlockSize;
-    uint64_t per_stripe_limit = max_entries ? (max_entries + n_stripes - 1) / n_stripes : 0;
-    uint64_t expected = per_stripe_limit ? std::min(per_stripe_limit, raw_blocks)
-                                         : std::max<uint64_t>(raw_blocks / 4, 1);
+    const uint64_t share = max_entries ? (max_entries - 1) / n_stripes + 1 : 0;
+    const uint64_t expected =
+        share ? std::min(share, raw_blocks) : std::max<uint64_t>(raw_blocks / 4, 1);
     g->buckets_per_stripe = uint32_t(std::bit_ceil(std::max<uint64_t>(expected, 16)));
     g->ghost_per_stripe = g->strategy == SHMC_STRATEGY_S3FIFO ? g->buckets_per_stripe : 0;
 
@@ -123,9 +128,7 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
         *why = "size_bytes is too small for that many stripes";
         return false;
     }
-    g->max_entries_per_stripe = per_stripe_limit
-                                    ? uint32_t(std::min<uint64_t>(per_stripe_limit, 0xffffffffu))
-                                    : 0xffffffffu;
+    g->expected_per_stripe = uint32_t(std::min<uint64_t>(expected, 0xffffffffu));
 
     // A value must fit in half of a stripe even when every extent is a single block, so that
     // eviction can always make room for it (docs/architecture.md, "Memory").

@@ -20,8 +20,9 @@ namespace shmcache::shm {
 
 constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endian bytes
 // 2: the L2 block in the header. 3: an entry's stale window and compute time, lease slots in
-// every stripe, the single-flight counters in the header.
-constexpr uint32_t kLayoutVersion = 3;
+// every stripe, the single-flight counters in the header. 4: the host-wide entry count
+// (EntryLimitShared) replaces the per-stripe entry limit.
+constexpr uint32_t kLayoutVersion = 4;
 constexpr uint32_t kBlockSize = 64;
 constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint32_t kHeaderBytes = 4096;
@@ -76,6 +77,33 @@ struct FlightShared {
     std::atomic<uint64_t> counters[kFlightCounterSlots];  // FlightCounter
 };
 
+// The host-wide entry count behind max_entries (docs/architecture.md, "Entry limit"); zero and
+// unused when max_entries is 0.
+//
+// count is the number of live entries plus the slots reserved by inserters that still hold the
+// lock of the stripe they insert into. Writers keep two rules, so that it never drops below the
+// live entries and the bound holds whatever instruction a process dies at:
+//  - a slot is reserved (a CAS that never goes past max_entries) before the entry is linked into
+//    its hash chain, and given back only after an entry has been unlinked from its chain (rebuild
+//    finds entries only through the chains);
+//  - every change of count happens with the stripe concerned locked and marked dirty.
+// A process killed between the two steps therefore leaves count one too high (an early eviction,
+// never an extra entry) and a dirty stripe, whose rebuild sets recount; the recount (all stripe
+// locks, in index order, no other lock held) makes count equal to the sum of the stripes' entries.
+struct EntryLimitShared {
+    // Alone on its line: every insert and removal of a limited cache writes it.
+    alignas(64) std::atomic<uint64_t> count;
+    // Nonzero: a stripe was rebuilt (or damage dropped entries), so count may be above the live
+    // entries until the next recount. Read on slow paths only; on its own line so that reading it
+    // does not contend with the writers of count.
+    alignas(64) std::atomic<uint32_t> recount;
+    uint32_t reserved0;
+    // A recount that could not take every lock (a holder stopped) is not tried again before this
+    // monotonic ms, so that a stopped process does not make every store wait for it.
+    std::atomic<uint64_t> retry_after_ms;
+    uint64_t reserved1[6];
+};
+
 // The first page of the segment. Everything after `geometry` is derived from the creation
 // parameters; attach recomputes it and refuses a header that disagrees.
 struct SegmentHeader {
@@ -99,7 +127,7 @@ struct SegmentHeader {
     uint32_t blocks_per_stripe;
     uint32_t buckets_per_stripe;
     uint32_t ghost_per_stripe;
-    uint32_t max_entries_per_stripe;
+    uint32_t expected_per_stripe;  // sizes the hash index; not a limit
     uint64_t stripes_offset;
     uint64_t regions_offset;
     uint64_t region_bytes;
@@ -107,6 +135,7 @@ struct SegmentHeader {
     AttachSlot attach[kAttachSlots];
     L2Shared l2;
     FlightShared flight;
+    EntryLimitShared entry_limit;
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
 
@@ -224,7 +253,7 @@ struct Geometry {
     uint32_t blocks_per_stripe;
     uint32_t buckets_per_stripe;
     uint32_t ghost_per_stripe;
-    uint32_t max_entries_per_stripe;
+    uint32_t expected_per_stripe;  // entries a stripe is expected to hold (sizes the hash index)
     uint64_t stripes_offset;
     uint64_t regions_offset;
     uint64_t region_bytes;

@@ -1,5 +1,5 @@
 // lease.cpp - see lease.h.
-#include "lease.h"
+#include "shm/lease.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -24,7 +24,7 @@
 
 #include <cstdint>
 
-#include "stripe.h"
+#include "shm/stripe.h"
 
 namespace shmcache::shm {
 

@@ -1,15 +1,15 @@
 // rebuild.cpp - see rebuild.h; also the stripe view and the empty-stripe format.
-#include "rebuild.h"
+#include "shm/rebuild.h"
 
 #include <bit>
 #include <cstring>
 #include <vector>
 
-#include "allocator.h"
-#include "clock.h"
-#include "eviction.h"
-#include "lease.h"
-#include "table.h"
+#include "shm/allocator.h"
+#include "shm/clock.h"
+#include "shm/eviction.h"
+#include "shm/lease.h"
+#include "shm/table.h"
 
 namespace shmcache::shm {
 
@@ -24,11 +24,12 @@ StripeRef stripe_ref(uint8_t* base, const Geometry& g, uint32_t i) {
     s.nblocks = g.blocks_per_stripe;
     s.bucket_mask = g.buckets_per_stripe - 1;
     s.ghost_mask = g.ghost_per_stripe ? g.ghost_per_stripe - 1 : 0;
-    s.max_entries = g.max_entries_per_stripe;
     s.max_value_len = g.max_value_len;
     s.strategy = g.strategy;
     s.index = i;
     s.stripe_mask = g.n_stripes - 1;
+    s.max_entries = g.max_entries;
+    s.limit = &reinterpret_cast<SegmentHeader*>(base)->entry_limit;
     return s;
 }
 
@@ -151,6 +152,11 @@ void reset_stripe(const StripeRef& s) {
 }
 
 RebuildResult rebuild_stripe(const StripeRef& s) {
+    // The dead holder may have reserved a slot it never used, or unlinked an entry whose slot it
+    // never gave back, and the survey may drop damaged entries: either way the host-wide count
+    // may now be above the live entries. Flag it first, so that a rebuilder killed half-way
+    // leaves the flag too; the engine recounts once it holds no lock (engine.cpp).
+    if (s.max_entries) s.limit->recount.store(1, std::memory_order_release);
     Survey v = survey(s);
     clear_structures(s);
     StripeCtl* c = s.ctl;

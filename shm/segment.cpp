@@ -4,7 +4,7 @@
 // exclusively from creation until the header says READY, and the kernel drops it if the
 // initializer dies. An opener that holds the lock (shared) and still sees a segment that is not
 // READY therefore knows the initializer is dead, and initializes it again itself.
-#include "segment.h"
+#include "shm/segment.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -18,10 +18,10 @@
 #include <cstring>
 #include <thread>
 
-#include "clock.h"
-#include "errors.h"
-#include "stripe.h"
-#include "stripe_lock.h"
+#include "shm/clock.h"
+#include "shm/errors.h"
+#include "shm/stripe.h"
+#include "shm/stripe_lock.h"
 
 namespace bip = boost::interprocess;
 
@@ -74,11 +74,14 @@ int initialize(uint8_t* base, const Geometry& g, const shmc_options& o) {
     h->blocks_per_stripe = g.blocks_per_stripe;
     h->buckets_per_stripe = g.buckets_per_stripe;
     h->ghost_per_stripe = g.ghost_per_stripe;
-    h->max_entries_per_stripe = g.max_entries_per_stripe;
+    h->expected_per_stripe = g.expected_per_stripe;
     h->stripes_offset = g.stripes_offset;
     h->regions_offset = g.regions_offset;
     h->region_bytes = g.region_bytes;
     for (auto& slot : h->attach) slot.pid.store(0, std::memory_order_relaxed);
+    h->entry_limit.count.store(0, std::memory_order_relaxed);  // every stripe starts empty
+    h->entry_limit.recount.store(0, std::memory_order_relaxed);
+    h->entry_limit.retry_after_ms.store(0, std::memory_order_relaxed);
     for (uint32_t i = 0; i < g.n_stripes; ++i) {
         auto* ctl = reinterpret_cast<StripeCtl*>(base + g.stripes_offset) + i;
         std::memset(static_cast<void*>(ctl), 0, sizeof *ctl);
@@ -111,7 +114,7 @@ int validate(const std::string& name, const SegmentHeader* h, uint64_t file_size
     if (g->blocks_per_stripe != h->blocks_per_stripe ||
         g->buckets_per_stripe != h->buckets_per_stripe ||
         g->ghost_per_stripe != h->ghost_per_stripe ||
-        g->max_entries_per_stripe != h->max_entries_per_stripe ||
+        g->expected_per_stripe != h->expected_per_stripe ||
         g->regions_offset != h->regions_offset || g->region_bytes != h->region_bytes ||
         g->stripes_offset != h->stripes_offset || g->max_value_len != h->max_value_len ||
         g->size_bytes > file_size)

@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include "layout.h"
+#include "shm/layout.h"
 
 namespace shmcache::shm {
 

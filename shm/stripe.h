@@ -5,8 +5,8 @@
 
 #include <cstdint>
 
-#include "errors.h"
-#include "layout.h"
+#include "shm/errors.h"
+#include "shm/layout.h"
 
 namespace shmcache::shm {
 
@@ -19,11 +19,13 @@ struct StripeRef {
     uint32_t nblocks;
     uint32_t bucket_mask;
     uint32_t ghost_mask;  // 0 when the strategy keeps no ghosts
-    uint32_t max_entries;
     uint32_t max_value_len;
     uint32_t strategy;
     uint32_t index;        // this stripe's number
     uint32_t stripe_mask;  // n_stripes - 1
+    // The host-wide entry limit (0: memory only) and its count, shared by every stripe.
+    uint64_t max_entries;
+    EntryLimitShared* limit;
 
     // Every block index read from the segment passes through here.
     uint8_t* block(uint32_t idx) const {

@@ -1,9 +1,9 @@
 // stripe_lock.cpp - see stripe_lock.h.
-#include "stripe_lock.h"
+#include "shm/stripe_lock.h"
 
 #include <cerrno>
 
-#include "clock.h"
+#include "shm/clock.h"
 
 namespace shmcache::shm {
 
@@ -51,6 +51,11 @@ LockResult stripe_lock(pthread_mutex_t* m, uint32_t timeout_ms) {
         rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &deadline);
     } while (rc == EINTR);
     return classify(rc);
+}
+
+LockResult stripe_trylock(pthread_mutex_t* m) {
+    const int rc = pthread_mutex_trylock(m);
+    return rc == EBUSY ? LockResult::kTimeout : classify(rc);
 }
 
 void stripe_lock_mark_consistent(pthread_mutex_t* m) { pthread_mutex_consistent(m); }

@@ -26,6 +26,11 @@ int stripe_lock_init(pthread_mutex_t* m);
 // Takes m, waiting at most timeout_ms. An uncontended lock costs one trylock (no clock read).
 LockResult stripe_lock(pthread_mutex_t* m, uint32_t timeout_ms);
 
+// Takes m only if nobody holds it: kAcquired, kOwnerDied (acquired, as for stripe_lock), or
+// kTimeout when it is held (nothing waited for). For a thread that already holds another stripe
+// lock: waiting there could deadlock, trying cannot.
+LockResult stripe_trylock(pthread_mutex_t* m);
+
 // After kOwnerDied and the repair: makes the mutex usable again. Must precede unlock.
 void stripe_lock_mark_consistent(pthread_mutex_t* m);
 

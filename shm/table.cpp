@@ -4,7 +4,7 @@
 // replaced entry is unlinked first; the new entry is written completely into blocks nobody can
 // reach, and only then linked into its bucket. A reader holds the lock, so it sees either the
 // old state or the new one; a dead writer leaves a dirty stripe that the next locker rebuilds.
-#include "table.h"
+#include "shm/table.h"
 
 #include <xxhash.h>
 
@@ -12,11 +12,11 @@
 #include <charconv>
 #include <cstring>
 
-#include "allocator.h"
-#include "clock.h"
-#include "crash_point.h"
-#include "eviction.h"
-#include "glob.h"
+#include "shm/allocator.h"
+#include "shm/clock.h"
+#include "shm/crash_point.h"
+#include "shm/eviction.h"
+#include "shm/glob.h"
 
 namespace shmcache::shm {
 
@@ -95,8 +95,49 @@ uint32_t chain_prev(const StripeRef& s, uint32_t target) {
     return prev;
 }
 
-// Unlinks and frees the entry at idx (prev: its chain predecessor).
-void remove_entry(const StripeRef& s, uint32_t idx, uint32_t prev) {
+// The host-wide entry count (EntryLimitShared in layout.h). Every call below is made with the
+// stripe concerned locked and marked dirty, which is what lets a rebuild repair a count left
+// wrong by a process killed between a count change and the matching chain change.
+
+// Takes a slot if the count is below the limit. A CAS, not a fetch_add: the count must never
+// pass the limit, even for an instant, since a reader may be summing it.
+bool reserve_slot(const StripeRef& s) {
+    std::atomic<uint64_t>& n = s.limit->count;
+    uint64_t cur = n.load(std::memory_order_relaxed);
+    while (cur < s.max_entries)
+        if (n.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel,
+                                    std::memory_order_relaxed))
+            return true;
+    return false;
+}
+
+// Gives back k slots. REQUIRES: their entries already unlinked from their chains (or never
+// linked), so that a count lowered here never counts fewer entries than a rebuild would find.
+// Saturates at zero: only outside damage can make the count fall below the live entries, and
+// then a recount is what fixes it.
+void release_slots(const StripeRef& s, uint64_t k) {
+    if (!s.max_entries || !k) return;
+    std::atomic<uint64_t>& n = s.limit->count;
+    uint64_t cur = n.load(std::memory_order_relaxed);
+    while (!n.compare_exchange_weak(cur, cur >= k ? cur - k : 0, std::memory_order_acq_rel,
+                                    std::memory_order_relaxed)) {
+    }
+    if (cur < k) s.limit->recount.store(1, std::memory_order_release);
+}
+
+// One slot held by a store from its reservation (or takeover) until its entry is linked into a
+// chain; given back if the store returns or throws before that.
+struct SlotGuard {
+    const StripeRef& s;
+    bool held = false;
+    ~SlotGuard() {
+        if (held) release_slots(s, 1);
+    }
+};
+
+// Unlinks and frees the entry at idx (prev: its chain predecessor). release_slot false keeps
+// the entry's slot of the host-wide count for the caller (eviction for a store, replacement).
+void remove_entry(const StripeRef& s, uint32_t idx, uint32_t prev, bool release_slot = true) {
     mark_dirty(s);
     EntryHeader* e = s.entry(idx);
     const uint32_t b = bucket_of(s, e->hash_tag);
@@ -111,6 +152,7 @@ void remove_entry(const StripeRef& s, uint32_t idx, uint32_t prev) {
     queue_unlink(s, idx);
     StripeCtl* c = s.ctl;
     c->entries -= 1;
+    if (release_slot) release_slots(s, 1);  // after the chain unlink: see release_slots
     c->used_blocks -= e->total_blocks;
     c->data_bytes -= uint64_t(e->key_len) + e->value_len;
     free_entry(s, idx);
@@ -144,11 +186,12 @@ uint64_t reclaim_expired(const StripeRef& s, uint64_t now) {
     return removed;
 }
 
+// by_count: the entry limit binds (the victim's slot is kept for the caller), not memory.
 void evict_one(const StripeRef& s, bool by_count) {
     mark_dirty(s);
     const uint32_t v = policy_victim(s, by_count);
     if (v == kNil) corrupt("nothing to evict in a full stripe");
-    remove_entry(s, v, chain_prev(s, v));
+    remove_entry(s, v, chain_prev(s, v), !by_count);
     bump(s.ctl->stats.evictions);
 }
 
@@ -242,21 +285,24 @@ int table_peek(const StripeRef& s, const Key& k, uint64_t now, void* buf, size_t
 }
 
 int table_store(const StripeRef& s, const Key& k, const void* value, size_t value_len,
-                const EntryMeta& meta, StoreMode mode) {
+                const EntryMeta& meta, StoreMode mode, SlotBroker* broker) {
     StripeCtl* c = s.ctl;
     uint64_t now = 0;
     uint32_t prev;
+    SlotGuard slot{s};
     uint32_t old = find(s, k, &prev);
     if (old != kNil) {
         const EntryHeader* e = s.entry(old);
         // No longer fresh counts as absent: an add (an L2 fill) may replace a stale value.
         const bool dead = e->expires_ms && soft_expired(e, now = monotonic_ms());
         if (mode == StoreMode::kAdd && !dead) return SHMC_E_EXISTS;
-        remove_entry(s, old, prev);
+        // The new entry takes the old one's slot: an overwrite of a full cache evicts nothing.
+        remove_entry(s, old, prev, false);
+        slot.held = s.max_entries != 0;
         if (dead) bump(c->stats.expirations);
     }
     const uint64_t expires_ms = meta.expires_ms;
-    mark_dirty(s);
+    mark_dirty(s);  // before any reservation: a holder killed with a slot leaves a dirty stripe
     const uint64_t data = uint64_t(k.len) + value_len;
     bool reclaimed = false;
     auto reclaim_once = [&] {
@@ -265,8 +311,29 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
         if (!now) now = monotonic_ms();
         return reclaim_expired(s, now) > 0;
     };
-    while (c->entries >= s.max_entries)
-        if (!reclaim_once()) evict_one(s, true);
+    // A slot under the host-wide limit: free if the count has room; else from this stripe
+    // (expired entries first, then the policy's victim); else, this stripe being empty, from
+    // another one. No eviction for the count happens while it is below the limit.
+    uint64_t deadline_ms = 0;
+    while (s.max_entries && !slot.held) {
+        if (reserve_slot(s)) {
+            slot.held = true;
+        } else if (reclaim_once()) {
+            continue;  // their slots went back to the count
+        } else if (c->entries) {
+            evict_one(s, true);
+            slot.held = true;  // only once the victim is unlinked: a throw before leaves it counted
+        } else {
+            const auto r = broker ? broker->evict_elsewhere_locked(s.index, &deadline_ms)
+                                  : SlotBroker::Outcome::kGiveUp;
+            if (r == SlotBroker::Outcome::kGiveUp)
+                return fail(SHMC_E_LOCK_TIMEOUT,
+                            "the cache holds max_entries (%llu) entries and none could be "
+                            "evicted in time; treat as a failed store",
+                            (unsigned long long)s.max_entries);
+            slot.held = r == SlotBroker::Outcome::kHandedOver;
+        }
+    }
     uint32_t head;
     while ((head = alloc_entry(s, data)) == kNil)
         if (!reclaim_once()) evict_one(s, false);
@@ -304,6 +371,7 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
     const uint32_t b = bucket_of(s, k.tag());
     e->bucket_next = s.buckets[b];
     s.buckets[b] = head;
+    slot.held = false;  // linked: the entry owns its slot now, whatever happens next
     SHMC_CRASH_POINT();
     policy_insert(s, head);
     c->entries += 1;
@@ -352,7 +420,8 @@ int table_touch(const StripeRef& s, const Key& k, uint64_t fresh_until_ms) {
     return 0;
 }
 
-int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result) {
+int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result,
+               SlotBroker* broker) {
     uint32_t prev;
     const uint32_t idx = find(s, k, &prev);
     if (idx == kNil) return SHMC_E_NOTFOUND;
@@ -378,7 +447,14 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result)
     const auto res = std::to_chars(out, out + sizeof out, next);
     if (result) *result = next;
     const EntryMeta meta{e->flags, e->expires_ms, e->stale_ms, e->compute_ms};
-    return table_store(s, k, out, size_t(res.ptr - out), meta, StoreMode::kSet);
+    return table_store(s, k, out, size_t(res.ptr - out), meta, StoreMode::kSet, broker);
+}
+
+SlotEvict table_evict_for_slot(const StripeRef& s) {
+    if (!s.ctl->entries) return SlotEvict::kNothing;
+    if (reclaim_expired(s, monotonic_ms()) > 0) return SlotEvict::kReclaimed;
+    evict_one(s, true);
+    return SlotEvict::kHandedOver;
 }
 
 namespace {
@@ -430,6 +506,7 @@ uint64_t table_clear(const StripeRef& s) {
     const uint64_t n = s.ctl->entries;
     mark_dirty(s);
     reset_stripe(s);
+    release_slots(s, n);  // after the reset: the chains are empty
     bump(s.ctl->stats.deletes, n);
     return n;
 }

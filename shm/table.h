@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "stripe.h"
+#include "shm/stripe.h"
 
 namespace shmcache::shm {
 
@@ -81,6 +81,26 @@ int table_peek(const StripeRef& s, const Key& k, uint64_t now, void* buf, size_t
 
 enum class StoreMode { kSet, kAdd };
 
+// Where a store gets a slot of the host-wide entry limit when the count is full and its own
+// stripe has no entry to evict: the engine evicts one from another stripe
+// (Engine::evict_elsewhere_locked), because only the engine knows the other stripes and how
+// to lock them.
+class SlotBroker {
+public:
+    enum class Outcome {
+        kHandedOver,  // an entry of another stripe was evicted; its slot is now the caller's
+        kRetry,       // nothing handed over, but the count may have room now: reserve again
+        kGiveUp,      // nothing could be evicted in time (or a recount is due first)
+    };
+    // REQUIRES: the lock of stripe own held. Never waits for another stripe's lock (it only
+    // tries them), so two stores that both look elsewhere cannot deadlock. *deadline_ms (0 on
+    // the store's first call; set by the broker) bounds the whole store, however many calls.
+    virtual Outcome evict_elsewhere_locked(uint32_t own, uint64_t* deadline_ms) = 0;
+
+protected:
+    ~SlotBroker() = default;
+};
+
 // What an entry records besides its key and value.
 struct EntryMeta {
     uint32_t flags = 0;
@@ -90,13 +110,26 @@ struct EntryMeta {
 };
 
 // kAdd stores only if the key is absent or no longer fresh (a stale entry counts as absent).
+// Under a host-wide entry limit a new key needs a slot of the count (EntryLimitShared): it
+// reserves one if the count is below the limit; else it reclaims expired entries of its stripe,
+// or evicts one of its stripe's entries and takes over its slot, or, its stripe being empty, asks
+// broker (NULL: fail) for one from another stripe. A replaced key keeps its entry's slot.
+// SHMC_E_LOCK_TIMEOUT if no slot could be had.
 int table_store(const StripeRef& s, const Key& k, const void* value, size_t value_len,
-                const EntryMeta& meta, StoreMode mode);
+                const EntryMeta& meta, StoreMode mode, SlotBroker* broker);
 int table_del(const StripeRef& s, const Key& k);
 // Sets a new freshness deadline (fresh_until_ms, 0: never); the entry keeps its stale window.
 int table_touch(const StripeRef& s, const Key& k, uint64_t fresh_until_ms);
-int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result);
+int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result,
+               SlotBroker* broker);
 
+// What table_evict_for_slot did.
+enum class SlotEvict { kNothing, kReclaimed, kHandedOver };
+// Makes room under the entry limit for a store that holds another stripe's lock: removes this
+// stripe's expired entries if any may exist (their slots go back to the count: kReclaimed), else
+// evicts one entry by the policy and keeps its slot for the caller (kHandedOver). kNothing if
+// the stripe is empty.
+SlotEvict table_evict_for_slot(const StripeRef& s);
 // Removes the entries whose keys match the (validated) glob, adding each to *removed.
 void table_purge(const StripeRef& s, const char* pat, size_t plen, uint64_t* removed);
 // Removes the entries with any of the flag bits in mask set, adding each to *removed.

@@ -5,7 +5,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "crash_point.h"
+#include "shm/crash_point.h"
 
 namespace shmcache::shm {
 

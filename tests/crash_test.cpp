@@ -25,7 +25,7 @@
 // only), no corrupt value, shmc_check clean at the end, and (refill_check) no memory lost for
 // good. Options: iters=N, kills=N (random-kill). Seed from SHMC_TEST_SEED.
 #include "support.h"
-#include "test_hooks.h"
+#include "shm/test_hooks.h"
 #include "workload.h"
 
 #include <poll.h>

@@ -71,11 +71,7 @@ void check_after(const char *label, const std::string &name, const shmc_options 
     T_EXPECT(st.bytes_data <= st.bytes_used);
     T_EXPECT(st.bytes_capacity <= info.size_bytes);
     if (info.block_size) T_EXPECT(st.entries <= st.bytes_capacity / info.block_size);
-    if (created_with.max_entries) {
-        // The limit is enforced per stripe, rounded up.
-        uint64_t per = (created_with.max_entries + info.n_stripes - 1) / info.n_stripes;
-        T_EXPECT(st.entries <= per * info.n_stripes);
-    }
+    if (created_with.max_entries) T_EXPECT(st.entries <= created_with.max_entries);  // host-wide
     if (expect_evictions) T_EXPECT(st.evictions > 0);
     T_EXPECT(st.lock_recoveries == 0);  // nobody died
 

@@ -23,7 +23,7 @@
 #include <cstring>
 #include <thread>
 
-#include "errors.h"
+#include "shm/errors.h"
 #include "l1_copy.h"
 #include "tiers.h"
 

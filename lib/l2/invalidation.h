@@ -24,7 +24,7 @@
 #include <string_view>
 #include <thread>
 
-#include "engine.h"
+#include "shm/engine.h"
 #include "fork_hooks.h"
 #include "redis_client.h"
 

@@ -9,7 +9,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "errors.h"
+#include "shm/errors.h"
 #include "log.h"
 
 namespace shmcache::l2 {

@@ -7,8 +7,8 @@
 
 #include <unistd.h>
 
-#include "errors.h"
-#include "glob.h"
+#include "shm/errors.h"
+#include "shm/glob.h"
 #include "l1_copy.h"
 #include "log.h"
 

@@ -16,9 +16,9 @@
 #include <memory>
 #include <string>
 
-#include "engine.h"
+#include "shm/engine.h"
 #include "invalidation.h"
-#include "lease.h"
+#include "shm/lease.h"
 #include "redis_client.h"
 
 namespace shmcache::l2 {

@@ -4,7 +4,7 @@
 #include <random>
 #include <vector>
 
-#include "allocator.h"
+#include "shm/allocator.h"
 #include "support.h"
 
 using namespace shmcache::shm;

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <string>
 
-#include "glob.h"
+#include "shm/glob.h"
 
 using shmcache::shm::glob_match;
 using shmcache::shm::glob_valid;

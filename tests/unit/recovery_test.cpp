@@ -6,7 +6,7 @@
 #include <string>
 
 #include "support.h"
-#include "table.h"
+#include "shm/table.h"
 
 using namespace shmcache::shm;
 

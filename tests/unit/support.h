@@ -7,8 +7,8 @@
 
 #include <string>
 
-#include "layout.h"
-#include "stripe.h"
+#include "shm/layout.h"
+#include "shm/stripe.h"
 
 namespace unit {
 
