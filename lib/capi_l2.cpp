@@ -76,6 +76,32 @@ SHMC_API int shmc_tget(shmc_cache* c, const void* key, size_t klen, void* buf, s
     });
 }
 
+SHMC_API int shmc_read_into(shmc_cache* c, const void* key, size_t klen, shmc_read* r) {
+    return guarded([&] {
+        if (!r) return shm::fail(SHMC_E_INVAL, "r is NULL");
+        const uint32_t tiers = r->tiers ? r->tiers : uint32_t(SHMC_TIER_L1);
+        if (tiers == SHMC_TIER_L1) {  // the common read: the engine's, as shmc_get
+            if (!c) return no_handle();
+            const int rc = c->engine->get(key, klen, r->buf, r->cap, &r->value_len, &r->flags,
+                                          &r->ttl_left_ms);
+            if (rc == 0) r->served_by = SHMC_TIER_L1;
+            return rc;
+        }
+        return dispatch(
+            c, tiers & ~SHMC_TGET_AFTER_L1_MISS,
+            [&](shmcache::l2::Tiers& t) {
+                return t.get(key, klen, r->buf, r->cap, &r->value_len, &r->flags,
+                             &r->ttl_left_ms, tiers, r->fill_ttl_ms, &r->served_by);
+            },
+            [&](shm::Engine& e) {
+                const int rc = e.get(key, klen, r->buf, r->cap, &r->value_len, &r->flags,
+                                     &r->ttl_left_ms);
+                if (rc == 0) r->served_by = SHMC_TIER_L1;
+                return rc;
+            });
+    });
+}
+
 SHMC_API int shmc_tset(shmc_cache* c, const void* key, size_t klen, const void* value,
                        size_t vlen, uint32_t flags, uint64_t l1_ttl_ms, uint64_t l2_ttl_ms,
                        uint32_t tiers) {
@@ -109,6 +135,15 @@ SHMC_API int shmc_tpurge(shmc_cache* c, const void* pat, size_t plen, uint32_t t
                 return t.purge(pat, plen, tiers, removed_l1, removed_l2);
             },
             [&](shm::Engine& e) { return e.purge(pat, plen, removed_l1); });
+    });
+}
+
+SHMC_API int shmc_l2_ping(shmc_cache* c) {
+    return guarded([&] {
+        if (!c) return no_handle();
+        if (!c->l2) return shm::fail(SHMC_E_L2_NOT_CONFIGURED, "this handle has no L2 attached");
+        c->l2->ensure_process();
+        return c->l2->ping();
     });
 }
 

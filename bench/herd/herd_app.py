@@ -10,7 +10,8 @@ HERD_ORIGIN_MS (default 50) and records each call by appending one byte to HERD_
 the calls of all the worker processes together are the file's size.
 
 HERD_VARIANT picks how the function is cached (ttl HERD_TTL seconds, default 1.0):
-  plain          @cached(ttl): no protection, every worker that misses calls the origin
+  plain          @cached(ttl, single_flight=False): no protection, every worker that misses
+                 calls the origin (single flight is on by default)
   single_flight  one call per host on a miss, the other callers wait for its value
   swr            stale-while-revalidate: after expiry the old value is served at once for
                  30 s while one caller refreshes it
@@ -40,7 +41,7 @@ VARIANT = os.environ.get("HERD_VARIANT", "plain")
 
 # The @cached options of each variant, on top of ttl.
 VARIANT_OPTIONS = {
-    "plain": {},
+    "plain": {"single_flight": False},
     "single_flight": {"single_flight": True},
     "swr": {"stale_ttl": 30},
     "xfetch": {"early_refresh": True},

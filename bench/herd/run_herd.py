@@ -13,7 +13,7 @@ expiry per host, and (stale-while-revalidate) to keep clients from waiting for t
 all. This runs the same app (bench/herd/herd_app.py: GET /hot, one cached async function that
 sleeps --origin-ms and counts its calls in a file) once per variant:
 
-  plain          @cached(ttl)                      the baseline: no protection
+  plain          @cached(ttl, single_flight=False)  the baseline: no protection
   single_flight  @cached(ttl, single_flight=True)  one computation per host, the others wait
   swr            @cached(ttl, stale_ttl=30)        the old value is served while one refreshes
   xfetch         @cached(ttl, early_refresh=True)  refreshed a little before it expires

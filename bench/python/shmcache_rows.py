@@ -2,17 +2,17 @@
 
 Four ways in, from what an application calls down to the floor:
   - the package's sync facade with the default configuration (the reference row: the ratios
-    are computed on it);
-  - the same with local_cache_size=1024: gets of unchanged values return the object decoded
-    last time (the same object: see docs/python.md), so a hit costs the foreign call and a
-    comparison of the stored bytes, no decode;
-  - the package's async CacheManager, awaited inside a running event loop (what a FastAPI
-    handler does);
+    are computed on it). The default keeps decoded objects per process (local_cache_size=1024):
+    gets of unchanged values return the object decoded last time (the same object: see
+    docs/python.md), so a hit costs the foreign call and a comparison of the stored bytes;
+  - the same with local_cache_size=0: every hit decodes a fresh copy;
+  - the package's async CacheManager, default configuration, awaited inside a running event
+    loop (what a FastAPI handler does);
   - the ctypes floor (floor.py): no package code at all, the cheapest ctypes call, with the
     value copied out and decoded as code written by hand would (see floor.py for why the
     package can now be below it).
-CONFIGURABLE names the rows a user can have by configuring the package (the floor is not one):
-the targets are judged on the best of them. Each row gets a segment of its own, unlinked by its
+CONFIGURABLE names the rows a user can have by configuring the package (the floor is not one);
+JUDGED the default configuration's rows, sync and async, on which the targets are judged. Each row gets a segment of its own, unlinked by its
 close().
 """
 import os
@@ -21,16 +21,17 @@ import floor
 import peers
 
 REFERENCE = "shmcache (sync facade)"
-LOCAL = "shmcache (sync facade, local_cache_size=1024)"
+LOCAL = "shmcache (sync facade, local_cache_size=0)"
 ASYNC = "shmcache (async manager)"
 FLOOR = "shmcache (ctypes floor)"
 CONFIGURABLE = (REFERENCE, LOCAL, ASYNC)
+JUDGED = (REFERENCE, ASYNC)  # the default configuration, sync and async: the targets' rows
 
 
 def factories(serializer, codec, dumps, loads, segment, len_keys):
     """serializer: the package's; codec: the floor's (the serializer, or "str" for text)."""
     return [(REFERENCE, lambda: _facade(serializer, segment + "-facade", len_keys)),
-            (LOCAL, lambda: _facade(serializer, segment + "-local", len_keys, local=1024)),
+            (LOCAL, lambda: _facade(serializer, segment + "-fresh", len_keys, local=0)),
             (ASYNC, lambda: _manager(serializer, segment + "-async", len_keys)),
             (FLOOR, lambda: _floor(codec, dumps, loads, segment + "-floor"))]
 
@@ -44,7 +45,7 @@ def _floor(serializer, dumps, loads, segment):
                       "codec; not the package", "shared by the host")
 
 
-def _config(serializer, segment, len_keys, local=0):
+def _config(serializer, segment, len_keys, local=1024):
     from shmcache import CacheConfig
     return CacheConfig(shm_name=segment, serializer=serializer,
                        # Signed pickle is the package's only pickle; a throwaway secret.
@@ -54,7 +55,7 @@ def _config(serializer, segment, len_keys, local=0):
                        enable_monitoring=False)  # no statistics thread beside the loop
 
 
-def _facade(serializer, segment, len_keys, local=0):
+def _facade(serializer, segment, len_keys, local=1024):
     from shmcache import SyncCacheManager
     m = SyncCacheManager(_config(serializer, segment, len_keys, local)).start()
 
@@ -64,14 +65,15 @@ def _facade(serializer, segment, len_keys, local=0):
 
     codec = (f"{serializer}" + (" (HMAC-signed)" if serializer == "pickle" else "")
              + " for objects, UTF-8 for a str")
-    if local:
+    if not local:
         return peers.Peer(LOCAL, m.get, m.set, close,
-                          f"as the row above, with local_cache_size={local}: a get of unchanged "
-                          "stored bytes returns the object decoded last time in this process "
-                          "(the same object), after comparing the bytes", "shared by the host")
+                          "as the row above, with local_cache_size=0: every hit decodes a "
+                          "fresh copy of the value", "shared by the host")
     return peers.Peer(REFERENCE, m.get, m.set, close,
-                      "SyncCacheManager.get/set: L1 only (no REDIS_URL); the package's codec: "
-                      + codec, "shared by the host")
+                      "SyncCacheManager.get/set, default configuration: L1 only (no REDIS_URL), "
+                      f"local_cache_size={local} (a get of unchanged stored bytes returns the "
+                      "object decoded last time, after comparing the bytes); the package's "
+                      "codec: " + codec, "shared by the host")
 
 
 def _manager(serializer, segment, len_keys):
@@ -99,16 +101,16 @@ def package_steps(serializer, segment, keys, value):
     from shmcache import SyncCacheManager
     from shmcache._segment import unwrap
     local = SyncCacheManager(_config(serializer, segment + "-l", len(keys), 1024)).start()
-    plain = SyncCacheManager(_config(serializer, segment, len(keys))).start()
+    plain = SyncCacheManager(_config(serializer, segment, len(keys), 0)).start()
     for k in keys:
         plain.set(k, value)
         local.set(k, value)
         local.get(k)  # remembered
-    codec, core = plain._core.codec, plain._core
+    codec, core = plain.core.codec, plain.core
     stored = {}
     for k in keys:
-        _, _, raw = core.segment().read_envelope(core.keys.key(k))
-        stored[k] = unwrap(raw)[1:]
+        rc, _, _, view, size = core.segment().receive(core.stored_key(k))
+        stored[k] = unwrap(view[:size].tobytes())[1:]
 
     def loads_only(k):
         return codec.loads(*stored[k])
@@ -119,7 +121,7 @@ def package_steps(serializer, segment, keys, value):
         floor.unlink(segment + "-l")
         floor.unlink(segment)
 
-    return [("package: get with local_cache_size (call, compare the stored bytes, same object)",
+    return [("package: get, default configuration (call, compare the stored bytes, same object)",
              local.get),
-            ("package: get, default configuration (call, decode from the buffer)", plain.get),
+            ("package: get, local_cache_size=0 (call, decode from the buffer)", plain.get),
             ("package: Codec.loads alone (the decode in the row above)", loads_only)], close

@@ -276,6 +276,16 @@ int Tiers::set(const void* key, size_t klen, const void* value, size_t vlen, uin
     return 0;
 }
 
+int Tiers::ping() {
+    const Command cmds[] = {{"PING"}};
+    Replies r;
+    if (int rc = client_->run(cmds, &r)) return rc;
+    if (r[0].type == REDIS_REPLY_ERROR)
+        return shm::fail(SHMC_E_L2_REPLY, "PING answered: %.*s", static_cast<int>(r[0].len),
+                         r[0].str ? r[0].str : "");
+    return 0;
+}
+
 int Tiers::del(const void* key, size_t klen, uint32_t tiers) {
     if (int rc = check_tiers(tiers)) return rc;
     if (int rc = check_key(key, klen)) return rc;

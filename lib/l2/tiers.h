@@ -34,6 +34,7 @@ public:
     int set(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
             uint64_t l1_ttl_ms, uint64_t l2_ttl_ms, uint32_t tiers);
     int del(const void* key, size_t klen, uint32_t tiers);
+    int ping();  // one PING: no lookup counted (shmc_l2_ping)
     int purge(const void* pat, size_t plen, uint32_t tiers, uint64_t* removed_l1,
               uint64_t* removed_l2);
     void stats(shmc_l2_stats* out) const;

@@ -525,3 +525,64 @@ TEST_CASE("tiers: a value L1 refuses is stored nowhere; a get after an L1 miss c
     CHECK(shmc_tget(a.c, "k", 1, buf, sizeof buf, &len, nullptr, nullptr,
                     SHMC_TIER_L1 | SHMC_TGET_AFTER_L1_MISS, 0, nullptr) == SHMC_E_INVAL);
 }
+
+TEST_CASE("ping: one bounded PING that counts no lookup, and says when Redis is gone") {
+    RedisServer redis;
+    Host a("ping", redis.url());
+    const shmc_l2_stats before = a.stats();
+    CHECK(shmc_l2_ping(a.c) == 0);
+    const shmc_l2_stats after = a.stats();
+    CHECK(after.connected == 1);
+    CHECK(after.hits == before.hits);
+    CHECK(after.misses == before.misses);  // a health probe does not skew the figures
+    CHECK(shmc_l2_ping(nullptr) == SHMC_E_INVAL);
+
+    shmc_cache* plain = nullptr;
+    const std::string plain_name = a.name + "-plain";
+    REQUIRE(shmc_open(plain_name.c_str(), nullptr, &plain) == 0);
+    CHECK(shmc_l2_ping(plain) == SHMC_E_L2_NOT_CONFIGURED);
+    shmc_close(plain);
+    shmc_unlink(plain_name.c_str(), 1);
+
+    redis.kill();
+    const auto t0 = Clock::now();
+    CHECK(shmc_l2_ping(a.c) == SHMC_E_L2_UNAVAILABLE);
+    CHECK(ms_since(t0) < 1000);
+    CHECK(a.stats().connected == 0);
+    redis.restart();
+    CHECK(eventually([&] { return shmc_l2_ping(a.c) == 0; }, 5000));
+}
+
+TEST_CASE("read_into: shmc_tget's call with its arguments in one structure") {
+    RedisServer redis;
+    Host a("read-into", redis.url());
+    REQUIRE(a.wait_subscribed());
+    REQUIRE(a.set("both", "value-1") == 0);
+    REQUIRE(a.set("l2only", "value-2", SHMC_TIER_L2) == 0);
+    char buf[64];
+    shmc_read r;
+    std::memset(&r, 0, sizeof r);
+    r.buf = buf;
+    r.cap = sizeof buf;
+    // tiers 0 is L1.
+    CHECK(shmc_read_into(a.c, "both", 4, &r) == 0);
+    CHECK(std::string(buf, r.value_len) == "value-1");
+    CHECK(r.served_by == SHMC_TIER_L1);
+    CHECK(shmc_read_into(a.c, "l2only", 6, &r) == SHMC_E_NOTFOUND);
+    // Both tiers: Redis answers, and the value is copied into L1.
+    r.tiers = SHMC_TIER_BOTH;
+    r.fill_ttl_ms = 60000;
+    CHECK(shmc_read_into(a.c, "l2only", 6, &r) == 0);
+    CHECK(std::string(buf, r.value_len) == "value-2");
+    CHECK(r.served_by == SHMC_TIER_L2);
+    CHECK(a.in_l1("l2only"));
+    // A buffer too small says how much is needed.
+    r.tiers = SHMC_TIER_L1;
+    r.cap = 3;
+    CHECK(shmc_read_into(a.c, "both", 4, &r) == SHMC_E_BUFFER_TOO_SMALL);
+    CHECK(r.value_len == 7);
+    CHECK(shmc_read_into(a.c, "both", 4, nullptr) == SHMC_E_INVAL);
+    CHECK(shmc_read_into(nullptr, "both", 4, &r) == SHMC_E_INVAL);
+    r.tiers = 9;
+    CHECK(shmc_read_into(a.c, "both", 4, &r) == SHMC_E_INVAL);
+}

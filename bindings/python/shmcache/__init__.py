@@ -17,8 +17,6 @@ Reference: docs/python.md. Importing the package loads libshmcache ($SHMCACHE_LI
 copy, a build tree, or the linker's path) and raises ShmcacheLoadError, an ImportError listing
 what was tried, if none loads.
 """
-from ._default import (cache_invalidate, cached, create_cache_manager, get_cache_manager,
-                       set_cache_manager)
 from ._ffi import LIB_PATH as library_path
 from ._ffi import E_NO_SEGMENT as _E_NO_SEGMENT
 from ._ffi import library_version
@@ -29,8 +27,8 @@ from .errors import (BadEnvelopeError, BadPatternError, CorruptSegmentError, Ini
                      L2ReplyError, L2UnavailableError, LockTimeoutError, NoSegmentError,
                      NoSpaceError, SegmentBusyError, SegmentPermissionError, ShmcacheError,
                      ShmcacheLoadError, ValueTooLargeError, VersionMismatchError)
-from .manager import CacheManager
-from .sync import SyncCacheManager
+from .manager import (CacheManager, SyncCacheManager, cache_invalidate, cached,
+                      create_cache_manager, get_cache_manager, set_cache_manager)
 
 from ._version import __version__  # one version: see _version.py
 

@@ -1,60 +1,69 @@
-"""_core.py - the cache's behaviour, synchronously: what both managers run.
+"""_core.py - the cache's behaviour, synchronously: what both managers and the decorators run.
 
-CacheCore turns a manager call into Segment calls and decides what each outcome means:
+CacheCore turns a call into Segment calls and decides what each outcome means:
   * a miss is a miss, whatever caused it: absent, expired, a stripe lock held by a stopped
     process (SHMC_E_LOCK_TIMEOUT), Redis down or answering errors (SHMC_E_L2_*), a value that is
-    not a valid envelope, or one this process refuses to decode (an unsigned pickle). Each cause
-    is counted, and logged without flooding (see _telemetry). A get never raises for them;
-  * caller errors raise: a key over 4096 bytes, a value over the segment's max_value_len, a
+    not a valid envelope, or one this process refuses to decode (an unsigned pickle, a value that
+    no longer fits the function's return type). Each cause is counted, and logged without
+    flooding (LogDiscipline). A get never raises for them;
+  * caller errors raise: a key over 4096 bytes, a value over the limits (ValueTooLargeError), a
     value the serializer cannot encode, a malformed pattern;
   * a set with both tiers while Redis is down has written L1 and dropped the L2 write: that is
     reported as stored (True), counted and logged, not raised;
+  * a value too large for L1 with Redis in the tiers is stored in Redis alone (and any older L1
+    copy dropped); without Redis it raises ValueTooLargeError;
   * a damaged value (not an envelope, or a payload that does not parse) is deleted from the
     tier that served it, so that the next set is not needed to clear it for every reader.
 
-Every method here may wait on Redis when the tier mask includes L2 (each Redis call is bounded
-by redis_command_timeout). CacheManager (async) therefore runs those off the event loop and calls
-the L1-only paths inline; SyncCacheManager calls everything directly.
+One path. `lookup()` is the only get and `store()`/`store_encoded()` the only set: the managers,
+the decorators, single flight and warming all call them. What makes them cheap is kept inside:
+a str key is encoded inline; the value is read into this thread's receive buffer
+(Segment.receive) and an uncompressed envelope decoded straight from it; and the local
+decoded-object reuse below. Counters are itertools.count objects (next() is one C call, atomic
+under the GIL: exact without a lock).
 
-The hot path. `fast_get(key, default=None, tier=None)` and `fast_set(key, value, ttl=None,
-tier=None)` are SyncCacheManager's get and set (which takes them as its own, see sync.py), and
-what CacheManager calls for an L1-only get or set with the default tier: get_value/set_value
-below, or, once open, closures made by _make_get/_make_l1_set (at the end of this file), which
-do the same, the common case in one function each: get when the default tiers are L1 or
-L1+L2, set when they are L1 alone. With L1+L2 by default, `l1_step` is CacheManager's inline L1
-part of a get (the Redis part runs in its thread pool).
+Local decoded-object reuse (config.local_cache_size, on by default): `local` maps a key, as the
+caller gave it (str or bytes, before the namespace), to (its stored key, the stored bytes, the
+object decoded from them, the reviver that made it, the bytes' length, the key's length as a
+foreign argument). A lookup whose stored bytes are byte for
+byte those of the entry, read with the same reviver, returns the entry's object without
+decoding: every hit still reads the shared segment and compares the bytes whole, so a value
+changed by any process (or copied from Redis) is never missed, and the cost is a memcmp. A hit
+therefore returns the SAME object as the previous hit (as functools.lru_cache and cachetools
+do): callers must not mutate it; local_cache_size=0 gives a fresh copy each time. At most
+local_cache_size keys of at most LOCAL_MAX_BYTES each; when full, the key decoded longest ago
+goes first. Emptied on close and in a forked child.
 
-Local decoded-object reuse (config.local_cache_size > 0): `local` maps a key, as the caller gave it
-(str or bytes, before the namespace), to (its stored key, that key's length as a size_t argument,
-the stored bytes, the object decoded from them). A get whose stored bytes are byte for byte those
-of the entry returns the entry's object without decoding: the bytes are compared whole, so a
-changed value (set by any process, or copied from Redis) is never missed. Keyed by the caller's key
-so that a hit needs neither encoding the key nor hashing new bytes (a str keeps its hash); every
-insertion uses the caller's key, so each dict key always maps to the one stored key it stands for.
-At most local_cache_size keys; when full, the key decoded longest ago goes first. Emptied on close
-and in a forked child.
+Statistics (build_stats) and the health check (check_health) are here too: they read the same
+segment and counters.
 
 After fork() the child keeps using the same handle (the library supports it), but this object's
 locks and counters are made fresh in the child (os.register_at_fork below).
 """
 import collections
+import itertools
+import logging
 import os
 import threading
+import time
 import weakref
 
-from . import _buffers, _ffi
-from ._envelope import HEADERS
-from ._ffi import (E_BAD_ENVELOPE, E_BUFFER_TOO_SMALL, E_L2_REPLY, E_L2_UNAVAILABLE,
-                   E_LOCK_TIMEOUT, E_NOTFOUND, ENVELOPE_MAGIC, OK, TIER_BOTH, TIER_L1, TIER_L2, hot)
-from ._segment import Segment, raise_code, unwrap, validate_pattern
-from ._telemetry import Counters, LogDiscipline, log
-from .config import CacheStrategy, CacheTier
-from .errors import ShmcacheError, make_error
+from . import _ffi
+from ._ffi import (E_BAD_ENVELOPE, E_L2_REPLY, E_L2_UNAVAILABLE, E_LOCK_TIMEOUT, E_NOTFOUND,
+                   ENVELOPE_MAGIC, MAX_VALUE_LEN, OK, TGET_AFTER_L1_MISS, TIER_BOTH, TIER_L1,
+                   TIER_L2)
+from ._segment import (HEADERS, Segment, SegmentClosedError, encode_into, raise_code, unwrap,
+                       validate_pattern)
+from .config import CacheStrategy, CacheTier, redact_url
+from .errors import ShmcacheError, ValueTooLargeError, make_error
 from .keys import KeySpace
 from .serialization import Codec, UndecodableValue
 
+log = logging.getLogger("shmcache")
+
 MISS = object()  # lookup() result for "no value"; None is a value that can be cached
-_LOCAL_KEY_TYPES = (str, bytes)  # keys `local` holds: hashable, immutable, never reinterpreted
+LOCAL_MAX_BYTES = 1024 * 1024  # larger values are decoded at each hit, not kept per process
+L2_ERROR_WINDOW = 60.0  # seconds: get_stats()["l2_cache"]["errors"] counts errors this recent
 
 
 def seconds_to_ms(seconds, what="ttl"):
@@ -68,16 +77,13 @@ def seconds_to_ms(seconds, what="ttl"):
     return max(1, int(round(seconds * 1000)))  # a positive TTL never rounds to "never expires"
 
 
-class _Lifecycle:
-    NEW, OPEN, CLOSED = "new", "open", "closed"
-
-
 class CacheCore:
     """Synchronous cache operations on one segment (and its Redis tier). Thread-safe."""
 
     def __init__(self, config):
         self.config = config
         self.keys = KeySpace(config.key_prefix, config.key_separator)
+        self._head = self.keys.head
         self.codec = Codec(config.serializer, config.pickle_secret)
         self.counters = Counters()
         self.logs = LogDiscipline(config.shm_name)
@@ -86,16 +92,22 @@ class CacheCore:
         self._l2_ttl_ms = seconds_to_ms(config.redis_ttl, "redis_ttl")
         self.local = collections.OrderedDict() if config.local_cache_size else None
         self._local_max = config.local_cache_size
-        self._default_tiers = None  # the tier mask of calls that name none; known at open
+        counter = self.counters.counter
+        self._hits = (None, counter("hits_l1"), counter("hits_l2"))  # by the tier that served
+        self._hits_l1 = self._hits[1]
+        self._misses = counter("misses")
+        self._sets = counter("sets")
+        # The tier mask of calls that name none (what the configuration asks, as the cache will
+        # have it once open: open() fails rather than open without a Redis tier it was asked for).
+        self.default_tiers = self._mask(config.cache_tier, config.l2_enabled)
         self._segment = None
-        self._state = _Lifecycle.NEW
+        self._stopped = False
         self._open_lock = threading.Lock()
-        self._facades = weakref.WeakSet()
+        self._l2_errors = collections.deque()  # (monotonic time, host error count) samples
         # Single-flight leases this process holds now, as (stored key, lease): given back by
         # close(), so that stopping a worker mid-computation never leaves the host's other
-        # callers waiting for a value that will not come (see _flight).
+        # callers waiting for a value that will not come (see decorators).
         self.held_leases = set()
-        self._disarm()
         _FORK_AWARE.add(self)
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -125,10 +137,13 @@ class CacheCore:
             except BaseException:
                 seg.close()
                 raise
+            self._stopped = False
+            self.default_tiers = self._mask(self.config.cache_tier, seg.has_l2)
             self._segment = seg
-            self._state = _Lifecycle.OPEN
-            self._default_tiers = self.tiers()
-            self._arm(seg)
+            if seg.has_l2:
+                # Errors before this start are not this run's: the window begins here.
+                self._l2_errors.clear()
+                self._l2_errors.append((time.monotonic(), seg.l2_stats().errors))
             return seg
 
     def close(self):
@@ -136,9 +151,8 @@ class CacheCore:
         open() is called again."""
         with self._open_lock:
             seg, self._segment = self._segment, None
-            if self._state == _Lifecycle.OPEN:
-                self._state = _Lifecycle.CLOSED
-            self._disarm()
+            if seg is not None:
+                self._stopped = True
         if seg is not None:
             self._give_back_leases(seg)
             seg.close()
@@ -156,50 +170,15 @@ class CacheCore:
             except Exception:  # bounded by its deadline anyway
                 pass
 
-    def _arm(self, seg):
-        """Install the hot path for seg. REQUIRES: _open_lock held, seg open."""
-        tiers = self._default_tiers
-        if tiers == TIER_L1:
-            self._install(_make_get(self, seg, TIER_L1), _make_l1_set(self, seg), True, None)
-        elif tiers == TIER_BOTH:
-            # Sets go to Redis first anyway: the general set_value is no slower than Redis.
-            self._install(_make_get(self, seg, TIER_BOTH), self.set_value, False,
-                          _make_get(self, seg, TIER_L1, final=False))
-
-    def _disarm(self):
-        self._install(self.get_value, self.set_value, False, None)
-
-    def _install(self, get, set, l1_only, l1_step):
-        self.fast_get, self.fast_set = get, set
-        self.l1_only = l1_only  # a get with the default tier never needs Redis
-        self.l1_step = l1_step  # with L1+L2 by default: CacheManager's inline L1 part, or None
-        for facade in list(self._facades):
-            facade._use(get, set)
-
-    def bind_facade(self, facade):
-        """Call facade._use(get, set) with the current fast_get and fast_set, now and each time
-        they change: SyncCacheManager takes them as its own get and set (see sync.py)."""
-        self._facades.add(facade)
-        facade._use(self.fast_get, self.fast_set)
-
-    def get_value(self, key, default=None, tier=None):
-        """SyncCacheManager.get: the value of key (str or bytes, before the namespace) in the
-        tiers (the default ones for None), or default. fast_get when not armed."""
-        value = self.lookup(self.keys.key(key), self.tiers(tier), True, key)
-        return default if value is MISS else value
-
-    def set_value(self, key, value, ttl=None, tier=None):
-        """SyncCacheManager.set: store value under key. fast_set when not armed."""
-        return self.store(self.keys.key(key), value, ttl, self.tiers(tier))
-
     def segment(self):
+        """The open Segment; opens it on first use (before start()), raises once stopped."""
         seg = self._segment
         if seg is not None:
             return seg
-        if self._state == _Lifecycle.CLOSED:
+        if self._stopped:
             raise ShmcacheError(_ffi.E_INVAL, f"cache '{self.config.shm_name}' was stopped; "
                                 "call start() to use it again")
-        return self.open()  # first use before start(): open on demand
+        return self.open()
 
     def _options(self):
         cfg = self.config
@@ -248,15 +227,13 @@ class CacheCore:
         """The library tier mask for a call: the tier asked (else the config's), restricted to
         the tiers this cache has. 0 when only L2 is asked and there is none."""
         if tier is None:
-            if self._default_tiers is not None:
-                return self._default_tiers
-            wanted = self.config.cache_tier
-        else:
-            wanted = CacheTier.parse(tier)
-        available = TIER_BOTH if self.has_l2 else TIER_L1
-        if self._segment is None and self.config.l2_enabled:
-            available = TIER_BOTH  # not open yet: it will have L2 once opened
-        return int(wanted) & available
+            return self.default_tiers
+        return self._mask(CacheTier.parse(tier), self.has_l2 if self._segment is not None
+                          else self.config.l2_enabled)
+
+    @staticmethod
+    def _mask(wanted, has_l2):
+        return int(wanted) & (TIER_BOTH if has_l2 else TIER_L1)
 
     def ttls(self, ttl):
         """(l1_ttl_ms, l2_ttl_ms): the given TTL for both tiers, else each tier's default."""
@@ -269,53 +246,112 @@ class CacheCore:
     def fill_ttl_ms(self):
         return self.l1_ttl_ms
 
-    # ---- operations ------------------------------------------------------------------------------
-    def lookup(self, key, tiers, final=True, local_key=None):
-        """The decoded value of key (stored key bytes) in the tiers, or MISS. final=False: an L1
-        step that a tiered lookup will follow, so a miss here is not yet counted as one.
-        local_key: the key as the caller gave it (before the namespace), under which `local`
-        keeps decoded values if it is a str or bytes; None: `local` is not used."""
+    def stored_key(self, key):
+        """The stored key (bytes, namespace applied) of a caller's key (str or bytes)."""
+        if type(key) is str and key:
+            return self._head + key.encode() if self._head else key.encode()
+        return self.keys.key(key)  # bytes, or raises for a wrong type or an empty key
+
+    # ---- get -------------------------------------------------------------------------------------
+    def lookup(self, key, tiers, final=True, revive=None):
+        """The value of key (as the caller gave it: str or bytes, before the namespace) in the
+        tiers, or MISS. The one get of the package.
+
+        tiers: a mask from tiers(), possibly with TGET_AFTER_L1_MISS. final=False: an L1 step
+        that a Redis lookup will follow (the async manager's), so a miss here is not yet
+        counted. revive: a callable turning the decoded value into the caller's type (the
+        decorators' return types, see _returns); a value it refuses is a miss."""
+        # Written for speed (every get comes here): locals, no helper calls on a hit.
+        local = self.local
+        entry = None
+        if local is not None:
+            try:
+                entry = local.get(key)  # only str and bytes keys are ever put there
+            except TypeError:  # unhashable: stored_key() below says what is wrong with it
+                pass
+        if entry is not None:
+            k, stored, value, entry_revive, n, klen = entry
+        else:
+            k, klen = self.stored_key(key), None
         if not tiers:
             return self._miss(final)
-        seg = self.segment()
-        rc, served, raw = seg.read_envelope(key, tiers, self.l1_ttl_ms)
-        if rc != OK:
-            return self.read_failed(rc, seg, key, tiers, final)
-        if served == TIER_L2:
-            self.logs.state("redis", False)
-        if self.local is not None and type(local_key) in _LOCAL_KEY_TYPES:
-            entry = self.local.get(local_key)
-            if entry is not None and entry[2] == raw:
-                self.counters.add("hits_l1" if served == TIER_L1 else "hits_l2")
-                return entry[3]
-        return self.decoded(seg, key, served, raw, final, local_key)
+        seg = self._segment
+        if seg is None:
+            seg = self.segment()
+        try:
+            rc, served, data, view, size = seg.receive(k, tiers, self.l1_ttl_ms, klen)
+        except SegmentClosedError:  # stopped meanwhile: reopens on demand, or says it stopped
+            seg = self.segment()
+            rc, served, data, view, size = seg.receive(k, tiers, self.l1_ttl_ms)
+        if rc:
+            return self.read_failed(rc, seg, k, tiers, final)
+        if entry is not None and size == n and entry_revive is revive and \
+                data.startswith(stored):
+            # Byte for byte what was decoded last time, in place: no copy, no decoding. (The
+            # same test as received()'s, inline: this is the common hit.)
+            if served == 1:  # TIER_L1
+                next(self._hits_l1)
+            else:
+                self.logs.state("redis", False)  # Redis answered
+                next(self._hits[served])
+            return value
+        return self.received(seg, k, key, served, data, view, size, final, revive, False)
 
-    def decoded(self, seg, key, served, raw, final, local_key=None):
-        """The value of the stored bytes raw of key (served by that tier), or MISS for a value
-        that is not an envelope or does not decode (counted, logged, removed if damaged).
-        Remembered in `local` under local_key, when given and `local` is on."""
-        rc, serializer, payload = unwrap(raw)
-        if rc != OK:
-            return self.read_failed(rc, seg, key, served, final)
+    def received(self, seg, k, key, served, data, view, size, final, revive=None,
+                 reuse=True):
+        """The value of the size bytes of k just read into this thread's buffer (data, and view
+        of it) from the tier served, or MISS for a value that is not an envelope or does not
+        decode (counted, logged, removed if damaged). Remembered in `local` under key when it
+        is on; with reuse, `local`'s object when the bytes are those it was decoded from.
+        Shared by lookup() (which has made that test itself) and single flight's fetch."""
+        if served != TIER_L1:
+            self.logs.state("redis", False)  # Redis answered
+        local = self.local
+        if reuse and local is not None and type(key) in _LOCAL_KEY_TYPES:
+            entry = local.get(key)
+            if entry is not None and entry[4] == size and entry[3] is revive and \
+                    data.startswith(entry[1]):
+                next(self._hits[served])
+                return entry[2]
+        keep = local is not None and type(key) in _LOCAL_KEY_TYPES and size <= LOCAL_MAX_BYTES
+        stored = None
+        if size > 1 and data[0] == ENVELOPE_MAGIC and not data[1] & 0xF0:
+            serializer, payload = data[1], view[2:size]  # uncompressed: decoded in place
+            if keep:
+                stored = view[:size].tobytes()
+        else:  # compressed, or damaged: the library checks (and decompresses) a copy
+            stored = view[:size].tobytes()
+            rc, serializer, payload = unwrap(stored)
+            if rc != OK:
+                return self.read_failed(rc, seg, k, served, final)
         try:
             value = self.codec.loads(serializer, payload)
         except UndecodableValue as e:
-            self.undecodable(seg, key, served, e)
+            self.undecodable(seg, k, served, e)
             return self._miss(final)
-        if self.local is not None and type(local_key) in _LOCAL_KEY_TYPES:
-            self.remember(local_key, (key, _ffi.size_t_of(len(key)), raw, value))
-        self.counters.add("hits_l1" if served == TIER_L1 else "hits_l2")
+        if revive is not None:
+            # The reviver may run user code that uses the cache (and this thread's buffer):
+            # everything needed from the buffer has been copied out by now.
+            try:
+                value = revive(value)
+            except Exception as e:  # stored by an older version of the function, say
+                self.undecodable(seg, k, served, UndecodableValue(
+                    "wrong-type", f"does not fit the function's return type: {e!r}"))
+                return self._miss(final)
+        if keep:
+            self.remember(key, (k, stored, value, revive, size, _ffi.size_t_of(len(k))))
+        next(self._hits[served])
         return value
 
-    def remember(self, local_key, entry):
-        """Keep entry, (stored key, its length as a size_t argument, stored bytes, value), under
-        local_key as the newest; drop
+    def remember(self, key, entry):
+        """Keep entry, (stored key, stored bytes, value, reviver, their length, the stored key's
+        length as a foreign size_t argument), under key as the newest; drop
         the oldest beyond the bound. Each step is one atomic operation under the GIL, so threads
         may race here freely: at worst an entry is replaced by an equally valid one, or the
         bound is briefly passed."""
         local = self.local
-        local.pop(local_key, None)
-        local[local_key] = entry
+        local.pop(key, None)
+        local[key] = entry
         while len(local) > self._local_max:
             try:
                 local.popitem(last=False)
@@ -342,28 +378,67 @@ class CacheCore:
 
     def _miss(self, final):
         if final:
-            self.counters.add("misses")
+            next(self._misses)
         return MISS
 
+    # ---- set -------------------------------------------------------------------------------------
     def store(self, key, value, ttl, tiers):
-        """Serialize and store value. True if stored in L1 (or in L2 when only L2 was asked),
-        False if a transient failure kept it out ("not cached this time")."""
-        return self.store_encoded(key, self.codec.dumps(value), ttl, tiers)
+        """Serialize and store value under key (as the caller gave it). True if stored in L1 (or
+        in L2 when only L2 was asked or L1 cannot hold it), False if a transient failure kept it
+        out ("not cached this time"). The one set of the package."""
+        k = self.stored_key(key)
+        if ttl is not None:
+            seconds_to_ms(ttl)  # a bad ttl raises before anything is encoded
+        return self.store_encoded(k, self.codec.dumps(value), ttl, tiers)
 
-    def store_encoded(self, key, encoded, ttl, tiers):
-        """store() of a value already serialized: encoded is (serializer id, payload)."""
-        serializer, payload = encoded
+    def store_encoded(self, k, encoded, ttl, tiers):
+        """store() of a stored key and a value already serialized: (serializer id, payload)."""
         if not tiers:
             return False
+        seg = self.segment()
+        envelope, n, tiers = self.envelope(seg, k, encoded, tiers)
         l1_ttl, l2_ttl = self.ttls(ttl)
-        rc = self.segment().write(key, serializer, payload, self.threshold, l1_ttl, l2_ttl,
-                                  tiers)
-        return self.stored(rc, key, tiers)
+        rc = seg.store(k, envelope, n, l1_ttl, l2_ttl, tiers)
+        if rc == OK:
+            next(self._sets)
+            if tiers & TIER_L2:
+                self.logs.state("redis", False)  # Redis answered
+            return True
+        return self.store_failed(rc, k, tiers)
+
+    def envelope(self, seg, k, encoded, tiers):
+        """(envelope, length, tiers to write) for an encoded value. A value too large for L1
+        goes to Redis alone when the tiers include it (its L1 copy, if any, is dropped); else,
+        and for any value over the library's limit, ValueTooLargeError with nothing stored."""
+        serializer, payload = encoded
+        n = len(payload)
+        if n > MAX_VALUE_LEN:
+            raise ValueTooLargeError(
+                _ffi.E_VALUE_TOO_LARGE,
+                f"value of {n} bytes is over the library's limit of {MAX_VALUE_LEN} bytes "
+                f"for any tier; nothing stored (key {_show(k)})")
+        if not self.threshold or n < self.threshold:
+            envelope, size = HEADERS[serializer] + payload, n + 2
+        else:
+            envelope, size = encode_into(serializer, payload, self.threshold)
+        if tiers & TIER_L1 and size > seg.max_value_len:
+            if tiers & TIER_L2:
+                self.logs.event("l1-too-large", f"value of {size} bytes for key {_show(k)} is "
+                                f"over L1's limit of {seg.max_value_len} bytes "
+                                "(max_value_len): stored in Redis only")
+                seg.delete(k, TIER_L1)  # an older, smaller value must not be served from L1
+                return envelope, size, TIER_L2
+            raise ValueTooLargeError(
+                _ffi.E_VALUE_TOO_LARGE,
+                f"value of {size} bytes as stored (envelope, compressed where smaller) is over "
+                f"this segment's limit of {seg.max_value_len} bytes (max_value_len); nothing "
+                f"stored (key {_show(k)})")
+        return envelope, size, tiers
 
     def stored(self, rc, key, tiers):
         """A store's outcome from the library's code: True on OK (counted), else store_failed."""
         if rc == OK:
-            self.counters.add("sets")
+            next(self._sets)
             if tiers & TIER_L2:
                 self.logs.state("redis", False)  # Redis answered
             return True
@@ -377,7 +452,7 @@ class CacheCore:
             self._l2_failure(rc)
             self.counters.add("l2_dropped_writes")
             if tiers & TIER_L1:
-                self.counters.add("sets")
+                next(self._sets)
                 return True
             return False
         if rc == E_LOCK_TIMEOUT:
@@ -386,11 +461,44 @@ class CacheCore:
             return False
         raise make_error(rc, f"{_ffi.error_message(rc)} (key {_show(key)})")
 
+    # ---- the same, for an event loop -------------------------------------------------------------
+    # L1 work (shared memory, no I/O: a few microseconds) runs inline on the loop, since handing
+    # it to a thread would cost more than the work; what may wait on Redis runs through
+    # off_loop(fn, *args), a coroutine that runs fn in the caller's threads.
+    async def alookup(self, off_loop, key, tiers, revive=None):
+        """lookup() with L1 inline and, on an L1 miss, Redis in a thread. L1 is asked once:
+        the Redis step is shmc_tget with TGET_AFTER_L1_MISS, so the statistics count one L1
+        miss and one L2 lookup."""
+        if tiers & TIER_L2:
+            if tiers & TIER_L1:
+                value = self.lookup(key, TIER_L1, False, revive)
+                if value is not MISS:
+                    return value
+                tiers |= AFTER_L1_MISS
+            return await off_loop(self.lookup, key, tiers, True, revive)
+        return self.lookup(key, tiers, True, revive)
+
+    async def astore(self, off_loop, key, value, ttl, tiers):
+        """store(): the value is serialized on the loop, when the call is made (a caller that
+        mutates its object after the await does not change what is stored); Redis in a
+        thread."""
+        k = self.stored_key(key)
+        if ttl is not None:
+            seconds_to_ms(ttl)
+        return await self.astore_encoded(off_loop, k, self.codec.dumps(value), ttl, tiers)
+
+    async def astore_encoded(self, off_loop, k, encoded, ttl, tiers):
+        if tiers & TIER_L2:
+            return await off_loop(self.store_encoded, k, encoded, ttl, tiers)
+        return self.store_encoded(k, encoded, ttl, tiers)
+
+    # ---- other operations ------------------------------------------------------------------------
     def remove(self, key, tiers):
-        """Delete key from the tiers. True if it was removed from one of them."""
+        """Delete key (as the caller gave it) from the tiers. True if one of them held it."""
+        k = self.stored_key(key)
         if not tiers:
             return False
-        rc = self.segment().delete(key, tiers)
+        rc = self.segment().delete(k, tiers)
         if rc == OK:
             self.counters.add("deletes")
             return True
@@ -403,20 +511,22 @@ class CacheCore:
             self.counters.add("l2_dropped_writes")
             return False
         if rc == E_LOCK_TIMEOUT:
-            self.lock_timeout(key)
+            self.lock_timeout(k)
             return False
-        raise make_error(rc, f"{_ffi.error_message(rc)} (key {_show(key)})")
+        raise make_error(rc, f"{_ffi.error_message(rc)} (key {_show(k)})")
 
     def contains(self, key, tiers):
+        """True if key (as the caller gave it) is live in one of the tiers."""
+        k = self.stored_key(key)
         if not tiers:
             return False
-        rc = self.segment().contains(key, tiers)
+        rc = self.segment().contains(k, tiers)
         if rc == OK:
             return True
         if rc == E_NOTFOUND:
             return False
         if rc == E_LOCK_TIMEOUT:
-            self.lock_timeout(key)
+            self.lock_timeout(k)
             return False
         if rc in (E_L2_UNAVAILABLE, E_L2_REPLY):
             self._l2_failure(rc)
@@ -425,14 +535,13 @@ class CacheCore:
 
     def stored_pattern(self, pattern):
         """The stored-key pattern (bytes) for pattern; BadPatternError if malformed."""
-        from ._segment import validate_pattern
         p = self.keys.pattern(pattern)
         validate_pattern(p)
         return p
 
     def purge(self, pattern, tiers):
-        """Remove every key matching the glob pattern; the number removed (the larger of the two
-        tiers' counts: a key usually lives in both)."""
+        """Remove every key matching the glob pattern (stored form, see stored_pattern); the
+        number removed (the larger of the two tiers' counts: a key usually lives in both)."""
         validate_pattern(pattern)
         if not tiers:
             return 0
@@ -461,22 +570,48 @@ class CacheCore:
         l2 = seg.l2_stats() if with_l2 and seg.has_l2 else None
         return seg.stats(), seg.info(), l2, seg.flight_stats()
 
+    def stats(self, with_l2=True):
+        """The get_stats() dictionary (see build_stats)."""
+        st, info, l2, flight = self.raw_figures(with_l2)
+        recent = self.recent_l2_errors(l2.errors) if l2 is not None else 0
+        return build_stats(self.config, st, info, l2, self.counters.snapshot(), flight, recent)
+
+    def recent_l2_errors(self, total):
+        """Of the host's lifetime L2 error count total, how many happened in the last
+        L2_ERROR_WINDOW seconds as this process saw it (sampled at open and at each call
+        here): a restarted, healthy service reads 0, a failing one the errors of the last
+        minute, whatever happened long ago."""
+        now = time.monotonic()
+        samples = self._l2_errors
+        samples.append((now, total))
+        # Keep the newest sample at or before the window's start: the baseline to subtract.
+        while len(samples) > 2 and samples[1][0] <= now - L2_ERROR_WINDOW:
+            samples.popleft()
+        try:
+            base = samples[0][1]
+        except IndexError:  # emptied by another thread's close meanwhile
+            return 0
+        return max(0, total - base)
+
     def probe_l2(self):
-        """One bounded Redis round trip (a lookup of a key nobody uses), unless this process's
-        circuit breaker is open (Redis is known to be down: no need to wait to say so); returns
-        the L2Stats after it. "connected" alone only says the last call worked, which may have
-        been long before Redis went away."""
+        """One bounded Redis round trip (a PING, which counts no lookup), unless this
+        process's circuit breaker is open (Redis is known to be down: no need to wait to say
+        so); returns the L2Stats after it. "connected" alone only says the last call worked,
+        which may have been long before Redis went away."""
         seg = self.segment()
         st = seg.l2_stats()
         if not st.breaker_open:
-            probe = self.keys.key("__shmcache_health__")
-            rc = seg.contains(probe, TIER_L2)
-            if rc in (OK, E_NOTFOUND):
+            rc = seg.l2_ping()
+            if rc == OK:
                 self.logs.state("redis", False)
             elif rc in (E_L2_UNAVAILABLE, E_L2_REPLY):
                 self._l2_failure(rc)
             st = seg.l2_stats()
         return st
+
+    def health(self):
+        """The health_check() dictionary (see check_health)."""
+        return check_health(self)
 
     # ---- outcomes --------------------------------------------------------------------------------
     def lock_timeout(self, key):
@@ -510,193 +645,291 @@ class CacheCore:
             seg.delete(key, TIER_BOTH if served == TIER_L2 else TIER_L1)
 
 
+_LOCAL_KEY_TYPES = (str, bytes)  # keys `local` holds: hashable, immutable, never reinterpreted
+AFTER_L1_MISS = TGET_AFTER_L1_MISS  # for lookup(): "L1 was just asked, go on to Redis"
+
+
 def _show(key, limit=80):
     text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-# ---- the hot path -------------------------------------------------------------------------------
-# get and set on L1 alone, each as one function built when the segment opens.
-#
-# What a get costs from Python is mostly Python: the foreign call itself is a few hundred
-# nanoseconds, and every attribute lookup, method call and argument conversion around it adds tens.
-# So for the common call, a manager's get(key) or set(key, value) with the default tier and TTL
-# (get on a cache whose default tiers are L1, or L1+L2; set on one whose default tier is L1 alone),
-# CacheCore installs closures made here instead of its general methods. Everything they use is
-# looked up once, when they are made:
-#
-#   * the foreign function through _ffi.hot (no argtypes), with argument objects ctypes passes
-#     as they are (see _ffi): the handle (Segment.hv), sizes from _ffi's table, this thread's
-#     receive buffer, capacity and out-parameter (one thread-local tuple, see _buffers);
-#   * the segment's closing protocol (see _segment): next(entered), read `hv`, next(left);
-#   * counters as itertools.count objects (next() is atomic under the GIL: exact, no lock);
-#   * a non-empty str key is encoded here (after the namespace, if any, as one bytes
-#     concatenation); any other key goes through KeySpace.key, which checks and raises;
-#   * the envelope: an uncompressed one is checked and sliced here (the format of shmcache.h),
-#     the payload decoded straight from the receive buffer; anything else goes to
-#     CacheCore.decoded (and _envelope).
-#     A set builds an uncompressed envelope itself when compression cannot apply.
-#
-# With local_cache_size, a get first compares the stored bytes, in the receive buffer, with
-# those this process decoded last time for the key (CacheCore.local): equal bytes give the same
-# object back, undecoded and uncopied.
-#
-# Any outcome other than a hit, a miss or a successful store (a closed handle, a value too large
-# for the buffer, a compressed or damaged value, a lock timeout, Redis failing, an error to
-# raise) is handed to CacheCore's general code, which does what it always did; only the common
-# case is here.
-# The closures hold the Segment they were made for: CacheCore replaces them when it closes, and a
-# call that still reaches an old one finds `hv` None and takes the general path (which reopens or
-# says the cache was stopped).
+# ---- this process's counters ---------------------------------------------------------------------
+# What this manager did in this process (the segment's own counters are host-wide and come from
+# shmc_get_stats). Reported under get_stats()["process"].
+COUNTERS = (
+    "hits_l1", "hits_l2", "misses", "sets", "set_errors", "deletes", "purges",
+    "lock_timeouts", "l2_unavailable", "l2_reply_errors", "l2_dropped_writes",
+    "bad_envelopes", "rejected_pickles", "bad_signatures", "undecodable", "warmed",
+    # Calls of a single-flight function that waited for another coroutine of this process on
+    # the same key (see decorators): stampedes avoided that the host's counters do not see.
+    "flight_joined",
+)
 
-def _make_get(core, seg, tiers, final=True):
-    """get(key, default=None, tier=None): get_value() for a cache whose default tier mask is
-    tiers: L1 (one shmc_get) or L1+L2 (one shmc_tget, which goes to Redis on an L1 miss).
-    final=False: an L1 step that a Redis lookup will follow (CacheManager's, which runs the
-    Redis part off the event loop): a miss returns default without being counted yet."""
-    head = core.keys.head
-    key_of = core.keys.key
-    state = _buffers.state()
-    entered, left = seg.entered, seg.left
-    tiered = tiers != TIER_L1
-    shmc_call = hot.shmc_tget if tiered else hot.shmc_get
-    tiers_arg, fill_arg = _ffi.u32_of(tiers), _ffi.u64_of(core.l1_ttl_ms)
-    sizes, n_sizes, size_t_of = _ffi._SIZES, _ffi.SIZES_CACHED, _ffi.size_t_of
-    loads = core.codec.loads
-    hits_l1 = core.counters.counter("hits_l1")
-    hits_l2 = core.counters.counter("hits_l2")
-    misses = core.counters.counter("misses")
-    local = core.local
-    local_get = local.get if local is not None else None
-    decoded = core.decoded
-    general = core.lookup
-    get_value = core.get_value
-    tiers_of = core.tiers
-    magic = ENVELOPE_MAGIC
 
-    def get(key, default=None, tier=None):
-        if tier is not None and tiers_of(tier) != tiers:  # (naming the default tier is fine)
-            return get_value(key, default, tier)
-        entry = None
-        if local_get is not None:
+def count_value(counter):
+    """The next value an itertools.count will give, from its repr "count(N)" (pickling, the
+    other way to read it, is deprecated for itertools from Python 3.12)."""
+    return int(repr(counter)[6:-1])
+
+
+class Counters:
+    """One itertools.count per counter: next() on it is a single C call, atomic under the GIL,
+    so counting costs no lock and loses nothing. add(name, n) with n > 1 (warming's batch
+    totals) goes to a small locked table instead of n next() calls.
+
+    A count cannot be reset or read directly: its value is read with count_value(), and a fork
+    does not replace the counts (the core holds them) but records the parent's values as the
+    child's zero.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts = {name: itertools.count() for name in COUNTERS}
+        self._bulk = dict.fromkeys(COUNTERS, 0)
+        self._base = dict.fromkeys(COUNTERS, 0)
+
+    def counter(self, name):
+        """The itertools.count behind name: next() on it adds 1."""
+        return self._counts[name]
+
+    def add(self, name, n=1):
+        if n == 1:
+            next(self._counts[name])
+        elif n:
+            with self._lock:
+                self._bulk[name] += n
+
+    def _raw(self):
+        with self._lock:
+            bulk = dict(self._bulk)
+        return {name: count_value(c) + bulk[name] for name, c in self._counts.items()}
+
+    def snapshot(self):
+        raw = self._raw()
+        out = {name: raw[name] - self._base[name] for name in COUNTERS}
+        # Every get ends as exactly one of these, so the total costs no counter of its own.
+        out["gets"] = out["hits_l1"] + out["hits_l2"] + out["misses"]
+        return out
+
+    def after_fork_in_child(self):
+        # Another thread of the parent may have held the lock at fork; the child's copy of it
+        # would stay locked forever. The child starts its own counts from zero.
+        self._lock = threading.Lock()
+        self._base = self._raw()
+
+
+# ---- logging without flooding --------------------------------------------------------------------
+class LogDiscipline:
+    """A cache must not flood the log when Redis goes away at 5,000 requests per second.
+    Conditions that come and go (Redis unavailable) are logged once when they start and once
+    when they end (state()); isolated events (a damaged value, a refused pickle) at most once
+    per kind per minute (event()), with the running count in the message. Everything is counted
+    whether or not it is logged."""
+
+    EVENT_INTERVAL = 60.0
+
+    def __init__(self, segment_name):
+        self._where = f"shmcache[{segment_name}]"
+        self._lock = threading.Lock()
+        self._failing = {}  # condition -> True while failing
+        self._last_event = {}  # kind -> monotonic time of the last log line
+        self._event_counts = {}
+
+    def state(self, condition, failing, detail=""):
+        """Record whether condition is failing now; log only when that changes."""
+        if self._failing.get(condition, False) == failing:
+            return  # the common case, without the lock
+        with self._lock:
+            if self._failing.get(condition, False) == failing:
+                return
+            self._failing[condition] = failing
+        if failing:
+            log.warning("%s: %s (pid %d): %s; treating as a miss, serving on", self._where,
+                        condition, os.getpid(), detail or "failing")
+        else:
+            log.info("%s: %s: recovered (pid %d)", self._where, condition, os.getpid())
+
+    def is_failing(self, condition):
+        return self._failing.get(condition, False)
+
+    def event(self, kind, message, level=logging.WARNING):
+        now = time.monotonic()
+        with self._lock:
+            self._event_counts[kind] = count = self._event_counts.get(kind, 0) + 1
+            last = self._last_event.get(kind)
+            if last is not None and now - last < self.EVENT_INTERVAL:
+                return
+            self._last_event[kind] = now
+        log.log(level, "%s: %s (%d so far in pid %d)", self._where, message, count, os.getpid())
+
+    def after_fork_in_child(self):
+        self._lock = threading.Lock()
+        self._failing = {}
+        self._last_event = {}
+        self._event_counts = {}
+
+
+# ---- get_stats() ---------------------------------------------------------------------------------
+def _rate(hits, misses):
+    total = hits + misses
+    return round(hits / total, 6) if total else 0.0
+
+
+def build_stats(config, st, info, l2, process_counters, flight=None, l2_recent_errors=0):
+    """The get_stats() dict from shmc_stats, shmc_info, shmc_l2_stats (or None), the process's
+    counters, shmc_flight_stats (or None) and the L2 errors of the recent window.
+
+    The guide's shape comes first:
+
+        {"l1_cache": {"hits", "misses", "hit_rate", "size", "max_size"},
+         "l2_cache": {"hits", "misses", "hit_rate", "connected", "errors"},
+         "total_hits", "total_misses", "total_sets"}
+
+    Every count there is host-wide: L1 counters live in the segment and count what every
+    process of the host did; L2 counters too. Each lookup is counted once per tier it asked:
+    a get that misses L1 and asks Redis is one L1 miss and one L2 hit or miss.
+      * l1_cache.size is the number of live entries, max_size the segment's entry limit
+        (0 = limited by memory only);
+      * l2_cache.connected: Redis answers this process (its last call, or the probe made by
+        start(), worked, and its circuit breaker is closed); l2_cache.errors: Redis errors of the last L2_ERROR_WINDOW
+        (60) seconds, host-wide (the lifetime count is l2_detail.errors);
+      * total_hits = L1 hits + L2 hits; total_misses = lookups that no tier answered (L2
+        misses with a Redis tier, L1 misses without); total_sets = values written to L1, not
+        counting the L1 copies of L2 hits.
+    Extra keys: "segment" (memory, evictions, geometry), "l2_detail" (every L2 counter),
+    "process" (this manager's own counts in this process, see COUNTERS) and "single_flight"
+    (the host's shmc_fetch figures; docs/stampede.md).
+    """
+    l1 = {
+        "hits": st.hits,
+        "misses": st.misses,
+        "hit_rate": _rate(st.hits, st.misses),
+        "size": st.entries,
+        "max_size": info.max_entries,
+    }
+    if l2 is not None and l2.configured:
+        l2_block = {
+            "hits": l2.hits,
+            "misses": l2.misses,
+            "hit_rate": _rate(l2.hits, l2.misses),
+            "connected": bool(l2.connected) and not l2.breaker_open,
+            "errors": l2_recent_errors,
+        }
+        total_misses = l2.misses
+        fills = l2.fills
+    else:
+        l2_block = {"hits": 0, "misses": 0, "hit_rate": 0.0, "connected": False, "errors": 0}
+        total_misses = st.misses
+        fills = 0
+    return {
+        "l1_cache": l1,
+        "l2_cache": l2_block,
+        "total_hits": l1["hits"] + l2_block["hits"],
+        "total_misses": total_misses,
+        "total_sets": max(0, st.sets - fills),
+        "segment": segment_block(st, info),
+        "l2_detail": l2_detail(config, l2),
+        "process": dict(process_counters, pid=os.getpid()),
+        "single_flight": flight_block(flight),
+    }
+
+
+def flight_block(flight):
+    """The host's single-flight figures (shmc_fetch; docs/stampede.md), {} if unavailable."""
+    if flight is None:
+        return {}
+    return {name: getattr(flight, name) for name, _ in flight._fields_ if name != "reserved"}
+
+
+def segment_block(st, info):
+    return {
+        "name": info.name.decode("utf-8", "replace"),
+        "size_bytes": info.size_bytes,
+        "bytes_used": st.bytes_used,
+        "bytes_capacity": st.bytes_capacity,
+        "bytes_data": st.bytes_data,
+        "entries": st.entries,
+        "max_entries": info.max_entries,
+        "max_value_len": info.max_value_len,
+        "sets": st.sets,
+        "deletes": st.deletes,
+        "evictions": st.evictions,
+        "expirations": st.expirations,
+        "lock_timeouts": st.lock_timeouts,
+        "lock_recoveries": st.lock_recoveries,
+        "strategy": _strategy_name(info.strategy),
+        "n_stripes": info.n_stripes,
+        "attached": info.attached,
+        "layout_version": info.layout_version,
+    }
+
+
+def l2_detail(config, l2):
+    if l2 is None or not l2.configured:
+        return {"configured": False}
+    out = {"configured": True, "url": redact_url(config.redis_url)}
+    for name, _ in l2._fields_:
+        if name not in ("reserved", "reserved32", "configured"):
+            value = getattr(l2, name)
+            out[name] = bool(value) if name in ("connected", "breaker_open", "subscribed") \
+                else value
+    return out
+
+
+def _strategy_name(value):
+    try:
+        return CacheStrategy(value).name
+    except ValueError:
+        return str(value)
+
+
+# ---- health_check() ------------------------------------------------------------------------------
+def check_health(core):
+    """Is the cache usable from this process, and is Redis reachable:
+
+        {"status": "healthy" | "degraded" | "unhealthy",
+         "segment": name, "pid": pid,
+         "l1": {"ok": bool, "entries", "bytes_used", "bytes_capacity", "lock_timeouts"} or
+               {"ok": False, "error": "..."},
+         "l2": {"configured": bool, "connected": bool, "breaker_open": bool, "subscribed": bool}}
+
+    unhealthy: the segment cannot be opened or read (the service runs without a cache).
+    degraded: L1 works but a configured Redis tier is not reachable from this process (gets
+    fall back to L1 and the computation; writes reach L1 only).
+
+    L1 is checked by reading the segment's statistics and geometry, which takes every stripe's
+    counters but no lock: a health check must not disturb the cache or wait on it. Redis is
+    checked with one PING (shmc_l2_ping), bounded by redis_command_timeout, so the answer is
+    about Redis now, not at this process's last call; it counts no lookup. While the circuit
+    breaker is open no probe is sent: Redis is degraded."""
+    report = {"status": "healthy", "segment": core.config.shm_name, "pid": os.getpid()}
+    try:
+        st, _info, _, _ = core.raw_figures(with_l2=False)
+        report["l1"] = {"ok": True, "entries": st.entries, "bytes_used": st.bytes_used,
+                        "bytes_capacity": st.bytes_capacity, "lock_timeouts": st.lock_timeouts}
+    except ShmcacheError as e:
+        report["l1"] = {"ok": False, "error": str(e)}
+    if core.config.l2_enabled:
+        l2 = {"configured": True, "connected": False, "breaker_open": False, "subscribed": False}
+        if report["l1"]["ok"]:
             try:
-                entry = local_get(key)
-            except (TypeError, ValueError):  # unhashable: key_of below says what is wrong
-                pass
-        if entry is not None:
-            # What key stands for, encoded and checked when it was remembered.
-            k, klen, stored, value = entry
-        else:
-            if type(key) is str and key:
-                k = head + key.encode() if head else key.encode()
-            else:
-                k = key_of(key)  # bytes, or raises for a wrong type or an empty key
-            n = len(k)
-            klen = sizes[n] if n < n_sizes else size_t_of(n)
-        ref, data, view, cap, out, out_ref, served, served_ref = state.recv  # this thread's
-        next(entered)
-        try:
-            h = seg.hv  # read after next(entered): the closing protocol
-            if h is None:
-                rc = None
-            elif tiered:
-                rc = shmc_call(h, k, klen, ref, cap, out_ref, None, None, tiers_arg, fill_arg,
-                               served_ref)
-            else:
-                rc = shmc_call(h, k, klen, ref, cap, out_ref, None, None)
-        finally:
-            next(left)
-        if rc == 0:
-            size = out.value
-            by = TIER_L1
-            if tiered and served.value == TIER_L2:
-                by = TIER_L2
-                core.logs.state("redis", False)  # Redis answered
-            if entry is not None:
-                # Byte for byte, in place: no copy out of the buffer for a hit.
-                if size == len(stored) and data.startswith(stored):
-                    next(hits_l1 if by == TIER_L1 else hits_l2)
-                    return value
-            elif local_get is None and size > 1 and data[0] == magic and not data[1] & 0xF0:
-                try:
-                    value = loads(data[1], view[2:size])
-                except UndecodableValue as e:
-                    core.undecodable(seg, k, by, e)
-                    if final:
-                        next(misses)
-                    return default
-                next(hits_l1 if by == TIER_L1 else hits_l2)
-                return value
-            # Compressed, damaged, or to remember: the general decoder, on a copy.
-            value = decoded(seg, k, by, view[:size].tobytes(), final, key)
-        elif rc == E_NOTFOUND:
-            if tiered:
-                core.logs.state("redis", False)  # Redis answered
-            if final:
-                next(misses)
-            return default
-        elif rc is None or rc == E_BUFFER_TOO_SMALL:
-            value = general(k, tiers, final, key)  # closed (reopens or raises), or larger
-        else:  # a lock timeout, Redis failing (a miss, counted and logged), a caller's error
-            value = core.read_failed(rc, seg, k, tiers, final)
-        return default if value is MISS else value
-
-    return get
+                st2 = core.probe_l2()
+                l2.update(connected=bool(st2.connected), breaker_open=bool(st2.breaker_open),
+                          subscribed=bool(st2.subscribed))
+            except ShmcacheError as e:
+                l2["error"] = str(e)
+        report["l2"] = l2
+    else:
+        report["l2"] = {"configured": False, "connected": False}
+    if not report["l1"]["ok"]:
+        report["status"] = "unhealthy"
+    elif report["l2"]["configured"] and not report["l2"]["connected"]:
+        report["status"] = "degraded"
+    return report
 
 
-def _make_l1_set(core, seg):
-    """set(key, value, ttl=None, tier=None): set_value() for a cache whose tiers are L1 only."""
-    head = core.keys.head
-    key_of = core.keys.key
-    entered, left = seg.entered, seg.left
-    shmc_set = hot.shmc_set
-    sizes, n_sizes, size_t_of = _ffi._SIZES, _ffi.SIZES_CACHED, _ffi.size_t_of
-    dumps = core.codec.dumps
-    sets = core.counters.counter("sets")
-    # Below the threshold the envelope is the header and the payload (see _envelope).
-    plain_below = core.threshold or float("inf")
-    max_len = seg.max_value_len
-    flags = _ffi.U32_ZERO
-    default_ttl, u64_of = _ffi.u64_of(core.l1_ttl_ms), _ffi.u64_of
-    general = core.store_encoded
-    set_value = core.set_value
-    tiers_of = core.tiers
-
-    def set(key, value, ttl=None, tier=None):
-        if tier is not None and tiers_of(tier) != TIER_L1:
-            return set_value(key, value, ttl, tier)
-        ttl_arg = default_ttl if ttl is None else u64_of(seconds_to_ms(ttl))  # checks ttl
-        if type(key) is str and key:
-            k = head + key.encode() if head else key.encode()
-        else:
-            k = key_of(key)
-        ser, payload = dumps(value)
-        n = len(payload) + 2
-        if n - 2 >= plain_below or n > max_len:
-            return general(k, (ser, payload), ttl, TIER_L1)  # compresses, or raises too large
-        env = HEADERS[ser] + payload
-        kn = len(k)
-        next(entered)
-        try:
-            h = seg.hv
-            if h is None:
-                rc = None
-            else:
-                rc = shmc_set(h, k, sizes[kn] if kn < n_sizes else size_t_of(kn), env,
-                              sizes[n] if n < n_sizes else size_t_of(n), flags, ttl_arg)
-        finally:
-            next(left)
-        if rc == 0:
-            next(sets)
-            return True
-        if rc is None:
-            return general(k, (ser, payload), ttl, TIER_L1)  # closed: reopens or raises
-        return core.store_failed(rc, k, TIER_L1)
-
-    return set
-
-
-# ---- fork --------------------------------------------------------------------------------------
+# ---- fork ----------------------------------------------------------------------------------------
 _FORK_AWARE = weakref.WeakSet()
 
 
@@ -708,8 +941,9 @@ def _after_fork_in_child():
         core.counters.after_fork_in_child()
         core.logs.after_fork_in_child()
         if core.local is not None:
-            core.local.clear()  # emptied in place: the hot path holds the dict
+            core.local.clear()
         core.held_leases = set()  # the parent's: this process must not give them back
+        core._l2_errors = collections.deque()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -28,11 +28,12 @@ without first converting them into a new argument object (which it does, every c
 ctypes instance such as c_size_t(n) or a buffer):
   * values by value: c_size_t.from_param(n), c_uint32.from_param(n), ... (the argument object
     argtypes would build, built once): size_t_of(), u32_of(), u64_of() below;
-  * pointers: byref() of a ctypes object: out-parameters, buffers (_buffers), and the handle
+  * pointers: byref() of a ctypes object: out-parameters, buffers (slot() below), and the handle
     (Segment.hv).
 `lib` keeps the declared, checked form of every function for everything else.
 """
 import ctypes
+import threading
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_int, c_int64,
                     c_size_t, c_uint8, c_uint32, c_uint64, c_void_p)
 
@@ -72,6 +73,7 @@ ENVELOPE_HEADER = 2
 SER_RAW, SER_JSON, SER_PICKLE, SER_MSGPACK, SER_STR = 0, 1, 2, 3, 4
 
 TIER_L1, TIER_L2, TIER_BOTH = 1, 2, 3
+TGET_AFTER_L1_MISS = 0x100  # shmc_tget: the caller has just missed L1 itself; ask Redis only
 FLAG_FROM_L2 = 0x80000000
 L2_NO_SUBSCRIBE = 0x1
 L2_NO_PUBLISH = 0x2
@@ -208,6 +210,23 @@ class FetchOptions(Structure):
     ]
 
 
+class Read(Structure):
+    """shmc_read: shmc_read_into's buffer, tier mask and results in one structure (four foreign
+    arguments instead of eleven: ctypes pays about 25 ns for each)."""
+    _fields_ = [
+        ("buf", c_void_p),
+        ("cap", c_size_t),
+        ("value_len", c_size_t),
+        ("tiers", c_uint32),
+        ("served_by", c_uint32),
+        ("fill_ttl_ms", c_uint64),
+        ("flags", c_uint32),
+        ("reserved32", c_uint32),
+        ("ttl_left_ms", c_int64),
+        ("reserved", c_uint8 * 32),
+    ]
+
+
 class FetchResult(Structure):
     _fields_ = [
         ("outcome", c_uint32),
@@ -298,6 +317,7 @@ _CORE = {
     "shmc_open": (c_int, [c_char_p, POINTER(Options), POINTER(CacheP)], _check),
     "shmc_close": (None, [CacheP], None),
     "shmc_unlink": (c_int, [c_char_p, c_int], None),
+    "shmc_read_into": (c_int, [CacheP, c_void_p, c_size_t, POINTER(Read)], None),
     "shmc_get": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t, _size_p, _u32_p,
                          _i64_p], None),
     "shmc_set": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t, c_uint32, c_uint64],
@@ -331,9 +351,10 @@ _L2 = {
     "shmc_tdel": (c_int, [CacheP, c_void_p, c_size_t, c_uint32], None),
     "shmc_tpurge": (c_int, [CacheP, c_void_p, c_size_t, c_uint32, _u64_p, _u64_p], None),
     "shmc_l2_get_stats": (c_int, [CacheP, POINTER(L2Stats)], _check),
+    "shmc_l2_ping": (c_int, [CacheP], None),
 }
 
-# Single flight (shmc_fetch*): the decorators' stampede options (see _flight) and the statistics.
+# Single flight (shmc_fetch*): the decorators' stampede options (see decorators) and the statistics.
 _FLIGHT = {
     "shmc_fetch_options_default": (None, [POINTER(FetchOptions)], None),
     "shmc_fetch": (c_int, [CacheP, c_void_p, c_size_t, c_void_p, c_size_t,
@@ -365,7 +386,7 @@ if HAS_FLIGHT:
 
 # The hot path's view of the same functions (see the module docstring): no argtypes.
 hot = ctypes.CDLL(LIB_PATH, handle=lib._handle)
-for _name in ("shmc_get", "shmc_set", "shmc_encode", "shmc_decode") + \
+for _name in ("shmc_read_into", "shmc_get", "shmc_set", "shmc_encode", "shmc_decode") + \
         (("shmc_tget", "shmc_tset") if HAS_L2 else ()) + (("shmc_fetch",) if HAS_FLIGHT else ()):
     getattr(hot, _name).restype = c_int
 
@@ -407,3 +428,97 @@ def default_l2_options():
     opts = L2Options()
     lib.shmc_l2_options_default(ctypes.byref(opts))
     return opts
+
+
+# ---- per-thread buffers -------------------------------------------------------------------------
+# Reusable per-thread ctypes buffers and out-parameters for the library's calls.
+#
+# A get copies the value into a caller's buffer; allocating a fresh ctypes buffer per call would
+# cost more than the lookup. Each thread keeps one buffer per slot ("recv" for what shmc_get
+# returns, "work" for what shmc_encode/shmc_decode produce) and grows it when the library answers
+# SHMC_E_BUFFER_TOO_SMALL with the size it needs. Threads (the event loop's, each executor
+# thread's, each web worker thread's) never share a buffer, so no lock is needed; coroutines on
+# one loop thread cannot interleave inside a synchronous call either.
+#
+# A slot is one tuple (ref, data, view, capacity, out, out_ref, served, served_ref, then two
+# shmc_read structures over the buffer with their byref()s), so the hot path gets all it needs
+# with one thread-local lookup (each costs about what a dict lookup and an
+# attribute access do together):
+#   * data: a bytearray that owns the memory. Its own methods read the buffer without copying it
+#     out: data.startswith(stored) compares a value with bytes kept earlier, data[i] reads a
+#     header byte, each for a fraction of what slicing a memoryview and copying costs;
+#   * ref: byref() of a ctypes array over the same memory: what an _ffi.hot function is passed.
+#     A byref object goes through a foreign call as it is, where the array itself would first be
+#     converted into a new argument object, every call;
+#   * view: a memoryview of data, for zero-copy slices handed to decoders;
+#   * capacity: the length as a size_t argument (_ffi.size_t_of), passed as it is;
+#   * out, out_ref: the thread's size_t out-parameter and its byref(), for the length the library
+#     writes back (the same objects in both slots and as thread_state().size / .size_ref);
+#   * served, served_ref: the thread's uint32_t out-parameter for the tier that answered a
+#     shmc_tget, and its byref() (thread_state().u32b / .u32b_ref).
+#
+# A buffer grown past RETAIN_MAX is used for that call only and dropped, so a single huge value
+# does not pin megabytes in every thread of the pool for the life of the process.
+
+
+INITIAL_SIZE = 64 * 1024
+RETAIN_MAX = 1024 * 1024
+
+
+def _slot(size, st):
+    data = bytearray(size)
+    array = (ctypes.c_char * size).from_buffer(data)
+    ref = ctypes.byref(array)  # keeps the array alive
+    # Two shmc_read structures over the same buffer: one for L1 reads (its mask never changes),
+    # one whose mask and fill TTL the caller sets (see Segment.receive).
+    l1, any_tier = Read(), Read()
+    for r in (l1, any_tier):
+        r.buf, r.cap, r.tiers = ctypes.addressof(array), size, TIER_L1
+    return (ref, data, memoryview(data), ctypes.c_size_t.from_param(size), st.size, st.size_ref,
+            st.u32b, st.u32b_ref, l1, ctypes.byref(l1), any_tier, ctypes.byref(any_tier))
+
+
+# Where the shmc_read structures are in a slot.
+SLOT_READ_L1, SLOT_READ_L1_REF, SLOT_READ_ANY, SLOT_READ_ANY_REF = 8, 9, 10, 11
+
+
+class _ThreadState(threading.local):
+    def __init__(self):
+        # Out-parameters reused by every call of this thread, with their byref()s.
+        self.size = ctypes.c_size_t()
+        self.size_ref = ctypes.byref(self.size)
+        self.u32 = ctypes.c_uint32()
+        self.u32_ref = ctypes.byref(self.u32)
+        self.u32b = ctypes.c_uint32()
+        self.u32b_ref = ctypes.byref(self.u32b)
+        self.u64a = ctypes.c_uint64()
+        self.u64a_ref = ctypes.byref(self.u64a)
+        self.u64b = ctypes.c_uint64()
+        self.u64b_ref = ctypes.byref(self.u64b)
+        self.recv = _slot(INITIAL_SIZE, self)
+        self.work = None  # made on first use: the hot set path builds envelopes without it
+
+
+_state = _ThreadState()
+
+
+def thread_state():
+    """This thread's scratch state: the .recv and .work slots, and the out-parameters .size,
+    .u32, .u32b, .u64a, .u64b with their byref()s (.size_ref, ...). The thread-local object
+    itself, for hot paths that read several of its attributes."""
+    return _state
+
+
+def slot(name, at_least=0):
+    """(ref, data, view, capacity, out, out_ref, served, served_ref) of this thread's slot name
+    ("recv" or "work"), at least at_least bytes (and INITIAL_SIZE) long (module docstring)."""
+    current = getattr(_state, name)
+    if current is not None and len(current[1]) >= at_least:
+        return current
+    size = INITIAL_SIZE
+    while size < at_least:
+        size *= 2
+    new = _slot(size, _state)
+    if size <= RETAIN_MAX:
+        setattr(_state, name, new)
+    return new

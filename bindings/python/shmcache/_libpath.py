@@ -24,8 +24,8 @@ SONAME = "libshmcache.so.0"
 
 # Symbols without which the package cannot work at all. The Redis tier's functions are optional
 # (a library built before them still serves L1); _ffi checks for them separately.
-REQUIRED_SYMBOLS = ("shmc_open", "shmc_get", "shmc_set", "shmc_encode", "shmc_decode",
-                    "shmc_purge", "shmc_get_stats", "shmc_glob_match")
+REQUIRED_SYMBOLS = ("shmc_open", "shmc_get", "shmc_read_into", "shmc_set", "shmc_encode",
+                    "shmc_decode", "shmc_purge", "shmc_get_stats", "shmc_glob_match")
 
 
 def _candidates():

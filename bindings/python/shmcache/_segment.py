@@ -1,9 +1,12 @@
 """_segment.py - one open handle on a segment (shmc_cache *), with the Redis tier if attached.
 
-Segment is the thin, synchronous layer over the C calls: bytes keys in, (code, serializer,
-payload) out, envelopes applied on the way (see _envelope). It decides nothing about misses,
-logging or defaults; _core does. Every method may be called from any thread at once: the C
-handle is immutable after open (shmc_l2_attach is done before the Segment is shared).
+Segment is the thin, synchronous layer over the C calls, and the package's only user of the
+handle: bytes keys in, library codes and bytes out. It decides nothing about misses, logging or
+defaults; _core does. Its interface: receive() and store() for values (the value left in this
+thread's receive buffer, see _ffi.slot), fetch()/fetch_complete()/fetch_abandon() for single
+flight, contains(), delete(), purge(), and the figures; the envelope helpers at the end. Every
+method may be called from any thread at once: the C handle is immutable after open
+(shmc_l2_attach is done before the Segment is shared).
 
 Value calls go through _ffi.hot (no argtypes: every argument a ready ctypes object); the rest
 through _ffi.lib, declared and checked.
@@ -11,8 +14,7 @@ through _ffi.lib, declared and checked.
 Closing safely. shmc_close frees the handle, so it must not run while another thread is inside a
 call with it (a web worker thread still serving while the app shuts down, an executor thread
 still waiting on Redis). Two counters, `entered` and `left` (itertools.count: next() on one is
-a single C call, atomic under the GIL), carry the protocol, which the hot path (_core) follows
-too:
+a single C call, atomic under the GIL), carry the protocol:
   * a call does next(entered), THEN reads the handle; if it is None the segment is closed: it
     does next(left) and refuses. Otherwise it does next(left) when it returns;
   * close() sets the handles to None, THEN waits until left and entered are equal, reading
@@ -30,16 +32,21 @@ import itertools
 import threading
 import time
 
-from . import _buffers, _ffi
-from ._envelope import decode_from, encode_into
-from ._ffi import (E_BUFFER_TOO_SMALL, ENVELOPE_HEADER, ENVELOPE_MAGIC, OK, TIER_L1, TIER_L2,
-                   U32_ZERO, CacheP, hot, lib, raise_for, size_t_of, u32_of, u64_of)
-from ._telemetry import count_value
-from .errors import ShmcacheError, ValueTooLargeError
+from . import _ffi
+from ._ffi import (E_BAD_ENVELOPE, E_BUFFER_TOO_SMALL, ENVELOPE_HEADER, ENVELOPE_MAGIC, OK,
+                   TIER_L1, TIER_L2, U32_ZERO, CacheP, hot, lib, raise_for, size_t_of, u32_of,
+                   u64_of)
+from .errors import ShmcacheError
 
 _byref = ctypes.byref
 _shmc_get = hot.shmc_get
 _shmc_set = hot.shmc_set
+_shmc_read_into = hot.shmc_read_into
+# receive() indexes the slot's L1 shmc_read structure and its byref() with literals (cheaper than
+# a global lookup on every get); they must stay where _ffi puts them.
+assert (_ffi.SLOT_READ_L1, _ffi.SLOT_READ_L1_REF) == (8, 9)
+_SIZES, _N_SIZES = _ffi._SIZES, _ffi.SIZES_CACHED
+_thread = _ffi.thread_state()  # a threading.local: each thread sees its own buffers through it
 _READ_RETRIES = 8  # the value may be replaced by a larger one between two calls
 
 
@@ -106,8 +113,8 @@ class Segment:
 
     def in_flight(self):
         """How many calls are in flight (entered, not yet left); left is read first."""
-        left = count_value(self.left)
-        return count_value(self.entered) - left
+        left = _count_value(self.left)
+        return _count_value(self.entered) - left
 
     def after_fork_in_child(self):
         # Only the forking thread exists in the child: calls that other threads had in flight
@@ -144,91 +151,89 @@ class Segment:
         next(self.left)
 
     # ---- values ----------------------------------------------------------------------------------
-    def read_envelope(self, key, tiers=TIER_L1, fill_ttl_ms=0):
-        """Look key up: (code, served_by, stored bytes): the envelope as stored (compressed or
-        not, unchecked) when code is OK, else None. tiers == L1 uses shmc_get, which any library
-        has; otherwise shmc_tget, and served_by says which tier answered."""
-        klen = size_t_of(len(key))
-        st = _buffers.state()
-        ref, _, view, cap, out, out_ref, *_ = st.recv
-        h = self._enter_hot()
+    # The value calls leave what they read in this thread's receive buffer (_ffi.slot) and return
+    # (code, ..., data, view, size): data is the bytearray, view a memoryview of it, size how
+    # many bytes the value has. Both stay valid until this thread's next call into the segment:
+    # callers compare or decode in place and copy out only what they keep.
+    def receive(self, key, tiers=TIER_L1, fill_ttl_ms=0, klen=None):
+        """Look key (bytes) up: (code, served_by, data, view, size). tiers == L1 is an L1 read;
+        anything else reads L1, then Redis on a miss, copying a Redis hit into L1 for
+        fill_ttl_ms, and served_by says which tier answered. tiers may carry
+        SHMC_TGET_AFTER_L1_MISS (the caller has just missed L1 itself: it is not asked again).
+        One shmc_read_into, whose structure (in the thread's slot) carries the buffer, the mask
+        and the results. Raises SegmentClosedError once closed. klen: len(key) as size_t_of()
+        makes it, if the caller keeps it. (Written for speed: this is every get.)"""
+        if klen is None:
+            n = len(key)
+            klen = _SIZES[n] if n < _N_SIZES else size_t_of(n)
+        slot = _thread.recv
+        next(self.entered)
         try:
-            for _ in range(_READ_RETRIES):
-                if tiers == TIER_L1:
-                    rc = _shmc_get(h, key, klen, ref, cap, out_ref, None, None)
-                    served = TIER_L1
-                else:
-                    rc = hot.shmc_tget(h, key, klen, ref, cap, out_ref, None, None,
-                                       u32_of(tiers), u64_of(fill_ttl_ms), st.u32b_ref)
-                    served = st.u32b.value
+            h = self.hv  # read after next(entered): the closing protocol
+            if h is None:
+                raise SegmentClosedError(self.name)
+            if tiers == 1:  # TIER_L1
+                rc = _shmc_read_into(h, key, klen, slot[9])
                 if rc != E_BUFFER_TOO_SMALL:
-                    break
-                ref, _, view, cap, out, out_ref, *_ = _buffers.slot("recv", out.value)
-            if rc != OK:
-                return rc, None, None
-            return OK, served, view[:out.value].tobytes()
+                    return rc, 1, slot[1], slot[2], slot[8].value_len
+            retries = _READ_RETRIES
+            while True:
+                r = slot[_ffi.SLOT_READ_ANY]
+                if r.tiers != tiers:
+                    r.tiers = tiers
+                if r.fill_ttl_ms != fill_ttl_ms:
+                    r.fill_ttl_ms = fill_ttl_ms
+                rc = _shmc_read_into(h, key, klen, slot[_ffi.SLOT_READ_ANY_REF])
+                retries -= 1
+                if rc != E_BUFFER_TOO_SMALL or not retries:
+                    return rc, r.served_by, slot[1], slot[2], r.value_len
+                # The value is larger than this thread's buffer: grow it and ask again (the
+                # value may be replaced by a larger one in between, hence the loop).
+                slot = _ffi.slot("recv", r.value_len)
         finally:
             next(self.left)
 
-    def read(self, key, tiers=TIER_L1, fill_ttl_ms=0):
-        """Look key up: (code, served_by, serializer, payload).
-
-        code OK with the decoded envelope, SHMC_E_BAD_ENVELOPE if the stored bytes are not an
-        envelope, or the library's code (NOTFOUND, LOCK_TIMEOUT, L2_UNAVAILABLE, KEY_TOO_LONG...)
-        with None for the rest.
-        """
-        rc, served, raw = self.read_envelope(key, tiers, fill_ttl_ms)
-        if rc != OK:
-            return rc, None, None, None
-        rc, serializer, payload = unwrap(raw)
-        return rc, served, serializer, payload
-
-    def write(self, key, serializer, payload, threshold, l1_ttl_ms, l2_ttl_ms, tiers=TIER_L1):
-        """Store payload under key in an envelope; returns the library's code.
-
-        Raises ValueTooLargeError, with nothing stored anywhere, if L1 is asked and the envelope
-        is over the segment's max_value_len: shmc_tset writes L2 before L1, so without this
-        check a value L1 refuses would still land in Redis while the caller is told it failed.
-        """
-        buf, n = encode_into(serializer, payload, threshold)
-        if tiers & TIER_L1 and n > self.max_value_len:
-            raise ValueTooLargeError(
-                _ffi.E_VALUE_TOO_LARGE,
-                f"value of {n} bytes as stored (envelope, compressed where smaller) is over "
-                f"this segment's limit of {self.max_value_len} bytes (max_value_len); "
-                f"nothing stored (key {key[:80]!r})")
-        return self.write_envelope(key, buf, n, l1_ttl_ms, l2_ttl_ms, tiers)
-
-    def write_envelope(self, key, buf, n, l1_ttl_ms, l2_ttl_ms, tiers=TIER_L1):
-        """Store the n bytes of buf (an envelope) under key; the library's code.
-        REQUIRES: n <= max_value_len when tiers has L1 (write() checks)."""
-        h = self._enter_hot()
+    def store(self, key, envelope, n, l1_ttl_ms, l2_ttl_ms, tiers=TIER_L1):
+        """Store the n bytes of envelope (bytes, or a byref from encode_into()) under
+        key in the tiers; the library's code. REQUIRES: n <= max_value_len when tiers has L1
+        (the core checks: shmc_tset writes L2 before L1, and an L1 refusal after a Redis write
+        would leave the caller told "failed" about a value that was stored)."""
+        n_key = len(key)
+        klen = _SIZES[n_key] if n_key < _N_SIZES else size_t_of(n_key)
+        vlen = _SIZES[n] if n < _N_SIZES else size_t_of(n)
+        next(self.entered)
         try:
+            h = self.hv
+            if h is None:
+                raise SegmentClosedError(self.name)
             if tiers == TIER_L1:
-                return _shmc_set(h, key, size_t_of(len(key)), buf, size_t_of(n), U32_ZERO,
-                                 u64_of(l1_ttl_ms))
-            return hot.shmc_tset(h, key, size_t_of(len(key)), buf, size_t_of(n), U32_ZERO,
-                                 u64_of(l1_ttl_ms), u64_of(l2_ttl_ms), u32_of(tiers))
+                return _shmc_set(h, key, klen, envelope, vlen, U32_ZERO, u64_of(l1_ttl_ms))
+            return hot.shmc_tset(h, key, klen, envelope, vlen, U32_ZERO, u64_of(l1_ttl_ms),
+                                 u64_of(l2_ttl_ms), u32_of(tiers))
         finally:
             next(self.left)
 
     # ---- single flight (see _flight) ---------------------------------------------------------
     def fetch(self, key, opts_ref, result, result_ref):
         """shmc_fetch with the options behind opts_ref (a byref of FetchOptions), the outcome in
-        result (this thread's FetchResult, result_ref its byref): (code, stored bytes or None).
-        The bytes are the envelope as stored, for outcomes that carry a value."""
-        klen = size_t_of(len(key))
-        ref, _, view, cap, *_ = _buffers.state().recv
-        h = self._enter_hot()
+        result (this thread's FetchResult, result_ref its byref): (code, data, view, size) as
+        receive() gives them; size is 0 for outcomes that carry no value."""
+        n = len(key)
+        klen = _SIZES[n] if n < _N_SIZES else size_t_of(n)
+        ref, data, view, cap, *_ = _thread.recv
+        next(self.entered)
         try:
+            h = self.hv  # read after next(entered): the closing protocol
+            if h is None:
+                raise SegmentClosedError(self.name)
             for _ in range(_READ_RETRIES):
                 rc = hot.shmc_fetch(h, key, klen, ref, cap, opts_ref, result_ref)
                 if rc != E_BUFFER_TOO_SMALL:
                     break
-                ref, _, view, cap, *_ = _buffers.slot("recv", result.value_len)
+                ref, data, view, cap, *_ = _ffi.slot("recv", result.value_len)
             if rc != OK or result.outcome > _ffi.FETCH_EARLY_REFRESH:
-                return rc, None
-            return OK, view[:result.value_len].tobytes()
+                return rc, data, view, 0
+            return OK, data, view, result.value_len
         finally:
             next(self.left)
 
@@ -253,7 +258,7 @@ class Segment:
     def contains(self, key, tiers=TIER_L1):
         """OK if key is live in one of the tiers (the value is not copied out of L1)."""
         klen = size_t_of(len(key))
-        st = _buffers.state()
+        st = _ffi.thread_state()
         h = self._enter_hot()
         try:
             rc = _shmc_get(h, key, klen, None, size_t_of(0), st.size_ref, None, None) \
@@ -268,7 +273,7 @@ class Segment:
                                    u32_of(TIER_L2), u64_of(0), None)
                 if rc != E_BUFFER_TOO_SMALL:
                     return rc
-                ref, _, _, cap, out, out_ref, *_ = _buffers.slot("recv", out.value)
+                ref, _, _, cap, out, out_ref, *_ = _ffi.slot("recv", out.value)
             return rc
         finally:
             next(self.left)
@@ -286,7 +291,7 @@ class Segment:
         """Remove keys matching the glob pattern: (code, removed_l1, removed_l2)."""
         h = self._enter()
         try:
-            st = _buffers.state()
+            st = _ffi.thread_state()
             st.u64a.value = st.u64b.value = 0
             if tiers == TIER_L1:
                 rc = lib.shmc_purge(h, pattern, len(pattern), _byref(st.u64a))
@@ -328,6 +333,14 @@ class Segment:
         finally:
             self._leave()
 
+    def l2_ping(self):
+        """shmc_l2_ping: one PING to Redis; the library's code (counts no lookup)."""
+        h = self._enter()
+        try:
+            return lib.shmc_l2_ping(h)
+        finally:
+            self._leave()
+
     def l2_stats(self):
         """shmc_l2_get_stats, or zeros (configured 0) without a Redis tier."""
         out = _ffi.L2Stats()
@@ -348,6 +361,11 @@ class Segment:
             return lib.shmc_check(h, _byref(out)), out
         finally:
             self._leave()
+
+
+def _count_value(counter):
+    """The next value an itertools.count will give, from its repr "count(N)"."""
+    return int(repr(counter)[6:-1])
 
 
 def unwrap(raw):
@@ -376,3 +394,80 @@ def validate_pattern(pattern):
 def raise_code(rc):
     """Raise the exception for rc; only valid right after the call that returned it."""
     raise_for(rc)
+
+
+# ---- the value envelope --------------------------------------------------------------------------
+# The library's value envelope (shmc_encode / shmc_decode) from Python.
+#
+# Every value this package stores is wrapped by the C library itself: a 2-byte header (magic
+# 0xC5, serializer id, a "zstd" bit) and the payload, compressed with zstd when it is at least the
+# threshold long and compression makes it smaller. Because the C code does it, shmcache-cli and any
+# other reader decode exactly what Python wrote, and the reverse.
+#
+# The one thing done here is the uncompressed envelope, which the header defines as the two header
+# bytes followed by the payload as is: when no compression can apply (threshold 0, or a payload
+# shorter than the threshold) encode_into() concatenates them itself, which costs a tenth of the
+# foreign call (tests/test_hotpath.py checks the bytes are shmc_encode's). Compression, and
+# every check on the way back in, stay in the library.
+#
+# encode_into()/decode_from() work in this thread's reusable buffers (_ffi.slot) and are what
+# the hot path uses; encode()/decode() return fresh bytes for everyone else (tests, tools).
+_shmc_encode = hot.shmc_encode
+_shmc_decode = hot.shmc_decode
+# Header of an uncompressed envelope, by serializer id (0-15; the zstd bit clear).
+HEADERS = tuple(bytes((ENVELOPE_MAGIC, ser)) for ser in range(16))
+
+
+def encode_into(serializer, payload, threshold):
+    """Wrap payload: (envelope, length), the envelope being bytes, or byref() of this thread's
+    "work" buffer, valid until this thread's next encode or decode (either can be passed to an
+    _ffi.hot function). threshold 0: no compression."""
+    return _wrap(serializer, payload, threshold)[:2]
+
+
+def _wrap(serializer, payload, threshold):
+    """encode_into() and, for an envelope left in a buffer, a memoryview of that buffer."""
+    n = len(payload)
+    if (not threshold or n < threshold) and 0 <= serializer < 16:
+        return HEADERS[serializer] + payload, n + 2, None
+    ref, _, view, cap, out, out_ref, *_ = _ffi.slot("work", n + 2)
+    while True:
+        rc = _shmc_encode(u32_of(serializer), payload, size_t_of(n),
+                          size_t_of(threshold), 0, ref, cap, out_ref)
+        if rc == OK:
+            return ref, out.value, view
+        if rc != E_BUFFER_TOO_SMALL:
+            raise_for(rc)
+        # Compression may need a little more than the payload (zstd's bound); out says how much.
+        ref, _, view, cap, out, out_ref, *_ = _ffi.slot("work", out.value)
+
+
+def decode_from(src, length):
+    """Unwrap length bytes at src (bytes or a byref): (OK, serializer, payload bytes), or
+    (SHMC_E_BAD_ENVELOPE, None, None) for bytes that are not a valid envelope."""
+    st = _ffi.thread_state()
+    ref, _, view, cap, out, out_ref, *_ = _ffi.slot("work")
+    while True:
+        rc = _shmc_decode(src, size_t_of(length), st.u32_ref, ref, cap, out_ref)
+        if rc == OK:
+            return OK, st.u32.value, view[:out.value].tobytes()
+        if rc == E_BUFFER_TOO_SMALL:
+            ref, _, view, cap, out, out_ref, *_ = _ffi.slot("work", out.value)
+            continue
+        if rc == E_BAD_ENVELOPE:
+            return rc, None, None
+        raise_for(rc)
+
+
+def encode(serializer, payload, threshold=0):
+    """The envelope of payload as bytes."""
+    env, n, view = _wrap(serializer, payload, threshold)
+    return env if view is None else view[:n].tobytes()
+
+
+def decode(data):
+    """(serializer, payload) of an envelope; BadEnvelopeError if data is not one."""
+    rc, serializer, payload = decode_from(data, len(data))
+    if rc != OK:
+        raise_for(rc)
+    return serializer, payload

@@ -24,7 +24,11 @@ MAX_LOCAL_CACHE_SIZE = 10_000_000  # decoded objects per process: more is a typo
 
 
 class CacheStrategy(enum.IntEnum):
-    """L1 eviction strategy; values are the library's SHMC_STRATEGY_* (pinned)."""
+    """L1 eviction strategy; values are the library's SHMC_STRATEGY_* (pinned).
+
+    Made from a member, its int value, or its name in any case, as the guide's code does:
+    CacheStrategy("TTL"), CacheStrategy("lru"), CacheStrategy(os.getenv("CACHE_STRATEGY",
+    "TTL"))."""
 
     DEFAULT = 0  # the engine's default: S3-FIFO
     LRU = 1
@@ -48,9 +52,24 @@ class CacheStrategy(enum.IntEnum):
         raise ValueError(f"unknown strategy {value!r}; one of: " +
                          ", ".join(m.name.lower() for m in cls))
 
+    @classmethod
+    def _missing_(cls, value):
+        # CacheStrategy("lru"): a name, as the guide's string-valued enum takes it.
+        if isinstance(value, str):
+            name = value.strip().upper().replace("-", "").replace("_", "")
+            if name in cls.__members__:
+                return cls[name]
+        return None
+
+    @property
+    def label(self):
+        """The lower-case name, as the guide's string values read ("lru", "ttl")."""
+        return self.name.lower()
+
 
 class CacheTier(enum.IntEnum):
-    """Which tiers a call acts on; values are the library's SHMC_TIER_* masks."""
+    """Which tiers a call acts on; values are the library's SHMC_TIER_* masks. Made from a
+    member, its int value, or its name in any case: CacheTier("l2")."""
 
     L1 = 1  # this host's shared memory
     L2 = 2  # Redis
@@ -65,6 +84,12 @@ class CacheTier(enum.IntEnum):
         if isinstance(value, str) and value.strip().upper() in cls.__members__:
             return cls[value.strip().upper()]
         raise ValueError(f"unknown tier {value!r}; one of: l1, l2, both")
+
+    @classmethod
+    def _missing_(cls, value):
+        if isinstance(value, str) and value.strip().upper() in cls.__members__:
+            return cls[value.strip().upper()]
+        return None
 
 
 SERIALIZERS = ("json", "msgpack", "pickle")
@@ -97,7 +122,9 @@ class CacheConfig:
     shm_name: str = "shmcache"
     shm_size: int = 64 * MIB  # bytes; Docker's default /dev/shm is only 64 MiB in all
     # Tiers and keys.
-    enable_multi_tier: bool = True  # False: ignore redis_url, L1 only
+    # False: one tier, the one cache_tier names (L2: Redis only; L1 or BOTH: shared memory only,
+    # redis_url ignored), as the guide's single-tier configuration reads.
+    enable_multi_tier: bool = True
     cache_tier: CacheTier = CacheTier.BOTH  # tier of calls that do not name one
     key_prefix: str = ""  # namespace put before every key and pattern
     key_separator: str = ":"
@@ -111,9 +138,10 @@ class CacheConfig:
     monitor_interval: float = 60.0  # seconds between statistics log lines
     enable_cache_warming: bool = True
     warming_batch_size: int = 100
-    # Decoded-object reuse, per process (0: off). With it on, gets of an unchanged value return
-    # the SAME object each time: callers must not mutate what they get (docs/python.md).
-    local_cache_size: int = 0
+    # Decoded-object reuse, per process (0: off, every hit decodes a fresh copy). While a value is
+    # unchanged, gets return the SAME object each time, as functools.lru_cache does: callers must
+    # not mutate what they get (docs/python.md).
+    local_cache_size: int = 1024
 
     def __post_init__(self):
         if self.redis_url is not None:
@@ -135,6 +163,8 @@ class CacheConfig:
         _integer("shm_size", self.shm_size, MIB, 2**63 - 1)
         _boolean("enable_multi_tier", self.enable_multi_tier)
         self.cache_tier = _parsed("cache_tier", CacheTier, self.cache_tier)
+        _require(self.cache_tier != CacheTier.L2 or self.redis_url is not None, "cache_tier",
+                 "L2 (Redis only) needs redis_url")
         _require(isinstance(self.key_prefix, str), "key_prefix", "must be a string")
         _require(isinstance(self.key_separator, str), "key_separator", "must be a string")
         _require(len(self.key_prefix.encode()) <= 1024, "key_prefix",
@@ -168,7 +198,8 @@ class CacheConfig:
     @property
     def l2_enabled(self):
         """True if this configuration asks for a Redis tier."""
-        return bool(self.redis_url) and self.enable_multi_tier
+        return bool(self.redis_url) and (self.enable_multi_tier or
+                                         self.cache_tier == CacheTier.L2)
 
     def __repr__(self):
         # Hand-written so that secrets never reach a log: the URL's password is masked and the
@@ -191,8 +222,6 @@ class CacheConfig:
 
         A value that cannot be parsed or is out of range raises ValueError naming the variable.
         """
-        from ._envconfig import config_kwargs_from_env, env_var_for_field
-
         env = os.environ if environ is None else environ
         kwargs = config_kwargs_from_env(env)
         kwargs.update(overrides)
@@ -280,3 +309,115 @@ def redact_url(url):
     netloc = parsed.netloc.rsplit("@", 1)
     user = netloc[0].split(":", 1)[0]
     return urllib.parse.urlunsplit(parsed._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+# ---- the environment ------------------------------------------------------------------------------
+# _envconfig.py - CacheConfig.from_env(): the environment variables and their parsers.
+#
+# One table, ENV_VARS: variable -> (CacheConfig field, parser). The guide's variables come first;
+# the others are this package's. An unset variable leaves the field's default; a set but empty one
+# too (so `REDIS_URL=` in a compose file means "no Redis"). A value that does not parse raises
+# ValueError naming the variable; range checks happen in CacheConfig and are renamed to the
+# variable by from_env().
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _bool(text):
+    t = text.strip().lower()
+    if t in _TRUE:
+        return True
+    if t in _FALSE:
+        return False
+    raise ValueError("expected a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def _int(text):
+    try:
+        return int(text.strip(), 10)
+    except ValueError:
+        raise ValueError("expected an integer") from None
+
+
+def _seconds(text):
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("expected a finite number of seconds")
+    return value
+
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _size(text):
+    """Bytes, with an optional K/M/G suffix (powers of 1024): 67108864, 64M, 64MiB, 1g."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(i?b)?\s*", text.lower())
+    if not m or (m.group(3) and not m.group(2) and m.group(3) != "b"):
+        raise ValueError("expected a size in bytes, optionally with K, M or G (64M, 256MiB)")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+
+
+def _text(text):
+    return text
+
+
+def _strategy(text):
+    return CacheStrategy.parse(text)
+
+
+def _tier(text):
+    return CacheTier.parse(text)
+
+
+ENV_VARS = {
+    # The guide's variables.
+    "REDIS_URL": ("redis_url", _text),
+    "MEMORY_CACHE_SIZE": ("memory_cache_size", _int),
+    "MEMORY_CACHE_TTL": ("memory_cache_ttl", _seconds),
+    "CACHE_STRATEGY": ("memory_cache_strategy", _strategy),
+    "ENABLE_MULTI_TIER": ("enable_multi_tier", _bool),
+    "ENABLE_COMPRESSION": ("enable_compression", _bool),
+    "ENABLE_CACHE_MONITORING": ("enable_monitoring", _bool),
+    "ENABLE_CACHE_WARMING": ("enable_cache_warming", _bool),
+    # This package's.
+    "REDIS_TTL": ("redis_ttl", _seconds),
+    "REDIS_MAX_CONNECTIONS": ("redis_max_connections", _int),
+    "REDIS_CONNECT_TIMEOUT": ("redis_connect_timeout", _seconds),
+    "REDIS_COMMAND_TIMEOUT": ("redis_command_timeout", _seconds),
+    "CACHE_TIER": ("cache_tier", _tier),
+    "CACHE_KEY_PREFIX": ("key_prefix", _text),
+    "CACHE_SERIALIZER": ("serializer", _text),
+    "CACHE_PICKLE_SECRET": ("pickle_secret", _text),
+    "CACHE_COMPRESSION_THRESHOLD": ("compression_threshold", _int),
+    "CACHE_MONITOR_INTERVAL": ("monitor_interval", _seconds),
+    "CACHE_WARMING_BATCH_SIZE": ("warming_batch_size", _int),
+    "CACHE_LOCAL_CACHE_SIZE": ("local_cache_size", _int),
+    "SHMCACHE_NAME": ("shm_name", _text),
+    "SHMCACHE_SIZE": ("shm_size", _size),
+}
+
+
+def config_kwargs_from_env(environ):
+    """CacheConfig keyword arguments for every variable set (and not empty) in environ."""
+    kwargs = {}
+    for var, (field, parse) in ENV_VARS.items():
+        raw = environ.get(var)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            kwargs[field] = parse(raw)
+        except ValueError as e:
+            raise ValueError(f"{var}: {e}, got {raw!r}") from None
+    return kwargs
+
+
+def env_var_for_field(field):
+    for var, (f, _) in ENV_VARS.items():
+        if f == field:
+            return var
+    return field

@@ -32,9 +32,8 @@ import contextlib
 import fastapi
 from fastapi.responses import JSONResponse, Response
 
-from ._default import create_cache_manager, get_cache_manager
 from .config import CacheConfig
-from .manager import CacheManager
+from .manager import CacheManager, create_cache_manager, get_cache_manager
 
 
 def _manager_for(manager_or_config):

@@ -72,7 +72,7 @@ def load_source(spec):
 
 
 def _config(args):
-    from ._envconfig import _size
+    from .config import _size
     from .config import CacheConfig
 
     overrides = {"enable_monitoring": False, "enable_cache_warming": True}
@@ -102,7 +102,7 @@ async def _run(config, source, ttl, tier):
     manager = CacheManager(config)
     await manager.start()
     try:
-        return await manager._warm(source, ttl, tier), manager._core.has_l2
+        return await manager.warm(source, ttl, tier), manager.core.has_l2
     finally:
         await manager.stop()
 

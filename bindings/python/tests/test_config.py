@@ -33,7 +33,25 @@ def test_strategy_accepts_names_and_values(text, expected):
 
 def test_tier_accepts_names():
     assert CacheConfig(cache_tier="l1").cache_tier is CacheTier.L1
-    assert CacheConfig(cache_tier=2).cache_tier is CacheTier.L2
+    assert CacheConfig(cache_tier=2, redis_url="redis://h:1").cache_tier is CacheTier.L2
+    assert CacheConfig(cache_tier="both").cache_tier is CacheTier.BOTH
+
+
+def test_an_l2_only_tier_needs_redis():
+    with pytest.raises(ValueError, match="cache_tier: L2 .Redis only. needs redis_url"):
+        CacheConfig(cache_tier=CacheTier.L2)
+
+
+def test_the_guides_enum_calls_take_names_in_any_case():
+    # The guide: CacheStrategy(os.getenv("CACHE_STRATEGY", "TTL")), its enums being string-valued.
+    assert CacheStrategy("TTL") is CacheStrategy.TTL
+    assert CacheStrategy("lru") is CacheStrategy.LRU and CacheStrategy("s3-fifo") is CacheStrategy.S3FIFO
+    assert CacheStrategy(1) is CacheStrategy.LRU
+    assert CacheTier("l2") is CacheTier.L2 and CacheTier("Both") is CacheTier.BOTH
+    with pytest.raises(ValueError):
+        CacheStrategy("arc")
+    with pytest.raises(ValueError):
+        CacheTier("l3")
 
 
 @pytest.mark.parametrize("field,value,words", [

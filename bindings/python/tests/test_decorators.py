@@ -140,7 +140,7 @@ async def test_key_builder_and_complex_arguments(config_for):
 
 
 @pytest.mark.asyncio
-async def test_methods_key_the_instance(config_for):
+async def test_methods_key_on_the_instance(config_for):
     calls = Calls()
     async with CacheManager(config_for()) as cache:
         class Repo:
@@ -152,19 +152,29 @@ async def test_methods_key_the_instance(config_for):
 
             @cache.cached(key_prefix="repo_user")
             async def user(self, user_id):
-                return calls(f"{self.tenant}/{user_id}")
+                return calls(f"{self.tenant}:{user_id}")
 
-        assert await Repo("acme").user(7) == "acme/7" and await Repo("acme").user(7) == "acme/7"
-        assert await Repo("globex").user(7) == "globex/7"  # not acme's entry
-        assert calls.n == 2 and await cache.exists("repo_user:acme:7")
+        # One tenant's value is never served to another.
+        assert await Repo("acme").user(7) == "acme:7"
+        assert await Repo("globex").user(7) == "globex:7"
+        assert await Repo("acme").user(7) == "acme:7" and calls.n == 2
 
-        class Plain:  # no stable key for its instances: refused, not shared
-            @cache.cached(key_prefix="plain")
+        class Anonymous:
+            @cache.cached(key_prefix="anon")
             async def user(self, user_id):
                 return calls(user_id)
 
-        with pytest.raises(TypeError, match="__cache_key__.*ignore_self=True"):
-            await Plain().user(7)
+        with pytest.raises(TypeError, match="__cache_key__"):
+            await Anonymous().user(1)  # no stable key for the instance: refused, not shared
+
+        class Shared:
+            @cache.cached(key_prefix="shared", ignore_self=True)
+            async def user(self, user_id):
+                return calls(user_id)
+
+        assert await Shared().user(7) == 7 and await Shared().user(7) == 7
+        assert calls.n == 3 and await cache.exists("shared:7")
+        assert await cache.exists("repo_user:acme:7")
 
 
 @pytest.mark.asyncio
@@ -232,8 +242,12 @@ async def test_a_result_too_large_is_returned_uncached_with_a_warning(config_for
 
         with caplog.at_level(logging.WARNING, logger="shmcache"):
             assert len(await big()) == limit + 10
-        assert "not cached" in caplog.text
-        assert not await cache.exists("big")
+        if cache.core.has_l2:  # too large for L1 alone: kept in Redis
+            assert "stored in Redis only" in caplog.text
+            assert not await cache.exists("big", tier="l1") and await cache.exists("big")
+        else:
+            assert "not cached" in caplog.text
+            assert not await cache.exists("big")
 
 
 @pytest.mark.asyncio

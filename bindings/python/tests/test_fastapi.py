@@ -53,11 +53,11 @@ def test_lifespan_starts_and_stops_the_manager(config_for, how):
     app = make_app(cfg, how)
     with TestClient(app) as client:
         cache = app.state.cache
-        assert isinstance(cache, CacheManager) and cache._core.is_open
+        assert isinstance(cache, CacheManager) and cache.core.is_open
         assert client.get("/users/1").json() == {"id": 1}
         assert client.get("/users/1").json() == {"id": 1}
         assert app.computed == [1]
-    assert not cache._core.is_open  # stopped at shutdown
+    assert not cache.core.is_open  # stopped at shutdown
 
 
 def test_an_apps_own_lifespan_keeps_running_inside_setup_cache(config_for):
@@ -75,7 +75,7 @@ def test_an_apps_own_lifespan_keeps_running_inside_setup_cache(config_for):
     app.router.lifespan_context = own
     setup_cache(app, config_for())
     with TestClient(app):
-        assert events == ["own start"] and app.state.cache._core.is_open
+        assert events == ["own start"] and app.state.cache.core.is_open
     assert events == ["own start", "own stop"]
 
 
@@ -91,7 +91,7 @@ def test_health_route(config_for, mode, request):
             redis_server.kill()
             r = client.get("/health/cache")
             assert r.status_code == 200 and r.json()["status"] == "degraded"
-        app.state.cache._core.close()  # the cache gone from under the app
+        app.state.cache.core.close()  # the cache gone from under the app
         r = client.get("/health/cache")
         assert r.status_code == 503 and r.json()["status"] == "unhealthy"
 

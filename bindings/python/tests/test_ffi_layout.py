@@ -27,6 +27,7 @@ STRUCTS = {
     "shmc_fetch_options": _ffi.FetchOptions,
     "shmc_fetch_result": _ffi.FetchResult,
     "shmc_flight_stats": _ffi.FlightStats,
+    "shmc_read": _ffi.Read,
 }
 
 CONSTANTS = {

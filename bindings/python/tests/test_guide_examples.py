@@ -174,7 +174,7 @@ async def test_cache_warming_from_sync_and_async_sources(guide_config):
     async with create_cache_manager(guide_config) as cache_manager:
         assert await cache_manager.warm_cache(load_popular_products) == 250
         assert await cache_manager.warm_cache(load_categories) == 3
-        report = await cache_manager._warm(load_popular_products, None, None)
+        report = await cache_manager.warm(load_popular_products)
         assert report.batches == 3  # warming_batch_size=100
         assert await cache_manager.get("product:42") == products[42]
         assert await cache_manager.get("category:music") == {"name": "music"}

@@ -22,7 +22,7 @@ import pytest
 
 from shmc_test_support import RawSegment, wait_until
 from shmcache import (CacheConfig, CacheManager, CacheTier, ShmcacheError, SyncCacheManager,
-                      _envelope, _ffi)
+                      _ffi, _segment)
 from shmcache._segment import Segment, SegmentClosedError
 
 
@@ -60,8 +60,7 @@ def test_local_cache_returns_the_same_object_while_the_bytes_are_unchanged(confi
 
 
 def test_without_local_cache_each_get_decodes_a_new_object(config_for):
-    config = config_for()
-    assert config.local_cache_size == 0  # off by default
+    config = config_for(local_cache_size=0)
     with SyncCacheManager(config) as cache:
         cache.set("profile:1", {"name": "ada"})
         first = cache.get("profile:1")
@@ -85,7 +84,7 @@ def test_the_mutation_caveat_is_real(config_for):
         cache.get("k")["n"] = 99
         assert cache.get("k") == {"n": 99}
         with RawSegment(cache.config.shm_name) as raw:
-            assert _envelope.decode(raw.get(b"k")[0]) == (_ffi.SER_JSON, b'{"n":1}')
+            assert _segment.decode(raw.get(b"k")[0]) == (_ffi.SER_JSON, b'{"n":1}')
 
 
 @pytest.mark.parametrize("new_value", [{"n": 2}, {"n": 10}, {"m": 1}],
@@ -128,7 +127,7 @@ def test_the_local_cache_keeps_at_most_local_cache_size_keys(config_for):
         for i in range(10):
             cache.set(f"k{i}", [i])
         objects = {i: cache.get(f"k{i}") for i in range(10)}
-        local = cache._core.local
+        local = cache.core.local
         assert len(local) == 3 and set(local) == {"k7", "k8", "k9"}
         assert cache.get("k9") is objects[9]  # kept
         assert cache.get("k0") == [0] and cache.get("k0") is not objects[0]  # decoded again
@@ -164,10 +163,10 @@ def test_fork_and_stop_empty_the_local_cache_and_the_child_counts_from_zero(conf
     try:
         cache.set("k", {"n": 1})
         first = cache.get("k")
-        assert len(cache._core.local) == 1
+        assert len(cache.core.local) == 1
 
         def child():
-            assert len(cache._core.local) == 0
+            assert len(cache.core.local) == 0
             assert cache.get_stats()["process"]["hits_l1"] == 0  # the child counts its own
             again = cache.get("k")  # the parent's manager, used in the child
             assert again == first and again is not first
@@ -176,7 +175,7 @@ def test_fork_and_stop_empty_the_local_cache_and_the_child_counts_from_zero(conf
         assert cache.get("k") is first  # the parent's is untouched
     finally:
         cache.stop()
-    assert len(cache._core.local) == 0
+    assert len(cache.core.local) == 0
 
 
 def test_local_cache_size_is_checked_and_read_from_the_environment():
@@ -287,7 +286,7 @@ def test_stop_waits_for_a_get_blocked_on_a_hung_redis(config_for, mode, redis_se
     cache = SyncCacheManager(config_for(redis_command_timeout=0.5,
                                         redis_retry_on_timeout=False)).start()
     cache.get("warm up the connection")
-    seg = cache._core._segment
+    seg = cache.core._segment
     redis_server.stop()  # SIGSTOP: the next Redis call waits for its timeout
     try:
         results = []
@@ -309,7 +308,7 @@ def test_a_forked_child_does_not_wait_for_its_parents_other_threads(shm_name):
     # Redis teardown; independent of the package), which is not what this test is about.
     cache = SyncCacheManager(CacheConfig(shm_name=shm_name, shm_size=8 << 20,
                                          enable_monitoring=False)).start()
-    seg = cache._core._segment
+    seg = cache.core._segment
     next(seg.entered)  # another thread of the parent is inside a call at the fork
     try:
         def child():
@@ -328,7 +327,7 @@ def test_a_forked_child_does_not_wait_for_its_parents_other_threads(shm_name):
 @pytest.mark.parametrize("serializer", [_ffi.SER_RAW, _ffi.SER_JSON, _ffi.SER_PICKLE,
                                         _ffi.SER_MSGPACK, _ffi.SER_STR])
 def test_an_uncompressed_envelope_built_in_python_is_the_librarys(serializer, payload):
-    built, n = _envelope.encode_into(serializer, payload, 0)
+    built, n = _segment.encode_into(serializer, payload, 0)
     assert isinstance(built, bytes) and n == len(built)
     out = ctypes.create_string_buffer(len(payload) + 64)
     size = ctypes.c_size_t()
@@ -336,14 +335,13 @@ def test_an_uncompressed_envelope_built_in_python_is_the_librarys(serializer, pa
                                 ctypes.byref(size)) == 0
     assert built == out.raw[:size.value]
     # Below the threshold the library does not compress either.
-    assert _envelope.encode(serializer, payload, len(payload) + 1) == built
+    assert _segment.encode(serializer, payload, len(payload) + 1) == built
 
 
 def test_the_async_manager_uses_the_fast_path_inline(shm_name):
     async def run():
         async with CacheManager(CacheConfig(shm_name=shm_name, shm_size=8 << 20,
                                             enable_monitoring=False)) as cache:
-            assert cache._core.l1_only
             await cache.set("k", {"a": 1})
             assert await cache.get("k") == {"a": 1}
             assert await cache.get("absent", "d") == "d"

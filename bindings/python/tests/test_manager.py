@@ -11,7 +11,7 @@ import time
 import pytest
 
 from shmcache import (BadPatternError, CacheManager, CacheTier, KeyTooLongError,
-                      ShmcacheError, ValueTooLargeError, _envelope, _ffi)
+                      ShmcacheError, ValueTooLargeError, _ffi, _segment)
 from shmc_test_support import RawSegment, cli_path
 
 STATS_SHAPE = {
@@ -114,10 +114,17 @@ async def test_oversized_keys_and_values_raise_clear_errors(config_for):
                 await call
             assert e.value.code == _ffi.E_KEY_TOO_LONG and "4096" in e.value.message
         max_value = (await cache.get_stats())["segment"]["max_value_len"]
+        if cache.core.has_l2:
+            # Too large for L1 alone: Redis takes it; only an L1-only set refuses it.
+            assert await cache.set("big", os.urandom(max_value + 1))
+            assert await cache.exists("big", tier="l2") and not await cache.exists("big", "l1")
+            await cache.delete("big")
         with pytest.raises(ValueTooLargeError) as e:
-            await cache.set("big", os.urandom(max_value + 1))
+            await cache.set("big", os.urandom(max_value + 1), tier="l1")
         assert e.value.code == _ffi.E_VALUE_TOO_LARGE and "big" in e.value.message
         assert not await cache.exists("big")
+        with pytest.raises(ValueTooLargeError, match="library's limit"):
+            await cache.set("huge", b"x" * (_ffi.MAX_VALUE_LEN + 1))
         with pytest.raises(TypeError):
             await cache.get(123)
         with pytest.raises(ValueError, match="empty"):
@@ -246,7 +253,7 @@ async def test_a_damaged_value_is_a_miss_and_is_deleted(config_for):
     async with CacheManager(config_for()) as cache:
         with RawSegment(cache.config.shm_name) as raw:
             raw.set(b"plain", b'{"written": "by a client without the envelope"}')
-            raw.set(b"badjson", _envelope.encode(_ffi.SER_JSON, b"{oops"))
+            raw.set(b"badjson", _segment.encode(_ffi.SER_JSON, b"{oops"))
             raw.set(b"badzstd", bytes([0xC5, 0x10 | _ffi.SER_JSON]) + b"\x28\xb5\x2f\xfdjunk")
             raw.set(b"reserved", bytes([0xC5, 0x20 | _ffi.SER_JSON]) + b"{}")  # reserved bit
             for key in (b"plain", b"badjson", b"badzstd", b"reserved"):

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from shmcache import CacheConfig, SyncCacheManager, _envelope, _ffi
+from shmcache import CacheConfig, SyncCacheManager, _ffi, _segment
 from shmcache.serialization import Codec, UndecodableValue
 from shmc_test_support import RawSegment
 
@@ -157,7 +157,7 @@ def test_through_the_segment_a_tampered_pickle_is_a_miss(shm_name, tmp_path):
         evil = pickle.dumps(Boom(marker))
         forged = hmac.new(b"guessed-secret--", evil, hashlib.sha256).digest() + evil
         with RawSegment(shm_name) as raw:
-            assert raw.set(b"acct", _envelope.encode(_ffi.SER_PICKLE, forged)) == 0
+            assert raw.set(b"acct", _segment.encode(_ffi.SER_PICKLE, forged)) == 0
         assert cache.get("acct", "miss") == "miss"
         assert not marker.exists()
         assert cache.get_stats()["process"]["bad_signatures"] == 1

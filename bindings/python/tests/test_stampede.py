@@ -1,4 +1,4 @@
-"""test_stampede.py - @cached's stampede options (shmcache._flight, docs/stampede.md), with real
+"""test_stampede.py - @cached's stampede options (shmcache.decorators, docs/stampede.md), with real
 processes sharing one segment:
 
 * 16 callers in 4 processes (threads, or coroutines as in uvicorn workers) on one cold key: one
@@ -66,7 +66,7 @@ def _four_threads_call(compute, arg, ready, go):
     return got
 
 
-def herd_child(kw, kind, count_path, ready, go, results):
+def herd_child(kw, kind, count_path, ready, go, results, options):
     config = CacheConfig(**kw)
 
     def compute_value(x):
@@ -75,7 +75,7 @@ def herd_child(kw, kind, count_path, ready, go, results):
 
     if kind == "threads":
         with SyncCacheManager(config) as cache:
-            @cache.cached(ttl=60, key_prefix="herd", single_flight=True)
+            @cache.cached(ttl=60, key_prefix="herd", **options)
             def compute(x):
                 value = compute_value(x)
                 time.sleep(COMPUTE_S)
@@ -86,7 +86,7 @@ def herd_child(kw, kind, count_path, ready, go, results):
 
     async def main():
         async with CacheManager(config) as cache:
-            @cache.cached(ttl=60, key_prefix="herd", single_flight=True)
+            @cache.cached(ttl=60, key_prefix="herd", **options)
             async def compute(x):
                 value = compute_value(x)
                 await asyncio.sleep(COMPUTE_S)
@@ -157,14 +157,16 @@ def _join_all(procs):
 
 
 # ---- the issue's guarantees ---------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["threads", "coroutines"])
-def test_16_callers_in_4_processes_on_one_cold_key_compute_it_once(shm_name, tmp_path, kind):
+def _herd(shm_name, tmp_path, kind, options):
+    """16 callers (4 processes x 4 threads or coroutines) of one cold key at the same instant:
+    (values they got, computations made, the host's single-flight figures)."""
     ctx = multiprocessing.get_context("spawn")
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     count_path = str(tmp_path / "computations")
     kw = _kw(shm_name)
     with SyncCacheManager(CacheConfig(**kw)) as cache:  # create the segment before the herd
-        procs = [ctx.Process(target=herd_child, args=(kw, kind, count_path, ready, go, results))
+        procs = [ctx.Process(target=herd_child,
+                             args=(kw, kind, count_path, ready, go, results, options))
                  for _ in range(4)]
         for p in procs:
             p.start()
@@ -176,12 +178,27 @@ def test_16_callers_in_4_processes_on_one_cold_key_compute_it_once(shm_name, tmp
         finally:
             codes = _join_all(procs)
         assert codes == [0, 0, 0, 0]
-        assert len(got) == 16
-        assert _count(count_path) == 1
-        assert all(v == got[0] for v in got)  # everyone got the one computed value
-        stats = cache.get_stats()["single_flight"]
-        assert stats["leases_granted"] == 1 and stats["lease_timeouts"] == 0
-        assert stats["leases_held"] == 0
+        return got, _count(count_path), cache.get_stats()["single_flight"]
+
+
+# Plain @cached: single flight is the default.
+@pytest.mark.parametrize("options", [{}, {"single_flight": True}],
+                         ids=["plain @cached", "single_flight=True"])
+@pytest.mark.parametrize("kind", ["threads", "coroutines"])
+def test_16_callers_in_4_processes_on_one_cold_key_compute_it_once(shm_name, tmp_path, kind,
+                                                                    options):
+    got, computations, stats = _herd(shm_name, tmp_path, kind, options)
+    assert len(got) == 16
+    assert computations == 1
+    assert all(v == got[0] for v in got)  # everyone got the one computed value
+    assert stats["leases_granted"] == 1 and stats["lease_timeouts"] == 0
+    assert stats["leases_held"] == 0
+
+
+def test_single_flight_false_is_a_plain_cache_every_missing_caller_computes(shm_name, tmp_path):
+    got, computations, stats = _herd(shm_name, tmp_path, "threads", {"single_flight": False})
+    assert len(got) == 16 and computations > 1  # the opt-out really is off
+    assert stats["leases_granted"] == 0
 
 
 def test_the_computing_process_killed_a_waiting_caller_takes_over_at_once(shm_name, tmp_path):
@@ -489,6 +506,12 @@ def test_options_the_cache_cannot_honour_are_refused_at_the_first_call(shm_name)
 
         with pytest.raises(ValueError, match="shared-memory tier"):
             l2_only(1)
+
+        @cache.cached(ttl=1, tier="l2")  # the default single flight: off where it cannot be
+        def l2_default(x):
+            return x
+
+        assert l2_default(1) == 1  # no Redis here: computed every time, nothing raised
 
 
 # ---- with Redis: two hosts ----------------------------------------------------------------------

@@ -102,4 +102,4 @@ async def test_a_url_the_library_refuses_fails_at_start(shm_name):
                                      redis_url="unix:///tmp/redis.sock?db=notanumber"))
     with pytest.raises(shmcache.InvalidArgumentError, match="Redis URL"):
         await cache.start()
-    assert not cache._core.is_open
+    assert not cache.core.is_open

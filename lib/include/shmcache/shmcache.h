@@ -398,6 +398,29 @@ SHMC_API int shmc_tget(shmc_cache *cache, const void *key, size_t key_len, void 
                        size_t *value_len, uint32_t *flags, int64_t *ttl_left_ms, uint32_t tiers,
                        uint64_t fill_ttl_ms, uint32_t *served_by);
 
+/* shmc_read: shmc_tget's arguments and results in one structure, for callers that pay per
+ * argument (an FFI such as Python's ctypes spends about 25 ns converting each one: four here
+ * instead of eleven). The in fields are read at each call, so one structure per thread can be
+ * reused; set buf and cap once, and tiers and fill_ttl_ms when they change. */
+typedef struct shmc_read {
+    void *buf;              /* in: where the value is copied (may be NULL when cap is 0) */
+    size_t cap;             /* in: its capacity in bytes */
+    size_t value_len;       /* out: the value's length (the length needed on BUFFER_TOO_SMALL) */
+    uint32_t tiers;         /* in: SHMC_TIER_* mask (0 means SHMC_TIER_L1), may carry
+                             * SHMC_TGET_AFTER_L1_MISS */
+    uint32_t served_by;     /* out: SHMC_TIER_L1 or SHMC_TIER_L2, on success */
+    uint64_t fill_ttl_ms;   /* in: as shmc_tget's */
+    uint32_t flags;         /* out: the value's flags */
+    uint32_t reserved32;
+    int64_t ttl_left_ms;    /* out: as shmc_get's */
+    uint8_t reserved[32];
+} shmc_read;
+
+/* Get key as shmc_tget does (an L1 read, with tiers L1, is shmc_get itself; the Redis tier needs
+ * shmc_l2_attach), with the buffer, the mask and the results in *r. Same return codes as
+ * shmc_tget; SHMC_E_INVAL for r NULL. Since 0.3.0. */
+SHMC_API int shmc_read_into(shmc_cache *cache, const void *key, size_t key_len, shmc_read *r);
+
 /* Set key in the tiers in the mask, with separate TTLs (0: never expires). L2 is written first.
  * Returns 0 if every tier asked was written; otherwise the first error, with the other tiers still
  * attempted (an L2 outage returns SHMC_E_L2_UNAVAILABLE with L1 written and the L2 write counted
@@ -415,6 +438,13 @@ SHMC_API int shmc_tdel(shmc_cache *cache, const void *key, size_t key_len, uint3
  * may be NULL) get the counts. Errors: SHMC_E_BAD_PATTERN, those of shmc_purge, L2 errors. */
 SHMC_API int shmc_tpurge(shmc_cache *cache, const void *pattern, size_t pattern_len,
                          uint32_t tiers, uint64_t *removed_l1, uint64_t *removed_l2);
+
+/* One PING to Redis on one of the handle's connections, bounded by command_timeout_ms: 0 if Redis
+ * answered, SHMC_E_L2_UNAVAILABLE (or SHMC_E_L2_REPLY) if not, SHMC_E_L2_NOT_CONFIGURED without an
+ * L2. Counts no lookup (health checks and start-up probes use it so that they do not change the
+ * hit/miss figures), but updates what every call does: the connected flag and the circuit
+ * breaker. While the breaker is open it fails at once without a round trip. Since 0.3.0. */
+SHMC_API int shmc_l2_ping(shmc_cache *cache);
 
 /* L2 figures. On a handle without an L2, configured, connected and breaker_open are 0 and the
  * host-wide counters are still reported (other processes of the host may use L2). */
