@@ -16,7 +16,7 @@ The cheap way, measured on this machine (2 CPUs, Python 3.11, 8-argument shmc_ge
   - no argtypes, every argument already a ctypes object or bytes (handle as c_void_p, buffer and
     out-parameter made once, byref made once, sizes as c_size_t): about 550 ns. Sizes must be
     wrapped: without argtypes a Python int is passed as a C int, not a size_t.
-  - the package goes a little further (bindings/python/shmcache/_buffers.py, _segment.py):
+  - the package goes a little further (bindings/python/shmcache/_ffi.py, _segment.py):
     handle and buffer passed as prebuilt byref() objects, which ctypes passes as they are,
     where a c_void_p or an array is first converted into a new argument object every call.
 Nothing here is the package's code or API; the package (bindings/python/shmcache) is measured
