@@ -131,6 +131,8 @@ def test_the_copy_inside_the_package_comes_first_and_the_version_is_the_installe
 def test_a_source_checkout_reports_the_header_version():
     header = subprocess.run([os.path.join(REPO, "scripts", "version.sh")], capture_output=True,
                             text=True, check=True).stdout.strip()
-    r = run_python("import shmcache; print(shmcache.__version__)", {})
+    # The library of this run (scripts/test.sh's build directory need not be build/).
+    lib = os.environ.get("SHMCACHE_LIB") or os.path.join(REPO, "build", "lib", "libshmcache.so")
+    r = run_python("import shmcache; print(shmcache.__version__)", {"SHMCACHE_LIB": lib})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == header

@@ -264,7 +264,8 @@ def test_pip_wheel_install_run_and_uninstall(tmp_path, shm_name):
             assert r["value"] == {"n": 49}, r
 
         stats = json.loads(run([cli, "--name", shm_name, "stats", "--json"]).stdout)
-        assert stats["entries"] >= 51 and stats["hits"] >= 4, stats
+        # 51 keys; a hit for /kv/shared and one per worker for /kv/warmed:49 at least.
+        assert stats["entries"] >= 51 and stats["hits"] >= 3, stats
     except Exception:
         print("gunicorn log:\n" + g.log())
         raise
