@@ -24,8 +24,7 @@ under the GIL: exact without a lock).
 
 Local decoded-object reuse (config.local_cache_size, on by default): `local` maps a key, as the
 caller gave it (str or bytes, before the namespace), to (its stored key, the stored bytes, the
-object decoded from them, the reviver that made it, the bytes' length, the key's length as a
-foreign argument). A lookup whose stored bytes are byte for
+object decoded from them, the reviver that made it, the key's length as a foreign argument). A lookup whose stored bytes are byte for
 byte those of the entry, read with the same reviver, returns the entry's object without
 decoding: every hit still reads the shared segment and compares the bytes whole, so a value
 changed by any process (or copied from Redis) is never missed, and the cost is a memcmp. A hit
@@ -154,21 +153,19 @@ class CacheCore:
             if seg is not None:
                 self._stopped = True
         if seg is not None:
-            self._give_back_leases(seg)
-            seg.close()
+            seg.close(self._take_leases)  # given back once no call is in flight
         if self.local is not None:
             self.local.clear()
 
-    def _give_back_leases(self, seg):
+    def _take_leases(self):
+        """Every lease this process still holds, forgotten here (close() gives them back)."""
+        taken = []
         while self.held_leases:
             try:
-                key, lease = self.held_leases.pop()
+                taken.append(self.held_leases.pop())
             except KeyError:  # emptied by a finishing computation meanwhile
                 break
-            try:
-                seg.fetch_abandon(key, lease)
-            except Exception:  # bounded by its deadline anyway
-                pass
+        return taken
 
     def segment(self):
         """The open Segment; opens it on first use (before start()), raises once stopped."""
@@ -270,58 +267,53 @@ class CacheCore:
             except TypeError:  # unhashable: stored_key() below says what is wrong with it
                 pass
         if entry is not None:
-            k, stored, value, entry_revive, n, klen = entry
+            k, stored, value, entry_revive, klen = entry
+            expected = stored if entry_revive is revive else None
         else:
-            k, klen = self.stored_key(key), None
+            k, klen, expected = self.stored_key(key), None, None
         if not tiers:
             return self._miss(final)
         seg = self._segment
         if seg is None:
             seg = self.segment()
         try:
-            rc, served, data, view, size = seg.receive(k, tiers, self.l1_ttl_ms, klen)
+            rc, served, got = seg.receive(k, tiers, self.l1_ttl_ms, klen, expected)
         except SegmentClosedError:  # stopped meanwhile: reopens on demand, or says it stopped
             seg = self.segment()
-            rc, served, data, view, size = seg.receive(k, tiers, self.l1_ttl_ms)
+            rc, served, got = seg.receive(k, tiers, self.l1_ttl_ms)
         if rc:
             return self.read_failed(rc, seg, k, tiers, final)
-        if entry is not None and size == n and entry_revive is revive and \
-                data.startswith(stored):
-            # Byte for byte what was decoded last time, in place: no copy, no decoding. (The
-            # same test as received()'s, inline: this is the common hit.)
+        if got is None:
+            # Byte for byte what was decoded last time (compared in place, nothing copied): the
+            # object decoded from them. This is the common hit.
             if served == 1:  # TIER_L1
                 next(self._hits_l1)
             else:
                 self.logs.state("redis", False)  # Redis answered
                 next(self._hits[served])
             return value
-        return self.received(seg, k, key, served, data, view, size, final, revive, False)
+        return self.received(seg, k, key, served, got, final, revive, False)
 
-    def received(self, seg, k, key, served, data, view, size, final, revive=None,
-                 reuse=True):
-        """The value of the size bytes of k just read into this thread's buffer (data, and view
-        of it) from the tier served, or MISS for a value that is not an envelope or does not
-        decode (counted, logged, removed if damaged). Remembered in `local` under key when it
-        is on; with reuse, `local`'s object when the bytes are those it was decoded from.
-        Shared by lookup() (which has made that test itself) and single flight's fetch."""
+    def received(self, seg, k, key, served, got, final, revive=None, reuse=True):
+        """The value of got, the stored bytes of k (a private copy, see Segment.receive) from
+        the tier served, or MISS for a value that is not an envelope or does not decode
+        (counted, logged, removed if damaged). Remembered in `local` under key when it is on;
+        with reuse, `local`'s object when got is the bytes it was decoded from. Shared by
+        lookup() (which has compared itself) and single flight's fetch."""
         if served != TIER_L1:
             self.logs.state("redis", False)  # Redis answered
+        size = len(got)
         local = self.local
-        if reuse and local is not None and type(key) in _LOCAL_KEY_TYPES:
+        keep = local is not None and type(key) in _LOCAL_KEY_TYPES and size <= LOCAL_MAX_BYTES
+        if reuse and keep:
             entry = local.get(key)
-            if entry is not None and entry[4] == size and entry[3] is revive and \
-                    data.startswith(entry[1]):
+            if entry is not None and entry[3] is revive and entry[1] == got:
                 next(self._hits[served])
                 return entry[2]
-        keep = local is not None and type(key) in _LOCAL_KEY_TYPES and size <= LOCAL_MAX_BYTES
-        stored = None
-        if size > 1 and data[0] == ENVELOPE_MAGIC and not data[1] & 0xF0:
-            serializer, payload = data[1], view[2:size]  # uncompressed: decoded in place
-            if keep:
-                stored = view[:size].tobytes()
-        else:  # compressed, or damaged: the library checks (and decompresses) a copy
-            stored = view[:size].tobytes()
-            rc, serializer, payload = unwrap(stored)
+        if size > 1 and got[0] == ENVELOPE_MAGIC and not got[1] & 0xF0:
+            serializer, payload = got[1], memoryview(got)[2:]  # uncompressed: no second copy
+        else:  # compressed, or damaged: the library checks (and decompresses)
+            rc, serializer, payload = unwrap(bytes(got))
             if rc != OK:
                 return self.read_failed(rc, seg, k, served, final)
         try:
@@ -330,8 +322,6 @@ class CacheCore:
             self.undecodable(seg, k, served, e)
             return self._miss(final)
         if revive is not None:
-            # The reviver may run user code that uses the cache (and this thread's buffer):
-            # everything needed from the buffer has been copied out by now.
             try:
                 value = revive(value)
             except Exception as e:  # stored by an older version of the function, say
@@ -339,13 +329,14 @@ class CacheCore:
                     "wrong-type", f"does not fit the function's return type: {e!r}"))
                 return self._miss(final)
         if keep:
-            self.remember(key, (k, stored, value, revive, size, _ffi.size_t_of(len(k))))
+            # got is this call's own copy, never written again: kept as the stored bytes.
+            self.remember(key, (k, got, value, revive, _ffi.size_t_of(len(k))))
         next(self._hits[served])
         return value
 
     def remember(self, key, entry):
-        """Keep entry, (stored key, stored bytes, value, reviver, their length, the stored key's
-        length as a foreign size_t argument), under key as the newest; drop
+        """Keep entry, (stored key, stored bytes, value, reviver, the stored key's length as a
+        foreign size_t argument), under key as the newest; drop
         the oldest beyond the bound. Each step is one atomic operation under the GIL, so threads
         may race here freely: at worst an entry is replaced by an equally valid one, or the
         bound is briefly passed."""

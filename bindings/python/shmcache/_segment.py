@@ -42,6 +42,7 @@ _byref = ctypes.byref
 _shmc_get = hot.shmc_get
 _shmc_set = hot.shmc_set
 _shmc_read_into = hot.shmc_read_into
+_UNCHANGED_L1 = (OK, TIER_L1, None)  # receive()'s answer for bytes equal to the expected ones
 # receive() indexes the slot's L1 shmc_read structure and its byref() with literals (cheaper than
 # a global lookup on every get); they must stay where _ffi puts them.
 assert (_ffi.SLOT_READ_L1, _ffi.SLOT_READ_L1_REF) == (8, 9)
@@ -98,9 +99,12 @@ class Segment:
         lib.shmc_l2_attach(self._h, _byref(options))
         self._l2 = True
 
-    def close(self):
+    def close(self, leases=None):
         """Refuse new calls, wait for the calls in flight, then shmc_close. Idempotent; a second
-        close() returns once the first has freed the handle."""
+        close() returns once the first has freed the handle. leases: a callable returning the
+        single-flight leases, (key, lease) pairs, this process still holds; called once no call
+        is in flight (a call that was waiting in shmc_fetch may just have been granted one), and
+        each is given back before the handle is freed."""
         with self._close_lock:
             handle = self._h
             self.hv = self._h = None  # before reading the counters: see the module docstring
@@ -108,8 +112,11 @@ class Segment:
             while self.in_flight() > self._stranded:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.005)
-            if handle is not None:
-                lib.shmc_close(handle)
+            if handle is None:
+                return
+            for key, lease in (leases() if leases is not None else ()):
+                lib.shmc_fetch_abandon(handle, key, len(key), lease)  # bounded by its deadline
+            lib.shmc_close(handle)
 
     def in_flight(self):
         """How many calls are in flight (entered, not yet left); left is read first."""
@@ -155,14 +162,23 @@ class Segment:
     # (code, ..., data, view, size): data is the bytearray, view a memoryview of it, size how
     # many bytes the value has. Both stay valid until this thread's next call into the segment:
     # callers compare or decode in place and copy out only what they keep.
-    def receive(self, key, tiers=TIER_L1, fill_ttl_ms=0, klen=None):
-        """Look key (bytes) up: (code, served_by, data, view, size). tiers == L1 is an L1 read;
-        anything else reads L1, then Redis on a miss, copying a Redis hit into L1 for
-        fill_ttl_ms, and served_by says which tier answered. tiers may carry
+    def receive(self, key, tiers=TIER_L1, fill_ttl_ms=0, klen=None, expected=None):
+        """Look key (bytes) up: (code, served_by, value). value is a private copy (a bytearray)
+        of the stored bytes; None when code is not OK, or when the stored bytes are byte for byte
+        `expected` (the caller's copy: nothing is copied, the caller already has them).
+
+        tiers == L1 is an L1 read; anything else reads L1, then Redis on a miss, copying a Redis
+        hit into L1 for fill_ttl_ms, and served_by says which tier answered. tiers may carry
         SHMC_TGET_AFTER_L1_MISS (the caller has just missed L1 itself: it is not asked again).
-        One shmc_read_into, whose structure (in the thread's slot) carries the buffer, the mask
-        and the results. Raises SegmentClosedError once closed. klen: len(key) as size_t_of()
-        makes it, if the caller keeps it. (Written for speed: this is every get.)"""
+        One shmc_read_into, into this thread's buffer, whose shmc_read structure (in the thread's
+        slot) carries the buffer, the mask and the results. klen: len(key) as size_t_of() makes
+        it, if the caller keeps it. Raises SegmentClosedError once closed.
+
+        Why a copy, made here: between the foreign call and the copy (or the comparison with
+        expected) nothing allocates a tracked object, so no garbage collection, and no __del__
+        that uses the cache on this thread, can overwrite the buffer before its bytes are taken.
+        (Signal handlers that use the cache are not supported: Python may run them between any
+        two bytecodes.) Written for speed: this is every get."""
         if klen is None:
             n = len(key)
             klen = _SIZES[n] if n < _N_SIZES else size_t_of(n)
@@ -174,8 +190,16 @@ class Segment:
                 raise SegmentClosedError(self.name)
             if tiers == 1:  # TIER_L1
                 rc = _shmc_read_into(h, key, klen, slot[9])
+                if rc == 0:
+                    size = slot[8].value_len
+                    data = slot[1]
+                    if expected is not None and size == len(expected) and \
+                            data.startswith(expected):
+                        return _UNCHANGED_L1
+                    return 0, 1, data[:size]
                 if rc != E_BUFFER_TOO_SMALL:
-                    return rc, 1, slot[1], slot[2], slot[8].value_len
+                    return rc, 1, None
+                slot = _ffi.slot("recv", slot[8].value_len)  # grow first, then ask again
             retries = _READ_RETRIES
             while True:
                 r = slot[_ffi.SLOT_READ_ANY]
@@ -184,9 +208,16 @@ class Segment:
                 if r.fill_ttl_ms != fill_ttl_ms:
                     r.fill_ttl_ms = fill_ttl_ms
                 rc = _shmc_read_into(h, key, klen, slot[_ffi.SLOT_READ_ANY_REF])
+                if rc == 0:
+                    size = r.value_len
+                    data = slot[1]
+                    if expected is not None and size == len(expected) and \
+                            data.startswith(expected):
+                        return 0, r.served_by, None
+                    return 0, r.served_by, data[:size]
                 retries -= 1
                 if rc != E_BUFFER_TOO_SMALL or not retries:
-                    return rc, r.served_by, slot[1], slot[2], r.value_len
+                    return rc, r.served_by, None
                 # The value is larger than this thread's buffer: grow it and ask again (the
                 # value may be replaced by a larger one in between, hence the loop).
                 slot = _ffi.slot("recv", r.value_len)
@@ -216,8 +247,8 @@ class Segment:
     # ---- single flight (see _flight) ---------------------------------------------------------
     def fetch(self, key, opts_ref, result, result_ref):
         """shmc_fetch with the options behind opts_ref (a byref of FetchOptions), the outcome in
-        result (this thread's FetchResult, result_ref its byref): (code, data, view, size) as
-        receive() gives them; size is 0 for outcomes that carry no value."""
+        result (this thread's FetchResult, result_ref its byref): (code, value), value a private
+        copy of the stored bytes as receive() makes it, or None for outcomes that carry none."""
         n = len(key)
         klen = _SIZES[n] if n < _N_SIZES else size_t_of(n)
         ref, data, view, cap, *_ = _thread.recv
@@ -232,8 +263,8 @@ class Segment:
                     break
                 ref, data, view, cap, *_ = _ffi.slot("recv", result.value_len)
             if rc != OK or result.outcome > _ffi.FETCH_EARLY_REFRESH:
-                return rc, data, view, 0
-            return OK, data, view, result.value_len
+                return rc, None
+            return OK, data[:result.value_len]
         finally:
             next(self.left)
 

@@ -82,7 +82,7 @@ from ._ffi import (E_LOCK_TIMEOUT, FETCH_BUSY, FETCH_COMPUTE_UNLEASED, FETCH_EAR
                    TIER_L2)
 from ._returns import Returns
 from .config import CacheTier
-from .errors import ValueTooLargeError, make_error
+from .errors import ShmcacheError, ValueTooLargeError, make_error
 from .keys import FunctionKeys
 
 _MAX_LEASE_S = 3600  # the library's bound on lease_ms (one hour)
@@ -149,6 +149,10 @@ class _Function:
         core.logs.event(f"too-large:{self.func.__qualname__}",
                         f"result of {self.func.__qualname__} not cached: {err}")
 
+    def not_stored(self, core, err):
+        core.logs.event(f"not-stored:{self.func.__qualname__}",
+                        f"result of {self.func.__qualname__} not cached: {err}")
+
     def storable(self, result):
         return result is not None or self.cache_none
 
@@ -194,6 +198,8 @@ def cached(resolve, ttl=None, key_prefix=None, tier=None, key_builder=None, cach
                                                   encoded, ttl, tiers)
                     except ValueTooLargeError as e:
                         fn.too_large(core, e)
+                    except ShmcacheError as e:  # stopped meanwhile: the result still counts
+                        fn.not_stored(core, e)
                 return result
         else:
             @functools.wraps(func)
@@ -215,6 +221,8 @@ def cached(resolve, ttl=None, key_prefix=None, tier=None, key_builder=None, cach
                                            ttl, tiers)
                     except ValueTooLargeError as e:
                         fn.too_large(core, e)
+                    except ShmcacheError as e:  # stopped meanwhile: the result still counts
+                        fn.not_stored(core, e)
                 return result
 
         def cache_key(*args, **kwargs):
@@ -236,6 +244,10 @@ def _seconds(value, what, allow_zero):
         raise ValueError(f"{what} must be {'>= 0' if allow_zero else '> 0'} seconds and finite, "
                          f"got {value}")
     return value
+
+
+def _dead_ref():
+    return None
 
 
 class FlightPolicy:
@@ -296,7 +308,9 @@ class FlightPolicy:
         self.cross_host = cross_host_lock
         # Per cache: (has_l2, (ttl, tier), refs), refs as options() returns them.
         self._options = weakref.WeakKeyDictionary()
-        self._last = (None, None, None, None)  # (core, has_l2, (ttl, tier), refs): the last used
+        # (weak ref to the core, has_l2, (ttl, tier), refs): the last used; weak, so that a
+        # decorated function does not keep a stopped manager alive.
+        self._last = (_dead_ref, None, None, None)
 
     def applies(self, tiers):
         """True if a call on these tiers goes through single flight. Its leases live in shared
@@ -323,11 +337,11 @@ class FlightPolicy:
         structures are made once per cache (and again if it gains or loses Redis)."""
         has_l2 = core.has_l2
         last = self._last
-        if last[0] is core and last[1] == has_l2 and last[2] == (ttl, tier):
+        if last[0]() is core and last[1] == has_l2 and last[2] == (ttl, tier):
             return last[3]
         made = self._options.get(core)
         if made is not None and made[0] == has_l2 and made[1] == (ttl, tier):
-            self._last = (core, has_l2, (ttl, tier), made[2])
+            self._last = (weakref.ref(core), has_l2, (ttl, tier), made[2])
             return made[2]
         tiers = core.tiers(tier)
         opts = _ffi.default_fetch_options()
@@ -344,7 +358,7 @@ class FlightPolicy:
         # A byref keeps its structure alive: the refs are all a call needs.
         refs = (_ffi.ctypes.byref(nowait), _ffi.ctypes.byref(opts), tiers)
         self._options[core] = (has_l2, (ttl, tier), refs)
-        self._last = (core, has_l2, (ttl, tier), refs)
+        self._last = (weakref.ref(core), has_l2, (ttl, tier), refs)
         return refs
 
 
@@ -365,7 +379,7 @@ def _fetch(core, key, k, opts_ref, revive):
     seg = core.segment()
     st = _results
     res = st.result
-    rc, data, view, size = seg.fetch(k, opts_ref, res, st.ref)
+    rc, got = seg.fetch(k, opts_ref, res, st.ref)
     if rc != OK:
         raise make_error(rc, f"{_ffi.error_message(rc)} (key {k[:80]!r})")
     outcome, lease = res.outcome, res.lease
@@ -376,12 +390,17 @@ def _fetch(core, key, k, opts_ref, revive):
             core.counters.add("misses")
         return outcome, lease, MISS
     served = TIER_L2 if res.served_by == TIER_L2 else TIER_L1
-    return outcome, lease, core.received(seg, k, key, served, data, view, size, True, revive)
+    try:
+        return outcome, lease, core.received(seg, k, key, served, got, True, revive)
+    except BaseException:  # a refresh lease must not outlive a failed decode
+        _abandon(core, k, lease)
+        raise
 
 
-def _complete(core, k, encoded, compute_ms, opts_ref, tiers, lease):
+def _complete(core, k, encoded, compute_ms, opts_ref, tiers, lease, ttl):
     """Store an encoded value under k and release the lease (0: none). True if stored. Raises
-    ValueTooLargeError (after giving the lease back) for a value no tier of the call takes."""
+    ValueTooLargeError (after giving the lease back) for a value no tier of the call takes.
+    ttl: the function's (None: the tiers' defaults), for a value written outside the lease."""
     seg = core.segment()
     try:
         envelope, n, write_tiers = core.envelope(seg, k, encoded, tiers)
@@ -390,7 +409,7 @@ def _complete(core, k, encoded, compute_ms, opts_ref, tiers, lease):
         raise
     if write_tiers != tiers:  # too large for L1: Redis alone, and the waiters read it there
         try:
-            l1_ttl, l2_ttl = core.ttls(None)
+            l1_ttl, l2_ttl = core.ttls(ttl)
             rc = seg.store(k, envelope, n, l1_ttl, l2_ttl, write_tiers)
         finally:
             _abandon(core, k, lease)
@@ -430,9 +449,11 @@ def _store(core, fn, k, result, compute_ms, opts_ref, tiers, lease, returns):
         _abandon(core, k, lease)
         raise
     try:
-        _complete(core, k, encoded, compute_ms, opts_ref, tiers, lease)
+        _complete(core, k, encoded, compute_ms, opts_ref, tiers, lease, fn.ttl)
     except ValueTooLargeError as e:
         fn.too_large(core, e)
+    except ShmcacheError as e:  # the cache was stopped meanwhile: the result is still returned
+        fn.not_stored(core, e)
 
 
 # ---- single flight: sync -------------------------------------------------------------------------

@@ -203,6 +203,8 @@ class Codec:
                 return _json_loads(str(payload, "utf-8"))
             except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 raise UndecodableValue("damaged", f"JSON that does not parse: {e}") from None
+            except RecursionError:  # nested deeper than this interpreter decodes
+                raise UndecodableValue("damaged", "JSON nested too deep to decode") from None
         if serializer == SER_STR:
             try:
                 return str(payload, "utf-8")

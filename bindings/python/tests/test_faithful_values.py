@@ -244,3 +244,38 @@ def test_a_plain_get_and_the_decorator_on_one_key_each_get_their_own_type(config
         assert cache.get(key) == [1, "a"]  # what JSON holds
         assert f(1) == (1, "a") and type(f(1)) is tuple  # the local copy keeps them apart
         assert cache.get(key) == [1, "a"] and type(cache.get(key)) is list
+
+
+def test_user_code_that_uses_the_cache_while_a_value_is_rebuilt_changes_nothing(config_for):
+    """A reviver runs user code (here a dataclass's __post_init__) that reads and writes other
+    keys on the same thread, through the same per-thread buffer: the value being rebuilt, and
+    the decoded copy kept for the next hit, are still the key's own."""
+    with SyncCacheManager(config_for()) as cache:
+        cache.set("other", {"payload": "o" * 300})
+
+        @dataclasses.dataclass
+        class Nosy:
+            n: int
+            text: str
+
+            def __post_init__(self):
+                assert cache.get("other") == {"payload": "o" * 300}
+                cache.set("other2", {"payload": "p" * 500})
+
+        f = cache.cached(ttl=60, key_prefix="nosy")(_annotated(
+            lambda i: Nosy(i, "mine" * 20), Nosy))
+        assert f(1) == Nosy(1, "mine" * 20)
+        cache.delete(f.cache_key(1), tier="l1") if cache.core.has_l2 else None
+        for _ in range(3):
+            assert f(1) == Nosy(1, "mine" * 20)
+
+
+def test_json_nested_too_deep_is_a_miss_not_an_error(config_for):
+    with SyncCacheManager(config_for()) as cache:
+        cache.set("deep", b"")  # the key exists; now store JSON no decoder can follow
+        from shmcache import _segment
+        raw = _segment.encode(1, b"[" * 20_000 + b"]" * 20_000)  # SER_JSON, far too deep
+        assert cache.core.segment().store(cache.core.stored_key("deep"), raw, len(raw), 60_000,
+                                          60_000, 1) == 0
+        assert cache.get("deep", "absent") == "absent"
+        assert cache.get_stats()["process"]["bad_envelopes"] >= 1

@@ -216,6 +216,7 @@ def test_a_result_too_large_for_l1_is_kept_in_redis(redis_server, shm_name):
         first = big(1)
         assert big(1) == first and calls == [1]  # served from Redis
         assert redis_server.client().get(big.cache_key(1)) is not None
+        assert 0 < redis_server.client().pttl(big.cache_key(1)) <= 60_000  # the function's ttl
         assert not cache.exists(big.cache_key(1), tier="l1")
         cache.set("v", "small")  # an older, smaller L1 copy must not outlive a large set
         assert cache.set("v", os.urandom(limit + 1))
