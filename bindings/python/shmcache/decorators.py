@@ -76,7 +76,7 @@ import time
 import weakref
 
 from . import _ffi
-from ._core import AFTER_L1_MISS, MISS, log
+from ._core import MISS, log
 from ._ffi import (E_LOCK_TIMEOUT, FETCH_BUSY, FETCH_COMPUTE_UNLEASED, FETCH_EARLY_REFRESH,
                    FETCH_HIT, FETCH_L2_LOCK, FETCH_NO_WAIT, FETCH_STALE_REFRESH, OK, TIER_L1,
                    TIER_L2)
