@@ -4,7 +4,7 @@
 # Installs missing Debian packages (scripts/deps.sh), sets up or reconfigures a meson build
 # directory, compiles, runs every suite, and ends with exactly one line
 #
-#     tests: N passed, N failed
+#     tests: N passed, N failed, N skipped
 #
 # summed over every suite run, followed by ", N skipped". Exits non-zero if anything failed,
 # including the build (which counts as "tests: 0 passed, 1 failed"). A suite that runs no test at
