@@ -6,7 +6,7 @@
 #
 #     tests: N passed, N failed, N skipped
 #
-# summed over every suite run, followed by ", N skipped". Exits non-zero if anything failed,
+# summed over every suite run (skips included). Exits non-zero if anything failed,
 # including the build (which counts as "tests: 0 passed, 1 failed"). A suite that runs no test at
 # all counts as one failure: a test command that checked nothing must not look green. Nor does a
 # skipped test: pytest runs with tests/pytest_plugins/skip_policy.py, which turns a skip into a
