@@ -109,8 +109,8 @@ def package_steps(serializer, segment, keys, value):
     codec, core = plain.core.codec, plain.core
     stored = {}
     for k in keys:
-        rc, _, _, view, size = core.segment().receive(core.stored_key(k))
-        stored[k] = unwrap(view[:size].tobytes())[1:]
+        _, _, got = core.segment().receive(core.stored_key(k))
+        stored[k] = unwrap(bytes(got))[1:]
 
     def loads_only(k):
         return codec.loads(*stored[k])
