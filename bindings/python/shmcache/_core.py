@@ -387,19 +387,23 @@ class CacheCore:
         if not tiers:
             return False
         seg = self.segment()
-        envelope, n, tiers = self.envelope(seg, k, encoded, tiers)
+        envelope, n, write = self.envelope(seg, k, encoded, tiers)
+        return self.write(seg, k, envelope, n, ttl, tiers, write)
+
+    def write(self, seg, k, envelope, n, ttl, asked, write):
+        """Store an envelope from envelope() in the tiers it said (write) out of those asked;
+        the outcome as stored() gives it. When L1 was left out (too large for it), this host's
+        L1 copy of k is dropped after the Redis write, so that no reader refills it from the
+        old Redis value in between."""
         l1_ttl, l2_ttl = self.ttls(ttl)
-        rc = seg.store(k, envelope, n, l1_ttl, l2_ttl, tiers)
-        if rc == OK:
-            next(self._sets)
-            if tiers & TIER_L2:
-                self.logs.state("redis", False)  # Redis answered
-            return True
-        return self.store_failed(rc, k, tiers)
+        rc = seg.store(k, envelope, n, l1_ttl, l2_ttl, write)
+        if write != asked:
+            seg.delete(k, TIER_L1)  # an older, smaller value must not be served from L1
+        return self.stored(rc, k, write)
 
     def envelope(self, seg, k, encoded, tiers):
         """(envelope, length, tiers to write) for an encoded value. A value too large for L1
-        goes to Redis alone when the tiers include it (its L1 copy, if any, is dropped); else,
+        goes to Redis alone when the tiers include it (write() then drops its L1 copy); else,
         and for any value over the library's limit, ValueTooLargeError with nothing stored."""
         serializer, payload = encoded
         n = len(payload)
@@ -417,7 +421,6 @@ class CacheCore:
                 self.logs.event("l1-too-large", f"value of {size} bytes for key {_show(k)} is "
                                 f"over L1's limit of {seg.max_value_len} bytes "
                                 "(max_value_len): stored in Redis only")
-                seg.delete(k, TIER_L1)  # an older, smaller value must not be served from L1
                 return envelope, size, TIER_L2
             raise ValueTooLargeError(
                 _ffi.E_VALUE_TOO_LARGE,

@@ -409,11 +409,9 @@ def _complete(core, k, encoded, compute_ms, opts_ref, tiers, lease, ttl):
         raise
     if write_tiers != tiers:  # too large for L1: Redis alone, and the waiters read it there
         try:
-            l1_ttl, l2_ttl = core.ttls(ttl)
-            rc = seg.store(k, envelope, n, l1_ttl, l2_ttl, write_tiers)
+            return core.write(seg, k, envelope, n, ttl, tiers, write_tiers)
         finally:
             _abandon(core, k, lease)
-        return core.stored(rc, k, write_tiers)
     rc = seg.fetch_complete(k, envelope, n, compute_ms, opts_ref, lease)  # ends the lease
     core.held_leases.discard((k, lease))
     return core.stored(rc, k, tiers)
