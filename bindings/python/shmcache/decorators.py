@@ -475,9 +475,9 @@ def _call_sync(core, fn, key, args, kwargs, tiers, returns):
     return result
 
 
-class _ProcessPool:
+class ProcessPool:
     """A thread pool of this process, made on first use and made again in a forked child (the
-    parent's threads do not exist there)."""
+    parent's threads do not exist there). Also each CacheManager's pool (manager.py)."""
 
     def __init__(self, name, threads):
         self._name, self._threads = name, threads
@@ -496,15 +496,23 @@ class _ProcessPool:
                 self._pid = pid
             return self._pool
 
+    def take(self):
+        """The pool, forgotten here (the next get() makes a new one), for the caller to shut
+        down; None if there is none in this process (a parent's pool: its threads are not
+        here)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            return pool if self._pid == os.getpid() else None
+
     def after_fork_in_child(self):
         self._lock = threading.Lock()  # a parent thread may have held it at fork
 
 
 # Background refreshes of sync functions and lease releases that may need Redis.
-_background_pool = _ProcessPool("shmcache-refresh", 4)
+_background_pool = ProcessPool("shmcache-refresh", 4)
 # Async callers waiting for another's computation: one thread per key waited for, per process
 # (coroutines of the process that want the same key wait for that thread's call).
-_wait_pool = _ProcessPool("shmcache-wait", 32)
+_wait_pool = ProcessPool("shmcache-wait", 32)
 
 
 def _refresh_in_thread(core, fn, k, args, kwargs, opts_ref, tiers, lease, returns):

@@ -53,7 +53,6 @@ is recreated on first use in a new process, and the library reconnects to Redis 
 """
 import asyncio
 import collections.abc
-import concurrent.futures
 import dataclasses
 import inspect
 import logging
@@ -82,9 +81,8 @@ class CacheManager:
             raise TypeError(f"config must be a CacheConfig, not {type(config).__name__}")
         self.config = config if config is not None else CacheConfig()
         self.core = CacheCore(self.config)  # what the decorators and the facade call
-        self._pool = None
-        self._pool_pid = None
-        self._pool_lock = threading.Lock()
+        self._pool = _decorators.ProcessPool(f"shmcache-{self.config.shm_name}",
+                                             self.config.redis_max_connections)
         self._monitor = None
         self._sync = None
         _FORK_AWARE.add(self)
@@ -116,7 +114,7 @@ class CacheManager:
         if self._monitor is not None:
             monitor, self._monitor = self._monitor, None
             await monitor.stop()
-        pool = self._take_pool()
+        pool = self._pool.take()
         if pool is not None:
             await asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)
         await asyncio.get_running_loop().run_in_executor(None, self.core.close)
@@ -127,29 +125,9 @@ class CacheManager:
     async def __aexit__(self, *exc):
         await self.stop()
 
-    def _take_pool(self):
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-            if self._pool_pid != os.getpid():
-                return None  # the parent's pool: its threads do not exist in this process
-            return pool
-
-    def _executor(self):
-        pid = os.getpid()
-        pool = self._pool
-        if pool is not None and self._pool_pid == pid:
-            return pool
-        with self._pool_lock:
-            if self._pool is None or self._pool_pid != pid:
-                self._pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=self.config.redis_max_connections,
-                    thread_name_prefix=f"shmcache-{self.config.shm_name}")
-                self._pool_pid = pid
-            return self._pool
-
     async def off_loop(self, fn, *args):
         """Run fn(*args) in this manager's thread pool (for work that may wait on Redis)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor(), fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool.get(), fn, *args)
 
     # ---- the cache -------------------------------------------------------------------------------
     async def get(self, key, default=None, tier=None):
@@ -670,7 +648,7 @@ def _after_fork_in_child():
     global _default_lock
     _default_lock = threading.Lock()
     for manager in list(_FORK_AWARE):
-        manager._pool_lock = threading.Lock()
+        manager._pool.after_fork_in_child()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
