@@ -550,15 +550,48 @@ async def _call_async(manager, fn, key, args, kwargs, tiers, returns, first=None
     core = manager.core
     if not core.is_open:
         await manager.off_loop(core.segment)  # opening may wait (creation by another process)
-    policy = fn.policy
     k = core.stored_key(key)
     revive = returns.revive if returns is not None else None
-    nowait_ref, wait_ref, tiers = policy.options(core, fn.ttl, fn.tier)
+    nowait_ref, wait_ref, tiers = fn.policy.options(core, fn.ttl, fn.tier)
+    outcome, lease, value, work = await acquire_async(core, fn.policy, key, k, nowait_ref,
+                                                      wait_ref, revive, first)
+    if value is not MISS:
+        if outcome in _REFRESH_OUTCOMES:
+            spawn_refresh(core, k, lease, _refresh_async(manager, fn, k, args, kwargs, wait_ref,
+                                                         tiers, lease, returns))
+        return value
+    return await _compute_async(manager, fn, k, args, kwargs, wait_ref, tiers, lease, returns,
+                                work)
+
+
+class Work:
+    """A key some coroutine of this process is computing: the others of the process wait for
+    finish() (see acquire_async)."""
+
+    __slots__ = ("working", "wk", "done")
+
+    def __init__(self, working, wk, done):
+        self.working, self.wk, self.done = working, wk, done
+
+    def finish(self):
+        _finish(self.working, self.wk, self.done)
+
+
+async def acquire_async(core, policy, key, k, nowait_ref, wait_ref, revive, first=None):
+    """The single-flight part of an async call, up to what the caller must do:
+    (outcome, lease, value, work). A value (not MISS): return it, and with a refresh outcome
+    also refresh it under the lease. MISS: compute, store under the lease (0: none), and call
+    work.finish() (work may be None) once stored or given up, whatever happens.
+
+    The first fetch is made inline with NO_WAIT (first: one the caller already made). On BUSY,
+    a coroutine of this process already on the key is waited for (within the wait bound, as a
+    wait for another process would be), then the key is looked at again; otherwise this
+    coroutine waits in a thread (_waiting_fetch), and the others of the process wait for it."""
     if first is None:
         first = _fetch(core, key, k, nowait_ref, revive)  # inline: never blocks
     outcome, lease, value = first
     if outcome == FETCH_HIT and value is not MISS:
-        return value  # the common case
+        return outcome, lease, value, None  # the common case
     loop = asyncio.get_running_loop()
     working = _working.get(loop)
     if working is None:
@@ -568,8 +601,6 @@ async def _call_async(manager, fn, key, args, kwargs, tiers, returns, first=None
     while outcome == FETCH_BUSY:
         other = working.get(wk)
         if other is not None:
-            # A coroutine of this process is on this key: wait for it (within the wait bound,
-            # as a wait for another process would be), then look again.
             core.counters.add("flight_joined")
             if join_deadline is None:
                 join_deadline = loop.time() + policy.wait_seconds()
@@ -587,23 +618,24 @@ async def _call_async(manager, fn, key, args, kwargs, tiers, returns, first=None
             _finish(working, wk, done)
             raise
         if value is MISS:  # this caller computes; the others of this process wait for it
-            return await _compute_async(manager, fn, k, args, kwargs, wait_ref, tiers, lease,
-                                        returns, working, wk, done)
+            return outcome, lease, value, Work(working, wk, done)
         _finish(working, wk, done)
     if value is not MISS:
-        if outcome in _REFRESH_OUTCOMES:
-            task = loop.create_task(_refresh_async(manager, fn, k, args, kwargs, wait_ref, tiers,
-                                                   lease, returns))
-            _tasks.add(task)
-            task.add_done_callback(_tasks.discard)
-            # A task cancelled before it ran (its loop shut down) still ends its lease.
-            task.add_done_callback(lambda t: t.cancelled() and _abandon_soon(core, k, lease))
-        return value
-    done = None
+        return outcome, lease, value, None
+    work = None
     if lease and wk not in working:
-        done = working[wk] = loop.create_future()
-    return await _compute_async(manager, fn, k, args, kwargs, wait_ref, tiers, lease, returns,
-                                working, wk, done)
+        work = Work(working, wk, working.setdefault(wk, loop.create_future()))
+    return outcome, lease, value, work
+
+
+def spawn_refresh(core, k, lease, coro):
+    """Run a background refresh (a coroutine holding the lease) as a task of the running loop.
+    A task cancelled before it ran (its loop shut down) still ends its lease."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    task.add_done_callback(lambda t: t.cancelled() and _abandon_soon(core, k, lease))
+    return task
 
 
 async def _waiting_fetch(core, key, k, opts_ref, revive):
@@ -645,8 +677,7 @@ def _abandon_soon(core, k, lease):
     _abandon(core, k, lease)
 
 
-async def _compute_async(manager, fn, k, args, kwargs, opts_ref, tiers, lease, returns, working,
-                         wk, done):
+async def _compute_async(manager, fn, k, args, kwargs, opts_ref, tiers, lease, returns, work):
     core = manager.core
     try:
         start = time.monotonic()
@@ -659,7 +690,8 @@ async def _compute_async(manager, fn, k, args, kwargs, opts_ref, tiers, lease, r
                            lease, returns)
         return result
     finally:
-        _finish(working, wk, done)
+        if work is not None:
+            work.finish()
 
 
 async def _store_async(manager, fn, k, result, compute_ms, opts_ref, tiers, lease, returns):
