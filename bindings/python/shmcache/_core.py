@@ -658,6 +658,9 @@ COUNTERS = (
     # Calls of a single-flight function that waited for another coroutine of this process on
     # the same key (see decorators): stampedes avoided that the host's counters do not see.
     "flight_joined",
+    # HTTP response caching (responses.py): responses served from the cache, responses stored,
+    # requests that bypassed it (a private header), responses that could not be stored.
+    "http_hits", "http_stores", "http_bypass", "http_uncacheable",
 )
 
 
