@@ -1,0 +1,117 @@
+"""test_gunicorn_responses.py - HTTP response caching under real gunicorn with 4 uvicorn workers
+(tests/http_app.py), with L1 alone and with a real redis-server behind it.
+
+What the response cache promises across processes:
+  - one computation per URL for the whole host, and the same body and the same ETag from every
+    worker (not a per-process hash);
+  - 304 Not Modified from a worker other than the one that computed the response;
+  - Vary respected: each language its own entry, served alike by every worker;
+  - responses marked private or setting a cookie are never served to another request;
+  - an invalidation made through one worker is seen by every worker.
+
+Requests go on fresh connections so that they spread over the workers (gunicorn_support).
+"""
+import http.client
+import json
+import os
+
+import pytest
+
+from gunicorn_support import running, segment_exists
+
+WORKERS = 4
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(params=["l1", "l1+l2"])
+def server(request, tmp_path, shm_name):
+    env = {}
+    if request.param == "l1+l2":
+        env["REDIS_URL"] = request.getfixturevalue("redis_server").url
+    with running(tmp_path, shm_name, workers=WORKERS, app="http_app:app", env=env,
+                 extra_pythonpath=[HERE]) as g:
+        yield g
+    assert not segment_exists(shm_name)
+
+
+def fetch(g, path, method="GET", headers=None):
+    """(status, headers with lowercase names, body bytes) of one request on a fresh connection."""
+    con = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+    try:
+        con.request(method, path, headers={"Connection": "close", **(headers or {})})
+        resp = con.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        con.close()
+
+
+def from_every_worker(g, path, headers=None, tries=400):
+    """{serving pid: (status, headers, body)}: the path fetched until every worker answered."""
+    seen = {}
+    for _ in range(tries):
+        status, h, body = fetch(g, path, headers=headers)
+        seen.setdefault(int(h["x-served-by"]), (status, h, body))
+        if len(seen) == WORKERS:
+            return seen
+    raise AssertionError(f"only {len(seen)} of {WORKERS} workers answered {path} in {tries} "
+                         "tries")
+
+
+def test_every_worker_sends_the_same_response_and_etag(server):
+    answers = from_every_worker(server, "/pages/1")
+    bodies = {body for _, _, body in answers.values()}
+    etags = {h["etag"] for _, h, _ in answers.values()}
+    assert len(bodies) == 1, "a worker computed the page again"
+    assert len(etags) == 1 and next(iter(etags)).startswith('"')
+    computed_by = json.loads(next(iter(bodies)))["computed_by"]
+    assert computed_by in answers  # one of the workers computed it, the others served it
+    hits = [h["x-cache"] for pid, (_, h, _) in answers.items() if pid != computed_by]
+    assert hits == ["HIT"] * (WORKERS - 1)
+
+
+def test_304_from_a_worker_that_did_not_compute(server):
+    status, h, body = fetch(server, "/pages/2")
+    assert status == 200
+    etag, computed_by = h["etag"], json.loads(body)["computed_by"]
+    answers = from_every_worker(server, "/pages/2", headers={"If-None-Match": etag})
+    for pid, (status, h, body) in answers.items():
+        assert status == 304 and body == b"", pid
+        assert h["etag"] == etag and h["cache-control"] == "max-age=300"
+    assert any(pid != computed_by for pid in answers)
+
+
+def test_vary_gives_each_language_its_entry_on_every_worker(server):
+    expected = {"en": "hello", "fr": "bonjour", "de": "hallo"}
+    bodies = {}
+    for lang, text in expected.items():
+        answers = from_every_worker(server, "/greeting", headers={"Accept-Language": lang})
+        got = {body for _, _, body in answers.values()}
+        assert len(got) == 1, f"{lang}: computed more than once"
+        value = json.loads(next(iter(got)))
+        assert value["text"] == text and value["lang"] == lang
+        assert all(h["vary"] == "accept-language" for _, h, _ in answers.values())
+        bodies[lang] = next(iter(got))
+    assert len(set(bodies.values())) == 3
+
+
+@pytest.mark.parametrize("path", ["/me", "/session"])
+def test_private_responses_are_never_shared(server, path):
+    computations = set()
+    for i in range(40):
+        status, h, body = fetch(server, f"{path}?user=u{i % 4}")
+        value = json.loads(body)
+        assert status == 200 and value["user"] == f"u{i % 4}"
+        assert h["x-cache"] == "PASS"
+        computations.add((value["computed_by"], value["computation"]))
+    assert len(computations) == 40, "a private response was served to another request"
+
+
+def test_an_invalidation_through_one_worker_reaches_every_worker(server):
+    answers = from_every_worker(server, "/pages/3")
+    assert {json.loads(b)["title"] for _, _, b in answers.values()} == {"page 3"}
+    status, _, _ = fetch(server, "/pages/3?title=renamed", method="PUT")
+    assert status == 200
+    answers = from_every_worker(server, "/pages/3")
+    titles = {pid: json.loads(b)["title"] for pid, (_, _, b) in answers.items()}
+    assert set(titles.values()) == {"renamed"}, titles
+    assert len({b for _, _, b in answers.values()}) == 1  # computed once again, then shared
