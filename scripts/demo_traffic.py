@@ -14,10 +14,12 @@ when (computed_by, computation); from those alone the report counts, per worker:
 
 then the host-wide L1 figures from GET /metrics/cache (the segment's counters: every worker's
 hits and misses), the Redis L2's when it is on, and one invalidation: PUT /users/{id} through
-one worker, then GETs through every worker, which must all carry the new name.
+one worker, then GETs through every worker, which must all carry the new name. It also checks
+the cached HTTP route GET /users/{id}/card: one card and one ETag from every worker, and 304 Not
+Modified when the ETag is sent back.
 
-Exit status 0 when every request succeeded and the invalidation was seen by every worker,
-1 otherwise (the reason is printed).
+Exit status 0 when every request succeeded, the invalidation was seen by every worker and the
+cached card was the same everywhere, 1 otherwise (the reason is printed).
 Usage: demo_traffic.py --url http://127.0.0.1:PORT [--workers N] [--requests N] [--users N]
                        [--concurrency N] [--zipf S] [--json OUT]
 """
@@ -157,6 +159,44 @@ def check_invalidation(client, workers, user_id):
     return not stale and len(seen) >= min(workers, 2), text
 
 
+def raw_get(client, path, headers=None):
+    """(status, lowercase headers, body) of one GET on a fresh connection."""
+    con = http.client.HTTPConnection(client.host, client.port, timeout=client.timeout)
+    try:
+        con.request("GET", path, headers={"Connection": "close", **(headers or {})})
+        resp = con.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        con.close()
+
+
+def check_http_cache(client, workers, user_id):
+    """The cached route GET /users/{id}/card (a whole HTTP response in the shared cache): every
+    worker must send the same card with the same ETag, and answer 304 to If-None-Match.
+    Returns (ok, text)."""
+    path = f"/users/{user_id}/card"
+    cards, not_modified = {}, {}
+    deadline = time.monotonic() + 10
+    while len(cards) < workers and time.monotonic() < deadline:
+        status, h, body = raw_get(client, path)
+        if status == 200:
+            cards.setdefault(h.get("x-served-by"), (h.get("etag"), body, h.get("x-cache")))
+    etags = {etag for etag, _, _ in cards.values()}
+    bodies = {body for _, body, _ in cards.values()}
+    etag = next(iter(etags)) if etags else None
+    while etag and len(not_modified) < workers and time.monotonic() < deadline:
+        status, h, _ = raw_get(client, path, {"If-None-Match": etag})
+        not_modified.setdefault(h.get("x-served-by"), status)
+    ok = (len(cards) >= min(workers, 2) and len(etags) == 1 and len(bodies) == 1
+          and set(not_modified.values()) == {304})
+    text = (f"HTTP response cache: GET {path} sent by {len(cards)} worker(s) as "
+            f"{len(bodies)} distinct card(s) with {len(etags)} ETag ({etag}); "
+            f"with If-None-Match, {sum(1 for s in not_modified.values() if s == 304)} of "
+            f"{len(not_modified)} worker(s) answered 304 Not Modified"
+            + ("" if ok else "  <-- FAILED"))
+    return ok, text
+
+
 def report(args, pids, per, errors, seconds, stats, inval_text):
     n = sum(w["requests"] for w in per.values())
     computed = sum(w["computed"] for w in per.values())
@@ -244,8 +284,11 @@ def main():
     responses, errors, seconds = drive(client, ids, args.concurrency)
     per = tally(responses)
     stats = client.request("GET", "/metrics/cache")  # before the PUT: the traffic's figures only
+    http_ok, http_text = check_http_cache(client, args.workers, ids[0])
     ok, inval_text = check_invalidation(client, args.workers, ids[0])
     print(report(args, pids, per, errors, seconds, stats, inval_text))
+    print(http_text)
+    ok = ok and http_ok
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"workers": {str(p): {k: v for k, v in w.items() if k != "ids"}

@@ -17,22 +17,28 @@ To make the sharing visible, a computed profile records the pid of the worker th
 (`computed_by`) and every response the pid that served it (`served_by`); when they differ, the
 work of one worker was served by another. scripts/demo_traffic.py counts exactly that.
 
+GET /users/{id}/card caches the whole HTTP response (@cache_response): one stored card for every
+worker, the same ETag from each, and 304 Not Modified to a client that sends it back.
+
 The "database" is a SQLite file shared by the workers (EXAMPLE_DB, default beside the segment
 name in /tmp): PUT /users/{id} renames a user there and invalidates the cached profile, and any
 worker's next GET computes it again with the new name.
 """
 import asyncio
 import contextlib
+import html
 import itertools
 import os
 import sqlite3
 import time
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from shmcache import CacheConfig, cache_invalidate, cached, create_cache_manager
 from shmcache.fastapi import add_cache_routes, cache_lifespan
+from shmcache.responses import ResponseCacheMiddleware, cache_response, route_pattern
 
 config = CacheConfig.from_env()
 cache = create_cache_manager(config)  # also the default manager of @cached / @cache_invalidate
@@ -43,6 +49,19 @@ app = FastAPI(title="shmcache example: user profiles shared by every worker",
 # GET /health/cache, /metrics/cache, /metrics/cache/prometheus. It also installs the lifespan
 # where FastAPI 0.92 (Debian 12) would otherwise ignore it.
 add_cache_routes(app, cache)
+# Whole HTTP responses of the @cache_response routes are stored by this middleware, once for
+# every worker, with one ETag (docs/python.md "HTTP response caching").
+app.add_middleware(ResponseCacheMiddleware, manager=cache)
+
+
+@app.middleware("http")
+async def served_by(request, call_next):
+    """X-Served-By: the worker that sent the response (added outside the response cache, so a
+    stored response shows which worker sent it this time)."""
+    response = await call_next(request)
+    response.headers["X-Served-By"] = str(os.getpid())
+    return response
+
 
 # A profile costs this much to compute on a miss: a stand-in for a slow query.
 PROFILE_COST_S = float(os.environ.get("EXAMPLE_PROFILE_COST_MS", "20")) / 1000
@@ -93,8 +112,19 @@ async def read_user(user_id: int):
     return {"served_by": os.getpid(), "profile": await get_user_profile(user_id)}
 
 
+@app.get("/users/{user_id}/card", response_class=HTMLResponse)
+@cache_response(ttl=60)
+async def user_card(user_id: int):
+    """The profile as an HTML card; the whole response is cached (body, headers, a content
+    ETag): every worker sends the stored card, and answers 304 to a client that has it."""
+    p = await get_user_profile(user_id)
+    return (f"<div class='card'><h1>{html.escape(p['name'])}</h1><p>user {p['id']}, card made by worker "
+            f"{os.getpid()} at {time.strftime('%H:%M:%S')}</p></div>")
+
+
 @app.put("/users/{user_id}")
-@cache_invalidate("user_profile:{user_id}")  # after the update: gone for every worker (and Redis)
+# After the update, gone for every worker (and Redis): the profile, and the card's responses.
+@cache_invalidate("user_profile:{user_id}", route_pattern("/users/{user_id}/card"))
 async def update_user(user_id: int, update: UserUpdate):
     with _db() as con:
         con.execute("INSERT OR REPLACE INTO users (id, name) VALUES (?, ?)",
