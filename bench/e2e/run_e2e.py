@@ -76,12 +76,12 @@ class Redis:
         self.proc.wait()
 
 
-def start_gunicorn(app, env, workers, log):
+def start_gunicorn(app, env, workers, log, ready_path="/users/1"):
     port = free_port()
     cmd = [sys.executable, "-m", "gunicorn", app, "-k", "uvicorn.workers.UvicornWorker",
            "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
-    wait_http(f"http://127.0.0.1:{port}/users/1")
+    wait_http(f"http://127.0.0.1:{port}{ready_path}")
     return proc, port
 
 

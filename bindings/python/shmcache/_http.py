@@ -13,8 +13,8 @@ Keys. A response is found in two steps, so that Vary works without knowing it in
 
 <path> is root_path + path as the application routes it (decoded), <query> the query string as
 sent (not reordered: ?a=1&b=2 and ?b=2&a=1 are two entries), <host> the Host header lowercased
-("-" when the policy leaves the host out). Each part is percent-escaped (%, space, '#', control
-and non-ASCII bytes), so no part can run into the next: the key is injective, and
+("*" when the policy leaves the host out). Each part is percent-escaped (%, space, '#', '*',
+control and non-ASCII bytes), so no part can run into the next: the key is injective, and
 "route:/users/1 *" matches exactly /users/1 with any query, host and variant. GET and HEAD
 share entries; only GET stores.
 """
@@ -37,14 +37,17 @@ _MADE_AT_SEND = frozenset({b"date", b"content-length", b"age"})
 _NOT_MODIFIED_FIELDS = frozenset({b"cache-control", b"content-location", b"etag", b"expires",
                                   b"vary"})
 
-_SAFE_BYTES = frozenset(range(0x21, 0x7F)) - {ord("%"), ord("#")}
+_SAFE_BYTES = frozenset(range(0x21, 0x7F)) - {ord("%"), ord("#"), ord("*")}
 _ESCAPED = {b: f"%{b:02X}" for b in range(256) if b not in _SAFE_BYTES}
 
 
+_NEEDS_ESCAPE = re.compile(rb"[^\x21-\x7e]|[%#*]").search
+
+
 def escape_part(raw):
-    """A key part (bytes) as text with %, space, '#', control and non-ASCII bytes
+    """A key part (bytes) as text with %, space, '#', '*', control and non-ASCII bytes
     percent-escaped: injective, and free of the separators " ?", " @" and " #"."""
-    if all(b in _SAFE_BYTES for b in raw):
+    if _NEEDS_ESCAPE(raw) is None:
         return raw.decode("ascii")
     return "".join(_ESCAPED.get(b) or chr(b) for b in raw)
 
@@ -61,7 +64,7 @@ def index_key(prefix, path, query, host):
     key = f"{prefix}:{escape_part(path)}"
     if query:
         key += f" ?{escape_part(query)}"
-    return key + (" @-" if host is None else f" @{escape_part(host.lower())}")
+    return key + (" @*" if host is None else f" @{escape_part(host.lower())}")
 
 
 def variant_key(index, names, headers):
@@ -279,11 +282,15 @@ _LEN = struct.Struct("<I")
 
 
 class StoredResponse:
-    __slots__ = ("status", "headers", "body", "stored_at", "etag")
+    """A decoded response record; `sent_headers` are its headers with Content-Length, made
+    once (a record is decoded once while its bytes stay the same, see decode())."""
+
+    __slots__ = ("status", "headers", "body", "stored_at", "etag", "sent_headers")
 
     def __init__(self, status, headers, body, stored_at, etag):
         self.status, self.headers, self.body = status, headers, body
         self.stored_at, self.etag = stored_at, etag
+        self.sent_headers = (*headers, (b"content-length", str(len(body)).encode()))
 
 
 def encode_response(status, headers, body, stored_at):
@@ -297,9 +304,28 @@ def encode_vary(names):
     return VARY_MAGIC + json.dumps([n.decode("latin-1") for n in names]).encode()
 
 
+# The last records decoded, by the identity of their bytes: the cache's local copy hands back
+# the same bytes object while the stored value is unchanged (local_cache_size), so a hot
+# response is parsed once, not at each hit. Holding the bytes keeps the identity valid.
+_DECODED = {}
+_DECODED_MAX = 512
+
+
 def decode(value):
     """A stored value as ("response", StoredResponse), ("vary", [names]), ("pass", None), or
     None for anything else (not ours, or damaged): treated as a miss."""
+    known = _DECODED.get(id(value))
+    if known is not None and known[0] is value:
+        return known[1]
+    found = _decode(value)
+    if found is not None:
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[id(value)] = (value, found)
+    return found
+
+
+def _decode(value):
     if not isinstance(value, bytes):
         return None
     try:

@@ -274,11 +274,11 @@ class _Exchange:
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
-        headers = list(stored.headers)
-        headers.append((b"content-length", str(len(stored.body)).encode()))
-        headers.append((b"age", str(age).encode()))
         if policy.status_header:
-            headers.append((policy.status_header, status_value))
+            headers = [*stored.sent_headers, (b"age", str(age).encode()),
+                       (policy.status_header, status_value)]
+        else:
+            headers = [*stored.sent_headers, (b"age", str(age).encode())]
         await send({"type": "http.response.start", "status": stored.status, "headers": headers})
         body = b"" if self.method == b"HEAD" else stored.body
         await send({"type": "http.response.body", "body": body})
@@ -557,7 +557,10 @@ def cache_response(ttl=None, **policy):
 
         if not callable(endpoint):
             raise TypeError(f"@cache_response needs a function, got {type(endpoint).__name__}")
-        signature = inspect.signature(endpoint)
+        try:  # string annotations resolved where they were written, to find a Request
+            signature = inspect.signature(endpoint, eval_str=True)
+        except Exception:  # a name defined later: FastAPI resolves it (with our globals below)
+            signature = inspect.signature(endpoint)
         request_param = next((p.name for p in signature.parameters.values()
                               if isinstance(p.annotation, type)
                               and issubclass(p.annotation, Request)), None)
