@@ -15,7 +15,6 @@ ways, so that one server run compares them side by side.
 """
 import asyncio
 import json
-import os
 import time
 
 from fastapi import FastAPI, Request, Response
@@ -23,12 +22,11 @@ from pydantic import BaseModel
 
 from shmcache import CacheConfig, create_cache_manager
 from shmcache.fastapi import setup_cache
-from shmcache.responses import ResponseCacheMiddleware, cache_response
+from shmcache.responses import cache_response
 
 cache = create_cache_manager(CacheConfig.from_env())
 app = FastAPI()
-setup_cache(app, cache)
-app.add_middleware(ResponseCacheMiddleware, manager=cache)
+setup_cache(app, cache)  # lifespan, /health and /metrics routes, response cache middleware
 TTL = 300
 
 

@@ -14,6 +14,9 @@ cache_lifespan starts the manager when a worker starts serving and stops it at s
 gunicorn each worker runs it after the fork, so every worker opens the same segment (the
 first creates it) and has its own Redis connections and thread pool.
 
+setup_cache(app, ...) also adds shmcache.responses.ResponseCacheMiddleware, which stores the
+responses of @cache_response path operations (docs/python.md "HTTP response caching").
+
 Routes (add_cache_routes):
   GET {prefix}/health/cache              health_check(); 200 if healthy or degraded, 503 if not
   GET {prefix}/metrics/cache             get_stats() as JSON
@@ -98,16 +101,21 @@ def _adopt_ignored_lifespan(app):
         router.lifespan_context = extra.pop("lifespan")
 
 
-def setup_cache(app, manager_or_config=None, prefix="", routes=True):
+def setup_cache(app, manager_or_config=None, prefix="", routes=True, responses=True):
     """Install cache_lifespan(manager_or_config) on app, on any FastAPI version (an existing
-    lifespan of the app keeps running inside it), and mount the routes unless routes=False."""
+    lifespan of the app keeps running inside it), mount the routes unless routes=False, and add
+    the ResponseCacheMiddleware that @cache_response operations need unless responses=False."""
     _adopt_ignored_lifespan(app)
     existing = app.router.lifespan_context
     app.router.lifespan_context = cache_lifespan(
         manager_or_config, lifespan=None if _uses_default_lifespan(app.router) else existing)
+    manager = manager_or_config if isinstance(manager_or_config, CacheManager) else None
     if routes:
-        manager = manager_or_config if isinstance(manager_or_config, CacheManager) else None
         add_cache_routes(app, manager, prefix)
+    if responses:
+        from .responses import ResponseCacheMiddleware
+
+        app.add_middleware(ResponseCacheMiddleware, manager=manager)
     return app
 
 

@@ -177,20 +177,30 @@ class _Plan:
 class _Exchange:
     """The cache's view of one HTTP request, from the middleware's entry to its exit."""
 
-    __slots__ = ("mw", "scope", "initial", "method", "headers", "manager", "policy", "plan",
-                 "refresh", "decided", "head", "chunks", "size", "streaming", "passing")
+    __slots__ = ("mw", "scope", "initial", "method", "_headers", "manager", "policy", "plan",
+                 "refresh", "decided", "head", "chunks", "size", "streaming", "passing",
+                 "strip_body")
 
     def __init__(self, mw, scope):
         self.mw = mw
         self.scope = scope
         self.initial = dict(scope)  # as it came in: what a background refresh replays
         self.method = scope.get("method", "GET").encode()
-        self.headers = _http.RequestHeaders(scope.get("headers", ()))
+        self._headers = None
         self.manager = self.policy = self.plan = None
         self.refresh = scope.get(_REFRESH)
         self.decided = False  # begin() ran (by a path rule or a decorated operation)
         self.head = None
         self.chunks, self.size, self.streaming, self.passing = [], 0, False, False
+        self.strip_body = False
+
+    @property
+    def headers(self):
+        """The request's headers by name, parsed when first needed (not for routes that are
+        not cached)."""
+        if self._headers is None:
+            self._headers = _http.RequestHeaders(self.initial.get("headers", ()))
+        return self._headers
 
     @property
     def eligible(self):
@@ -198,12 +208,13 @@ class _Exchange:
 
     # ---- the lookup ----
 
-    async def begin(self, policy):
+    async def begin(self, policy, mw=None):
         """Decide this GET or HEAD: (StoredResponse, stale) to send, or None, when the
-        application makes the response (self.plan then says how it is stored, if at all)."""
+        application makes the response (self.plan then says how it is stored, if at all).
+        mw: the middleware whose manager to use (None: the outermost one's)."""
         self.decided = True
         self.policy = policy
-        manager = self.manager = self.mw.manager_for(self.scope)
+        manager = self.manager = (mw or self.mw).manager_for(self.scope)
         core = manager.core
         if not core.is_open:
             await manager.off_loop(core.segment)
@@ -285,7 +296,15 @@ class _Exchange:
 
     # ---- capturing what the application sends ----
 
-    def wrap(self, send):
+    def wrap(self, client_send):
+        """The send the application gets: it captures the response when self.plan says it is
+        to be stored (the plan may be made after this, by a decorated operation)."""
+        async def send(message):
+            if self.strip_body and message["type"] == "http.response.body" \
+                    and message.get("body"):
+                message = {**message, "body": b""}  # a HEAD made as a GET
+            await client_send(message)
+
         async def capture(message):
             if self.plan is None or self.passing:
                 return await send(message)
@@ -489,19 +508,25 @@ class ResponseCacheMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        outer = scope.get(_EXCHANGE)
+        if outer is not None:  # inside another ResponseCacheMiddleware: its exchange serves
+            return await self._apply_rule(outer, scope, receive, send, send)
         exchange = _Exchange(self, scope)
         scope[_EXCHANGE] = exchange
         try:
-            if exchange.eligible and self._rule_applies(scope):
-                found = await exchange.begin(self.policy)
-                if found is not None:
-                    return await exchange.send_stored(send, *found)
-                if exchange.method == b"HEAD":  # made as a GET (stored for both), sent bodiless
-                    scope = {**scope, "method": "GET"}
-                    send = _without_body(send)
-            await self.app(scope, receive, exchange.wrap(send))
+            await self._apply_rule(exchange, scope, receive, send, exchange.wrap(send))
         finally:
             exchange.end()
+
+    async def _apply_rule(self, exchange, scope, receive, send, app_send):
+        if exchange.eligible and self._rule_applies(scope):
+            found = await exchange.begin(self.policy, self)
+            if found is not None:
+                return await exchange.send_stored(send, *found)
+            if exchange.method == b"HEAD":  # made as a GET (stored for both), sent bodiless
+                scope = {**scope, "method": "GET"}
+                exchange.strip_body = True
+        await self.app(scope, receive, app_send)
 
     async def replay(self, scope):
         """A background refresh: the request again, its response stored and not sent."""
@@ -519,14 +544,6 @@ class ResponseCacheMiddleware:
             await self(scope, receive, discard)
         except Exception as e:
             log.warning("shmcache: background refresh of %s failed: %r", scope.get("path"), e)
-
-
-def _without_body(send):
-    async def send_head(message):
-        if message["type"] == "http.response.body" and message.get("body"):
-            message = {**message, "body": b""}
-        await send(message)
-    return send_head
 
 
 def _globs(patterns, what):

@@ -14,13 +14,12 @@ from fastapi import FastAPI, Request, Response
 
 from shmcache import CacheConfig, create_cache_manager
 from shmcache.fastapi import setup_cache
-from shmcache.responses import ResponseCacheMiddleware, cache_response, route_pattern
+from shmcache.responses import cache_response, route_pattern
 
 config = CacheConfig.from_env()
 cache = create_cache_manager(config)
 app = FastAPI()
-setup_cache(app, cache)
-app.add_middleware(ResponseCacheMiddleware, manager=cache)
+setup_cache(app, cache)  # lifespan, /health and /metrics routes, response cache middleware
 _computations = itertools.count(1)
 DB_PATH = os.environ["EXAMPLE_DB"]
 

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from shmcache import CacheManager, cache_invalidate, set_cache_manager
+from shmcache import CacheManager, set_cache_manager
 from shmcache._http import (escape_part, if_none_match_matches, index_key, RequestHeaders,
                             RequestRules, variant_key)
 from shmcache.fastapi import setup_cache
@@ -48,8 +48,9 @@ def make_app(config, **middleware):
     """An app with cached routes; app.calls counts each route's computations."""
     manager = CacheManager(config)
     app = FastAPI()
-    setup_cache(app, manager)
-    app.add_middleware(ResponseCacheMiddleware, **middleware)
+    setup_cache(app, manager)  # adds a ResponseCacheMiddleware for @cache_response
+    if middleware:  # and one with a path rule, inside it: it answers the paths it covers
+        app.add_middleware(ResponseCacheMiddleware, **middleware)
     calls = app.calls = {}
 
     def count(name):
@@ -505,7 +506,7 @@ def test_a_foreign_value_under_a_route_key_is_a_miss(client):
 
 def test_without_the_middleware_the_decorator_says_so(config_for):
     app = FastAPI()
-    setup_cache(app, CacheManager(config_for()))
+    setup_cache(app, CacheManager(config_for()), responses=False)
 
     @app.get("/x")
     @cache_response(ttl=5)
