@@ -251,7 +251,8 @@ def stored_headers(head, vary_names, etag, ttl, stale_ttl, status_header):
     status header): the application's, without hop-by-hop and per-send fields, with Vary
     naming every header the entry varies on, an ETag unless the application set one (or etag
     is None: a streamed response's, whose digest is known only at its end), and
-    Cache-Control max-age from the TTL unless the application set Cache-Control."""
+    Cache-Control max-age from the TTL (no-cache for ttl None: entries that never expire, which
+    other caches must revalidate) unless the application set Cache-Control."""
     out = []
     for name, value in head.headers:
         if name in _HOP_BY_HOP or name in _MADE_AT_SEND or name == status_header:
@@ -264,9 +265,12 @@ def stored_headers(head, vary_names, etag, ttl, stale_ttl, status_header):
     if etag is not None and head.header(b"etag") is None:
         out.append((b"etag", etag))
     if not head.cache_control and head.header(b"cache-control") is None:
-        cc = f"max-age={int(ttl)}"
-        if stale_ttl:
-            cc += f", stale-while-revalidate={int(stale_ttl)}"
+        if ttl is None:  # stored until invalidated: other caches must ask again (a 304)
+            cc = "no-cache"
+        else:
+            cc = f"max-age={int(ttl)}"
+            if stale_ttl:
+                cc += f", stale-while-revalidate={int(stale_ttl)}"
         out.append((b"cache-control", cc.encode()))
     return out
 

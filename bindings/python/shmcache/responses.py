@@ -113,7 +113,10 @@ class ResponsePolicy:
         self.tier = tier
 
     def ttl_seconds(self, core):
-        """The TTL in whole seconds (at least 1) for Cache-Control."""
+        """The TTL in whole seconds (at least 1) for Cache-Control; None when entries never
+        expire (memory_cache_ttl=0 and no ttl): kept until invalidated."""
+        if self.ttl is None and not core.l1_ttl_ms:
+            return None
         seconds = self.ttl if self.ttl is not None else core.l1_ttl_ms / 1000
         return max(1, int(math.floor(seconds)))
 

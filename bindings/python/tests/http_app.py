@@ -6,6 +6,7 @@ number there, so a test can tell a stored response from a new one.
 Configured through the environment like the example app: SHMCACHE_NAME, REDIS_URL, and
 EXAMPLE_DB (a SQLite file shared by the workers: PUT /pages/{id} renames a page there).
 """
+import asyncio
 import itertools
 import os
 import sqlite3
@@ -91,3 +92,14 @@ async def session(response: Response, request: Request):
     user = request.query_params.get("user")
     response.set_cookie("session", f"for-{user}")
     return _computed(user=user)
+
+
+@app.get("/slow/{item_id}")
+@cache_response(ttl=300, lease_timeout=1)
+async def slow(item_id: int):
+    """Takes 1.5 s, and says which worker is computing it in EXAMPLE_DB.computing first (the
+    test SIGKILLs that worker in the middle, while it holds the lease)."""
+    with open(DB_PATH + ".computing", "w") as f:
+        f.write(str(os.getpid()))
+    await asyncio.sleep(1.5)
+    return _computed(item=item_id)

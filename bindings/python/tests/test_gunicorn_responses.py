@@ -7,17 +7,23 @@ What the response cache promises across processes:
   - 304 Not Modified from a worker other than the one that computed the response;
   - Vary respected: each language its own entry, served alike by every worker;
   - responses marked private or setting a cookie are never served to another request;
-  - an invalidation made through one worker is seen by every worker.
+  - an invalidation made through one worker is seen by every worker;
+  - a worker SIGKILLed while making a response (holding its lease) holds nobody up for longer
+    than the lease, and the segment stays sound.
 
 Requests go on fresh connections so that they spread over the workers (gunicorn_support).
 """
 import http.client
 import json
 import os
+import signal
+import subprocess
+import threading
+import time
 
 import pytest
 
-from gunicorn_support import running, segment_exists
+from gunicorn_support import cli_path, running, segment_exists
 
 WORKERS = 4
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -108,10 +114,46 @@ def test_private_responses_are_never_shared(server, path):
 
 def test_an_invalidation_through_one_worker_reaches_every_worker(server):
     answers = from_every_worker(server, "/pages/3")
-    assert {json.loads(b)["title"] for _, _, b in answers.values()} == {"page 3"}
-    status, _, _ = fetch(server, "/pages/3?title=renamed", method="PUT")
-    assert status == 200
+    before = {pid: (h["x-cache"], json.loads(b)) for pid, (_, h, b) in answers.items()}
+    assert {v["title"] for _, v in before.values()} == {"page 3"}, before
+    status, _, body = fetch(server, "/pages/3?title=renamed", method="PUT")
+    assert status == 200, body
     answers = from_every_worker(server, "/pages/3")
-    titles = {pid: json.loads(b)["title"] for pid, (_, _, b) in answers.items()}
-    assert set(titles.values()) == {"renamed"}, titles
-    assert len({b for _, _, b in answers.values()}) == 1  # computed once again, then shared
+    after = {pid: (h["x-cache"], json.loads(b)) for pid, (_, h, b) in answers.items()}
+    assert {v["title"] for _, v in after.values()} == {"renamed"}, (before, after)
+    # computed once again, then shared
+    assert len({b for _, _, b in answers.values()}) == 1, (before, after)
+
+
+def test_a_worker_killed_while_making_a_response_holds_nobody_up(server, tmp_path):
+    """SIGKILL the worker that holds the lease of a URL in the middle of making it: the next
+    request for the URL is made by another worker once the lease (1 s) has run out, and the
+    segment checks clean."""
+    marker = server.env["EXAMPLE_DB"] + ".computing"
+    failed = []
+
+    def first():
+        try:
+            fetch(server, "/slow/1")
+        except OSError as e:  # the connection dies with its worker
+            failed.append(e)
+
+    t = threading.Thread(target=first)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with open(marker) as f:
+        victim = int(f.read())
+    os.kill(victim, signal.SIGKILL)
+    t.join(10)
+    started = time.monotonic()
+    status, h, body = fetch(server, "/slow/1")
+    waited = time.monotonic() - started
+    assert status == 200 and json.loads(body)["computed_by"] != victim
+    assert waited < 8, f"the next request waited {waited:.1f} s"
+    status, h2, body2 = fetch(server, "/slow/1")
+    assert body2 == body and h2["x-cache"] == "HIT"
+    check = subprocess.run([cli_path(), "-n", server.segment, "check"], capture_output=True,
+                           text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -626,3 +626,58 @@ def test_stale_while_revalidate(client):
     else:
         pytest.fail(f"no refreshed response; last {r.headers['x-cache']} {r.json()}")
     assert client.app_calls["stale"] == 2
+
+
+def test_entries_that_never_expire_tell_other_caches_to_revalidate(config_for):
+    app = FastAPI()
+    setup_cache(app, CacheManager(config_for(memory_cache_ttl=0)))
+
+    @app.get("/forever")
+    @cache_response()
+    async def forever():
+        return "kept until invalidated"
+
+    with TestClient(app) as c:
+        first, second = c.get("/forever"), c.get("/forever")
+        assert first.headers["cache-control"] == "no-cache"
+        assert second.headers["x-cache"] == "HIT"
+        etag = second.headers["etag"]
+        assert c.get("/forever", headers={"If-None-Match": etag}).status_code == 304
+
+
+@pytest.mark.parametrize("fault", ["killed", "hung"])
+def test_redis_down_or_hung_costs_no_response(redis_server, shm_name, fault):
+    """With Redis as L2: when it dies or hangs, responses are still made and sent (and the ones
+    in L1 still served from it), each request within the Redis timeout, never an error."""
+    from shmcache import CacheConfig
+
+    config = CacheConfig(shm_name=shm_name, shm_size=8 << 20, redis_url=redis_server.url,
+                         enable_monitoring=False)  # Redis calls bounded at 0.1 s
+    app = FastAPI()
+    setup_cache(app, CacheManager(config))
+    n = []
+
+    @app.get("/p/{i}")
+    @cache_response(ttl=60)
+    async def p(i: int):
+        n.append(i)
+        return {"i": i, "n": len(n)}
+
+    with TestClient(app) as c:
+        stored = c.get("/p/1").json()
+        assert c.get("/p/1").headers["x-cache"] == "HIT"
+        if fault == "killed":
+            redis_server.kill()
+        else:
+            redis_server.stop()
+        try:
+            for _ in range(3):
+                started = time.monotonic()
+                r = c.get("/p/1")
+                assert r.status_code == 200 and r.json() == stored  # from L1
+                r = c.get("/p/2")
+                assert r.status_code == 200 and r.json()["i"] == 2
+                assert time.monotonic() - started < 3
+        finally:
+            if fault == "hung":
+                redis_server.cont()
