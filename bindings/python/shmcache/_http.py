@@ -204,7 +204,7 @@ class ResponseHead:
     """A response's start (status and raw headers, names lowercased) and what the rules read
     from it."""
 
-    __slots__ = ("status", "headers", "cache_control", "vary", "uncacheable")
+    __slots__ = ("status", "headers", "cache_control", "vary", "lifetime", "uncacheable")
 
     def __init__(self, status, raw_headers, statuses):
         self.status = status
@@ -222,6 +222,11 @@ class ResponseHead:
                 event_stream = True
         self.cache_control = directives(cc)
         self.vary = sorted({v.strip().lower() for v in (vary or b"").split(b",") if v.strip()})
+        # The freshness the application gave it, for shared caches first (RFC 9111 4.2.1):
+        # the entry is stored no longer than that.
+        self.lifetime = _seconds_arg(self.cache_control.get("s-maxage"))
+        if self.lifetime is None:
+            self.lifetime = _seconds_arg(self.cache_control.get("max-age"))
         self.uncacheable = self._why_not(statuses, set_cookie, event_stream)
 
     def _why_not(self, statuses, set_cookie, event_stream):
@@ -233,6 +238,8 @@ class ResponseHead:
         for d in ("no-store", "private", "no-cache"):
             if d in self.cache_control:
                 return f"Cache-Control: {d}"
+        if self.lifetime is not None and self.lifetime <= 0:
+            return "stale at once (max-age=0)"
         if b"*" in self.vary:
             return "Vary: *"
         if event_stream:

@@ -402,14 +402,18 @@ class _Exchange:
                       (plan.index, _http.encode_vary(vary))]
         else:
             writes = [(plan.index, record)]
+        ttl = policy.ttl  # shortened to the application's own max-age / s-maxage
+        if head.lifetime is not None:
+            default = policy.ttl or (core.l1_ttl_ms / 1000) or head.lifetime
+            ttl = min(default, head.lifetime)
         leased = None
         for key, payload in writes:
             if plan.lease and key == plan.key:
                 leased = payload  # written last: its waiters then find the others written
             else:
-                await self._put(key, payload)
+                await self._put(key, payload, ttl if payload is record else policy.ttl)
         if leased is not None:
-            await self._complete(leased, policy.ttl)
+            await self._complete(leased, ttl if leased is record else policy.ttl)
         core.counters.add("http_stores")
         return headers
 

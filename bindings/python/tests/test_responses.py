@@ -681,3 +681,32 @@ def test_redis_down_or_hung_costs_no_response(redis_server, shm_name, fault):
         finally:
             if fault == "hung":
                 redis_server.cont()
+
+
+def test_the_applications_own_max_age_bounds_the_entry(config_for):
+    app = FastAPI()
+    setup_cache(app, CacheManager(config_for()))
+    n = []
+
+    @app.get("/short")
+    @cache_response(ttl=60)
+    async def short(response: Response):
+        n.append(1)
+        response.headers["Cache-Control"] = "public, max-age=60, s-maxage=1"
+        return len(n)
+
+    @app.get("/zero")
+    @cache_response(ttl=60)
+    async def zero(response: Response):
+        n.append(1)
+        response.headers["Cache-Control"] = "max-age=0"
+        return len(n)
+
+    with TestClient(app) as c:
+        first = c.get("/short")
+        assert first.headers["cache-control"] == "public, max-age=60, s-maxage=1"  # kept
+        assert c.get("/short").headers["x-cache"] == "HIT"
+        time.sleep(1.3)  # s-maxage=1 wins over max-age and over the policy's 60 s
+        assert c.get("/short").json() == 2
+        assert c.get("/zero").headers["x-cache"] == "PASS"
+        assert c.get("/zero").json() == 4
