@@ -102,6 +102,17 @@ class RequestHeaders:
         return name in self._fields
 
 
+_CONDITIONALS = frozenset({b"if-none-match", b"if-modified-since", b"if-match",
+                           b"if-unmodified-since", b"if-range", b"range"})
+
+
+def without_conditionals(raw_headers):
+    """Request headers without the conditional and range fields: what a cache sends when it
+    fetches a response to store (RFC 9111 4.3.1: the client's conditions are answered by the
+    cache, from what it stores)."""
+    return [(n, v) for n, v in raw_headers if n.lower() not in _CONDITIONALS]
+
+
 def directives(value):
     """Cache-Control directives (bytes field value) as {name: argument or None}, names
     lowercase; quoted arguments unquoted. Unparseable pieces are ignored."""

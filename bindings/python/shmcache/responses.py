@@ -273,6 +273,7 @@ class _Exchange:
         """Serve the stale value now; make the response again in the background, replaying the
         request as it came in (the application sees an ordinary GET), under the lease."""
         scope = dict(self.initial)
+        scope["headers"] = _http.without_conditionals(scope.get("headers", ()))
         scope[_REFRESH] = (key, lease)
         spawn_refresh(core, core.stored_key(key), lease, self.mw.replay(scope))
 
@@ -435,6 +436,14 @@ class _Exchange:
         plan, core, policy = self.plan, self.manager.core, self.policy
         lease, plan.lease = plan.lease, 0
         k = core.stored_key(plan.key)
+        try:
+            await self._complete_lease(core, policy, plan, k, payload, ttl, lease)
+        finally:  # the coroutines of this process waiting for the key look again now
+            if plan.work is not None:
+                work, plan.work = plan.work, None
+                work.finish()
+
+    async def _complete_lease(self, core, policy, plan, k, payload, ttl, lease):
         _, wait_ref, tiers = policy.flight.options(core, ttl, policy.tier)
         args = (core, k, (SER_RAW, payload), _compute_ms_since(plan.started), wait_ref, tiers,
                 lease, ttl)
@@ -451,12 +460,13 @@ class _Exchange:
     async def _give_up(self, too_large):
         """The response will not be stored. A lease held for it ends with a pass record when
         the response cannot be stored by its nature (the next requests for the URL go to the
-        application at once, for up to _PASS_TTL_S), or is given back (a server error: the next
-        waiter tries)."""
+        application at once, for up to _PASS_TTL_S), or is given back (a server error, or a 304
+        or 206 answering this client's own conditional or range: the next waiter tries)."""
         plan = self.plan
         if not plan.lease:
             return
-        if too_large or (self.head is not None and self.head.status < 500):
+        status = self.head.status if self.head is not None else None
+        if too_large or (status is not None and status < 500 and status not in (206, 304)):
             await self._complete(_http.PASS_RECORD, min(_PASS_TTL_S, self.policy.ttl
                                                         or _PASS_TTL_S))
         else:
@@ -533,6 +543,10 @@ class ResponseCacheMiddleware:
             if exchange.method == b"HEAD":  # made as a GET (stored for both), sent bodiless
                 scope = {**scope, "method": "GET"}
                 exchange.strip_body = True
+            if exchange.plan is not None and exchange.plan.store:
+                # Made to be stored: whole and unconditional (the client's If-None-Match is
+                # answered here, from the stored ETag).
+                scope = {**scope, "headers": _http.without_conditionals(scope["headers"])}
         await self.app(scope, receive, app_send)
 
     async def replay(self, scope):

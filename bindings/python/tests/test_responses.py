@@ -710,3 +710,55 @@ def test_the_applications_own_max_age_bounds_the_entry(config_for):
         assert c.get("/short").json() == 2
         assert c.get("/zero").headers["x-cache"] == "PASS"
         assert c.get("/zero").json() == 4
+
+
+def test_a_fill_is_made_whole_and_unconditional(config_for):
+    """Path rule: the application does not see the client's conditionals or Range when the
+    response is made to be stored; the client's If-None-Match is answered from the stored
+    ETag. So an application's own 304 or 206 never takes the place of the stored response."""
+    app = FastAPI()
+    setup_cache(app, CacheManager(config_for()))
+    app.add_middleware(ResponseCacheMiddleware, paths=["/doc"])
+    seen = []
+
+    @app.get("/doc")
+    async def doc(request: Request):
+        seen.append({k: v for k, v in request.headers.items()
+                     if k in ("if-none-match", "range")})
+        if "range" in request.headers:
+            return Response(b"par", status_code=206)
+        if request.headers.get("if-none-match") == '"mine"':
+            return Response(status_code=304)
+        return PlainTextResponse("the whole document")
+
+    with TestClient(app) as c:
+        r = c.get("/doc", headers={"Range": "bytes=0-2", "If-None-Match": '"mine"'})
+        assert r.status_code == 200 and r.text == "the whole document"
+        assert r.headers["x-cache"] == "MISS"
+        assert seen == [{}]
+        r = c.get("/doc")
+        assert r.headers["x-cache"] == "HIT" and r.text == "the whole document"
+
+
+def test_an_operations_own_304_is_passed_on_and_not_remembered(config_for):
+    app = FastAPI()
+    setup_cache(app, CacheManager(config_for()))
+    n = []
+
+    @app.get("/conditional")
+    @cache_response(ttl=60)
+    async def conditional(if_none_match: str | None = Header(None)):
+        n.append(1)
+        if if_none_match == '"v1"':
+            return Response(status_code=304, headers={"ETag": '"v1"'})
+        return Response(b"version 1", headers={"ETag": '"v1"'}, media_type="text/plain")
+
+    with TestClient(app) as c:
+        assert c.get("/conditional", headers={"If-None-Match": '"v1"'}).status_code == 304
+        r = c.get("/conditional")  # no pass record in the way: made and stored now
+        assert r.status_code == 200 and r.headers["x-cache"] == "MISS"
+        r = c.get("/conditional")
+        assert r.headers["x-cache"] == "HIT" and r.text == "version 1"
+        assert r.headers["etag"] == '"v1"'  # the application's own tag is kept
+        assert c.get("/conditional", headers={"If-None-Match": '"v1"'}).status_code == 304
+        assert len(n) == 2
