@@ -5,15 +5,17 @@ the headers a stored response is sent with. responses.py does the I/O; docs/pyth
 
 Keys. A response is found in two steps, so that Vary works without knowing it in advance:
 
-    route:<path>[ ?<query>] @<host>              the index key: the response itself, or a
-                                                 "vary" record naming the request headers its
-                                                 responses vary on;
-    route:<path>[ ?<query>] @<host> #<digest>    a variant: the response for one combination
-                                                 of those headers' values (a BLAKE2b digest).
+    route:<path>[ ?<query>] @<scheme>://<host>            the index key: the response itself,
+                                                          or a "vary" record naming the request
+                                                          headers its responses vary on;
+    route:<path>[ ?<query>] @<scheme>://<host> #<digest>  a variant: the response for one
+                                                          combination of those headers' values
+                                                          (a BLAKE2b digest).
 
 <path> is root_path + path as the application routes it (decoded), <query> the query string as
-sent (not reordered: ?a=1&b=2 and ?b=2&a=1 are two entries), <host> the Host header lowercased
-("*" when the policy leaves the host out). Each part is percent-escaped (%, space, '#', '*',
+sent (not reordered: ?a=1&b=2 and ?b=2&a=1 are two entries), <scheme> the request's (http or
+https: pages with absolute links differ), <host> the Host header lowercased ("*" when the
+policy leaves the host out). Each part is percent-escaped (%, space, '#', '*',
 control and non-ASCII bytes), so no part can run into the next: the key is injective, and
 "route:/users/1 *" matches exactly /users/1 with any query, host and variant. GET and HEAD
 share entries; only GET stores.
@@ -58,13 +60,14 @@ def path_bytes(scope):
     return path.encode("utf-8", "surrogateescape")
 
 
-def index_key(prefix, path, query, host):
-    """The index key of a request: prefix, escaped path, query (bytes, may be empty) and host
-    (bytes, or None when the policy leaves it out)."""
+def index_key(prefix, path, query, host, scheme=b"http"):
+    """The index key of a request: prefix, escaped path, query (bytes, may be empty), scheme
+    and host (bytes, or None when the policy leaves it out)."""
     key = f"{prefix}:{escape_part(path)}"
     if query:
         key += f" ?{escape_part(query)}"
-    return key + (" @*" if host is None else f" @{escape_part(host.lower())}")
+    where = "*" if host is None else escape_part(host.lower())
+    return f"{key} @{escape_part(scheme.lower())}://{where}"
 
 
 def variant_key(index, names, headers):
@@ -199,12 +202,12 @@ def if_none_match_matches(field, etag):
 
 
 def make_etag(status, headers, body):
-    """A strong ETag for a response: a digest of its status, Content-Type, Content-Encoding and
-    body, so every worker and every host gives the same representation the same tag."""
+    """A strong ETag for a response: a digest of its status, Content-Type, Content-Encoding,
+    Content-Language and body, so every worker and every host gives the same representation the same tag."""
     h = hashlib.blake2b(digest_size=16)
     h.update(str(status).encode())
     for name, value in headers:
-        if name in (b"content-type", b"content-encoding"):
+        if name in (b"content-type", b"content-encoding", b"content-language"):
             h.update(b"\x00" + name + b"\x01" + value)
     h.update(b"\x02")
     h.update(body)
@@ -215,7 +218,8 @@ class ResponseHead:
     """A response's start (status and raw headers, names lowercased) and what the rules read
     from it."""
 
-    __slots__ = ("status", "headers", "cache_control", "vary", "lifetime", "uncacheable")
+    __slots__ = ("status", "headers", "cache_control", "vary", "lifetime", "no_stale",
+                 "uncacheable")
 
     def __init__(self, status, raw_headers, statuses):
         self.status = status
@@ -238,6 +242,9 @@ class ResponseHead:
         self.lifetime = _seconds_arg(self.cache_control.get("s-maxage"))
         if self.lifetime is None:
             self.lifetime = _seconds_arg(self.cache_control.get("max-age"))
+        # RFC 9111 5.2.2.2, 5.2.2.8, 5.2.2.10: never reused stale by a shared cache.
+        self.no_stale = any(d in self.cache_control
+                            for d in ("must-revalidate", "proxy-revalidate", "s-maxage"))
         self.uncacheable = self._why_not(statuses, set_cookie, event_stream)
 
     def _why_not(self, statuses, set_cookie, event_stream):
@@ -272,8 +279,11 @@ def stored_headers(head, vary_names, etag, ttl, stale_ttl, status_header):
     Cache-Control max-age from the TTL (no-cache for ttl None: entries that never expire, which
     other caches must revalidate) unless the application set Cache-Control."""
     out = []
+    named = {t.strip().lower() for n, v in head.headers if n == b"connection"
+             for t in v.split(b",")}  # fields the Connection header makes hop-by-hop
     for name, value in head.headers:
-        if name in _HOP_BY_HOP or name in _MADE_AT_SEND or name == status_header:
+        if name in _HOP_BY_HOP or name in _MADE_AT_SEND or name == status_header \
+                or name in named:
             continue
         if name == b"vary":
             continue  # written once below, with the policy's names
@@ -305,20 +315,29 @@ _LEN = struct.Struct("<I")
 
 class StoredResponse:
     """A decoded response record; `sent_headers` are its headers with Content-Length, made
-    once (a record is decoded once while its bytes stay the same, see decode())."""
+    once (a record is decoded once while its bytes stay the same, see decode()). no_stale:
+    the response forbids being served stale."""
 
-    __slots__ = ("status", "headers", "body", "stored_at", "etag", "sent_headers")
+    __slots__ = ("status", "headers", "body", "stored_at", "etag", "no_stale",
+                 "sent_headers")
 
-    def __init__(self, status, headers, body, stored_at, etag):
+    def __init__(self, status, headers, body, stored_at, etag, no_stale=False):
         self.status, self.headers, self.body = status, headers, body
-        self.stored_at, self.etag = stored_at, etag
+        self.stored_at, self.etag, self.no_stale = stored_at, etag, no_stale
         self.sent_headers = (*headers, (b"content-length", str(len(body)).encode()))
 
+    @property
+    def conditional(self):
+        """If-None-Match applies: only to a 2xx response (RFC 9110 13.2.1)."""
+        return 200 <= self.status < 300
 
-def encode_response(status, headers, body, stored_at):
-    head = json.dumps({"s": status, "t": stored_at,
-                       "h": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in headers]},
-                      separators=(",", ":")).encode()
+
+def encode_response(status, headers, body, stored_at, no_stale=False):
+    fields = {"s": status, "t": stored_at,
+              "h": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in headers]}
+    if no_stale:
+        fields["r"] = 1
+    head = json.dumps(fields, separators=(",", ":")).encode()
     return b"".join((RESPONSE_MAGIC, _LEN.pack(len(head)), head, body))
 
 
@@ -359,7 +378,7 @@ def _decode(value):
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in head["h"]]
             etag = next((v for k, v in headers if k == b"etag"), b"")
             return "response", StoredResponse(int(head["s"]), headers, value[at + n:],
-                                              float(head["t"]), etag)
+                                              float(head["t"]), etag, bool(head.get("r")))
         if value.startswith(VARY_MAGIC):
             names = json.loads(value[len(VARY_MAGIC):])
             return "vary", [n.encode("latin-1") for n in names]

@@ -125,7 +125,8 @@ class ResponsePolicy:
         if self.key_host and host is None:
             host = b""
         return _http.index_key(self.key_prefix, _http.path_bytes(scope),
-                               scope.get("query_string", b""), host)
+                               scope.get("query_string", b""), host,
+                               scope.get("scheme", "http").encode("latin-1"))
 
 
 def _header_names(names, what):
@@ -211,10 +212,12 @@ class _Exchange:
 
     # ---- the lookup ----
 
-    async def begin(self, policy, mw=None):
+    async def begin(self, policy, mw=None, head_as_get=False):
         """Decide this GET or HEAD: (StoredResponse, stale) to send, or None, when the
         application makes the response (self.plan then says how it is stored, if at all).
-        mw: the middleware whose manager to use (None: the outermost one's)."""
+        mw: the middleware whose manager to use (None: the outermost one's). head_as_get: a
+        HEAD will be made as a GET (a path rule); otherwise what the application makes for a
+        HEAD is never stored (it may lack the body a GET needs)."""
         self.decided = True
         self.policy = policy
         manager = self.manager = (mw or self.mw).manager_for(self.scope)
@@ -234,30 +237,35 @@ class _Exchange:
             self.plan = _Plan(index, key, lease)
             return None
         rules = _http.RequestRules(headers, policy.request_directives)
+        store = not rules.no_store and (head_as_get or self.method != b"HEAD")
         if rules.no_cache:
-            self.plan = _Plan(index, store=not rules.no_store)
+            self.plan = _Plan(index, store=store)
             return None
-        leasing = not rules.no_store
         key = index
         for _ in range(3):  # the index, then a variant; once more if the vary record moved
-            outcome, lease, value, work = await self._fetch(core, policy, key, leasing)
-            if value is not MISS and outcome in _REFRESH_OUTCOMES:
-                self._refresh_later(core, key, lease)
-                lease, work = 0, None
+            outcome, lease, value, work = await self._fetch(core, policy, key, store)
             found = _http.decode(value) if value is not MISS else None
-            if found is None or found[0] == "pass":
-                if found is None and (lease or work is not None):
-                    self.plan = _Plan(index, key, lease, work, store=not rules.no_store)
+            stale = outcome in (FETCH_STALE, FETCH_STALE_REFRESH)
+            kind, data = found if found is not None else (None, None)
+            if kind == "response" and stale and data.no_stale:
+                kind = None  # it forbids being served stale: made again, under the lease held
+            elif lease and value is not MISS and outcome in _REFRESH_OUTCOMES:
+                if kind in ("response", "vary"):  # used now, made again in the background
+                    self._refresh_later(core, key, lease)
+                    lease = 0
+            if kind is None or kind == "pass":  # made by the application
+                if lease or work is not None:  # under this lease (a stale pass record's too)
+                    self.plan = _Plan(index, key, lease, work, store=store)
                 else:  # no lease (a pass record, a wait given up, single flight off)
-                    self.plan = _Plan(index, store=not rules.no_store)
+                    self.plan = _Plan(index, store=store)
                 return None
-            kind, data = found
             if kind == "response":
                 core.counters.add("http_hits")
-                return data, outcome in (FETCH_STALE, FETCH_STALE_REFRESH)
+                return data, stale
             key = _http.variant_key(index, data, headers)  # a vary record
-        self.plan = _Plan(index, store=not rules.no_store)
+        self.plan = _Plan(index, store=store)
         return None
+
 
     async def _fetch(self, core, policy, key, leasing):
         """(outcome, lease, value, work) for key: single flight when it applies."""
@@ -283,7 +291,8 @@ class _Exchange:
         policy = self.policy
         status_value = b"STALE" if stale else b"HIT"
         age = max(0, int(time.time() - stored.stored_at))
-        if _http.if_none_match_matches(self.headers.get(b"if-none-match"), stored.etag):
+        if stored.conditional and _http.if_none_match_matches(
+                self.headers.get(b"if-none-match"), stored.etag):
             headers = _http.not_modified_headers(stored.headers, age, policy.status_header,
                                                  status_value)
             await send({"type": "http.response.start", "status": 304, "headers": headers})
@@ -374,8 +383,8 @@ class _Exchange:
     async def _send_whole(self, send):
         body = b"".join(self.chunks)
         headers = await self._store(body)
-        if _http.if_none_match_matches(self.headers.get(b"if-none-match"),
-                                       dict(headers).get(b"etag")):
+        if 200 <= self.head.status < 300 and _http.if_none_match_matches(
+                self.headers.get(b"if-none-match"), dict(headers).get(b"etag")):
             await send({"type": "http.response.start", "status": 304,
                         "headers": _http.not_modified_headers(headers, None,
                                                               self.policy.status_header,
@@ -397,7 +406,7 @@ class _Exchange:
         etag = head.header(b"etag") or _http.make_etag(head.status, head.headers, body)
         headers = _http.stored_headers(head, vary, etag, policy.ttl_seconds(core),
                                        policy.stale_ttl, policy.status_header)
-        record = _http.encode_response(head.status, headers, body, time.time())
+        record = _http.encode_response(head.status, headers, body, time.time(), head.no_stale)
         if vary:
             writes = [(_http.variant_key(plan.index, vary, self.headers), record),
                       (plan.index, _http.encode_vary(vary))]
@@ -415,6 +424,8 @@ class _Exchange:
                 await self._put(key, payload, ttl if payload is record else policy.ttl)
         if leased is not None:
             await self._complete(leased, ttl if leased is record else policy.ttl)
+        elif plan.lease:  # the lease's key was not written (its Vary changed): given back
+            self.end()
         core.counters.add("http_stores")
         return headers
 
@@ -537,7 +548,7 @@ class ResponseCacheMiddleware:
 
     async def _apply_rule(self, exchange, scope, receive, send, app_send):
         if exchange.eligible and self._rule_applies(scope):
-            found = await exchange.begin(self.policy, self)
+            found = await exchange.begin(self.policy, self, head_as_get=True)
             if found is not None:
                 return await exchange.send_stored(send, *found)
             if exchange.method == b"HEAD":  # made as a GET (stored for both), sent bodiless
@@ -612,7 +623,8 @@ def cache_response(ttl=None, **policy):
             params.insert(at, extra)
             signature = signature.replace(parameters=params)
             request_param = _REQUEST_PARAM
-        is_async = inspect.iscoroutinefunction(endpoint)
+        is_async = inspect.iscoroutinefunction(endpoint) or inspect.iscoroutinefunction(
+            getattr(endpoint, "__call__", None))
 
         # Only closure variables and builtins inside: the wrapper runs with the endpoint's
         # globals (below), so that FastAPI resolves string annotations where they were written.
@@ -634,9 +646,14 @@ def cache_response(ttl=None, **policy):
         missing_middleware = (
             f"@cache_response on {endpoint.__qualname__} needs ResponseCacheMiddleware: "
             "app.add_middleware(ResponseCacheMiddleware), or setup_cache(app, ...)")
-        rebound = types.FunctionType(wrapper.__code__, endpoint.__globals__, wrapper.__name__,
-                                     wrapper.__defaults__, wrapper.__closure__)
-        functools.update_wrapper(rebound, endpoint)
+        globals_ = getattr(endpoint, "__globals__", None)  # None: a partial, a callable object
+        rebound = wrapper if globals_ is None else types.FunctionType(
+            wrapper.__code__, globals_, wrapper.__name__, wrapper.__defaults__,
+            wrapper.__closure__)
+        try:
+            functools.update_wrapper(rebound, endpoint)
+        except AttributeError:  # a partial has no __name__
+            rebound.__wrapped__ = endpoint
         rebound.__signature__ = signature
         rebound.cache_policy = options
         return rebound

@@ -51,14 +51,18 @@ def fetch(g, path, method="GET", headers=None):
         con.close()
 
 
-def from_every_worker(g, path, headers=None, tries=400):
-    """{serving pid: (status, headers, body)}: the path fetched until every worker answered."""
+def from_every_worker(g, path, headers=None, tries=2000):
+    """{serving pid: (status, headers, body)}: the path fetched until every worker answered.
+    Workers race to accept each new connection; on 2 busy CPUs one can lose hundreds of races
+    in a row, so after the first 100 tries each waits a little, letting every worker go idle."""
     seen = {}
-    for _ in range(tries):
+    for i in range(tries):
         status, h, body = fetch(g, path, headers=headers)
         seen.setdefault(int(h["x-served-by"]), (status, h, body))
         if len(seen) == WORKERS:
             return seen
+        if i >= 100:
+            time.sleep(0.005)
     raise AssertionError(f"only {len(seen)} of {WORKERS} workers answered {path} in {tries} "
                          "tries")
 

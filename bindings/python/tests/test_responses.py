@@ -224,8 +224,12 @@ def test_keys_are_injective_and_separated():
                 assert k not in seen, (k, seen.get(k), (p, q, h))
                 seen[k] = (p, q, h)
                 assert k.count(" @") == 1 and " #" not in k
-    assert index_key("route", b"/users/1", b"", b"Example.COM") == "route:/users/1 @example.com"
-    assert index_key("route", b"/users/1", b"page=2", b"h") == "route:/users/1 ?page=2 @h"
+    assert index_key("route", b"/users/1", b"", b"Example.COM") == \
+        "route:/users/1 @http://example.com"
+    assert index_key("route", b"/users/1", b"page=2", b"h", b"https") == \
+        "route:/users/1 ?page=2 @https://h"
+    assert index_key("route", b"/a", b"", b"h", b"http") != index_key("route", b"/a", b"", b"h",
+                                                                        b"https")
     names = [b"accept-language"]
     a = variant_key("k", names, RequestHeaders([(b"accept-language", b"en")]))
     b = variant_key("k", names, RequestHeaders([(b"accept-language", b"")]))
@@ -496,8 +500,9 @@ def test_key_host_false_shares_across_hosts(config_for):
 
 def test_a_foreign_value_under_a_route_key_is_a_miss(client):
     async def put():
-        await client.manager.set("route:/items/77 @testserver", {"not": "a response"})
-        await client.manager.set("route:/items/78 @testserver", b"shmcache-response/1\n\xff")
+        await client.manager.set("route:/items/77 @http://testserver", {"not": "a response"})
+        await client.manager.set("route:/items/78 @http://testserver",
+                                 b"shmcache-response/1\n\xff")
     client.portal.call(put)
     assert client.get("/items/77").json()["n"] == 1
     assert client.get("/items/78").json()["n"] == 2
@@ -762,3 +767,76 @@ def test_an_operations_own_304_is_passed_on_and_not_remembered(config_for):
         assert r.headers["etag"] == '"v1"'  # the application's own tag is kept
         assert c.get("/conditional", headers={"If-None-Match": '"v1"'}).status_code == 304
         assert len(n) == 2
+
+def plain_app(config):
+    app = FastAPI()
+    setup_cache(app, CacheManager(config))
+    return app
+
+
+# ---- found in review: HEAD through an operation, preconditions on non-2xx, stale forbidden ------
+def test_a_response_made_for_head_is_not_served_to_get(config_for):
+    """A @cache_response operation on a route that accepts HEAD: what it makes for a HEAD (here
+    headers only) is never stored, so a later GET gets the whole response, not an empty one."""
+    app = plain_app(config_for())
+
+    @app.api_route("/doc", methods=["GET", "HEAD"])
+    @cache_response(ttl=60)
+    async def doc(request: Request):
+        if request.method == "HEAD":  # a common shortcut: headers only
+            return Response(media_type="text/plain", headers={"x-len": "9"})
+        return Response("full body", media_type="text/plain")
+
+    with TestClient(app) as c:
+        assert c.head("/doc").status_code == 200
+        got = c.get("/doc")
+        assert got.content == b"full body", (got.headers.get("x-cache"), got.content)
+
+
+@pytest.mark.parametrize("inm", ["*", "etag", "* on the miss"])
+def test_if_none_match_is_ignored_for_a_stored_404(config_for, inm):
+    """RFC 9110 13.2.1: preconditions are ignored when the response would not be 2xx (or 412).
+    A stored 404 (cacheable by default) is sent as a 404 to If-None-Match: * (which means 'no
+    current representation exists') and to its own ETag, never as a 304."""
+    app = plain_app(config_for())
+
+    @app.get("/gone")
+    @cache_response(ttl=60)
+    async def gone(response: Response):
+        response.status_code = 404
+        return {"detail": "not found"}
+
+    with TestClient(app) as c:
+        if inm == "* on the miss":  # _send_whole: the 404 just made is turned into a 304
+            made = c.get("/gone", headers={"if-none-match": "*"})
+            assert made.status_code == 404, (made.status_code, made.headers)
+            return
+        first = c.get("/gone")
+        assert first.status_code == 404
+        tag = "*" if inm == "*" else first.headers["etag"]
+        again = c.get("/gone", headers={"if-none-match": tag})
+        assert again.status_code == 404, (again.status_code, again.headers)
+
+
+@pytest.mark.parametrize("cc", ["max-age=1, must-revalidate", "s-maxage=1",
+                                "max-age=1, proxy-revalidate"])
+def test_a_response_that_forbids_stale_is_not_served_stale(config_for, cc):
+    """RFC 9111 5.2.2.2/5.2.2.8/5.2.2.10: once stale, a response with must-revalidate,
+    proxy-revalidate or (in a shared cache) s-maxage must not be reused without revalidation.
+    So with stale_ttl set, such a response is made again once stale, never sent as STALE."""
+    app = plain_app(config_for())
+    made = []
+
+    @app.get("/strict")
+    @cache_response(ttl=60, stale_ttl=60)
+    async def strict(response: Response):
+        made.append(1)
+        response.headers["Cache-Control"] = cc
+        return {"n": len(made)}
+
+    with TestClient(app) as c:
+        assert c.get("/strict").json() == {"n": 1}
+        time.sleep(1.6)
+        later = c.get("/strict")
+        assert later.headers.get("x-cache") != "STALE", later.headers
+        assert later.json() == {"n": 2}
