@@ -30,7 +30,7 @@ content digest unless the application set one), Cache-Control max-age=<ttl> (unl
 application set Cache-Control), Age, Vary, and X-Cache: HIT, STALE, MISS or PASS; a request
 whose If-None-Match matches (weak comparison) gets 304.
 
-Keys are documented in _http.py: "route:/users/1 @host" and its variants, so that
+Keys are documented in _http.py: "route:/users/1 @http://host" and its variants, so that
 clear_pattern("route:/users/*") or @cache_invalidate(route_pattern("/users/{user_id}")) drop a
 route's responses on every worker (and in Redis).
 """
