@@ -170,10 +170,12 @@ int Engine::fill(const void* key, size_t klen, const void* value, size_t vlen, u
 uint64_t Engine::bump_l2_epoch() {
     L2Coherence& coh = coherence();
     const uint64_t next = coh.epoch.fetch_add(1, std::memory_order_seq_cst) + 1;
-    if (next % 255 == 0) {
-        // Every copy stored from now on carries next (stores check or read the epoch under their
-        // stripe lock), so once each stripe has been swept no copy is left that could match
-        // epoch8() of a later epoch. A stripe that could not be locked is tried again.
+    if (next % kEpochSweepEvery == 0) {
+        // epoch8() repeats every 255 epochs, so a copy made in epoch E must be gone before E+255.
+        // Every copy stored from now on carries next (stores check the epoch under their stripe
+        // lock), so once each stripe has been swept only copies of this epoch are left, and the
+        // next sweep, 128 bumps later, removes those: no copy lives to see its epoch8() again.
+        // A stripe that could not be locked is tried again.
         for (uint32_t i = 0; i < g_.n_stripes; ++i) {
             for (int attempt = 0; attempt < 20; ++attempt) {
                 uint64_t removed = 0;

@@ -53,8 +53,8 @@ public:
         coherence().key_seq[key_slot(key, klen)].fetch_add(1, std::memory_order_seq_cst);
     }
     L2Coherence& coherence() const { return seg_->header()->coherence; }
-    // Makes every L2 copy dead at once (O(1); layout.h, L2Coherence) and, every 255 bumps,
-    // removes the dead ones stripe by stripe. Returns the new epoch.
+    // Makes every L2 copy dead at once (O(1); layout.h, L2Coherence) and, every
+    // kEpochSweepEvery bumps, removes the dead ones stripe by stripe. Returns the new epoch.
     // Called by the host's subscriber only.
     uint64_t bump_l2_epoch();
     int del(const void* key, size_t klen);

@@ -70,8 +70,8 @@ struct L2Shared {
 //  - its l2_epoch equals epoch8(epoch): the host's subscriber bumps epoch whenever it cannot
 //    vouch for the copies made so far (a new subscription after a gap, a FLUSHALL, a message it
 //    could not apply), which makes every older copy dead at once (O(1)); dead copies are
-//    removed when next touched, and all of them, stripe by stripe, every 255 bumps, so that a
-//    copy never comes back to life when epoch8() comes round again;
+//    removed when next touched, and all of them, stripe by stripe, every 128 bumps, so that a
+//    copy never comes back to life when epoch8() comes round again (every 255);
 //  - and the monotonic clock is before valid_until_ms: the subscriber's heartbeat lease. Each
 //    answered PING on the invalidation connection moves it to (time the PING was sent) +
 //    link_lease_ms; every invalidation Redis sent before that PING was applied first (one ordered

@@ -116,6 +116,9 @@ struct EntryMeta {
 // application's own use of the SHMC_FLAG_FROM_L2 bit in plain sets changes nothing), else
 // 1 + epoch % 255.
 inline uint8_t epoch8(uint64_t epoch) { return uint8_t(1 + epoch % 255); }
+// Every this many epoch bumps, dead copies are swept (Engine::bump_l2_epoch); less than half of
+// epoch8()'s period, so that each copy meets a sweep that removes it before its byte comes round.
+constexpr uint64_t kEpochSweepEvery = 128;
 
 // What a copy of an L2 value must find unchanged, under the stripe lock, to be stored (layout.h,
 // L2Coherence): noted before Redis is asked.
