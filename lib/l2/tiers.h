@@ -1,13 +1,19 @@
 // tiers.h - the two tiers together: the shared L1 (the engine) and Redis as L2.
 //
 // Implements the shmc_t* calls of shmcache.h; the semantics are documented there and in
-// docs/l2.md. The orderings that keep L1 coherent:
-// - a write that invalidates (delete, purge, L2-only set) goes to L2 first, then bumps the host's
-//   invalidation sequence, then changes L1;
-// - a read that misses L1 notes the sequence before asking L2 and copies the answer into L1 only
-//   if the sequence has not moved (checked under the stripe lock, Engine::fill) and only as an
-//   add, so it never overwrites a newer local write nor reinstates an invalidated value;
-// - L2 hits are copied into L1 only while this host has a live invalidation subscription.
+// docs/l2.md. The orderings that keep L1 coherent (docs/l2.md, "Coherence"):
+// - a write that invalidates (delete, purge, L2-only set) goes to L2 first, then moves the key's
+//   invalidation sequence (the purge sequence for a purge) and changes L1;
+// - a read that misses L1 takes a FillGuard (the key's sequence, the epoch, the purge sequence)
+//   before asking L2 and copies the answer into L1 only if nothing in it moved (checked under
+//   the stripe lock, Engine::fill) and only as an add, so it never overwrites a newer local
+//   write nor reinstates an invalidated value;
+// - in tracking mode Redis echoes this host's own writes to its subscriber: a write waits for
+//   its echo (wait_own_echo, bounded) and a write to both tiers stores its L1 copy after it,
+//   under a guard taken then, so the host keeps what it wrote and later invalidations win;
+// - L2 hits are copied into L1 only while this host's invalidation link is vouched for (its
+//   heartbeat lease runs); a write whose Redis half failed keeps an L1-only copy for at most
+//   outage_write_ttl_ms.
 #ifndef SHMCACHE_LIB_L2_TIERS_H
 #define SHMCACHE_LIB_L2_TIERS_H
 
