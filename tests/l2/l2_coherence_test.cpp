@@ -272,6 +272,29 @@ TEST_CASE("coherence: killing a host's subscriber serves no stale value beyond t
     REQUIRE(f.both_serve("k", "v1"));
 }
 
+TEST_CASE("coherence: a stopped subscriber (SIGSTOP) serves no stale value beyond the lease") {
+    RedisServer redis;
+    REQUIRE(redis.command("SET", "t:k", "v0") == "+OK\r\n");
+    Fleet f(redis, {"k"});
+    REQUIRE(f.both_serve("k", "v0"));
+    REQUIRE(f.a.set("own", "mine", SHMC_TIER_L1) == 0);
+    const pid_t sub = f.subscriber_of(f.a);
+    REQUIRE(sub > 0);
+    kill(sub, SIGSTOP);  // alive, holding the election lock: nobody takes over
+    const auto t0 = Clock::now();
+    REQUIRE(redis.command("SET", "t:k", "v1") == "+OK\r\n");
+    const double ms = f.until_gone("k", "v0", t0, kLeaseBoundMs);
+    MESSAGE("subscriber SIGSTOPped, then an external SET: old value gone from host a's L1 in "
+            << ms << " ms (bound: link_lease_ms = 1000)");
+    CHECK(ms >= 0);
+    CHECK(Fleet::l1(f.a, "own") == "mine");
+    CHECK(f.never_serves("k", "v0", 200));
+    kill(sub, SIGCONT);
+    CHECK(f.never_serves("k", "v0", 300));
+    CHECK(f.both_serve("k", "v1", 5000));
+    CHECK(Fleet::l1(f.a, "own") == "mine");
+}
+
 TEST_CASE("coherence: a Redis restart serves no stale value, and the values written meanwhile win") {
     RedisServer redis;
     REQUIRE(redis.command("SET", "t:k", "v0") == "+OK\r\n");
