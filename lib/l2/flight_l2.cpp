@@ -272,6 +272,7 @@ int Tiers::fetch_complete(const void* key, size_t klen, const void* value, size_
             st.overwrite = true;
             st.l2_copy = true;
         } else {
+            engine_.invalidate_key(key, klen);  // no copy, and no older one either
             engine_.lease_release(key, klen, lease, false);
             shm::clear_errmsg();
             if (l2_rc) return shm::fail(l2_rc, "%s", l2_msg.c_str());
@@ -280,6 +281,7 @@ int Tiers::fetch_complete(const void* key, size_t klen, const void* value, size_
     }
     int l1_rc = engine_.fetch_complete(key, klen, value, vlen, st, lease);
     if (l1_rc == SHMC_E_EXISTS && st.guard) {  // invalidated meanwhile: no copy, not an error
+        engine_.invalidate_key(key, klen);       // and no older one either
         l1_rc = 0;
         shm::clear_errmsg();
     }

@@ -325,13 +325,16 @@ int Tiers::set(const void* key, size_t klen, const void* value, size_t vlen, uin
                               shm::StoreMode::kSet);
     } else if (tiers == SHMC_TIER_BOTH) {
         shm::FillGuard after;
-        if (await_own_echo(key, klen, before, &after)) {
-            l1_rc = engine_.fill(key, klen, value, vlen, flags | SHMC_FLAG_FROM_L2, l1_ttl_ms,
-                                 after, shm::StoreMode::kSet);
-            if (l1_rc == SHMC_E_EXISTS) {  // invalidated meanwhile: no copy, not an error
-                l1_rc = 0;
-                shm::clear_errmsg();
-            }
+        l1_rc = await_own_echo(key, klen, before, &after)
+                    ? engine_.fill(key, klen, value, vlen, flags | SHMC_FLAG_FROM_L2, l1_ttl_ms,
+                                   after, shm::StoreMode::kSet)
+                    : SHMC_E_EXISTS;
+        if (l1_rc == SHMC_E_EXISTS) {
+            // Invalidated meanwhile: no copy (not an error), and no older one either (without an
+            // echo, in publish mode, nothing else would remove it).
+            l1_rc = engine_.invalidate_key(key, klen);
+            if (l1_rc == SHMC_E_NOTFOUND) l1_rc = 0;
+            if (!l1_rc) shm::clear_errmsg();
         }
     } else if (tiers == SHMC_TIER_L1) {
         l1_rc = engine_.store(key, klen, value, vlen, flags, l1_ttl_ms, shm::StoreMode::kSet);
