@@ -46,6 +46,8 @@ SHMC_API void shmc_l2_options_default(shmc_l2_options* o) {
     o->max_connections = 16;
     o->breaker_threshold = 3;
     o->breaker_cooldown_ms = 1000;
+    o->outage_write_ttl_ms = 1000;
+    o->link_lease_ms = 1000;
 }
 
 SHMC_API int shmc_l2_attach(shmc_cache* c, const shmc_l2_options* opts) {
@@ -152,7 +154,7 @@ SHMC_API int shmc_l2_get_stats(shmc_cache* c, shmc_l2_stats* out) {
         if (!c) return no_handle();
         if (!out) return shm::fail(SHMC_E_INVAL, "out is NULL");
         if (!c->l2) {  // the host's figures still live in the segment
-            shmcache::l2::shared_stats(c->engine->l2_shared(), out);
+            shmcache::l2::shared_stats(c->engine->l2_shared(), c->engine->coherence(), out);
             return 0;
         }
         c->l2->ensure_process();

@@ -13,7 +13,7 @@ PACKAGES=(
     meson ninja-build pkg-config g++   # build
     libboost-dev libxxhash-dev         # engine (Boost.Interprocess, XXH3)
     libhiredis-dev libzstd-dev zstd    # Redis L2 and value compression
-    redis-server                       # tests: a real Redis on a random loopback port
+    redis-server redis-tools           # tests: a real Redis on a random loopback port, redis-cli
     libspdlog-dev libfmt-dev           # logging
     doctest-dev                        # unit tests
     liblmdb-dev                        # bench/: LMDB as a peer

@@ -10,6 +10,7 @@ static uint64_t read_ms(clockid_t id) {
 }
 
 uint64_t monotonic_ms() { return read_ms(CLOCK_MONOTONIC); }
+uint64_t monotonic_coarse_ms() { return read_ms(CLOCK_MONOTONIC_COARSE); }
 uint64_t unix_ms() { return read_ms(CLOCK_REALTIME); }
 
 timespec deadline_after_ms(uint32_t ms) {

@@ -120,18 +120,74 @@ int Engine::store(const void* key, size_t klen, const void* value, size_t vlen, 
     });
 }
 
+uint32_t Engine::key_slot(const void* key, size_t klen) const {
+    // Bits the stripe index does not use, so that one stripe's keys spread over the slots.
+    return uint32_t(hash_key(key, klen) >> 40) % kKeySeqSlots;
+}
+
+FillGuard Engine::fill_guard(const void* key, size_t klen) const {
+    const L2Coherence& coh = coherence();
+    FillGuard g;
+    g.slot = key_slot(key, klen);
+    g.seq = l2_shared().inval_seq.load(std::memory_order_acquire);
+    g.epoch = coh.epoch.load(std::memory_order_acquire);
+    g.slot_seq = coh.key_seq[g.slot].load(std::memory_order_acquire);
+    return g;
+}
+
+int Engine::invalidate_key(const void* key, size_t klen) {
+    if (int rc = check_key(key, klen)) return rc;
+    const Key k = make_key(key, klen);
+    std::atomic<uint32_t>& slot = coherence().key_seq[key_slot(key, klen)];
+    return locked(stripe_of(k), [&](const StripeRef& s) {
+        slot.fetch_add(1, std::memory_order_seq_cst);
+        return table_del(s, k);
+    });
+}
+
+bool fill_guard_holds(const SegmentHeader& h, const FillGuard& g) {
+    return h.l2.inval_seq.load(std::memory_order_acquire) == g.seq &&
+           h.coherence.epoch.load(std::memory_order_acquire) == g.epoch &&
+           h.coherence.key_seq[g.slot % kKeySeqSlots].load(std::memory_order_acquire) ==
+               g.slot_seq;
+}
+
 int Engine::fill(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
-                 uint64_t ttl_ms, uint64_t expected_seq) {
+                 uint64_t ttl_ms, const FillGuard& guard, StoreMode mode) {
     if (int rc = check_key(key, klen)) return rc;
     if (int rc = check_value(value, vlen)) return rc;
     const Key k = make_key(key, klen);
-    const EntryMeta meta{flags, expiry_from_ttl(ttl_ms), 0, 0};
-    const std::atomic<uint64_t>& seq = l2_shared().inval_seq;
+    EntryMeta meta{flags, expiry_from_ttl(ttl_ms), 0, 0};
+    meta.l2_epoch = epoch8(guard.epoch);
+    const SegmentHeader& h = *seg_->header();
     return locked(stripe_of(k), [&](const StripeRef& s) {
-        if (seq.load(std::memory_order_acquire) != expected_seq)
+        if (!fill_guard_holds(h, guard))
             return fail(SHMC_E_EXISTS, "an invalidation arrived while the value was read");
-        return table_store(s, k, value, vlen, meta, StoreMode::kAdd, this);
+        return table_store(s, k, value, vlen, meta, mode, this);
     });
+}
+
+uint64_t Engine::bump_l2_epoch() {
+    L2Coherence& coh = coherence();
+    const uint64_t next = coh.epoch.fetch_add(1, std::memory_order_seq_cst) + 1;
+    if (next % kEpochSweepEvery == 0) {
+        // epoch8() repeats every 255 epochs, so a copy made in epoch E must be gone before E+255.
+        // Every copy stored from now on carries next (stores check the epoch under their stripe
+        // lock), so once each stripe has been swept only copies of this epoch are left, and the
+        // next sweep, 128 bumps later, removes those: no copy lives to see its epoch8() again.
+        // A stripe that could not be locked is tried again.
+        for (uint32_t i = 0; i < g_.n_stripes; ++i) {
+            for (int attempt = 0; attempt < 20; ++attempt) {
+                uint64_t removed = 0;
+                const int rc = locked(i, [&](const StripeRef& s) {
+                    table_purge_l2_dead(s, epoch8(next), &removed);
+                    return 0;
+                });
+                if (rc != SHMC_E_LOCK_TIMEOUT) break;
+            }
+        }
+    }
+    return next;
 }
 
 int Engine::del(const void* key, size_t klen) {

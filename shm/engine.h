@@ -20,6 +20,9 @@
 
 namespace shmcache::shm {
 
+// Whether nothing in g moved (Engine::fill). REQUIRES: the key's stripe lock held.
+bool fill_guard_holds(const SegmentHeader& h, const FillGuard& g);
+
 // The engine is the SlotBroker of its stores (table.h): under a host-wide entry limit, a store
 // whose own stripe is empty gets its slot from an entry of another stripe.
 class Engine final : private SlotBroker {
@@ -30,11 +33,30 @@ public:
             int64_t* ttl_left_ms);
     int store(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
               uint64_t ttl_ms, StoreMode mode);
-    // store(kAdd) that gives up (SHMC_E_EXISTS) if the host's L2 invalidation sequence is no
-    // longer expected_seq, checked under the stripe lock: copies an L2 hit into L1 without ever
-    // reinstating a value invalidated since it was read (see L2Shared::inval_seq).
+    // fill: a store (kAdd for a copy of an L2 hit) that gives up (SHMC_E_EXISTS) if anything in
+    // guard moved, checked under the stripe lock: copies an L2 value into L1 without ever
+    // reinstating a value invalidated since it was read. The entry is an L2 copy of guard's
+    // epoch (layout.h, L2Coherence); nothing else is.
     int fill(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
-             uint64_t ttl_ms, uint64_t expected_seq);
+             uint64_t ttl_ms, const FillGuard& guard, StoreMode mode = StoreMode::kAdd);
+    // Notes what a later fill of key must find unchanged (call before asking Redis).
+    FillGuard fill_guard(const void* key, size_t klen) const;
+    // The key's slot in L2Coherence::key_seq.
+    uint32_t key_slot(const void* key, size_t klen) const;
+    // Removes key for an invalidation: bumps its invalidation sequence and deletes it in one
+    // locked step, so that a fill in flight is not stored, and a writer that sees the bump
+    // (Tiers::await_own_echo) knows the delete is done.
+    int invalidate_key(const void* key, size_t klen);
+    // The sequence bump alone (a write to L2 only: L1 keeps its copy, but no fill in flight of
+    // the old value is stored).
+    void bump_key_seq(const void* key, size_t klen) {
+        coherence().key_seq[key_slot(key, klen)].fetch_add(1, std::memory_order_seq_cst);
+    }
+    L2Coherence& coherence() const { return seg_->header()->coherence; }
+    // Makes every L2 copy dead at once (O(1); layout.h, L2Coherence) and, every
+    // kEpochSweepEvery bumps, removes the dead ones stripe by stripe. Returns the new epoch.
+    // Called by the host's subscriber only.
+    uint64_t bump_l2_epoch();
     int del(const void* key, size_t klen);
     int touch(const void* key, size_t klen, uint64_t ttl_ms);
     int incr(const void* key, size_t klen, int64_t delta, int64_t* result);

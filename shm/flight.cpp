@@ -285,14 +285,18 @@ int Engine::fetch_complete(const void* key, size_t klen, const void* value, size
         meta.expires_ms =
             fresh_until > UINT64_MAX - st.stale_ms ? UINT64_MAX : fresh_until + st.stale_ms;
     }
-    const std::atomic<uint64_t>& seq = l2_shared().inval_seq;
+    const SegmentHeader& h = *seg_->header();
     return locked(stripe_of(k), [&](const StripeRef& s) {
         int rc = refused;
-        if (!rc && st.expected_seq && seq.load(std::memory_order_acquire) != *st.expected_seq)
+        if (!rc && st.guard && !fill_guard_holds(h, *st.guard))
             rc = fail(SHMC_E_EXISTS, "an invalidation arrived while the value was read");
+        if (st.l2_copy)
+            meta.l2_epoch = epoch8(st.guard ? st.guard->epoch
+                                            : h.coherence.epoch.load(std::memory_order_acquire));
         if (!rc)
             rc = table_store(s, k, value, vlen, meta,
-                             st.expected_seq ? StoreMode::kAdd : StoreMode::kSet, this);
+                             st.guard && !st.overwrite ? StoreMode::kAdd : StoreMode::kSet,
+                             this);
         if (lease) lease_release_locked(s, k.hash, lease);
         return rc;
     });

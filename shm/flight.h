@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "shm/table.h"
+
 namespace shmcache::shm {
 
 // Waiters poll: the first poll after kFirstPollUs, each later one twice as late, up to
@@ -45,9 +47,15 @@ struct FetchStore {
     uint64_t ttl_ms = 0;    // fresh for this long; 0: never expires
     uint32_t stale_ms = 0;  // then stale (servable by fetch only) for this long
     uint32_t compute_ms = 0;
-    // Non-null: a copy of an L2 hit. Stored as an add, and only if the host's L2 invalidation
-    // sequence still has this value (as Engine::fill).
-    const uint64_t* expected_seq = nullptr;
+    // Non-null: a copy of an L2 hit. Stored as an add, and only if nothing in the guard moved
+    // (as Engine::fill); the entry belongs to the guard's coherence epoch.
+    const FillGuard* guard = nullptr;
+    // An L2 copy (layout.h, L2Coherence) of the guard's epoch, or of the current one without a
+    // guard. False: an entry like any other, whatever its flags.
+    bool l2_copy = false;
+    // With a guard: replace a fresh entry too (this caller's own value, written to Redis just
+    // before), instead of storing as an add.
+    bool overwrite = false;
 };
 
 // XFetch's decision (Vattani, Chierichetti, Lowenstein, VLDB 2015): refresh now if

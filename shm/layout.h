@@ -21,8 +21,9 @@ namespace shmcache::shm {
 constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endian bytes
 // 2: the L2 block in the header. 3: an entry's stale window and compute time, lease slots in
 // every stripe, the single-flight counters in the header. 4: the host-wide entry count
-// (EntryLimitShared) replaces the per-stripe entry limit.
-constexpr uint32_t kLayoutVersion = 4;
+// (EntryLimitShared) replaces the per-stripe entry limit. 5: coherence v2 (L2Coherence in the
+// header, an entry's l2_epoch).
+constexpr uint32_t kLayoutVersion = 5;
 constexpr uint32_t kBlockSize = 64;
 constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint32_t kHeaderBytes = 4096;
@@ -61,6 +62,36 @@ struct L2Shared {
     std::atomic<int32_t> subscriber_pid;
     uint32_t reserved;
     std::atomic<uint64_t> counters[kL2CounterSlots];  // L2Counter; relaxed fetch_add
+};
+
+// Whether an L1 copy of a Redis value may be served (docs/l2.md, "Coherence"). Every L2 copy (an
+// entry with a nonzero l2_epoch: a copy of an L2 hit, or the L1 half of a write to both tiers,
+// made by lib/l2 and flagged SHMC_FLAG_FROM_L2) is served only while
+//  - its l2_epoch equals epoch8(epoch): the host's subscriber bumps epoch whenever it cannot
+//    vouch for the copies made so far (a new subscription after a gap, a FLUSHALL, a message it
+//    could not apply), which makes every older copy dead at once (O(1)); dead copies are
+//    removed when next touched, and all of them, stripe by stripe, every 128 bumps, so that a
+//    copy never comes back to life when epoch8() comes round again (every 255);
+//  - and the monotonic clock is before valid_until_ms: the subscriber's heartbeat lease. Each
+//    answered PING on the invalidation connection moves it to (time the PING was sent) +
+//    link_lease_ms; every invalidation Redis sent before that PING was applied first (one ordered
+//    connection). A subscriber that stops, or a link that goes quiet, lets it lapse: the copies
+//    are then kept but not served, and served again if the same link answers within the
+//    command timeout (nothing it carried was lost), else dropped by the epoch bump of the next
+//    subscription. A subscriber that loses its link sets it to 0 at once.
+// key_seq: an invalidation of key k bumps key_seq[slot(k)] before it changes L1; a fill notes
+// the slot's value (and epoch, and the purge sequence inval_seq) before asking Redis and is
+// stored only if none moved (checked under the stripe lock), so a value read just before its
+// invalidation is never put back. Written by the subscriber and by local invalidations only.
+enum InvalMode : uint32_t { kModeNone = 0, kModePublish = 1, kModeTracking = 2 };
+constexpr uint32_t kKeySeqSlots = 256;
+struct L2Coherence {
+    alignas(64) std::atomic<uint64_t> epoch;
+    std::atomic<uint64_t> valid_until_ms;  // monotonic ms; 0: no live subscription yet
+    std::atomic<uint32_t> mode;            // InvalMode of the last subscription
+    uint32_t reserved0;
+    uint64_t reserved1[5];
+    alignas(64) std::atomic<uint32_t> key_seq[kKeySeqSlots];
 };
 
 // Host-wide counters of single-flight fetches (docs/stampede.md); relaxed fetch_add, on the slow
@@ -136,6 +167,7 @@ struct SegmentHeader {
     L2Shared l2;
     FlightShared flight;
     EntryLimitShared entry_limit;
+    L2Coherence coherence;
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
 
@@ -214,7 +246,7 @@ struct EntryHeader {
     uint8_t tag;    // kEntryTag
     uint8_t queue;  // kMainQueue or kSmallQueue
     uint8_t freq;   // policy counter: LFU log counter, S3-FIFO frequency, SIEVE visited bit
-    uint8_t reserved0;
+    uint8_t l2_epoch;  // 0, or an L2 copy's coherence epoch (epoch8() of L2Coherence::epoch)
     uint16_t key_len;
     uint16_t lfu_minutes;  // LFU: monotonic minutes (mod 2^16) of the last counter decay
     uint32_t value_len;

@@ -30,6 +30,7 @@ StripeRef stripe_ref(uint8_t* base, const Geometry& g, uint32_t i) {
     s.stripe_mask = g.n_stripes - 1;
     s.max_entries = g.max_entries;
     s.limit = &reinterpret_cast<SegmentHeader*>(base)->entry_limit;
+    s.coherence = &reinterpret_cast<SegmentHeader*>(base)->coherence;
     return s;
 }
 

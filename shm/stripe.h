@@ -26,6 +26,8 @@ struct StripeRef {
     // The host-wide entry limit (0: memory only) and its count, shared by every stripe.
     uint64_t max_entries;
     EntryLimitShared* limit;
+    // Whether L2 copies may be served (layout.h, L2Coherence), shared by every stripe.
+    const L2Coherence* coherence;
 
     // Every block index read from the segment passes through here.
     uint8_t* block(uint32_t idx) const {

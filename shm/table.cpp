@@ -236,8 +236,9 @@ int table_get(const StripeRef& s, const Key& k, void* buf, size_t cap, GetResult
     EntryHeader* e = s.entry(idx);
     if (e->value_len > s.max_value_len) corrupt("value longer than the segment allows");
     out->ttl_left_ms = -1;
+    uint64_t now = 0;
     if (e->expires_ms) {
-        const uint64_t now = monotonic_ms();
+        now = monotonic_ms();
         if (now >= e->expires_ms) {
             remove_entry(s, idx, prev);
             bump(c->stats.expirations);
@@ -249,6 +250,20 @@ int table_get(const StripeRef& s, const Key& k, void* buf, size_t cap, GetResult
             return SHMC_E_NOTFOUND;
         }
         out->ttl_left_ms = ttl_left(fresh_until(e), now);
+    }
+    // One byte test for every other entry: an L1 hit costs what it did before coherence v2.
+    if (e->l2_epoch) {
+        // The coarse clock when the entry has no TTL: a tick of slack on the lease, for a
+        // third of the cost of a precise read on this path.
+        const L2Copy st = l2_copy_state(s, e, now ? now : monotonic_coarse_ms());
+        if (st != L2Copy::kServable) {
+            if (st == L2Copy::kDead) {
+                remove_entry(s, idx, prev);
+                bump(c->stats.expirations);
+            }
+            bump(c->stats.misses);
+            return SHMC_E_NOTFOUND;
+        }
     }
     out->value_len = e->value_len;
     out->flags = e->flags;
@@ -264,10 +279,12 @@ int table_peek(const StripeRef& s, const Key& k, uint64_t now, void* buf, size_t
     uint32_t prev;
     const uint32_t idx = find(s, k, &prev);
     StripeCtl* c = s.ctl;
-    if (idx != kNil && expired(s.entry(idx), now)) {
+    const EntryHeader* found = idx != kNil ? s.entry(idx) : nullptr;
+    const bool l2_dead = found && found->l2_epoch && l2_copy_state(s, found, now) == L2Copy::kDead;
+    if (found && (expired(found, now) || l2_dead)) {
         remove_entry(s, idx, prev);
         bump(c->stats.expirations);
-    } else if (idx != kNil) {
+    } else if (found && !l2_unservable(s, found, now)) {
         EntryHeader* e = s.entry(idx);
         if (e->value_len > s.max_value_len) corrupt("value longer than the segment allows");
         out->state = soft_expired(e, now) ? Freshness::kStale : Freshness::kFresh;
@@ -294,7 +311,9 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
     if (old != kNil) {
         const EntryHeader* e = s.entry(old);
         // No longer fresh counts as absent: an add (an L2 fill) may replace a stale value.
-        const bool dead = e->expires_ms && soft_expired(e, now = monotonic_ms());
+        // So does an L2 copy that may not be served (layout.h, L2Coherence).
+        const bool dead = (e->expires_ms && soft_expired(e, now = monotonic_ms())) ||
+                          (e->l2_epoch && l2_unservable(s, e, now ? now : (now = monotonic_ms())));
         if (mode == StoreMode::kAdd && !dead) return SHMC_E_EXISTS;
         // The new entry takes the old one's slot: an overwrite of a full cache evicts nothing.
         remove_entry(s, old, prev, false);
@@ -350,6 +369,7 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
     e->expires_ms = expires_ms;
     e->stale_ms = expires_ms ? meta.stale_ms : 0;
     e->compute_ms = meta.compute_ms;
+    e->l2_epoch = meta.l2_epoch;
     e->checksum = value_checksum(k.hash, e, value);
     uint32_t total = 0;
     for_each_extent_raw(s, head, [&](uint32_t, uint32_t n) { total += n; });
@@ -389,7 +409,8 @@ int table_del(const StripeRef& s, const Key& k) {
     if (idx == kNil) return SHMC_E_NOTFOUND;
     // A stale entry is removed too (a delete is often an invalidation), but it was already a
     // miss for the caller, so it reports NOTFOUND like an expired one.
-    const bool dead = soft_expired(s.entry(idx), monotonic_ms());
+    const uint64_t now = monotonic_ms();
+    const bool dead = soft_expired(s.entry(idx), now) || l2_unservable(s, s.entry(idx), now);
     remove_entry(s, idx, prev);
     bump(dead ? s.ctl->stats.expirations : s.ctl->stats.deletes);
     return dead ? SHMC_E_NOTFOUND : 0;
@@ -407,6 +428,7 @@ int table_touch(const StripeRef& s, const Key& k, uint64_t fresh_until_ms) {
         return SHMC_E_NOTFOUND;
     }
     if (soft_expired(e, now)) return SHMC_E_NOTFOUND;  // absent for all but shmc_fetch; kept
+    if (l2_unservable(s, e, now)) return SHMC_E_NOTFOUND;  // an L2 copy not vouched for
     // The stale window keeps its length; with no TTL there is nothing to be stale after.
     uint64_t expires_ms = 0;
     if (fresh_until_ms)
@@ -433,6 +455,7 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result,
         return SHMC_E_NOTFOUND;
     }
     if (soft_expired(e, now)) return SHMC_E_NOTFOUND;  // stale: absent for incr, kept
+    if (l2_unservable(s, e, now)) return SHMC_E_NOTFOUND;  // an L2 copy not vouched for
     char digits[24];
     if (e->value_len == 0 || e->value_len > 20) return SHMC_E_NOT_NUMBER;
     copy_entry_data(s, idx, e->key_len, e->value_len, digits);
@@ -446,7 +469,7 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result,
     char out[24];
     const auto res = std::to_chars(out, out + sizeof out, next);
     if (result) *result = next;
-    const EntryMeta meta{e->flags, e->expires_ms, e->stale_ms, e->compute_ms};
+    const EntryMeta meta{e->flags, e->expires_ms, e->stale_ms, e->compute_ms, e->l2_epoch};
     return table_store(s, k, out, size_t(res.ptr - out), meta, StoreMode::kSet, broker);
 }
 
@@ -502,6 +525,17 @@ void table_purge_flagged(const StripeRef& s, uint32_t mask, uint64_t* removed) {
     });
 }
 
+void table_purge_l2_dead(const StripeRef& s, uint8_t epoch8, uint64_t* removed) {
+    for_each_entry(s, [&](uint32_t idx) {
+        const EntryHeader* e = s.entry(idx);
+        if (e->l2_epoch && e->l2_epoch != epoch8) {
+            remove_entry(s, idx, chain_prev(s, idx));
+            ++*removed;
+            bump(s.ctl->stats.expirations);
+        }
+    });
+}
+
 uint64_t table_clear(const StripeRef& s) {
     const uint64_t n = s.ctl->entries;
     mark_dirty(s);
@@ -515,7 +549,8 @@ void table_collect(const StripeRef& s, const char* pat, size_t plen, std::vector
     const uint64_t now = monotonic_ms();
     for_each_entry(s, [&](uint32_t idx) {
         const EntryHeader* e = s.entry(idx);
-        if (soft_expired(e, now)) return;  // what a get would miss, scan does not list
+        // What a get would miss, scan does not list.
+        if (soft_expired(e, now) || l2_unservable(s, e, now)) return;
         const char* key = key_of(s, idx, e);
         if (!glob_match(pat, plen, key, e->key_len)) return;
         out->push_back(ScanItem{std::string(key, e->key_len), e->value_len,

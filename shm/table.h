@@ -6,6 +6,8 @@
 #ifndef SHMCACHE_SHM_TABLE_H
 #define SHMCACHE_SHM_TABLE_H
 
+#include <shmcache/shmcache.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -107,7 +109,38 @@ struct EntryMeta {
     uint64_t expires_ms = 0;  // absolute monotonic ms when the entry is gone; 0: never
     uint32_t stale_ms = 0;    // the end of its life that only shmc_fetch serves (stale)
     uint32_t compute_ms = 0;  // compute time recorded for XFetch
+    uint8_t l2_epoch = 0;     // 0, or epoch8() of the coherence epoch of an L2 copy
 };
+
+// An entry's l2_epoch: 0 for every entry but the L2 copies made by lib/l2 (so that an
+// application's own use of the SHMC_FLAG_FROM_L2 bit in plain sets changes nothing), else
+// 1 + epoch % 255.
+inline uint8_t epoch8(uint64_t epoch) { return uint8_t(1 + epoch % 255); }
+// Every this many epoch bumps, dead copies are swept (Engine::bump_l2_epoch); less than half of
+// epoch8()'s period, so that each copy meets a sweep that removes it before its byte comes round.
+constexpr uint64_t kEpochSweepEvery = 128;
+
+// What a copy of an L2 value must find unchanged, under the stripe lock, to be stored (layout.h,
+// L2Coherence): noted before Redis is asked.
+struct FillGuard {
+    uint64_t seq = 0;       // L2Shared::inval_seq (purges)
+    uint64_t epoch = 0;     // L2Coherence::epoch
+    uint32_t slot = 0;      // the key's L2Coherence::key_seq slot
+    uint32_t slot_seq = 0;  // and its value
+};
+
+// Whether the L2 copy e (l2_epoch != 0) may be served now (layout.h, L2Coherence): kDead once
+// its epoch is over (remove it), kSuspended while the subscriber's lease has lapsed (keep it).
+enum class L2Copy { kServable, kSuspended, kDead };
+inline L2Copy l2_copy_state(const StripeRef& s, const EntryHeader* e, uint64_t now) {
+    const L2Coherence* c = s.coherence;
+    if (e->l2_epoch != epoch8(c->epoch.load(std::memory_order_acquire))) return L2Copy::kDead;
+    if (now >= c->valid_until_ms.load(std::memory_order_acquire)) return L2Copy::kSuspended;
+    return L2Copy::kServable;
+}
+inline bool l2_unservable(const StripeRef& s, const EntryHeader* e, uint64_t now) {
+    return e->l2_epoch && l2_copy_state(s, e, now) != L2Copy::kServable;
+}
 
 // kAdd stores only if the key is absent or no longer fresh (a stale entry counts as absent).
 // Under a host-wide entry limit a new key needs a slot of the count (EntryLimitShared): it
@@ -134,6 +167,8 @@ SlotEvict table_evict_for_slot(const StripeRef& s);
 void table_purge(const StripeRef& s, const char* pat, size_t plen, uint64_t* removed);
 // Removes the entries with any of the flag bits in mask set, adding each to *removed.
 void table_purge_flagged(const StripeRef& s, uint32_t mask, uint64_t* removed);
+// Removes every L2 copy (l2_epoch != 0) whose l2_epoch is not epoch8.
+void table_purge_l2_dead(const StripeRef& s, uint8_t epoch8, uint64_t* removed);
 uint64_t table_clear(const StripeRef& s);
 
 struct ScanItem {

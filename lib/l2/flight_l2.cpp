@@ -77,7 +77,7 @@ int Tiers::release_lock(const std::string& lkey, uint64_t lease) {
 }
 
 int Tiers::serve_l2(const void* key, size_t klen, void* buf, size_t cap, const redisReply& value,
-                    long long pttl, uint64_t seq, const shmc_fetch_options& o,
+                    long long pttl, const shm::FillGuard& guard, const shmc_fetch_options& o,
                     shm::FetchResult* out, uint32_t* served_by) {
     count(shm::kL2Hits);
     const size_t len = value.len;
@@ -88,7 +88,8 @@ int Tiers::serve_l2(const void* key, size_t klen, void* buf, size_t cap, const r
         st.flags = SHMC_FLAG_FROM_L2;
         st.ttl_ms = copy.ttl_ms;
         st.stale_ms = uint32_t(o.stale_ttl_ms);  // validated below 2^32
-        st.expected_seq = &seq;
+        st.guard = &guard;
+        st.l2_copy = true;
         if (engine_.fetch_complete(key, klen, value.str, len, st, lease) == 0) count(shm::kL2Fills);
     } else if (lease) {
         // No copy may be kept (no live subscription, or the key is in its last millisecond):
@@ -149,7 +150,7 @@ int Tiers::fetch(const void* key, size_t klen, void* buf, size_t cap, const shmc
 
     // An L1 miss: this caller computes unless Redis has the value.
     const std::string k = l2_key(key, klen);
-    uint64_t seq = shared_.inval_seq.load(std::memory_order_acquire);
+    shm::FillGuard guard = engine_.fill_guard(key, klen);
     {
         const Command cmds[] = {{"GET", k}, {"PTTL", k}};
         Replies r;
@@ -158,7 +159,7 @@ int Tiers::fetch(const void* key, size_t klen, void* buf, size_t cap, const shmc
             return 0;
         }
         if (is_string(r[0]))
-            return serve_l2(key, klen, buf, cap, r[0], pttl_of(r[1]), seq, o, out, served_by);
+            return serve_l2(key, klen, buf, cap, r[0], pttl_of(r[1]), guard, o, out, served_by);
     }
     count(shm::kL2Misses);
     if (!want_lock) return 0;
@@ -171,7 +172,7 @@ int Tiers::fetch(const void* key, size_t klen, void* buf, size_t cap, const shmc
     uint64_t sleep_ms = kFirstL2PollMs;
     bool busy = false;
     for (;;) {
-        seq = shared_.inval_seq.load(std::memory_order_acquire);
+        guard = engine_.fill_guard(key, klen);
         const Command cmds[] = {{"SET", lkey, token, "NX", "PX", px}, {"GET", k}, {"PTTL", k}};
         Replies r;
         if (client_->run(cmds, &r) != 0) {
@@ -184,7 +185,7 @@ int Tiers::fetch(const void* key, size_t klen, void* buf, size_t cap, const shmc
             if (won) release_lock(lkey, out->lease);
             if (busy) engine_.flight_count(shm::kFlL2Served);
             shm::clear_errmsg();
-            return serve_l2(key, klen, buf, cap, r[1], pttl_of(r[2]), seq, o, out, served_by);
+            return serve_l2(key, klen, buf, cap, r[1], pttl_of(r[2]), guard, o, out, served_by);
         }
         if (won) {
             out->lease |= kLeaseL2Lock;
@@ -221,13 +222,14 @@ int Tiers::fetch_complete(const void* key, size_t klen, const void* value, size_
     const bool unlock = (lease & kLeaseL2Lock) != 0;
     int l2_rc = 0;
     std::string l2_msg;
+    const shm::FillGuard before = engine_.fill_guard(key, klen);
     if (to_l2 || unlock) {
         // One round trip: the value (and its invalidation) first, then the lock, so that a host
         // polling for the value never finds the lock gone and the value still missing.
         const std::string k = l2_key(key, klen);
         const std::string px = std::to_string(o.l2_ttl_ms);
         const std::string_view v(static_cast<const char*>(value), vlen);
-        const bool publish = to_l2 && !(flags_ & SHMC_L2_NO_PUBLISH);
+        const bool publish = to_l2 && publishes();
         const std::string msg =
             publish ? encode_invalidation(origin_, 'S',
                                           std::string_view(static_cast<const char*>(key), klen))
@@ -254,7 +256,35 @@ int Tiers::fetch_complete(const void* key, size_t klen, const void* value, size_
     st.ttl_ms = o.ttl_ms;
     st.stale_ms = uint32_t(o.stale_ttl_ms);
     st.compute_ms = compute_ms;
-    const int l1_rc = engine_.fetch_complete(key, klen, value, vlen, st, lease);
+    shm::FillGuard after;
+    if (to_l2 && l2_rc) {
+        // Not in Redis: this host's own value for at most outage_write_ttl_ms (as Tiers::set).
+        st.flags &= ~SHMC_FLAG_FROM_L2;
+        st.ttl_ms = st.ttl_ms ? std::min<uint64_t>(st.ttl_ms, outage_write_ttl_ms_)
+                              : outage_write_ttl_ms_;
+        st.stale_ms = 0;
+    } else if (to_l2) {
+        // Stored under the guard taken after this write's own tracking echo, so the echo does
+        // not drop it (Tiers::await_own_echo); if no copy may be kept, the lease is still
+        // released.
+        if (await_own_echo(key, klen, before, &after)) {
+            st.guard = &after;
+            st.overwrite = true;
+            st.l2_copy = true;
+        } else {
+            engine_.invalidate_key(key, klen);  // no copy, and no older one either
+            engine_.lease_release(key, klen, lease, false);
+            shm::clear_errmsg();
+            if (l2_rc) return shm::fail(l2_rc, "%s", l2_msg.c_str());
+            return 0;
+        }
+    }
+    int l1_rc = engine_.fetch_complete(key, klen, value, vlen, st, lease);
+    if (l1_rc == SHMC_E_EXISTS && st.guard) {  // invalidated meanwhile: no copy, not an error
+        engine_.invalidate_key(key, klen);       // and no older one either
+        l1_rc = 0;
+        shm::clear_errmsg();
+    }
     if (l1_rc) return l1_rc;
     if (l2_rc) return shm::fail(l2_rc, "%s", l2_msg.c_str());
     return 0;

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "log.h"
+#include "shm/clock.h"
 
 namespace shmcache::l2 {
 
@@ -55,13 +56,21 @@ bool decode_invalidation(std::string_view msg, uint64_t* origin, char* op, std::
     return true;
 }
 
+bool link_vouched(const shm::L2Coherence& coh) {
+    return shm::monotonic_ms() < coh.valid_until_ms.load(std::memory_order_acquire);
+}
+
 bool subscription_live(const shm::L2Shared& l2) {
     const int pid = l2.subscriber_pid.load(std::memory_order_acquire);
     return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
-Subscriber::Subscriber(shm::Engine& engine, const RedisClient& client, std::string channel)
-    : engine_(engine), client_(client), channel_(std::move(channel)), shared_(engine.l2_shared()) {
+Subscriber::Subscriber(shm::Engine& engine, const RedisClient& client, SubscriberOptions opts)
+    : engine_(engine),
+      client_(client),
+      opts_(std::move(opts)),
+      shared_(engine.l2_shared()),
+      coh_(engine.coherence()) {
     register_fork_aware(this);
 }
 
@@ -153,15 +162,46 @@ void Subscriber::run() {
 }
 
 void Subscriber::resync(const char* why) {
+    // O(1): every L2-derived L1 entry made so far is dead (layout.h, L2Coherence); entries that
+    // L1 wrote itself (no SHMC_FLAG_FROM_L2) are not touched.
     std::lock_guard work(work_m_);
-    uint64_t dropped = 0;
-    const int rc = engine_.purge_flagged(SHMC_FLAG_FROM_L2, &dropped);
+    const uint64_t epoch = engine_.bump_l2_epoch();
     count(shared_, shm::kL2Resyncs);
-    count(shared_, shm::kL2ResyncDropped, dropped);
-    if (rc)
-        log_warn("resync ({}): dropping L1 entries from L2 left some: {}", why, shm::last_errmsg());
-    else
-        log_info("resync ({}): dropped {} L1 entries copied from L2", why, dropped);
+    log_info("resync ({}): L1 copies of L2 values dropped (epoch {})", why, epoch);
+}
+
+bool Subscriber::drop_key(std::string_view key) {
+    // The key's sequence moves with the delete, under its stripe lock: a concurrent reader that
+    // fetched the old value from L2 then cannot copy it into L1 after (Engine::fill checks).
+    int rc = 0;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        rc = engine_.invalidate_key(key.data(), key.size());
+        if (rc != SHMC_E_LOCK_TIMEOUT) break;
+    }
+    count(shared_, shm::kL2InvalApplied);
+    return rc == 0 || rc == SHMC_E_NOTFOUND;
+}
+
+bool Subscriber::apply_tracked(const redisReply& keys) {
+    if (keys.type == REDIS_REPLY_NIL) return false;  // FLUSHALL / FLUSHDB
+    std::lock_guard work(work_m_);
+    bool ok = true;
+    auto one = [&](const redisReply* k) {
+        if (!k || k->type != REDIS_REPLY_STRING) return;
+        std::string_view key(k->str, k->len);
+        if (key.substr(0, opts_.prefix.size()) != opts_.prefix) return;  // not ours (BCAST prefix)
+        key.remove_prefix(opts_.prefix.size());
+        if (key.empty() || key.size() > SHMC_MAX_KEY_LEN) return;  // never an L1 key
+        if (key.substr(0, 19) == "__shmcache_lease__:") return;   // cross-host locks
+        if (!drop_key(key)) ok = false;
+    };
+    if (keys.type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < keys.elements; ++i) one(keys.element[i]);
+    } else {
+        one(&keys);
+    }
+    if (!ok) log_warn("could not apply a tracking invalidation: {}", shm::last_errmsg());
+    return ok;
 }
 
 void Subscriber::apply(std::string_view payload) {
@@ -173,20 +213,80 @@ void Subscriber::apply(std::string_view payload) {
         return;
     }
     if (origin == shared_.origin.load(std::memory_order_relaxed)) return;  // ours, applied
-    std::lock_guard work(work_m_);
-    // Bump first: a concurrent reader that fetched the old value from L2 must not copy it into
-    // L1 after the delete below (Engine::fill checks the sequence under the stripe lock).
-    shared_.inval_seq.fetch_add(1, std::memory_order_seq_cst);
-    int rc = 0;
-    for (int attempt = 0; attempt < 3; ++attempt) {
-        uint64_t removed = 0;
-        rc = op == 'P' ? engine_.purge(arg.data(), arg.size(), &removed)
-                       : engine_.del(arg.data(), arg.size());
-        if (rc != SHMC_E_LOCK_TIMEOUT) break;
+    bool ok = true;
+    {
+        std::lock_guard work(work_m_);
+        if (op != 'P') {
+            ok = drop_key(arg);
+        } else {
+            // Bump first, as drop_key does for one key.
+            shared_.inval_seq.fetch_add(1, std::memory_order_seq_cst);
+            int rc = 0;
+            for (int attempt = 0; attempt < 3; ++attempt) {
+                uint64_t removed = 0;
+                rc = engine_.purge(arg.data(), arg.size(), &removed);
+                if (rc != SHMC_E_LOCK_TIMEOUT) break;
+            }
+            ok = rc == 0;
+            count(shared_, shm::kL2InvalApplied);
+        }
     }
-    if (rc && rc != SHMC_E_NOTFOUND)
+    if (!ok) {
         log_warn("could not apply an invalidation ({} '{}'): {}", op, arg, shm::last_errmsg());
-    count(shared_, shm::kL2InvalApplied);
+        resync("an invalidation could not be applied");
+    }
+}
+
+shm::InvalMode Subscriber::subscribe(redisContext* c, std::string* why) {
+    const uint32_t reply_timeout = std::max<uint32_t>(client_.options().command_timeout_ms, 100);
+    auto run = [&](const Command& cmd, Replies* r) {
+        r->clear();
+        bool timeout = false;
+        return exec_batch(c, std::span(&cmd, 1), now_ms() + reply_timeout + 250, r, why, &timeout);
+    };
+    auto subscribed = [](const Replies& r) {
+        return r[0].type == REDIS_REPLY_ARRAY && r[0].elements >= 1 &&
+               reply_is(r[0].element[0], "subscribe");
+    };
+    auto error_of = [](const redisReply& r) {
+        return r.type == REDIS_REPLY_ERROR ? std::string(r.str, r.len) : std::string("unexpected reply");
+    };
+    Replies r;
+    std::string refused = "disabled (SHMC_L2_NO_TRACKING)";
+    if (opts_.tracking) {
+        const std::string client_cmd = "CLIENT";
+        if (!run({client_cmd, "ID"}, &r)) return shm::kModeNone;
+        if (r[0].type == REDIS_REPLY_INTEGER) {
+            const std::string id = std::to_string(r[0].integer);
+            Command track{client_cmd, "TRACKING", "on", "REDIRECT", id, "BCAST"};
+            if (!opts_.prefix.empty()) {
+                track.push_back("PREFIX");
+                track.push_back(opts_.prefix);
+            }
+            if (!run(track, &r)) return shm::kModeNone;
+            if (reply_is(&r[0], "OK")) {
+                const std::string sub = "SUBSCRIBE";
+                if (!run({sub, kTrackingChannel}, &r)) return shm::kModeNone;
+                if (subscribed(r)) return shm::kModeTracking;
+                refused = "SUBSCRIBE " + std::string(kTrackingChannel) + ": " + error_of(r[0]);
+                if (!run({client_cmd, "TRACKING", "off"}, &r)) return shm::kModeNone;
+            } else {
+                refused = "CLIENT TRACKING: " + error_of(r[0]);
+            }
+        } else {
+            refused = "CLIENT ID: " + error_of(r[0]);
+        }
+    }
+    const std::string sub = "SUBSCRIBE";
+    if (!run({sub, opts_.channel}, &r)) return shm::kModeNone;
+    if (!subscribed(r)) {
+        *why = "SUBSCRIBE " + opts_.channel + ": " + error_of(r[0]);
+        return shm::kModeNone;
+    }
+    if (logged_mode_ != shm::kModePublish)
+        log_warn("invalidation mode: publish (Redis tracking unavailable: {}); only writes made "
+                 "through shmcache reach other hosts' L1", refused);
+    return shm::kModePublish;
 }
 
 void Subscriber::serve() {
@@ -197,23 +297,31 @@ void Subscriber::serve() {
         return;
     }
     const uint32_t reply_timeout = std::max<uint32_t>(client_.options().command_timeout_ms, 100);
-    const std::string sub_cmd = "SUBSCRIBE";
-    const Command sub{sub_cmd, channel_};
-    Replies r;
-    bool timeout = false;
-    if (!exec_batch(c, std::span(&sub, 1), now_ms() + reply_timeout + 250, &r, &why, &timeout) ||
-        r[0].type != REDIS_REPLY_ARRAY || r[0].elements < 1 || !reply_is(r[0].element[0], "subscribe")) {
-        log_warn("invalidation subscriber: SUBSCRIBE {} failed: {}", channel_,
-                   why.empty() ? "unexpected reply" : why);
+    const uint32_t lease = opts_.lease_ms;
+    const uint32_t heartbeat = std::max<uint32_t>(lease / 10, 5);
+    const uint64_t subscribe_sent = shm::monotonic_ms();
+    const shm::InvalMode mode = subscribe(c, &why);
+    if (mode == shm::kModeNone) {
+        log_warn("invalidation subscriber: could not subscribe: {}", why.empty() ? "no reply" : why);
         redisFree(c);
         return;
     }
-    r.clear();
+    // Whatever was missed before the subscription is dropped; from here on every change reaches
+    // this connection, in order.
     resync("subscribed");
+    coh_.mode.store(mode, std::memory_order_release);
+    coh_.valid_until_ms.store(subscribe_sent + lease, std::memory_order_release);
     shared_.subscriber_pid.store(getpid(), std::memory_order_release);
-    log_info("subscribed to invalidations on '{}' for segment '{}'", channel_, engine_.name());
+    if (mode == shm::kModeTracking && logged_mode_ != shm::kModeTracking)
+        log_info("invalidation mode: tracking (CLIENT TRACKING BCAST{}{}): every write to the "
+                 "namespace reaches this host's L1", opts_.prefix.empty() ? "" : " PREFIX ",
+                 opts_.prefix);
+    logged_mode_ = mode;
+    log_info("subscribed to invalidations on '{}' for segment '{}'",
+             mode == shm::kModeTracking ? std::string(kTrackingChannel) : opts_.channel,
+             engine_.name());
 
-    uint64_t last_ping = now_ms();
+    uint64_t ping_sent = 0;
     bool ping_outstanding = false;
     const char* lost = nullptr;
     while (!lost) {
@@ -231,20 +339,29 @@ void Subscriber::serve() {
             if (!reply) break;
             const redisReply* rr = static_cast<redisReply*>(reply);
             if (rr->type == REDIS_REPLY_ARRAY && rr->elements >= 3 &&
-                reply_is(rr->element[0], "message") && rr->element[2]->type == REDIS_REPLY_STRING)
-                apply(std::string_view(rr->element[2]->str, rr->element[2]->len));
-            else if (rr->type == REDIS_REPLY_ARRAY && rr->elements >= 1 &&
-                     reply_is(rr->element[0], "pong"))
+                reply_is(rr->element[0], "message")) {
+                if (reply_is(rr->element[1], kTrackingChannel)) {
+                    if (!apply_tracked(*rr->element[2]))
+                        resync(rr->element[2]->type == REDIS_REPLY_NIL ? "FLUSHALL or FLUSHDB"
+                                                                       : "a key not dropped");
+                } else if (rr->element[2]->type == REDIS_REPLY_STRING) {
+                    apply(std::string_view(rr->element[2]->str, rr->element[2]->len));
+                }
+            } else if (rr->type == REDIS_REPLY_ARRAY && rr->elements >= 1 &&
+                       reply_is(rr->element[0], "pong")) {
+                // Every message Redis sent before this PING has been applied above.
                 ping_outstanding = false;
+                coh_.valid_until_ms.store(ping_sent + lease, std::memory_order_release);
+            }
             freeReplyObject(reply);
         }
         if (lost) break;
-        const uint64_t now = now_ms();
-        if (ping_outstanding && now - last_ping > reply_timeout) {
+        const uint64_t now = shm::monotonic_ms();
+        if (ping_outstanding && now - ping_sent > reply_timeout) {
             lost = "no answer to PING (Redis hung?)";
             break;
         }
-        if (!ping_outstanding && now - last_ping >= kPingIntervalMs) {
+        if (!ping_outstanding && now - ping_sent >= heartbeat) {
             redisAppendCommand(c, "PING");
             int done = 0;
             while (!done)
@@ -253,11 +370,13 @@ void Subscriber::serve() {
                 lost = "connection lost (write)";
                 break;
             }
-            last_ping = now;
+            ping_sent = now;
             ping_outstanding = true;
         }
         pollfd p{c->fd, POLLIN, 0};
-        const int n = poll(&p, 1, 100);
+        const uint64_t next_ping = ping_outstanding ? ping_sent + reply_timeout : ping_sent + heartbeat;
+        const int wait = int(std::clamp<uint64_t>(next_ping > now ? next_ping - now : 0, 1, 100));
+        const int n = poll(&p, 1, wait);
         if (n < 0 && errno != EINTR) {
             lost = "poll failed";
         } else if (n > 0) {
@@ -268,13 +387,13 @@ void Subscriber::serve() {
             }
         }
     }
+    // The link no longer vouches for anything: L2-derived entries stop being served now (not
+    // at the lease's end), and the next subscription drops them (resync).
+    coh_.valid_until_ms.store(0, std::memory_order_release);
     int self = getpid();
     shared_.subscriber_pid.compare_exchange_strong(self, 0);
     redisFree(c);
-    // The L1 copies stay: during a Redis outage they are what the host serves. No new copies are
-    // made until a subscription is live again, and resubscribing drops these (resync), since
-    // messages published meanwhile are lost.
-    if (lost) log_warn("invalidation subscription on '{}' lost: {}", channel_, lost);
+    if (lost) log_warn("invalidation link for segment '{}' lost: {}", engine_.name(), lost);
 }
 
 }  // namespace shmcache::l2

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include <unistd.h>
 
@@ -118,8 +119,11 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
         return shm::fail(SHMC_E_INVAL, "L2 options: timeouts above 60 s are not allowed");
     if (!o.max_connections || o.max_connections > 1024)
         return shm::fail(SHMC_E_INVAL, "L2 options: max_connections must be 1-1024");
-    if (o.flags & ~uint32_t(SHMC_L2_NO_SUBSCRIBE | SHMC_L2_NO_PUBLISH))
+    if (o.flags & ~uint32_t(SHMC_L2_NO_SUBSCRIBE | SHMC_L2_NO_PUBLISH | SHMC_L2_NO_TRACKING))
         return shm::fail(SHMC_E_INVAL, "L2 options: unknown flags 0x%x", o.flags);
+    const uint32_t lease = o.link_lease_ms ? o.link_lease_ms : 1000;
+    if (lease < 50 || lease > 60000)
+        return shm::fail(SHMC_E_INVAL, "L2 options: link_lease_ms must be 50-60000");
     c.connect_timeout_ms = o.connect_timeout_ms;
     c.command_timeout_ms = o.command_timeout_ms;
     c.max_connections = o.max_connections;
@@ -132,16 +136,20 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
             return shm::fail(SHMC_E_INVAL, "L2 options: key_prefix is over 1024 bytes");
         prefix = std::string(o.key_prefix) + (o.key_separator ? o.key_separator : ":");
     }
-    out->reset(new Tiers(engine, std::move(c), std::move(prefix), o.flags));
+    out->reset(new Tiers(engine, std::move(c), std::move(prefix), o.flags, lease,
+                         o.outage_write_ttl_ms ? o.outage_write_ttl_ms : 1000));
     return 0;
 }
 
-Tiers::Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint32_t flags)
+Tiers::Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint32_t flags,
+             uint32_t lease_ms, uint32_t outage_write_ttl_ms)
     : engine_(engine),
       shared_(engine.l2_shared()),
+      coh_(engine.coherence()),
       prefix_(std::move(prefix)),
       channel_(prefix_ + "__shmcache__:invalidate"),
-      flags_(flags) {
+      flags_(flags),
+      outage_write_ttl_ms_(outage_write_ttl_ms) {
     uint64_t expected = 0;
     shared_.origin.compare_exchange_strong(expected, random_origin());
     origin_ = shared_.origin.load();
@@ -150,7 +158,12 @@ Tiers::Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint3
                                          &shared_.counters[shm::kL2Timeouts],
                                          &shared_.counters[shm::kL2BreakerOpens]});
     if (!(flags_ & SHMC_L2_NO_SUBSCRIBE)) {
-        subscriber_ = std::make_unique<Subscriber>(engine_, *client_, channel_);
+        SubscriberOptions so;
+        so.channel = channel_;
+        so.prefix = prefix_;
+        so.tracking = !(flags_ & SHMC_L2_NO_TRACKING);
+        so.lease_ms = lease_ms;
+        subscriber_ = std::make_unique<Subscriber>(engine_, *client_, std::move(so));
         subscriber_->ensure_started();
     }
 }
@@ -163,9 +176,50 @@ std::string Tiers::l2_key(const void* key, size_t klen) const {
 }
 
 bool Tiers::fills_allowed() const {
-    // Without this host's subscription, another host's invalidation would be missed: serve the
-    // L2 value but do not keep a copy. A handle that opted out of subscribing accepts that.
-    return (flags_ & SHMC_L2_NO_SUBSCRIBE) || subscription_live(shared_);
+    // Without a live link on this host, another host's invalidation would be missed: serve the
+    // L2 value but do not keep a copy (it would not be served anyway: layout.h, L2Coherence).
+    return link_vouched(coh_);
+}
+
+bool Tiers::publishes() const {
+    // In tracking mode Redis itself reports every write to every host: publishing too would
+    // only double the work. Before the first subscription (mode none) we publish, in case the
+    // other hosts are in publish mode.
+    return !(flags_ & SHMC_L2_NO_PUBLISH) &&
+           coh_.mode.load(std::memory_order_relaxed) != shm::kModeTracking;
+}
+
+uint32_t Tiers::wait_own_echo(const shm::FillGuard& before) const {
+    // Tracking mode reports this host's own writes back to its subscriber too, which drops the
+    // key from L1 (Engine::invalidate_key: the key's sequence moves with the delete, under the
+    // stripe lock). Waiting for it, bounded, leaves this host settled when the write returns:
+    // nothing of it is still in flight to undo a copy stored next.
+    const std::atomic<uint32_t>& slot = coh_.key_seq[before.slot];
+    uint32_t cur = slot.load(std::memory_order_acquire);
+    if (coh_.mode.load(std::memory_order_relaxed) != shm::kModeTracking || !link_vouched(coh_))
+        return cur;  // no echo expected soon (one that comes later only drops a copy)
+    const uint64_t give_up = now_ms() + kEchoWaitMs;
+    for (int spins = 0; cur == before.slot_seq && now_ms() < give_up; ++spins) {
+        if (spins < 50)
+            std::this_thread::yield();
+        else
+            usleep(20);
+        cur = slot.load(std::memory_order_acquire);
+    }
+    return cur;
+}
+
+bool Tiers::await_own_echo(const void* key, size_t klen, const shm::FillGuard& before,
+                           shm::FillGuard* after) {
+    // The L1 copy of a write to both tiers is stored after the write's echo (wait_own_echo), or
+    // it would be dropped a moment later (a needless Redis read on the next get), under a guard
+    // taken after the echo, so that any later invalidation still wins. More than one move of
+    // the key's sequence: another invalidation of the key (or of one sharing its slot) came
+    // too, and no copy is kept.
+    const uint32_t cur = wait_own_echo(before);
+    if (cur - before.slot_seq > 1) return false;
+    *after = engine_.fill_guard(key, klen);
+    return after->slot_seq == cur && after->epoch == before.epoch && after->seq == before.seq;
 }
 
 int Tiers::get(const void* key, size_t klen, void* buf, size_t cap, size_t* value_len,
@@ -185,7 +239,7 @@ int Tiers::get(const void* key, size_t klen, void* buf, size_t cap, size_t* valu
         if (!is_miss(rc) || !(tiers & SHMC_TIER_L2)) return rc;
     }
     if (int krc = check_key(key, klen)) return krc;
-    const uint64_t seq = shared_.inval_seq.load(std::memory_order_acquire);
+    const shm::FillGuard guard = engine_.fill_guard(key, klen);
     const std::string k = l2_key(key, klen);
     const Command cmds[] = {{"GET", k}, {"PTTL", k}};
     Replies r;
@@ -201,7 +255,7 @@ int Tiers::get(const void* key, size_t klen, void* buf, size_t cap, size_t* valu
     const L1Copy copy = l1_copy_from_pttl(pttl, fill_ttl_ms);
     if ((tiers & SHMC_TIER_L1) && copy.fill && fills_allowed()) {
         test_delay_before_fill();
-        if (engine_.fill(key, klen, r[0].str, len, SHMC_FLAG_FROM_L2, copy.ttl_ms, seq) == 0)
+        if (engine_.fill(key, klen, r[0].str, len, SHMC_FLAG_FROM_L2, copy.ttl_ms, guard) == 0)
             count(shm::kL2Fills);
         shm::clear_errmsg();  // a fill that did not happen is not the caller's failure
     }
@@ -220,7 +274,7 @@ int Tiers::write_l2(Command cmd, char op, const void* key, size_t klen, shm::L2C
     // The write and its invalidation in one round trip; a write that fails is dropped and
     // counted, never queued (docs/l2.md).
     std::vector<Command> cmds{std::move(cmd)};
-    const bool publish = !(flags_ & SHMC_L2_NO_PUBLISH);
+    const bool publish = publishes();
     const std::string msg =
         publish ? encode_invalidation(origin_, op, {static_cast<const char*>(key), klen}) : "";
     if (publish) cmds.push_back({"PUBLISH", channel_, msg});
@@ -251,6 +305,7 @@ int Tiers::set(const void* key, size_t klen, const void* value, size_t vlen, uin
                          vlen, engine_.max_value_len());
     int l2_rc = 0;
     std::string l2_msg;
+    const shm::FillGuard before = engine_.fill_guard(key, klen);
     if (tiers & SHMC_TIER_L2) {
         const std::string k = l2_key(key, klen);
         const std::string px = std::to_string(l2_ttl_ms);
@@ -260,15 +315,33 @@ int Tiers::set(const void* key, size_t klen, const void* value, size_t vlen, uin
                          key, klen, shm::kL2Sets, &r, &l2_msg);
     }
     int l1_rc = 0;
-    if (tiers == SHMC_TIER_BOTH) {
-        l1_rc = engine_.store(key, klen, value, vlen, flags | SHMC_FLAG_FROM_L2, l1_ttl_ms,
+    if (tiers == SHMC_TIER_BOTH && l2_rc) {
+        // Writes during an outage (docs/l2.md): the value did not reach Redis, so this host's
+        // copy is its own, not a mirror of L2: an L1-only entry that lives at most
+        // outage_write_ttl_ms, whatever happens to the link. Other hosts keep what Redis has.
+        const uint64_t ttl = l1_ttl_ms ? std::min<uint64_t>(l1_ttl_ms, outage_write_ttl_ms_)
+                                       : outage_write_ttl_ms_;
+        l1_rc = engine_.store(key, klen, value, vlen, flags & ~SHMC_FLAG_FROM_L2, ttl,
                               shm::StoreMode::kSet);
+    } else if (tiers == SHMC_TIER_BOTH) {
+        shm::FillGuard after;
+        l1_rc = await_own_echo(key, klen, before, &after)
+                    ? engine_.fill(key, klen, value, vlen, flags | SHMC_FLAG_FROM_L2, l1_ttl_ms,
+                                   after, shm::StoreMode::kSet)
+                    : SHMC_E_EXISTS;
+        if (l1_rc == SHMC_E_EXISTS) {
+            // Invalidated meanwhile: no copy (not an error), and no older one either (without an
+            // echo, in publish mode, nothing else would remove it).
+            l1_rc = engine_.invalidate_key(key, klen);
+            if (l1_rc == SHMC_E_NOTFOUND) l1_rc = 0;
+            if (!l1_rc) shm::clear_errmsg();
+        }
     } else if (tiers == SHMC_TIER_L1) {
         l1_rc = engine_.store(key, klen, value, vlen, flags, l1_ttl_ms, shm::StoreMode::kSet);
     } else if (!l2_rc) {
         // L2 only: this host's L1 copy, if any, is now stale.
-        bump_inval_seq();
-        l1_rc = engine_.del(key, klen);
+        wait_own_echo(before);
+        l1_rc = engine_.invalidate_key(key, klen);
         if (l1_rc == SHMC_E_NOTFOUND) l1_rc = 0;
     }
     if (l1_rc) return l1_rc;
@@ -293,15 +366,18 @@ int Tiers::del(const void* key, size_t klen, uint32_t tiers) {
     int l2_rc = 0;
     std::string l2_msg;
     if (tiers & SHMC_TIER_L2) {
+        const shm::FillGuard before = engine_.fill_guard(key, klen);
         Replies r;
         l2_rc = write_l2({"UNLINK", l2_key(key, klen)}, 'D', key, klen, shm::kL2Deletes, &r,
                          &l2_msg);
         if (!l2_rc) found = r[0].type == REDIS_REPLY_INTEGER && r[0].integer > 0;
-        bump_inval_seq();
+        if (found) wait_own_echo(before);  // a key that was not there has no echo
+        if (!(tiers & SHMC_TIER_L1)) engine_.bump_key_seq(key, klen);
     }
     int l1_rc = 0;
     if (tiers & SHMC_TIER_L1) {
-        l1_rc = engine_.del(key, klen);
+        // With L2: the key's sequence moves too, so a fill in flight is not stored.
+        l1_rc = (tiers & SHMC_TIER_L2) ? engine_.invalidate_key(key, klen) : engine_.del(key, klen);
         if (l1_rc == 0) found = true;
         if (l1_rc == SHMC_E_NOTFOUND) l1_rc = 0;
     }
@@ -347,9 +423,17 @@ int Tiers::purge(const void* pat, size_t plen, uint32_t tiers, uint64_t* removed
     uint64_t n1 = 0, n2 = 0;
     int l2_rc = 0;
     std::string l2_msg;
+    int l1_rc = 0;
+    if (tiers == SHMC_TIER_BOTH) {
+        // A first L1 pass, so that removed_l1 counts this host's copies: in tracking mode the
+        // L2 pass's own echoes would otherwise reach the subscriber first and remove them
+        // uncounted. The second pass below (after the L2 pass and the sequence bump) still
+        // removes anything a reader copied from L2 in between.
+        l1_rc = engine_.purge(p, plen, &n1);
+    }
     if (tiers & SHMC_TIER_L2) {
         l2_rc = purge_l2(p, plen, &n2);
-        if (!l2_rc && !(flags_ & SHMC_L2_NO_PUBLISH)) {
+        if (!l2_rc && publishes()) {
             const std::string msg = encode_invalidation(origin_, 'P', std::string_view(p, plen));
             const Command pub{"PUBLISH", channel_, msg};
             Replies r;
@@ -363,8 +447,12 @@ int Tiers::purge(const void* pat, size_t plen, uint32_t tiers, uint64_t* removed
         count(shm::kL2Deletes, n2);
         bump_inval_seq();
     }
-    int l1_rc = 0;
-    if (tiers & SHMC_TIER_L1) l1_rc = engine_.purge(p, plen, &n1);
+    if (tiers & SHMC_TIER_L1) {
+        uint64_t more = 0;
+        const int rc = engine_.purge(p, plen, &more);
+        n1 += more;
+        if (!l1_rc) l1_rc = rc;
+    }
     if (removed_l1) *removed_l1 = n1;
     if (removed_l2) *removed_l2 = n2;
     if (l1_rc) return l1_rc;
@@ -372,11 +460,12 @@ int Tiers::purge(const void* pat, size_t plen, uint32_t tiers, uint64_t* removed
     return 0;
 }
 
-void shared_stats(const shm::L2Shared& l2, shmc_l2_stats* out) {
+void shared_stats(const shm::L2Shared& l2, const shm::L2Coherence& coh, shmc_l2_stats* out) {
     std::memset(out, 0, sizeof *out);
     auto c = [&](shm::L2Counter k) { return l2.counters[k].load(std::memory_order_relaxed); };
     out->subscribed = subscription_live(l2) ? 1 : 0;
     out->subscriber_pid = out->subscribed ? uint32_t(l2.subscriber_pid.load()) : 0;
+    out->invalidation_mode = coh.mode.load(std::memory_order_relaxed);
     out->hits = c(shm::kL2Hits);
     out->misses = c(shm::kL2Misses);
     out->sets = c(shm::kL2Sets);
@@ -393,7 +482,7 @@ void shared_stats(const shm::L2Shared& l2, shmc_l2_stats* out) {
 }
 
 void Tiers::stats(shmc_l2_stats* out) const {
-    shared_stats(shared_, out);
+    shared_stats(shared_, coh_, out);
     out->configured = 1;
     out->connected = client_->connected() ? 1 : 0;
     out->breaker_open = client_->breaker_open() ? 1 : 0;

@@ -1,13 +1,19 @@
 // tiers.h - the two tiers together: the shared L1 (the engine) and Redis as L2.
 //
 // Implements the shmc_t* calls of shmcache.h; the semantics are documented there and in
-// docs/l2.md. The orderings that keep L1 coherent:
-// - a write that invalidates (delete, purge, L2-only set) goes to L2 first, then bumps the host's
-//   invalidation sequence, then changes L1;
-// - a read that misses L1 notes the sequence before asking L2 and copies the answer into L1 only
-//   if the sequence has not moved (checked under the stripe lock, Engine::fill) and only as an
-//   add, so it never overwrites a newer local write nor reinstates an invalidated value;
-// - L2 hits are copied into L1 only while this host has a live invalidation subscription.
+// docs/l2.md. The orderings that keep L1 coherent (docs/l2.md, "Coherence"):
+// - a write that invalidates (delete, purge, L2-only set) goes to L2 first, then moves the key's
+//   invalidation sequence (the purge sequence for a purge) and changes L1;
+// - a read that misses L1 takes a FillGuard (the key's sequence, the epoch, the purge sequence)
+//   before asking L2 and copies the answer into L1 only if nothing in it moved (checked under
+//   the stripe lock, Engine::fill) and only as an add, so it never overwrites a newer local
+//   write nor reinstates an invalidated value;
+// - in tracking mode Redis echoes this host's own writes to its subscriber: a write waits for
+//   its echo (wait_own_echo, bounded) and a write to both tiers stores its L1 copy after it,
+//   under a guard taken then, so the host keeps what it wrote and later invalidations win;
+// - L2 hits are copied into L1 only while this host's invalidation link is vouched for (its
+//   heartbeat lease runs); a write whose Redis half failed keeps an L1-only copy for at most
+//   outage_write_ttl_ms.
 #ifndef SHMCACHE_LIB_L2_TIERS_H
 #define SHMCACHE_LIB_L2_TIERS_H
 
@@ -54,7 +60,8 @@ public:
     }
 
 private:
-    Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint32_t flags);
+    Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint32_t flags,
+          uint32_t lease_ms, uint32_t outage_write_ttl_ms);
     std::string l2_key(const void* key, size_t klen) const;
     int purge_l2(const char* pat, size_t plen, uint64_t* removed);
     // Runs cmd and, unless SHMC_L2_NO_PUBLISH, the invalidation (op, key) in one round trip;
@@ -66,19 +73,28 @@ private:
         shared_.counters[c].fetch_add(n, std::memory_order_relaxed);
     }
     bool fills_allowed() const;
+    bool publishes() const;  // whether writes publish invalidations (publish mode)
+    // The key's sequence once this host's own tracking echo of a write has been applied (or
+    // kEchoWaitMs passed); before: the guard taken before the write.
+    uint32_t wait_own_echo(const shm::FillGuard& before) const;
+    // A write to both tiers: whether to store its L1 copy, and under which guard (tiers.cpp).
+    bool await_own_echo(const void* key, size_t klen, const shm::FillGuard& before,
+                        shm::FillGuard* after);
     // flight_l2.cpp
     std::string lock_key(const void* key, size_t klen) const;
     std::string lock_token(uint64_t lease) const;
     int release_lock(const std::string& lkey, uint64_t lease);
     int serve_l2(const void* key, size_t klen, void* buf, size_t cap, const redisReply& value,
-                 long long pttl, uint64_t seq, const shmc_fetch_options& o, shm::FetchResult* out,
+                 long long pttl, const shm::FillGuard& guard, const shmc_fetch_options& o, shm::FetchResult* out,
                  uint32_t* served_by);
 
     shm::Engine& engine_;
     shm::L2Shared& shared_;
+    shm::L2Coherence& coh_;
     const std::string prefix_;  // "" or key_prefix + separator
     const std::string channel_;
     const uint32_t flags_;
+    const uint32_t outage_write_ttl_ms_;
     uint64_t origin_ = 0;
     std::unique_ptr<RedisClient> client_;
     std::unique_ptr<Subscriber> subscriber_;  // null with SHMC_L2_NO_SUBSCRIBE
@@ -90,7 +106,10 @@ constexpr uint64_t kLeaseL2Lock = 1ull << 8;
 static_assert((kLeaseL2Lock & shm::kTokenUserBits) == kLeaseL2Lock);
 
 // The host-wide L2 figures kept in the segment (configured, connected, breaker_open left 0).
-void shared_stats(const shm::L2Shared& l2, shmc_l2_stats* out);
+void shared_stats(const shm::L2Shared& l2, const shm::L2Coherence& coh, shmc_l2_stats* out);
+
+// How long a write to both tiers waits for its own tracking echo before storing its L1 copy.
+constexpr uint64_t kEchoWaitMs = 5;
 
 // The Redis MATCH pattern that matches exactly the L2 keys "prefix + k" for the keys k that the
 // (valid) shmcache glob pat matches.

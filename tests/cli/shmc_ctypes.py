@@ -75,8 +75,8 @@ class L2Options(ctypes.Structure):
                 ("key_separator", ctypes.c_char_p), ("connect_timeout_ms", u32),
                 ("command_timeout_ms", u32), ("max_connections", u32),
                 ("retry_on_timeout", u32), ("breaker_threshold", u32),
-                ("breaker_cooldown_ms", u32), ("flags", u32), ("reserved32", u32),
-                ("reserved", u8 * 64)]
+                ("breaker_cooldown_ms", u32), ("flags", u32), ("outage_write_ttl_ms", u32),
+                ("link_lease_ms", u32), ("reserved32", u32), ("reserved", u8 * 56)]
 
 
 def library_path():
@@ -124,6 +124,9 @@ def load():
         fn.restype = restype
         fn.argtypes = argtypes
     return lib
+
+
+L2_NO_TRACKING = 0x4
 
 
 class Cache:
@@ -183,14 +186,15 @@ class Cache:
             assert rc == 0, rc
             return buf.raw[:n.value], ttl.value
 
-    def l2_attach(self, url, prefix=None):
-        """Attach a Redis L2 as the CLI does: never the host's invalidation subscriber."""
+    def l2_attach(self, url, prefix=None, flags=L2_NO_SUBSCRIBE):
+        """Attach a Redis L2 as the CLI does (by default): never the host's invalidation
+        subscriber. flags 0: may become it, as an application's process would."""
         o = L2Options()
         self.lib.shmc_l2_options_default(ctypes.byref(o))
         o.url = url.encode()
         o.key_prefix = prefix.encode() if prefix else None
         o.connect_timeout_ms = o.command_timeout_ms = 2000
-        o.flags = L2_NO_SUBSCRIBE
+        o.flags = flags
         rc = self.lib.shmc_l2_attach(self.h, ctypes.byref(o))
         assert rc == 0, (rc, self.lib.shmc_errmsg())
 
@@ -248,6 +252,14 @@ def main(argv):
         while True:
             cache.set(key, value)
     elif verb == "hold":
+        print("attached", flush=True)
+        sys.stdin.read()
+    elif verb == "subscribe":
+        # The host's invalidation subscriber, as an application process would be (the CLI never
+        # is): L1 copies of Redis values are served only while one is live (docs/l2.md,
+        # "Coherence"). argv[4] "publish": publish mode (SHMC_L2_NO_TRACKING).
+        mode = argv[4] if len(argv) > 4 else "tracking"
+        cache.l2_attach(argv[3], flags=L2_NO_TRACKING if mode == "publish" else 0)
         print("attached", flush=True)
         sys.stdin.read()
     elif verb == "lease":

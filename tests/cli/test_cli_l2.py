@@ -44,11 +44,34 @@ def l2(cli, redis_server, redis):
     return run
 
 
+@pytest.fixture
+def subscriber(cli, redis_server):
+    """start(mode): a process of this host that holds its invalidation subscription, as an
+    application's would. The CLI never subscribes, and an L1 copy of a Redis value is served
+    only while the host has a live subscription made before the copy (docs/l2.md,
+    "Coherence"). Creates the segment with default geometry if it does not exist yet."""
+    procs = []
+
+    def start(mode="tracking"):
+        p = cli.helper("subscribe", redis_server.url, mode)
+        assert p.stdout.readline().strip() == "attached"
+        procs.append(p)
+        deadline = time.monotonic() + 5
+        while not stats_json(cli)["l2"]["subscribed"]:
+            assert time.monotonic() < deadline, "no subscription"
+            time.sleep(0.01)
+    yield start
+    for p in procs:
+        p.stdin.close()
+        p.wait(timeout=10)
+
+
 def l1_keys(cli, pattern="*"):
     return sorted(cli("keys", pattern).out.split())
 
 
-def test_set_writes_both_tiers_and_purge_removes_both(cli, l2, redis):
+def test_set_writes_both_tiers_and_purge_removes_both(cli, l2, redis, subscriber):
+    subscriber("publish")  # the purge below is published in publish mode only
     for k in ["user:1", "user:2", "other:1"]:
         p = l2("set", k, f"v-{k}", "--ttl", "60")
         assert p.returncode == 0, p.err
@@ -125,7 +148,8 @@ def test_namespace_is_respected(cli, l2, redis):
     assert redis.get(b"app:k") is None and redis.get(b"user:1") == b"theirs"
 
 
-def test_get_served_from_l2_after_l1_delete(cli, l2, redis):
+def test_get_served_from_l2_after_l1_delete(cli, l2, redis, subscriber):
+    subscriber()
     assert l2("set", "profile:7", '{"name": "Ada", "n": [1, 2]}', "--json",
               "--ttl", "120").returncode == 0
     p = l2("get", "profile:7", "--json")
@@ -183,7 +207,7 @@ def test_get_json_is_a_warm_record(cli, l2, tmp_path):
     assert l2("get", "t", "--json", "--raw").returncode == EXIT_USAGE
 
 
-def test_set_tier_l2_and_l2_ttl(cli, l2, redis):
+def test_set_tier_l2_and_l2_ttl(cli, l2, redis, subscriber):
     # A value L1 refuses is refused before Redis sees it (1 MiB in 16 stripes: small values).
     p = l2("set", "tiny", "x", "--size-mb", "1", "--stripes", "16")
     info = json.loads(cli("info", "--json").out)
@@ -192,6 +216,7 @@ def test_set_tier_l2_and_l2_ttl(cli, l2, redis):
     assert p.returncode == EXIT_USAGE and "max_value_len" in p.err
     assert redis.get("big") is None
 
+    subscriber()  # on the 1 MiB segment just made
     p = l2("set", "k", "v", "--ttl", "60", "--l2-ttl", "600")
     assert p.returncode == 0 and "L1 expires in 1:00, L2 expires in 10:00" in p.out, p.out
     assert 590000 < redis.pttl("k") <= 600000
@@ -206,7 +231,8 @@ def test_set_tier_l2_and_l2_ttl(cli, l2, redis):
     assert p.returncode == EXIT_USAGE and "--l2-ttl" in p.err
 
 
-def test_warm_writes_both_tiers(cli, l2, redis):
+def test_warm_writes_both_tiers(cli, l2, redis, subscriber):
+    subscriber()
     records = "".join(json.dumps(r) + "\n" for r in [
         {"key": "w:1", "value": {"a": 1}, "ttl": 30},
         {"key": "w:2", "text": "two"},

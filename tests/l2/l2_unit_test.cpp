@@ -1,6 +1,10 @@
 // l2_unit_test.cpp - the Redis tier's pure parts: URL parsing, the glob translation for SCAN,
-// the invalidation message codec and the circuit breaker's state machine.
+// the invalidation message codec, the circuit breaker's state machine, and the coherence epoch
+// and lease in the engine (no Redis needed).
 #include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include "breaker.h"
 #include "invalidation.h"
@@ -122,4 +126,49 @@ TEST_CASE("an L1 copy of a Redis value lives no longer than the Redis key") {
     CHECK(c.ttl_left_ms == 900000);
     c = l1_copy_from_pttl(7, 0);
     CHECK(c.ttl_ms == 7);
+}
+
+TEST_CASE("coherence epoch: a copy is dead after a bump and never comes back when the stamp byte repeats") {
+    namespace shm = shmcache::shm;
+    const std::string name = "shmc-t-l2unit-epoch-" + std::to_string(getpid());
+    shmc_options o{};
+    o.size_bytes = 1u << 20;
+    o.n_stripes = 4;
+    std::unique_ptr<shm::Engine> e;
+    REQUIRE(shm::Engine::open(name.c_str(), &o, &e) == 0);
+    shm::L2Coherence& coh = e->coherence();
+    coh.valid_until_ms.store(UINT64_MAX);  // a live link, as the subscriber's lease would say
+    char buf[16];
+    size_t len = 0;
+    auto fill = [&](const char* k) {
+        return e->fill(k, strlen(k), "v", 1, SHMC_FLAG_FROM_L2, 0, e->fill_guard(k, strlen(k)));
+    };
+    auto served = [&](const char* k) {
+        return e->get(k, strlen(k), buf, sizeof buf, &len, nullptr, nullptr) == 0;
+    };
+    REQUIRE(fill("a") == 0);
+    REQUIRE(fill("b") == 0);
+    REQUIRE(e->store("own", 3, "x", 1, SHMC_FLAG_FROM_L2, 0, shm::StoreMode::kSet) == 0);
+    CHECK(served("a"));
+    // A fill whose guard was taken before a bump is refused.
+    const shm::FillGuard stale = e->fill_guard("c", 1);
+    e->bump_l2_epoch();
+    CHECK(e->fill("c", 1, "v", 1, SHMC_FLAG_FROM_L2, 0, stale) == SHMC_E_EXISTS);
+    CHECK_FALSE(served("a"));  // dead (and removed)
+    // "b" is never touched: 254 more bumps bring epoch8() back to its stamp; the sweeps must
+    // have removed it by then.
+    for (int i = 0; i < 254; ++i) e->bump_l2_epoch();
+    CHECK(shm::epoch8(coh.epoch.load()) == shm::epoch8(0));
+    CHECK_FALSE(served("b"));
+    // An entry L1 wrote itself is never affected, whatever its flags.
+    CHECK(served("own"));
+    // The lease: a copy of the current epoch is served only while it runs.
+    REQUIRE(fill("d") == 0);
+    CHECK(served("d"));
+    coh.valid_until_ms.store(0);
+    CHECK_FALSE(served("d"));
+    coh.valid_until_ms.store(UINT64_MAX);
+    CHECK(served("d"));  // suspended, not dropped: the same link answered again
+    e.reset();
+    shmc_unlink(name.c_str(), 1);
 }

@@ -33,14 +33,9 @@ int free_port() {
     return ntohs(a.sin_port);
 }
 
-std::string resp(const std::string& a, const std::string& b, const std::string& c) {
-    std::string out;
-    int n = 1 + !b.empty() + !c.empty();
-    out += "*" + std::to_string(n) + "\r\n";
-    for (const std::string* s : {&a, &b, &c}) {
-        if (s != &a && s->empty()) continue;
-        out += "$" + std::to_string(s->size()) + "\r\n" + *s + "\r\n";
-    }
+std::string resp(const std::vector<std::string>& args) {
+    std::string out = "*" + std::to_string(args.size()) + "\r\n";
+    for (const std::string& s : args) out += "$" + std::to_string(s.size()) + "\r\n" + s + "\r\n";
     return out;
 }
 
@@ -48,6 +43,43 @@ std::string resp(const std::string& a, const std::string& b, const std::string& 
 
 std::string RedisServer::command(const std::string& a, const std::string& b,
                                  const std::string& c) const {
+    std::vector<std::string> args{a};
+    if (!b.empty()) args.push_back(b);
+    if (!c.empty()) args.push_back(c);
+    return command_argv(args);
+}
+
+std::string RedisServer::cli(const std::vector<std::string>& args) const {
+    int fds[2];
+    if (pipe(fds) != 0) return "";
+    const pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return "";
+    }
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        const std::string p = std::to_string(port_);
+        std::vector<const char*> argv{"redis-cli", "-h", "127.0.0.1", "-p", p.c_str()};
+        for (const std::string& a : args) argv.push_back(a.c_str());
+        argv.push_back(nullptr);
+        execvp("redis-cli", const_cast<char* const*>(argv.data()));
+        _exit(127);
+    }
+    close(fds[1]);
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, size_t(n));
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? out : "";
+}
+
+std::string RedisServer::command_argv(const std::vector<std::string>& args) const {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return "";
     timeval tv{0, 300000};
@@ -59,7 +91,7 @@ std::string RedisServer::command(const std::string& a, const std::string& b,
     addr.sin_port = htons(uint16_t(port_));
     std::string reply;
     if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-        const std::string req = resp(a, b, c);
+        const std::string req = resp(args);
         if (write(fd, req.data(), req.size()) == ssize_t(req.size())) {
             char buf[4096];
             ssize_t n = read(fd, buf, sizeof buf);

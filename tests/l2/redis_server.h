@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 namespace l2test {
 
@@ -32,6 +33,11 @@ public:
     // line(s) (for checks like EXISTS or PTTL). Returns "" on failure.
     std::string command(const std::string& a, const std::string& b = "",
                         const std::string& c = "") const;
+    // The same with any number of arguments.
+    std::string command_argv(const std::vector<std::string>& args) const;
+    // Runs the redis-cli program against this server (a client that is not shmcache, as an
+    // operator would) and returns its standard output ("" if it could not run).
+    std::string cli(const std::vector<std::string>& args) const;
 
 private:
     bool start_on(int port);

@@ -93,12 +93,13 @@ const L2Metric kL2Metrics[] = {
     {"breaker opens", "breaker_opens", &shmc_l2_stats::breaker_opens,
      "Times a circuit breaker opened."},
     {"invalidations sent", "invalidations_sent", &shmc_l2_stats::invalidations_sent,
-     "Invalidations published to other hosts."},
+     "Invalidations published to other hosts (publish mode only)."},
     {"invalidations applied", "invalidations_applied", &shmc_l2_stats::invalidations_applied,
-     "Invalidations from other hosts applied here."},
-    {"resyncs", "resyncs", &shmc_l2_stats::resyncs, "Invalidation subscriptions (re)established."},
+     "Keys (or patterns) dropped from this host's L1 by its invalidation subscriber."},
+    {"resyncs", "resyncs", &shmc_l2_stats::resyncs,
+     "Times every L1 copy of a Redis value was dropped at once (new subscription, FLUSHALL)."},
     {"resync dropped", "resync_dropped", &shmc_l2_stats::resync_dropped,
-     "Entries dropped by resyncs."},
+     "Always 0: resyncs drop copies lazily."},
 };
 
 // The single-flight figures (shmc_flight_stats), in the order the table shows them. Kind is
@@ -202,12 +203,18 @@ std::string prom_label(const char* s) {
     return out;
 }
 
+// SHMC_INVAL_* as shown: how the host's last subscription learns of writes (docs/l2.md).
+const char* inval_mode_name(uint32_t mode) {
+    return mode == SHMC_INVAL_TRACKING ? "tracking" : mode == SHMC_INVAL_PUBLISH ? "publish" : "none";
+}
+
 // The L2 section of the table: a line on the tier's state, then its counters (with rates when
 // prev is given). A host that never used Redis gets one line instead of a block of zeros.
 std::string render_l2(const Snapshot& s, const Snapshot* prev, double dt, const char* eol) {
     const shmc_l2_stats& l = s.l2;
     const std::string subscriber =
-        l.subscribed ? strf("pid %u", l.subscriber_pid) : std::string("none");
+        l.subscribed ? strf("pid %u, %s mode", l.subscriber_pid, inval_mode_name(l.invalidation_mode))
+                     : std::string("none");
     std::string head;
     if (s.l2_probed) {
         head = "L2 (Redis) " + s.l2_where + ": " +
@@ -350,6 +357,7 @@ std::string render_json(const Snapshot& s) {
     for (const L2Metric& m : kL2Metrics) l2[m.key] = l.*m.field;
     l2["subscribed"] = l.subscribed != 0;
     l2["subscriber_pid"] = l.subscribed ? json(l.subscriber_pid) : json(nullptr);
+    l2["invalidation_mode"] = inval_mode_name(l.invalidation_mode);
     if (s.l2_probed) {
         l2["redis"] = s.l2_where;
         l2["connected"] = s.l2_error.empty();

@@ -165,8 +165,10 @@ class L2Options(Structure):
         ("breaker_threshold", c_uint32),
         ("breaker_cooldown_ms", c_uint32),
         ("flags", c_uint32),
+        ("outage_write_ttl_ms", c_uint32),
+        ("link_lease_ms", c_uint32),
         ("reserved32", c_uint32),
-        ("reserved", c_uint8 * 64),
+        ("reserved", c_uint8 * 56),
     ]
 
 
@@ -177,7 +179,7 @@ class L2Stats(Structure):
         ("breaker_open", c_uint32),
         ("subscribed", c_uint32),
         ("subscriber_pid", c_uint32),
-        ("reserved32", c_uint32),
+        ("invalidation_mode", c_uint32),
         ("hits", c_uint64),
         ("misses", c_uint64),
         ("sets", c_uint64),

@@ -40,6 +40,7 @@ async def test_an_l2_hit_is_copied_into_l1_for_at_most_memory_cache_ttl(shm_name
 
 async def test_redis_holds_the_same_envelope_bytes_as_l1(shm_name, redis_server):
     async with CacheManager(cfg(shm_name, redis_server, key_prefix="ns")) as cache:
+        await wait_subscribed(cache)  # an L1 copy of a Redis value needs the host's live link
         await cache.set("doc", "z" * 5000)
         with RawSegment(shm_name) as raw:
             l1_bytes = raw.get(b"ns:doc")[0]

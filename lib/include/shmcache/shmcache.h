@@ -304,9 +304,14 @@ SHMC_API int shmc_decode(const void *envelope, size_t len, uint32_t *serializer,
  * cross-host staleness bound. Summary:
  * - Get with BOTH: an L1 hit returns at once; on an L1 miss an L2 hit is copied into L1 with
  *   TTL = min(fill_ttl_ms, what remains of the L2 TTL), marked SHMC_FLAG_FROM_L2.
- * - Set with BOTH writes L2 and then L1 (the L1 copy marked SHMC_FLAG_FROM_L2) and publishes an
- *   invalidation so other hosts drop their L1 copy. Delete and purge act on the tiers asked for;
- *   on L2 they also publish an invalidation.
+ * - Set with BOTH writes L2 and then L1 (the L1 copy marked SHMC_FLAG_FROM_L2). Every host's
+ *   subscriber learns of every change to the namespace in Redis, by anyone (Redis 6+ CLIENT
+ *   TRACKING in BCAST mode), and drops its L1 copy; where tracking is refused, shmcache's own
+ *   writes publish invalidations instead. Delete and purge act on the tiers asked for.
+ * - An SHMC_FLAG_FROM_L2 entry is served only while this host's invalidation link is vouched
+ *   for by its heartbeat (link_lease_ms), and is dropped (in O(1), lazily) by every new
+ *   subscription, FLUSHALL or FLUSHDB. If the Redis half of a BOTH set fails, the L1 half is
+ *   kept as an L1-only entry for at most outage_write_ttl_ms.
  * - Values are opaque bytes in both tiers; flags are kept in L1 only (an L2 hit has flags 0 plus
  *   SHMC_FLAG_FROM_L2). Use the value envelope (below) for self-describing, compressed values.
  * - No L2 call waits longer than command_timeout_ms. After breaker_threshold consecutive
@@ -328,12 +333,20 @@ SHMC_API int shmc_decode(const void *envelope, size_t len, uint32_t *serializer,
 #define SHMC_TGET_AFTER_L1_MISS 0x100u
 
 /* Reserved flag bit: set by the library on L1 entries that mirror L2 (filled from L2, or written
- * to both tiers). They are the entries dropped when cross-host invalidations may have been lost. */
+ * to both tiers). They are served only while the host's invalidation link is live, and dropped
+ * when cross-host invalidations may have been lost (docs/l2.md, "Coherence"). */
 #define SHMC_FLAG_FROM_L2 0x80000000u
 
 /* shmc_l2_options.flags */
 #define SHMC_L2_NO_SUBSCRIBE 0x1u /* this process never becomes the host's invalidation subscriber */
 #define SHMC_L2_NO_PUBLISH 0x2u   /* do not publish invalidations (single-host deployments) */
+#define SHMC_L2_NO_TRACKING 0x4u  /* the subscriber does not ask Redis for CLIENT TRACKING: only
+                                     shmcache's own published invalidations (publish mode) */
+
+/* shmc_l2_stats.invalidation_mode */
+#define SHMC_INVAL_NONE 0u     /* no subscription has been made yet on this host */
+#define SHMC_INVAL_PUBLISH 1u  /* shmcache's own PUBLISH messages (tracking refused or disabled) */
+#define SHMC_INVAL_TRACKING 2u /* Redis CLIENT TRACKING BCAST: every write, by anyone */
 
 /* Options for shmc_l2_attach. Always start from shmc_l2_options_default(). Strings are copied. */
 typedef struct shmc_l2_options {
@@ -350,8 +363,13 @@ typedef struct shmc_l2_options {
     uint32_t breaker_threshold;   /* consecutive failures that open the breaker; default 3 */
     uint32_t breaker_cooldown_ms; /* how long an open breaker fails calls at once; default 1000 */
     uint32_t flags;               /* SHMC_L2_* */
+    uint32_t outage_write_ttl_ms; /* a BOTH set whose Redis write failed keeps its L1 copy, as an
+                                     L1-only entry, for at most this long; default (0) 1000 */
+    uint32_t link_lease_ms;       /* the staleness bound when the invalidation link fails: L1
+                                     copies of L2 values stop being served this long after the
+                                     last answered heartbeat; default (0) 1000, 50..60000 */
     uint32_t reserved32;
-    uint8_t reserved[64];
+    uint8_t reserved[56];
 } shmc_l2_options;
 
 /* L2 figures. Counters are host-wide (kept in the segment, summed over every process of the
@@ -363,7 +381,7 @@ typedef struct shmc_l2_stats {
     uint32_t breaker_open; /* 1 if this process's breaker is open now */
     uint32_t subscribed;   /* 1 if some process of this host holds a live invalidation subscription */
     uint32_t subscriber_pid; /* that process (0: none) */
-    uint32_t reserved32;
+    uint32_t invalidation_mode; /* SHMC_INVAL_*: how the host's last subscription learns of writes */
     uint64_t hits;
     uint64_t misses;
     uint64_t sets;
@@ -374,9 +392,10 @@ typedef struct shmc_l2_stats {
     uint64_t breaker_opens;     /* times a breaker opened */
     uint64_t fills;             /* L2 hits copied into L1 */
     uint64_t invalidations_sent;
-    uint64_t invalidations_applied; /* received from other hosts and applied to L1 */
-    uint64_t resyncs;           /* subscriptions (re)established: L1 entries from L2 dropped */
-    uint64_t resync_dropped;    /* entries dropped by those resyncs */
+    uint64_t invalidations_applied; /* keys (or patterns) dropped from L1 by the subscriber */
+    uint64_t resyncs;           /* epoch bumps: every L1 copy of an L2 value made before is
+                                   dropped (new subscription, FLUSHALL/FLUSHDB, lost message) */
+    uint64_t resync_dropped;    /* always 0 since coherence v2: copies are dropped lazily */
     uint64_t reserved[8];
 } shmc_l2_stats;
 
