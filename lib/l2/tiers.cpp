@@ -113,6 +113,8 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
     std::string why;
     if (!parse_redis_url(o.url, &c.endpoint, &why))
         return shm::fail(SHMC_E_INVAL, "L2 options: bad Redis URL: %s", why.c_str());
+    if (c.endpoint.topology != Topology::kSingle || c.endpoint.tls.enabled)
+        return shm::fail(SHMC_E_INVAL, "L2 options: TLS, Sentinel and Cluster are being built");
     if (!o.command_timeout_ms || !o.connect_timeout_ms)
         return shm::fail(SHMC_E_INVAL, "L2 options: timeouts must be at least 1 ms");
     if (o.command_timeout_ms > 60000 || o.connect_timeout_ms > 60000)

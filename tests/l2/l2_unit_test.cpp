@@ -44,12 +44,71 @@ TEST_CASE("Redis URLs") {
     secret.host = "h";
     secret.password = "hunter2";
     CHECK(secret.describe().find("hunter2") == std::string::npos);
-    for (const char* bad : {"", "localhost:6379", "http://h", "rediss://h", "redis://h:x",
+    for (const char* bad : {"", "localhost:6379", "http://h", "redis://h:x",
                             "redis://h:70000", "redis://h/db", "unix://rel", "redis://h?x=1",
-                            "redis://[::1", "redis://u:%4@h", "redis://u:%@h"}) {
+                            "redis://[::1", "redis://u:%4@h", "redis://u:%@h",
+                            "redis://h?ssl_ca_certs=/ca.pem",     // TLS options without TLS
+                            "rediss://h?ssl_cert_reqs=maybe", "rediss://h?ssl_keyfile=k.pem",
+                            "redis://a,b", "redis+sentinel://h:26379", "redis+sentinel://h/",
+                            "redis+sentinel://,h/m", "redis+cluster://h/1",
+                            "redis://h?sentinel_password=x", "redis+cluster://h?sentinel_user=u",
+                            "redis+foo://h", "unix:///s?ssl_certfile=c"}) {
         CHECK_MESSAGE(!parse_redis_url(bad, &ep, &why), bad);
         CHECK(!why.empty());
     }
+}
+
+TEST_CASE("Redis URLs: TLS, Sentinel and Cluster") {
+    RedisEndpoint ep;
+    std::string why;
+    REQUIRE(parse_redis_url("rediss://u:p@cache.example:6380/1?ssl_ca_certs=%2Fetc%2Fca.pem"
+                            "&ssl_certfile=/c.pem&ssl_keyfile=/k.pem&ssl_server_name=redis.internal",
+                            &ep, &why));
+    CHECK(ep.topology == Topology::kSingle);
+    CHECK(ep.tls.enabled);
+    CHECK(ep.tls.verify);
+    CHECK(ep.tls.ca_file == "/etc/ca.pem");
+    CHECK(ep.tls.cert_file == "/c.pem");
+    CHECK(ep.tls.key_file == "/k.pem");
+    CHECK(ep.tls.server_name == "redis.internal");
+    CHECK(ep.host == "cache.example");
+    CHECK(ep.port == 6380);
+    CHECK(ep.db == 1);
+    CHECK(ep.describe() == "cache.example:6380 db 1 (TLS)");
+    REQUIRE(parse_redis_url("rediss://h?ssl_cert_reqs=none&ssl_certfile=/both.pem", &ep, &why));
+    CHECK(!ep.tls.verify);
+    CHECK(ep.tls.key_file == "/both.pem");  // one PEM holding the certificate and its key
+
+    REQUIRE(parse_redis_url("redis+sentinel://app:pw@s1,s2:26380,[::1]/my%20master/3"
+                            "?sentinel_password=sp",
+                            &ep, &why));
+    CHECK(ep.topology == Topology::kSentinel);
+    CHECK(!ep.tls.enabled);
+    CHECK(ep.master_name == "my master");
+    CHECK(ep.db == 3);
+    CHECK(ep.user == "app");
+    CHECK(ep.password == "pw");
+    CHECK(ep.sentinel_password == "sp");
+    REQUIRE(ep.seeds.size() == 3);
+    CHECK(ep.seeds[0] == HostPort{"s1", 26379});
+    CHECK(ep.seeds[1] == HostPort{"s2", 26380});
+    CHECK(ep.seeds[2] == HostPort{"::1", 26379});
+    const RedisEndpoint master = ep.node(HostPort{"10.0.0.5", 6379});
+    CHECK(master.topology == Topology::kSingle);
+    CHECK(master.describe() == "10.0.0.5:6379 db 3");
+    CHECK(master.password == "pw");
+    CHECK(master.sentinel_password.empty());
+    CHECK(ep.describe().find("pw") == std::string::npos);
+    CHECK(ep.describe().find("sp") == std::string::npos);
+
+    REQUIRE(parse_redis_url("rediss+cluster://n1:7000,n2:7001?ssl_cert_reqs=none", &ep, &why));
+    CHECK(ep.topology == Topology::kCluster);
+    CHECK(ep.tls.enabled);
+    REQUIRE(ep.seeds.size() == 2);
+    CHECK(ep.seeds[1] == HostPort{"n2", 7001});
+    CHECK(ep.node(ep.seeds[1]).tls.enabled);
+    REQUIRE(parse_redis_url("redis+cluster://n1", &ep, &why));
+    CHECK(ep.seeds[0].port == 6379);
 }
 
 TEST_CASE("shmcache globs become Redis MATCH patterns inside the namespace") {
