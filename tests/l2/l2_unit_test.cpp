@@ -1,12 +1,13 @@
 // l2_unit_test.cpp - the Redis tier's pure parts: URL parsing, the glob translation for SCAN,
-// the invalidation message codec, the circuit breaker's state machine, and the coherence epoch
-// and lease in the engine (no Redis needed).
+// the invalidation message codec, the circuit breaker's state machine, the coherence epoch
+// and lease in the engine, and Redis Cluster's slot hashing and redirections (no Redis needed).
 #include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <cstring>
 
 #include "breaker.h"
+#include "cluster_slots.h"
 #include "invalidation.h"
 #include "l1_copy.h"
 #include "redis_url.h"
@@ -230,4 +231,71 @@ TEST_CASE("coherence epoch: a copy is dead after a bump and never comes back whe
     CHECK(served("d"));  // suspended, not dropped: the same link answered again
     e.reset();
     shmc_unlink(name.c_str(), 1);
+}
+
+TEST_CASE("cluster: CRC16 (XMODEM) and key slots, with hash tags, as in the cluster spec") {
+    CHECK(crc16_xmodem("123456789") == 0x31C3);  // the spec's check value
+    CHECK(crc16_xmodem("") == 0);
+    CHECK(key_slot("123456789") == (0x31C3 & 16383));
+    // Known slots (CLUSTER KEYSLOT on Redis 7).
+    CHECK(key_slot("foo") == 12182);
+    CHECK(key_slot("bar") == 5061);
+    CHECK(key_slot("hello") == 866);
+    // A tag: only what is inside the first {...} is hashed.
+    CHECK(key_slot("{user1000}.following") == key_slot("{user1000}.followers"));
+    CHECK(key_slot("{user1000}.following") == key_slot("user1000"));
+    CHECK(hashed_part("{user1000}.following") == "user1000");
+    // "{}" is no tag: the whole key is hashed; the first '{' and the first '}' after it count.
+    CHECK(hashed_part("foo{}{bar}") == "foo{}{bar}");
+    CHECK(key_slot("foo{}{bar}") == (crc16_xmodem("foo{}{bar}") & 16383));
+    CHECK(hashed_part("foo{{bar}}zap") == "{bar");
+    CHECK(hashed_part("foo{bar}{zap}") == "bar");
+    CHECK(hashed_part("no tag}{") == "no tag}{");
+    CHECK(hashed_part("open{only") == "open{only");
+    for (const char* k : {"a", "t:k1", "t:__shmcache_lease__:k1", "\xff\x00"})
+        CHECK(key_slot(k) < 16384);
+}
+
+TEST_CASE("cluster: which key routes a command") {
+    using A = std::vector<std::string_view>;
+    CHECK(command_slot(A{"GET", "foo"}) == 12182);
+    CHECK(command_slot(A{"SET", "foo", "v", "PX", "100"}) == 12182);
+    CHECK(command_slot(A{"UNLINK", "{foo}a", "{foo}b"}) == 12182);
+    CHECK(command_slot(A{"EVAL", "return 1", "1", "foo", "token"}) == 12182);
+    CHECK(command_slot(A{"EVAL", "return 1", "0"}) == -1);
+    CHECK(command_slot(A{"PUBLISH", "chan", "msg"}) == -1);
+    CHECK(command_slot(A{"PING"}) == -1);
+}
+
+TEST_CASE("cluster: MOVED, ASK, TRYAGAIN and CLUSTERDOWN replies") {
+    Redirect r = parse_redirect("MOVED 3999 127.0.0.1:6381");
+    CHECK(r.kind == Redirect::kMoved);
+    CHECK(r.slot == 3999);
+    CHECK(r.to == HostPort{"127.0.0.1", 6381});
+    r = parse_redirect("ASK 16383 10.0.0.7:7002");
+    CHECK(r.kind == Redirect::kAsk);
+    CHECK(r.slot == 16383);
+    CHECK(r.to == HostPort{"10.0.0.7", 7002});
+    r = parse_redirect("MOVED 1 ::1:7000");  // an IPv6 address: the last colon is the port's
+    CHECK(r.kind == Redirect::kMoved);
+    CHECK(r.to == HostPort{"::1", 7000});
+    r = parse_redirect("ASK 2 [::1]:7000");
+    CHECK(r.kind == Redirect::kAsk);
+    CHECK(r.to == HostPort{"::1", 7000});
+    r = parse_redirect("MOVED 5 :7000");  // Redis 7: the address the client used
+    CHECK(r.kind == Redirect::kMoved);
+    CHECK(r.to.host.empty());
+    CHECK(r.to.port == 7000);
+    CHECK(parse_redirect("TRYAGAIN Multiple keys request during rehashing of slot").kind ==
+          Redirect::kTryAgain);
+    CHECK(parse_redirect("CLUSTERDOWN The cluster is down").kind == Redirect::kTryAgain);
+    // Anything else is an ordinary error, malformed redirects included.
+    CHECK(parse_redirect("ERR unknown command").kind == Redirect::kNone);
+    CHECK(parse_redirect("WRONGTYPE Operation against a key").kind == Redirect::kNone);
+    CHECK(parse_redirect("MOVED 16384 127.0.0.1:6381").kind == Redirect::kNone);
+    CHECK(parse_redirect("MOVED x 127.0.0.1:6381").kind == Redirect::kNone);
+    CHECK(parse_redirect("MOVED 12 127.0.0.1").kind == Redirect::kNone);
+    CHECK(parse_redirect("MOVED 12 127.0.0.1:0").kind == Redirect::kNone);
+    CHECK(parse_redirect("MOVEDX 12 127.0.0.1:1").kind == Redirect::kNone);
+    CHECK(parse_redirect("ASKING").kind == Redirect::kNone);
 }
