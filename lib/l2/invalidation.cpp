@@ -65,7 +65,7 @@ bool subscription_live(const shm::L2Shared& l2) {
     return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
-Subscriber::Subscriber(shm::Engine& engine, const RedisClient& client, SubscriberOptions opts)
+Subscriber::Subscriber(shm::Engine& engine, const Client& client, SubscriberOptions opts)
     : engine_(engine),
       client_(client),
       opts_(std::move(opts)),

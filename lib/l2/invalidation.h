@@ -62,7 +62,7 @@ struct SubscriberOptions {
 
 class Subscriber final : public ForkAware {
 public:
-    Subscriber(shm::Engine& engine, const RedisClient& client, SubscriberOptions opts);
+    Subscriber(shm::Engine& engine, const Client& client, SubscriberOptions opts);
     ~Subscriber();
     Subscriber(const Subscriber&) = delete;
     Subscriber& operator=(const Subscriber&) = delete;
@@ -88,7 +88,7 @@ private:
     bool sleep_for(uint32_t ms);  // false if asked to stop
 
     shm::Engine& engine_;
-    const RedisClient& client_;
+    const Client& client_;
     const SubscriberOptions opts_;
     shm::L2Shared& shared_;
     shm::L2Coherence& coh_;

@@ -261,6 +261,19 @@ void RedisClient::note_failure(const Failure& f) {
 }
 
 int RedisClient::run(std::span<const Command> cmds, Replies* out) {
+    if (int rc = run_raw(cmds, now_ms() + opts_.command_timeout_ms, out)) return rc;
+    for (size_t i = 0; i < out->size(); ++i) {
+        const redisReply& r = (*out)[i];
+        if (r.type == REDIS_REPLY_ERROR) {
+            if (counters_.errors) counters_.errors->fetch_add(1, std::memory_order_relaxed);
+            return shm::fail(SHMC_E_L2_REPLY, "Redis L2 replied to %.*s: %.*s",
+                             int(cmds[i][0].size()), cmds[i][0].data(), int(r.len), r.str);
+        }
+    }
+    return 0;
+}
+
+int RedisClient::run_raw(std::span<const Command> cmds, uint64_t deadline, Replies* out) {
     uint64_t wait = 0;
     const uint64_t start = now_ms();
     if (breaker_.admit(start, &wait) == Breaker::Verdict::kRefuse)
@@ -269,7 +282,6 @@ int RedisClient::run(std::span<const Command> cmds, Replies* out) {
                          "next try in %llu ms)",
                          opts_.endpoint.describe().c_str(), breaker_.failures(),
                          (unsigned long long)wait);
-    const uint64_t deadline = start + opts_.command_timeout_ms;
     Failure f;
     bool fresh = false;
     int rc = attempt(cmds, deadline, out, &f, &fresh);
@@ -293,14 +305,6 @@ int RedisClient::run(std::span<const Command> cmds, Replies* out) {
     if (breaker_.on_success())
         log_info("Redis L2 at {} is available again", opts_.endpoint.describe());
     connected_.store(true, std::memory_order_relaxed);
-    for (size_t i = 0; i < out->size(); ++i) {
-        const redisReply& r = (*out)[i];
-        if (r.type == REDIS_REPLY_ERROR) {
-            if (counters_.errors) counters_.errors->fetch_add(1, std::memory_order_relaxed);
-            return shm::fail(SHMC_E_L2_REPLY, "Redis L2 replied to %.*s: %.*s",
-                             int(cmds[i][0].size()), cmds[i][0].data(), int(r.len), r.str);
-        }
-    }
     return 0;
 }
 

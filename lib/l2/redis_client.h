@@ -54,6 +54,12 @@ public:
     void push(redisReply* r) { replies_.push_back(r); }
     size_t size() const { return replies_.size(); }
     const redisReply& operator[](size_t i) const { return *replies_[i]; }
+    // Hands reply i over to the caller (who frees it); only clear() may follow for that slot.
+    redisReply* take(size_t i) {
+        redisReply* r = replies_[i];
+        replies_[i] = nullptr;
+        return r;
+    }
 
 private:
     std::vector<redisReply*> replies_;
@@ -66,7 +72,24 @@ struct ClientCounters {
     std::atomic<uint64_t>* breaker_opens = nullptr;
 };
 
-class RedisClient final : public ForkAware {
+// What the tiers use of Redis, behind which one server (RedisClient) or a cluster
+// (ClusterClient, cluster_client.h) answers. run() has the contract documented on RedisClient.
+class Client {
+public:
+    virtual ~Client() = default;
+    virtual int run(std::span<const Command> cmds, Replies* out) = 0;
+    // The shards a pattern purge must SCAN one by one (one server: itself; a cluster: each
+    // master), and a batch sent to one of them by name.
+    virtual int shards(std::vector<std::string>* names) = 0;
+    virtual int run_on(const std::string& shard, std::span<const Command> cmds, Replies* out) = 0;
+    virtual bool connected() const = 0;
+    virtual bool breaker_open() const = 0;
+    virtual const ClientOptions& options() const = 0;
+    // The subscriber's own connection (see RedisClient::connect_dedicated).
+    virtual redisContext* connect_dedicated(std::string* why) const = 0;
+};
+
+class RedisClient final : public Client, public ForkAware {
 public:
     RedisClient(ClientOptions opts, ClientCounters counters);
     ~RedisClient();
@@ -76,15 +99,26 @@ public:
     // Sends cmds in one round trip and fills *out with their replies. Returns 0, or
     // SHMC_E_L2_UNAVAILABLE (breaker open, connect failure, timeout, connection lost) or
     // SHMC_E_L2_REPLY (Redis answered an error; the connection stays usable), with the errmsg set.
-    int run(std::span<const Command> cmds, Replies* out);
+    int run(std::span<const Command> cmds, Replies* out) override;
+    // As run(), but bounded by the caller's deadline (a cluster call spans several nodes within
+    // one budget), and error replies are left in *out for the caller to read (a cluster's MOVED
+    // and ASK are routing, not failures): neither counted nor turned into SHMC_E_L2_REPLY.
+    int run_raw(std::span<const Command> cmds, uint64_t deadline_ms, Replies* out);
 
-    bool connected() const { return connected_.load(std::memory_order_relaxed); }
-    bool breaker_open() const { return breaker_.is_open(); }
-    const ClientOptions& options() const { return opts_; }
+    int shards(std::vector<std::string>* names) override {
+        *names = {opts_.endpoint.describe()};
+        return 0;
+    }
+    int run_on(const std::string&, std::span<const Command> cmds, Replies* out) override {
+        return run(cmds, out);
+    }
+    bool connected() const override { return connected_.load(std::memory_order_relaxed); }
+    bool breaker_open() const override { return breaker_.is_open(); }
+    const ClientOptions& options() const override { return opts_; }
 
     // Opens a connection outside the pool (the subscriber's own), bounded by connect_timeout_ms,
     // authenticated and with the database selected. Null with *why set on failure.
-    redisContext* connect_dedicated(std::string* why) const;
+    redisContext* connect_dedicated(std::string* why) const override;
 
     void fork_prepare() override;
     void fork_parent() override;

@@ -113,8 +113,8 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
     std::string why;
     if (!parse_redis_url(o.url, &c.endpoint, &why))
         return shm::fail(SHMC_E_INVAL, "L2 options: bad Redis URL: %s", why.c_str());
-    if (c.endpoint.topology != Topology::kSingle || c.endpoint.tls.enabled)
-        return shm::fail(SHMC_E_INVAL, "L2 options: TLS, Sentinel and Cluster are being built");
+    if (c.endpoint.topology == Topology::kSentinel || c.endpoint.tls.enabled)
+        return shm::fail(SHMC_E_INVAL, "L2 options: TLS and Sentinel are being built");
     if (!o.command_timeout_ms || !o.connect_timeout_ms)
         return shm::fail(SHMC_E_INVAL, "L2 options: timeouts must be at least 1 ms");
     if (o.command_timeout_ms > 60000 || o.connect_timeout_ms > 60000)
@@ -155,15 +155,22 @@ Tiers::Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint3
     uint64_t expected = 0;
     shared_.origin.compare_exchange_strong(expected, random_origin());
     origin_ = shared_.origin.load();
-    client_ = std::make_unique<RedisClient>(
-        std::move(copts), ClientCounters{&shared_.counters[shm::kL2Errors],
-                                         &shared_.counters[shm::kL2Timeouts],
-                                         &shared_.counters[shm::kL2BreakerOpens]});
+    const ClientCounters counters{&shared_.counters[shm::kL2Errors],
+                                  &shared_.counters[shm::kL2Timeouts],
+                                  &shared_.counters[shm::kL2BreakerOpens]};
+    const bool cluster = copts.endpoint.topology == Topology::kCluster;
+    if (cluster)
+        client_ = std::make_unique<ClusterClient>(std::move(copts), counters);
+    else
+        client_ = std::make_unique<RedisClient>(std::move(copts), counters);
     if (!(flags_ & SHMC_L2_NO_SUBSCRIBE)) {
         SubscriberOptions so;
         so.channel = channel_;
         so.prefix = prefix_;
-        so.tracking = !(flags_ & SHMC_L2_NO_TRACKING);
+        // A cluster's tracking would report only the keys of the one master the subscriber
+        // connects to; classic PUBLISH reaches every node's subscribers (docs/l2.md, "Redis
+        // Cluster"), so a cluster runs in publish mode.
+        so.tracking = !(flags_ & SHMC_L2_NO_TRACKING) && !cluster;
         so.lease_ms = lease_ms;
         subscriber_ = std::make_unique<Subscriber>(engine_, *client_, std::move(so));
         subscriber_->ensure_started();
@@ -389,13 +396,27 @@ int Tiers::del(const void* key, size_t klen, uint32_t tiers) {
 }
 
 int Tiers::purge_l2(const char* pat, size_t plen, uint64_t* removed) {
+    // SCAN walks one server's keys: a cluster's masters are walked one after the other. The keys
+    // found are unlinked by key (routed, so a key that moved meanwhile is still found), in a
+    // cluster one per command: a multi-key UNLINK must not span slots (CROSSSLOT), nor a slot
+    // that is half migrated (TRYAGAIN).
+    std::vector<std::string> shards;
+    if (int rc = client_->shards(&shards)) return rc;
+    const bool per_key = client_->options().endpoint.topology == Topology::kCluster;
+    for (const std::string& shard : shards)
+        if (int rc = purge_shard(shard, per_key, pat, plen, removed)) return rc;
+    return 0;
+}
+
+int Tiers::purge_shard(const std::string& shard, bool per_key, const char* pat, size_t plen,
+                       uint64_t* removed) {
     const std::string match = redis_match_pattern(prefix_, pat, plen);
     const std::string count_arg = std::to_string(kScanCount);
     std::string cursor = "0";
     do {
         const Command scan{"SCAN", cursor, "MATCH", match, "COUNT", count_arg};
         Replies r;
-        if (int rc = client_->run(std::span(&scan, 1), &r)) return rc;
+        if (int rc = client_->run_on(shard, std::span(&scan, 1), &r)) return rc;
         const redisReply& rep = r[0];
         if (rep.type != REDIS_REPLY_ARRAY || rep.elements != 2 ||
             rep.element[0]->type != REDIS_REPLY_STRING || rep.element[1]->type != REDIS_REPLY_ARRAY)
@@ -403,12 +424,13 @@ int Tiers::purge_l2(const char* pat, size_t plen, uint64_t* removed) {
         cursor.assign(rep.element[0]->str, rep.element[0]->len);
         const redisReply* keys = rep.element[1];
         if (keys->elements) {
-            Command unlink{"UNLINK"};
+            std::vector<Command> unlinks(per_key ? keys->elements : 1, Command{"UNLINK"});
             for (size_t i = 0; i < keys->elements; ++i)
-                unlink.emplace_back(keys->element[i]->str, keys->element[i]->len);
+                unlinks[per_key ? i : 0].emplace_back(keys->element[i]->str, keys->element[i]->len);
             Replies u;
-            if (int rc = client_->run(std::span(&unlink, 1), &u)) return rc;
-            if (u[0].type == REDIS_REPLY_INTEGER) *removed += uint64_t(u[0].integer);
+            if (int rc = client_->run(unlinks, &u)) return rc;
+            for (size_t i = 0; i < u.size(); ++i)
+                if (u[i].type == REDIS_REPLY_INTEGER) *removed += uint64_t(u[i].integer);
         }
     } while (cursor != "0");
     return 0;

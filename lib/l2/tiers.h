@@ -25,6 +25,7 @@
 #include "shm/engine.h"
 #include "invalidation.h"
 #include "shm/lease.h"
+#include "cluster_client.h"
 #include "redis_client.h"
 
 namespace shmcache::l2 {
@@ -64,6 +65,8 @@ private:
           uint32_t lease_ms, uint32_t outage_write_ttl_ms);
     std::string l2_key(const void* key, size_t klen) const;
     int purge_l2(const char* pat, size_t plen, uint64_t* removed);
+    int purge_shard(const std::string& shard, bool per_key, const char* pat, size_t plen,
+                    uint64_t* removed);
     // Runs cmd and, unless SHMC_L2_NO_PUBLISH, the invalidation (op, key) in one round trip;
     // counts `done` or a dropped write (then *errmsg gets the message).
     int write_l2(Command cmd, char op, const void* key, size_t klen, shm::L2Counter done,
@@ -96,7 +99,7 @@ private:
     const uint32_t flags_;
     const uint32_t outage_write_ttl_ms_;
     uint64_t origin_ = 0;
-    std::unique_ptr<RedisClient> client_;
+    std::unique_ptr<Client> client_;  // a RedisClient, or a ClusterClient for redis+cluster://
     std::unique_ptr<Subscriber> subscriber_;  // null with SHMC_L2_NO_SUBSCRIBE
 };
 
