@@ -252,7 +252,7 @@ shm::InvalMode Subscriber::subscribe(redisContext* c, std::string* why) {
         return r.type == REDIS_REPLY_ERROR ? std::string(r.str, r.len) : std::string("unexpected reply");
     };
     Replies r;
-    std::string refused = "disabled (SHMC_L2_NO_TRACKING)";
+    std::string refused = opts_.tracking_off;
     if (opts_.tracking) {
         const std::string client_cmd = "CLIENT";
         if (!run({client_cmd, "ID"}, &r)) return shm::kModeNone;

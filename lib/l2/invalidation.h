@@ -56,7 +56,8 @@ bool link_vouched(const shm::L2Coherence& coh);
 struct SubscriberOptions {
     std::string channel;     // publish mode's channel
     std::string prefix;      // the namespace: BCAST PREFIX, stripped from tracked keys
-    bool tracking = true;    // false: SHMC_L2_NO_TRACKING
+    bool tracking = true;    // false: SHMC_L2_NO_TRACKING, or a cluster
+    std::string tracking_off = "disabled (SHMC_L2_NO_TRACKING)";  // why, when tracking is false
     uint32_t lease_ms = 1000;
 };
 

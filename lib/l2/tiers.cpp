@@ -171,6 +171,9 @@ Tiers::Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint3
         // connects to; classic PUBLISH reaches every node's subscribers (docs/l2.md, "Redis
         // Cluster"), so a cluster runs in publish mode.
         so.tracking = !(flags_ & SHMC_L2_NO_TRACKING) && !cluster;
+        if (cluster && !(flags_ & SHMC_L2_NO_TRACKING))
+            so.tracking_off =
+                "not used with Redis Cluster (a node's tracking sees its own slots only)";
         so.lease_ms = lease_ms;
         subscriber_ = std::make_unique<Subscriber>(engine_, *client_, std::move(so));
         subscriber_->ensure_started();

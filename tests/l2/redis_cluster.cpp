@@ -1,0 +1,257 @@
+// redis_cluster.cpp - see redis_cluster.h.
+#include "redis_cluster.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace l2test {
+
+namespace {
+
+int free_port() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+// Runs argv with stdout captured; "" unless it exits 0.
+std::string capture(const std::vector<std::string>& args) {
+    int fds[2];
+    if (pipe(fds) != 0) return "";
+    const pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return "";
+    }
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        const int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, 2);
+        close(fds[0]);
+        close(fds[1]);
+        std::vector<const char*> argv;
+        for (const std::string& a : args) argv.push_back(a.c_str());
+        argv.push_back(nullptr);
+        execvp(argv[0], const_cast<char* const*>(argv.data()));
+        _exit(127);
+    }
+    close(fds[1]);
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, size_t(n));
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? out : "";
+}
+
+std::string trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+    return s;
+}
+
+void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+}  // namespace
+
+std::string RedisCluster::url() const {
+    return "redis+cluster://127.0.0.1:" + std::to_string(nodes_[0].port) + ",127.0.0.1:" +
+           std::to_string(nodes_[1].port);
+}
+
+std::string RedisCluster::cli(size_t i, const std::vector<std::string>& args) const {
+    std::vector<std::string> argv{"redis-cli", "-h", "127.0.0.1", "-p",
+                                  std::to_string(nodes_[i].port)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return capture(argv);
+}
+
+long long RedisCluster::integer(size_t i, const std::vector<std::string>& args) const {
+    const std::string out = trim(cli(i, args));
+    if (out.empty()) return -1;
+    char* end = nullptr;
+    const long long v = strtoll(out.c_str(), &end, 10);
+    return *end ? -1 : v;
+}
+
+size_t RedisCluster::live() const {
+    for (size_t i = 0; i < nodes_.size(); ++i)
+        if (nodes_[i].pid > 0) return i;
+    throw std::runtime_error("no cluster node is running");
+}
+
+int RedisCluster::keyslot(const std::string& key) const {
+    return int(integer(live(), {"CLUSTER", "KEYSLOT", key}));
+}
+
+int RedisCluster::owner(int slot) const {
+    // CLUSTER SHARDS would be tidier; CLUSTER NODES lines are stable across Redis 6 and 7:
+    // <id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot ranges...>
+    std::istringstream lines(cli(live(), {"CLUSTER", "NODES"}));
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream f(line);
+        std::string id, addr, flags, master, ping, pong, epoch, link, range;
+        f >> id >> addr >> flags >> master >> ping >> pong >> epoch >> link;
+        if (flags.find("master") == std::string::npos) continue;
+        while (f >> range) {
+            if (range[0] == '[') continue;  // a migration in progress
+            const size_t dash = range.find('-');
+            const int lo = atoi(range.c_str());
+            const int hi = dash == std::string::npos ? lo : atoi(range.c_str() + dash + 1);
+            if (slot < lo || slot > hi) continue;
+            for (size_t i = 0; i < nodes_.size(); ++i)
+                if (nodes_[i].id == id) return int(i);
+        }
+    }
+    return -1;
+}
+
+bool RedisCluster::start(Node* n) {
+    n->port = free_port();
+    n->bus_port = free_port();
+    if (!n->port || !n->bus_port || n->port == n->bus_port) return false;
+    n->pid = fork();
+    if (n->pid < 0) return false;
+    if (n->pid == 0) {
+        if (chdir(dir_.c_str()) != 0) _exit(127);
+        const std::string p = std::to_string(n->port), bus = std::to_string(n->bus_port);
+        const std::string conf = "nodes-" + p + ".conf", log = "redis-" + p + ".log";
+        execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--protected-mode", "no", "--cluster-enabled",
+               "yes", "--cluster-config-file", conf.c_str(), "--cluster-port", bus.c_str(),
+               "--cluster-require-full-coverage", "no", "--loglevel", "warning", "--logfile",
+               log.c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    for (int i = 0; i < 500; ++i) {
+        int status = 0;
+        if (waitpid(n->pid, &status, WNOHANG) == n->pid) {  // exited: a port taken
+            n->pid = -1;
+            return false;
+        }
+        n->id = trim(capture({"redis-cli", "-h", "127.0.0.1", "-p", std::to_string(n->port),
+                              "CLUSTER", "MYID"}));
+        if (n->id.size() == 40) return true;
+        sleep_ms(10);
+    }
+    ::kill(n->pid, SIGKILL);
+    waitpid(n->pid, nullptr, 0);
+    n->pid = -1;
+    return false;
+}
+
+RedisCluster::RedisCluster(size_t masters) {
+    char tmpl[] = "/tmp/shmc-cluster-XXXXXX";
+    if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+    dir_ = tmpl;
+    nodes_.resize(masters);
+    for (Node& n : nodes_) {
+        bool ok = false;
+        for (int attempt = 0; attempt < 8 && !ok; ++attempt) ok = start(&n);
+        if (!ok) {
+            cleanup();
+            throw std::runtime_error("could not start a cluster-enabled redis-server");
+        }
+    }
+    std::vector<std::string> create{"redis-cli", "--cluster", "create"};
+    for (const Node& n : nodes_) create.push_back("127.0.0.1:" + std::to_string(n.port));
+    create.push_back("--cluster-yes");
+    if (capture(create).empty()) {
+        cleanup();
+        throw std::runtime_error("redis-cli --cluster create failed");
+    }
+    // Up when every node says ok and knows every slot's owner.
+    for (int i = 0; i < 1000; ++i) {
+        bool ok = true;
+        for (size_t k = 0; k < nodes_.size() && ok; ++k) {
+            const std::string info = cli(k, {"CLUSTER", "INFO"});
+            ok = info.find("cluster_state:ok") != std::string::npos &&
+                 info.find("cluster_slots_assigned:16384") != std::string::npos &&
+                 info.find("cluster_known_nodes:" + std::to_string(nodes_.size())) !=
+                     std::string::npos;
+        }
+        if (ok) return;
+        sleep_ms(20);
+    }
+    cleanup();
+    throw std::runtime_error("the cluster did not reach cluster_state:ok");
+}
+
+RedisCluster::~RedisCluster() { cleanup(); }
+
+void RedisCluster::cleanup() {
+    for (size_t i = 0; i < nodes_.size(); ++i) kill(i);
+    if (!dir_.empty()) {
+        // Only what the servers wrote: their nodes.conf and logs.
+        for (const Node& n : nodes_) {
+            const std::string p = std::to_string(n.port);
+            unlink((dir_ + "/nodes-" + p + ".conf").c_str());
+            unlink((dir_ + "/redis-" + p + ".log").c_str());
+        }
+        rmdir(dir_.c_str());
+        dir_.clear();
+    }
+}
+
+void RedisCluster::kill(size_t i) {
+    if (nodes_[i].pid <= 0) return;
+    ::kill(nodes_[i].pid, SIGKILL);
+    waitpid(nodes_[i].pid, nullptr, 0);
+    nodes_[i].pid = -1;
+}
+
+void RedisCluster::stop(size_t i) {
+    if (nodes_[i].pid > 0) ::kill(nodes_[i].pid, SIGSTOP);
+}
+
+void RedisCluster::cont(size_t i) {
+    if (nodes_[i].pid > 0) ::kill(nodes_[i].pid, SIGCONT);
+}
+
+void RedisCluster::migrate_slot(int slot, size_t from, size_t to, int pause_ms) {
+    const std::string s = std::to_string(slot);
+    auto ok = [](const std::string& out) { return out.rfind("OK", 0) == 0; };
+    if (!ok(cli(to, {"CLUSTER", "SETSLOT", s, "IMPORTING", nodes_[from].id})) ||
+        !ok(cli(from, {"CLUSTER", "SETSLOT", s, "MIGRATING", nodes_[to].id})))
+        throw std::runtime_error("CLUSTER SETSLOT IMPORTING/MIGRATING failed");
+    const std::string to_port = std::to_string(nodes_[to].port);
+    for (int rounds = 0;; ++rounds) {
+        if (rounds > 100000) throw std::runtime_error("slot migration does not end");
+        std::istringstream keys(cli(from, {"CLUSTER", "GETKEYSINSLOT", s, "1"}));
+        std::string key;
+        if (!std::getline(keys, key) || key.empty()) break;
+        const std::string out =
+            cli(from, {"MIGRATE", "127.0.0.1", to_port, "", "0", "5000", "REPLACE", "KEYS", key});
+        if (out.rfind("OK", 0) != 0 && out.rfind("NOKEY", 0) != 0)
+            throw std::runtime_error("MIGRATE failed: " + out);
+        if (pause_ms) sleep_ms(pause_ms);
+    }
+    // The target first, then the source (from then on it answers MOVED), then the others.
+    for (size_t i : {to, from}) cli(i, {"CLUSTER", "SETSLOT", s, "NODE", nodes_[to].id});
+    for (size_t i = 0; i < nodes_.size(); ++i)
+        if (i != to && i != from && nodes_[i].pid > 0)
+            cli(i, {"CLUSTER", "SETSLOT", s, "NODE", nodes_[to].id});
+}
+
+}  // namespace l2test
