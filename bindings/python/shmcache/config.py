@@ -283,8 +283,8 @@ def _check_redis_url(url):
     if parsed.scheme == "rediss":
         raise ConfigError("redis_url", "rediss:// (TLS) is not supported by the library's Redis "
                           "client (hiredis 0.14); use redis:// or unix://")
-    _require(parsed.scheme in ("redis", "unix"), "redis_url",
-             f"must start with redis:// or unix://, got {redact_url(url)!r}")
+    _require(parsed.scheme in ("redis", "unix", "redis+cluster", "rediss+cluster"), "redis_url",
+             f"must start with redis:// or unix:// (or redis+cluster://), got {redact_url(url)!r}")
     if parsed.scheme == "redis":
         _require(bool(parsed.hostname), "redis_url", f"has no host: {redact_url(url)!r}")
         try:
@@ -293,7 +293,7 @@ def _check_redis_url(url):
             raise ConfigError("redis_url", f"has a bad port: {redact_url(url)!r}") from None
         _require(re.fullmatch(r"/?\d*", parsed.path or "") is not None, "redis_url",
                  f"database must be a number (redis://host:port/N): {redact_url(url)!r}")
-    else:
+    elif parsed.scheme == "unix":  # a cluster's seed list is checked by the library
         _require(bool(parsed.path), "redis_url", f"has no socket path: {redact_url(url)!r}")
 
 
