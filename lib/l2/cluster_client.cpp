@@ -120,10 +120,10 @@ std::shared_ptr<RedisClient> ClusterClient::node_by_name(const std::string& name
     return it == nodes_.end() ? nullptr : it->second;
 }
 
-std::vector<std::string> ClusterClient::candidates(const std::string& first) const {
-    // Who to ask for the map: the node that just redirected us (it is alive), then the nodes
-    // whose breaker is closed (masters of the map first, then seeds), then the rest, so that a
-    // dead master costs a refresh nothing once its breaker is open.
+std::vector<std::string> ClusterClient::candidates() const {
+    // Who to ask (for the map, or for a connection): the nodes whose breaker is closed (masters
+    // of the map first, then seeds, then any other seen), then the rest, so that a dead master
+    // costs nothing once its breaker is open.
     std::vector<std::string> order, open;
     std::lock_guard lk(m_);
     auto add = [&](const std::string& n) {
@@ -134,7 +134,6 @@ std::vector<std::string> ClusterClient::candidates(const std::string& first) con
         if (it == nodes_.end()) return;
         (it->second->breaker_open() ? open : order).push_back(n);
     };
-    add(first);
     for (const std::string& m : masters_) add(m);
     for (const HostPort& hp : opts_.endpoint.seeds) add(hp.describe());
     for (const auto& [n, c] : nodes_) add(n);
@@ -142,11 +141,11 @@ std::vector<std::string> ClusterClient::candidates(const std::string& first) con
     return order;
 }
 
-int ClusterClient::refresh(uint64_t deadline_ms, const std::string& first) {
+int ClusterClient::refresh(uint64_t deadline_ms) {
     for (const HostPort& hp : opts_.endpoint.seeds) node(hp);
     const Command cmd{"CLUSTER", "SLOTS"};
     std::string why = "no node known";
-    for (const std::string& name : candidates(first)) {
+    for (const std::string& name : candidates()) {
         if (now_ms() >= deadline_ms) {
             why = "timed out; last: " + why;
             break;
@@ -202,7 +201,10 @@ int ClusterClient::ensure_map(uint64_t deadline_ms) {
         if (!have || due) last_refresh_ms_ = now;
     }
     if (have && !due) return 0;
-    const int rc = refresh(deadline_ms, "");
+    // With a map in hand the refresh is a courtesy to this call, whose own slot may be served
+    // fine: it gets a quarter of the budget, so that a hung node asked first cannot eat the rest.
+    const uint64_t quarter = now_ms() + std::max<uint64_t>(1, opts_.command_timeout_ms / 4);
+    const int rc = refresh(have ? std::min(deadline_ms, quarter) : deadline_ms);
     if (rc && have) {
         shm::clear_errmsg();  // the old map serves until a refresh works
         return 0;
@@ -251,7 +253,7 @@ int ClusterClient::run(std::span<const Command> cmds, Replies* out) {
         };
         std::string target = target_of(pending.front(), last);
         if (target.empty() && pending.front().slot < 0) {
-            const std::vector<std::string> any = candidates("");  // breakers closed first
+            const std::vector<std::string> any = candidates();  // breakers closed first
             if (!any.empty()) target = any[0];
         }
         if (target.empty())
@@ -392,7 +394,7 @@ bool ClusterClient::breaker_open() const {
 redisContext* ClusterClient::connect_dedicated(std::string* why) const {
     for (const HostPort& hp : opts_.endpoint.seeds) node(hp);
     std::string last = "no node known";
-    for (const std::string& name : candidates("")) {
+    for (const std::string& name : candidates()) {
         std::shared_ptr<RedisClient> n = node_by_name(name);
         std::string w;
         if (redisContext* c = n->connect_dedicated(&w)) return c;

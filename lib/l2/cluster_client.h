@@ -1,7 +1,7 @@
 // cluster_client.h - Redis Cluster behind the Client interface: commands routed by slot.
 //
-// The slot map comes from CLUSTER SLOTS, asked of any known node (seeds first, then every
-// master seen), and each master gets its own RedisClient: its own pool, and its own breaker, so
+// The slot map comes from CLUSTER SLOTS, asked of the known nodes in turn (the masters of the
+// map, then the seeds; those whose breaker is open last), and each master gets its own RedisClient: its own pool, and its own breaker, so
 // a dead master costs its slots the command timeout until its breaker opens and then fails them
 // at once, while the other masters' slots keep working.
 //
@@ -71,9 +71,11 @@ private:
     std::shared_ptr<RedisClient> node(const HostPort& hp) const;  // made on first use
     std::shared_ptr<RedisClient> node_by_name(const std::string& name) const;
     // Asks CLUSTER SLOTS of the known nodes until one answers. Returns 0 or the failure.
-    int refresh(uint64_t deadline_ms, const std::string& first);
+    int refresh(uint64_t deadline_ms);
+    // Loads the map if there is none, or refreshes it if due (MOVED, a node failure) and the
+    // rate limit allows; a failed refresh keeps the old map.
     int ensure_map(uint64_t deadline_ms);
-    std::vector<std::string> candidates(const std::string& first) const;
+    std::vector<std::string> candidates() const;
     std::string owner(int slot) const;
     int fail_call(int rc, bool timeout, const char* fmt, ...);
 
