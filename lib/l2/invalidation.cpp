@@ -237,12 +237,14 @@ void Subscriber::apply(std::string_view payload) {
     }
 }
 
-shm::InvalMode Subscriber::subscribe(redisContext* c, std::string* why) {
+shm::InvalMode Subscriber::subscribe(Conn& c, std::string* why) {
     const uint32_t reply_timeout = std::max<uint32_t>(client_.options().command_timeout_ms, 100);
     auto run = [&](const Command& cmd, Replies* r) {
         r->clear();
-        bool timeout = false;
-        return exec_batch(c, std::span(&cmd, 1), now_ms() + reply_timeout + 250, r, why, &timeout);
+        IoError err;
+        if (exec_batch(c, std::span(&cmd, 1), now_ms() + reply_timeout + 250, r, &err)) return true;
+        *why = err.what;
+        return false;
     };
     auto subscribed = [](const Replies& r) {
         return r[0].type == REDIS_REPLY_ARRAY && r[0].elements >= 1 &&
@@ -291,7 +293,7 @@ shm::InvalMode Subscriber::subscribe(redisContext* c, std::string* why) {
 
 void Subscriber::serve() {
     std::string why;
-    redisContext* c = client_.connect_dedicated(&why);
+    std::unique_ptr<Conn> c = client_.connect_dedicated(&why);
     if (!c) {
         log_debug("invalidation subscriber: {}", why);
         return;
@@ -300,10 +302,9 @@ void Subscriber::serve() {
     const uint32_t lease = opts_.lease_ms;
     const uint32_t heartbeat = std::max<uint32_t>(lease / 10, 5);
     const uint64_t subscribe_sent = shm::monotonic_ms();
-    const shm::InvalMode mode = subscribe(c, &why);
+    const shm::InvalMode mode = subscribe(*c, &why);
     if (mode == shm::kModeNone) {
         log_warn("invalidation subscriber: could not subscribe: {}", why.empty() ? "no reply" : why);
-        redisFree(c);
         return;
     }
     // Whatever was missed before the subscription is dropped; from here on every change reaches
@@ -323,21 +324,22 @@ void Subscriber::serve() {
 
     uint64_t ping_sent = 0;
     bool ping_outstanding = false;
-    const char* lost = nullptr;
-    while (!lost) {
+    std::string lost;
+    IoError err;
+    while (lost.empty()) {
         {
             std::lock_guard lk(m_);
             if (stop_) break;
         }
         // Apply every complete reply already read.
         for (;;) {
-            void* reply = nullptr;
-            if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
-                lost = "protocol error";
+            redisReply* reply = nullptr;
+            if (!c->buffered_reply(&reply, &err)) {
+                lost = err.what;
                 break;
             }
             if (!reply) break;
-            const redisReply* rr = static_cast<redisReply*>(reply);
+            const redisReply* rr = reply;
             if (rr->type == REDIS_REPLY_ARRAY && rr->elements >= 3 &&
                 reply_is(rr->element[0], "message")) {
                 if (reply_is(rr->element[1], kTrackingChannel)) {
@@ -355,34 +357,36 @@ void Subscriber::serve() {
             }
             freeReplyObject(reply);
         }
-        if (lost) break;
+        if (!lost.empty()) break;
         const uint64_t now = shm::monotonic_ms();
         if (ping_outstanding && now - ping_sent > reply_timeout) {
             lost = "no answer to PING (Redis hung?)";
             break;
         }
         if (!ping_outstanding && now - ping_sent >= heartbeat) {
-            redisAppendCommand(c, "PING");
-            int done = 0;
-            while (!done)
-                if (redisBufferWrite(c, &done) != REDIS_OK) break;
-            if (!done) {
-                lost = "connection lost (write)";
+            static const std::string ping = "PING";
+            c->append({ping});
+            if (!c->flush(now + reply_timeout, &err)) {
+                lost = "connection lost (write): " + err.what;
                 break;
             }
             ping_sent = now;
             ping_outstanding = true;
         }
-        pollfd p{c->fd, POLLIN, 0};
+        if (c->input_pending()) {  // decrypted bytes that poll() cannot see
+            if (!c->read_available(&err)) lost = "connection lost: " + err.what;
+            continue;
+        }
+        pollfd p{c->fd(), POLLIN, 0};
         const uint64_t next_ping = ping_outstanding ? ping_sent + reply_timeout : ping_sent + heartbeat;
         const int wait = int(std::clamp<uint64_t>(next_ping > now ? next_ping - now : 0, 1, 100));
         const int n = poll(&p, 1, wait);
         if (n < 0 && errno != EINTR) {
             lost = "poll failed";
         } else if (n > 0) {
-            if (p.revents & POLLIN) {
-                if (redisBufferRead(c) != REDIS_OK) lost = "connection lost";
-            } else if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) {
+            if (p.revents & (POLLIN | POLLERR | POLLHUP)) {
+                if (!c->read_available(&err)) lost = "connection lost: " + err.what;
+            } else if (p.revents & POLLNVAL) {
                 lost = "connection lost";
             }
         }
@@ -392,8 +396,8 @@ void Subscriber::serve() {
     coh_.valid_until_ms.store(0, std::memory_order_release);
     int self = getpid();
     shared_.subscriber_pid.compare_exchange_strong(self, 0);
-    redisFree(c);
-    if (lost) log_warn("invalidation link for segment '{}' lost: {}", engine_.name(), lost);
+    c.reset();
+    if (!lost.empty()) log_warn("invalidation link for segment '{}' lost: {}", engine_.name(), lost);
 }
 
 }  // namespace shmcache::l2

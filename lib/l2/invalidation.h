@@ -80,7 +80,7 @@ private:
     void serve();  // while elected: subscribe, resync, apply messages until the link fails
     // Subscribes c in tracking mode if Redis allows it, else in publish mode. Returns the mode
     // (kModeNone with *why set if neither worked).
-    shm::InvalMode subscribe(redisContext* c, std::string* why);
+    shm::InvalMode subscribe(Conn& c, std::string* why);
     void resync(const char* why);
     void apply(std::string_view payload);       // publish mode: one "shmc1 ..." message
     bool apply_tracked(const redisReply& keys);  // tracking mode: false if a flush (null)

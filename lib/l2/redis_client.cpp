@@ -2,7 +2,6 @@
 #include "redis_client.h"
 
 #include <shmcache/shmcache.h>
-#include <sys/time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,78 +15,21 @@ namespace shmcache::l2 {
 
 namespace shm = shmcache::shm;
 
-uint64_t now_ms() {
-    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now().time_since_epoch())
-                        .count());
-}
-
-namespace {
-
-timeval to_timeval(uint64_t ms) {
-    timeval tv;
-    tv.tv_sec = time_t(ms / 1000);
-    tv.tv_usec = suseconds_t((ms % 1000) * 1000);
-    return tv;
-}
-
-bool is_timeout(const redisContext* c, int err) {
-    return c->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK || err == ETIMEDOUT ||
-                                      err == EINPROGRESS);
-}
-
-}  // namespace
-
-void Replies::clear() {
-    for (redisReply* r : replies_) freeReplyObject(r);
-    replies_.clear();
-}
-
-bool exec_batch(redisContext* c, std::span<const Command> cmds, uint64_t deadline_ms,
-                Replies* out, std::string* why, bool* timeout) {
-    *timeout = false;
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const Command& cmd : cmds) {
-        argv.clear();
-        lens.clear();
-        for (std::string_view a : cmd) {
-            argv.push_back(a.data());
-            lens.push_back(a.size());
-        }
-        if (redisAppendCommandArgv(c, int(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
-            *why = c->errstr[0] ? c->errstr : "out of memory";
-            return false;
-        }
+std::unique_ptr<RedisClient> RedisClient::create(ClientOptions opts, ClientCounters counters,
+                                                 std::string* why) {
+    std::shared_ptr<TlsContext> tls;
+    if (opts.endpoint.tls.enabled) {
+        tls = TlsContext::create(opts.endpoint.tls, why);
+        if (!tls) return nullptr;
     }
-    for (size_t i = 0; i < cmds.size(); ++i) {
-        const uint64_t now = now_ms();
-        if (now >= deadline_ms) {
-            *timeout = true;
-            *why = "command timed out";
-            return false;
-        }
-        // The socket timeouts bound each read and write; set to what is left of the budget.
-        redisSetTimeout(c, to_timeval(std::max<uint64_t>(1, deadline_ms - now)));
-        void* reply = nullptr;
-        errno = 0;
-        if (redisGetReply(c, &reply) != REDIS_OK || !reply) {
-            const int err = errno;
-            *timeout = is_timeout(c, err);
-            *why = *timeout ? "command timed out"
-                   : c->err == REDIS_ERR_EOF ? "connection closed by the server"
-                   : c->errstr[0]            ? c->errstr
-                                             : "no reply";
-            return false;
-        }
-        out->push(static_cast<redisReply*>(reply));
-    }
-    return true;
+    return std::make_unique<RedisClient>(std::move(opts), counters, std::move(tls));
 }
 
-RedisClient::RedisClient(ClientOptions opts, ClientCounters counters)
+RedisClient::RedisClient(ClientOptions opts, ClientCounters counters,
+                         std::shared_ptr<TlsContext> tls)
     : opts_(std::move(opts)),
       counters_(counters),
+      tls_(std::move(tls)),
       breaker_(opts_.breaker_threshold, opts_.breaker_cooldown_ms) {
     register_fork_aware(this);
 }
@@ -102,7 +44,6 @@ void RedisClient::fork_parent() { m_.unlock(); }
 void RedisClient::fork_child() {
     // The connections are the parent's: close this process's copies of the idle ones (the
     // parent's stay open) and forget those other threads of the parent had in use.
-    for (redisContext* c : idle_) redisFree(c);
     idle_.clear();
     open_ = 0;
     connected_.store(false, std::memory_order_relaxed);
@@ -110,40 +51,32 @@ void RedisClient::fork_child() {
 }
 
 void RedisClient::drop_idle() {
-    std::vector<redisContext*> idle;
+    std::vector<std::unique_ptr<Conn>> idle;
     {
         std::lock_guard lk(m_);
         idle.swap(idle_);
         open_ -= uint32_t(idle.size());
     }
     cv_.notify_all();
-    for (redisContext* c : idle) redisFree(c);
 }
 
-redisContext* RedisClient::connect(uint64_t deadline_ms, Failure* f) const {
+std::unique_ptr<Conn> RedisClient::connect(uint64_t deadline_ms, Failure* f) const {
     const uint64_t now = now_ms();
-    const uint64_t budget = deadline_ms > now ? deadline_ms - now : 0;
-    if (!budget) {
+    if (now >= deadline_ms) {
         f->timeout = f->io = true;
         f->what = "no time left to connect";
         return nullptr;
     }
-    const timeval tv = to_timeval(std::min<uint64_t>(budget, opts_.connect_timeout_ms));
+    const uint64_t connect_deadline = std::min<uint64_t>(deadline_ms, now + opts_.connect_timeout_ms);
     const RedisEndpoint& ep = opts_.endpoint;
-    errno = 0;
-    redisContext* c = ep.is_unix ? redisConnectUnixWithTimeout(ep.path.c_str(), tv)
-                                 : redisConnectWithTimeout(ep.host.c_str(), ep.port, tv);
-    const int err = errno;
-    if (!c || c->err) {
+    IoError err;
+    std::unique_ptr<Conn> c = Conn::open(ep, tls_.get(), connect_deadline, &err);
+    if (!c) {
         f->io = true;
-        f->timeout = c && is_timeout(c, err);
-        f->what = "cannot connect to " + ep.describe() + ": " +
-                  (c ? (f->timeout ? std::string("connect timed out") : std::string(c->errstr))
-                     : std::string("out of memory"));
-        if (c) redisFree(c);
+        f->timeout = err.timeout;
+        f->what = "cannot connect to " + ep.describe() + ": " + err.what;
         return nullptr;
     }
-    if (!ep.is_unix) redisEnableKeepAlive(c);
     std::vector<Command> setup;
     if (!ep.password.empty()) {
         if (ep.user.empty())
@@ -155,14 +88,10 @@ redisContext* RedisClient::connect(uint64_t deadline_ms, Failure* f) const {
     if (ep.db) setup.push_back({"SELECT", db});
     if (setup.empty()) return c;
     Replies r;
-    std::string why;
-    bool timeout = false;
-    const uint64_t setup_deadline = std::min<uint64_t>(deadline_ms, now + opts_.connect_timeout_ms);
-    if (!exec_batch(c, setup, setup_deadline, &r, &why, &timeout)) {
+    if (!exec_batch(*c, setup, connect_deadline, &r, &err)) {
         f->io = true;
-        f->timeout = timeout;
-        f->what = "connected to " + ep.describe() + " but setup failed: " + why;
-        redisFree(c);
+        f->timeout = err.timeout;
+        f->what = "connected to " + ep.describe() + " but setup failed: " + err.what;
         return nullptr;
     }
     for (size_t i = 0; i < r.size(); ++i) {
@@ -170,21 +99,20 @@ redisContext* RedisClient::connect(uint64_t deadline_ms, Failure* f) const {
             f->io = true;  // a failed AUTH or SELECT: no use retrying on this connection
             f->what = "Redis at " + ep.describe() + " refused " + std::string(setup[i][0]) +
                       ": " + std::string(r[i].str, r[i].len);
-            redisFree(c);
             return nullptr;
         }
     }
     return c;
 }
 
-redisContext* RedisClient::connect_dedicated(std::string* why) const {
+std::unique_ptr<Conn> RedisClient::connect_dedicated(std::string* why) const {
     Failure f;
-    redisContext* c = connect(now_ms() + opts_.connect_timeout_ms, &f);
+    std::unique_ptr<Conn> c = connect(now_ms() + opts_.connect_timeout_ms, &f);
     if (!c) *why = f.what;
     return c;
 }
 
-redisContext* RedisClient::acquire(uint64_t deadline_ms, bool* fresh, Failure* f) {
+std::unique_ptr<Conn> RedisClient::acquire(uint64_t deadline_ms, bool* fresh, Failure* f) {
     {
         std::unique_lock lk(m_);
         while (idle_.empty() && open_ >= std::max<uint32_t>(1, opts_.max_connections)) {
@@ -198,7 +126,7 @@ redisContext* RedisClient::acquire(uint64_t deadline_ms, bool* fresh, Failure* f
             }
         }
         if (!idle_.empty()) {
-            redisContext* c = idle_.back();
+            std::unique_ptr<Conn> c = std::move(idle_.back());
             idle_.pop_back();
             *fresh = false;
             return c;
@@ -206,7 +134,7 @@ redisContext* RedisClient::acquire(uint64_t deadline_ms, bool* fresh, Failure* f
         ++open_;
     }
     *fresh = true;
-    redisContext* c = connect(deadline_ms, f);
+    std::unique_ptr<Conn> c = connect(deadline_ms, f);
     if (!c) {
         std::lock_guard lk(m_);
         --open_;
@@ -215,35 +143,32 @@ redisContext* RedisClient::acquire(uint64_t deadline_ms, bool* fresh, Failure* f
     return c;
 }
 
-void RedisClient::release(redisContext* c, bool reusable) {
+void RedisClient::release(std::unique_ptr<Conn> c, bool reusable) {
     {
         std::lock_guard lk(m_);
-        if (reusable) {
-            idle_.push_back(c);
-            c = nullptr;
-        } else {
+        if (reusable)
+            idle_.push_back(std::move(c));
+        else
             --open_;
-        }
     }
     cv_.notify_one();
-    if (c) redisFree(c);
+    // A connection not kept is closed here, outside the lock.
 }
 
 int RedisClient::attempt(std::span<const Command> cmds, uint64_t deadline_ms, Replies* out,
                          Failure* f, bool* fresh) {
-    redisContext* c = acquire(deadline_ms, fresh, f);
+    std::unique_ptr<Conn> c = acquire(deadline_ms, fresh, f);
     if (!c) return SHMC_E_L2_UNAVAILABLE;
     out->clear();
-    std::string why;
-    bool timeout = false;
-    if (!exec_batch(c, cmds, deadline_ms, out, &why, &timeout)) {
-        release(c, false);
+    IoError err;
+    if (!exec_batch(*c, cmds, deadline_ms, out, &err)) {
+        release(std::move(c), false);
         f->io = true;
-        f->timeout = timeout;
-        f->what = why + " (" + opts_.endpoint.describe() + ")";
+        f->timeout = err.timeout;
+        f->what = err.what + " (" + opts_.endpoint.describe() + ")";
         return SHMC_E_L2_UNAVAILABLE;
     }
-    release(c, true);
+    release(std::move(c), true);
     return 0;
 }
 
