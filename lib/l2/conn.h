@@ -80,6 +80,8 @@ public:
     bool input_pending() const;
     int fd() const { return fd_; }
 
+    uint64_t pool_tag = 0;  // for the connection pool's bookkeeping (redis_client.cpp)
+
 private:
     Conn(int fd, SSL* ssl);
     enum class Io { kDone, kWantRead, kWantWrite, kEof, kError };

@@ -62,7 +62,7 @@ struct SubscriberOptions {
 
 class Subscriber final : public ForkAware {
 public:
-    Subscriber(shm::Engine& engine, const RedisClient& client, SubscriberOptions opts);
+    Subscriber(shm::Engine& engine, RedisClient& client, SubscriberOptions opts);
     ~Subscriber();
     Subscriber(const Subscriber&) = delete;
     Subscriber& operator=(const Subscriber&) = delete;
@@ -77,7 +77,9 @@ public:
 private:
     void run();
     bool try_elect();
-    void serve();  // while elected: subscribe, resync, apply messages until the link fails
+    // While elected: subscribe, resync, apply messages until the link fails. Whether a
+    // subscription was made.
+    bool serve();
     // Subscribes c in tracking mode if Redis allows it, else in publish mode. Returns the mode
     // (kModeNone with *why set if neither worked).
     shm::InvalMode subscribe(Conn& c, std::string* why);
@@ -88,7 +90,7 @@ private:
     bool sleep_for(uint32_t ms);  // false if asked to stop
 
     shm::Engine& engine_;
-    const RedisClient& client_;
+    RedisClient& client_;
     const SubscriberOptions opts_;
     shm::L2Shared& shared_;
     shm::L2Coherence& coh_;

@@ -30,6 +30,10 @@ RedisClient::RedisClient(ClientOptions opts, ClientCounters counters,
     : opts_(std::move(opts)),
       counters_(counters),
       tls_(std::move(tls)),
+      sentinel_(opts_.endpoint.topology == Topology::kSentinel
+                    ? std::make_unique<SentinelResolver>(opts_.endpoint, tls_,
+                                                         opts_.connect_timeout_ms)
+                    : nullptr),
       breaker_(opts_.breaker_threshold, opts_.breaker_cooldown_ms) {
     register_fork_aware(this);
 }
@@ -68,13 +72,23 @@ std::unique_ptr<Conn> RedisClient::connect(uint64_t deadline_ms, Failure* f) con
         return nullptr;
     }
     const uint64_t connect_deadline = std::min<uint64_t>(deadline_ms, now + opts_.connect_timeout_ms);
-    const RedisEndpoint& ep = opts_.endpoint;
+    RedisEndpoint ep = opts_.endpoint;
+    if (sentinel_) {
+        HostPort master;
+        if (!sentinel_->master(connect_deadline, &master, &f->what)) {
+            f->io = true;
+            f->timeout = now_ms() >= connect_deadline;
+            return nullptr;
+        }
+        ep = opts_.endpoint.node(master);
+    }
     IoError err;
     std::unique_ptr<Conn> c = Conn::open(ep, tls_.get(), connect_deadline, &err);
     if (!c) {
         f->io = true;
         f->timeout = err.timeout;
         f->what = "cannot connect to " + ep.describe() + ": " + err.what;
+        if (sentinel_) sentinel_->forget();  // ask the sentinels again next time
         return nullptr;
     }
     std::vector<Command> setup;
@@ -86,13 +100,29 @@ std::unique_ptr<Conn> RedisClient::connect(uint64_t deadline_ms, Failure* f) con
     }
     std::string db = std::to_string(ep.db);
     if (ep.db) setup.push_back({"SELECT", db});
+    // Behind Sentinel, a sentinel's answer may be stale during a failover: the server itself
+    // must say it is the master before anything is written to it.
+    if (sentinel_) setup.push_back({"ROLE"});
     if (setup.empty()) return c;
     Replies r;
     if (!exec_batch(*c, setup, connect_deadline, &r, &err)) {
         f->io = true;
         f->timeout = err.timeout;
         f->what = "connected to " + ep.describe() + " but setup failed: " + err.what;
+        if (sentinel_) sentinel_->forget();
         return nullptr;
+    }
+    if (sentinel_) {
+        const redisReply& role = r[r.size() - 1];
+        if (role.type != REDIS_REPLY_ARRAY || role.elements < 1 ||
+            role.element[0]->type != REDIS_REPLY_STRING ||
+            std::string_view(role.element[0]->str, role.element[0]->len) != "master") {
+            f->io = true;
+            f->what = ep.describe() + " is not the master of '" + opts_.endpoint.master_name +
+                      "' (a failover in progress?)";
+            sentinel_->forget();
+            return nullptr;
+        }
     }
     for (size_t i = 0; i < r.size(); ++i) {
         if (r[i].type == REDIS_REPLY_ERROR) {
@@ -105,6 +135,11 @@ std::unique_ptr<Conn> RedisClient::connect(uint64_t deadline_ms, Failure* f) con
     return c;
 }
 
+void RedisClient::master_switched(const HostPort& to) {
+    if (sentinel_) sentinel_->switched_to(to);
+    drop_idle();
+}
+
 std::unique_ptr<Conn> RedisClient::connect_dedicated(std::string* why) const {
     Failure f;
     std::unique_ptr<Conn> c = connect(now_ms() + opts_.connect_timeout_ms, &f);
@@ -113,8 +148,19 @@ std::unique_ptr<Conn> RedisClient::connect_dedicated(std::string* why) const {
 }
 
 std::unique_ptr<Conn> RedisClient::acquire(uint64_t deadline_ms, bool* fresh, Failure* f) {
+    const uint64_t epoch = counters_.epoch ? counters_.epoch->load(std::memory_order_acquire) : 0;
+    std::vector<std::unique_ptr<Conn>> stale;  // closed outside the lock
     {
         std::unique_lock lk(m_);
+        if (epoch != pool_epoch_) {
+            // The host resynced (a new subscription: after a failover, a restart, a lost
+            // link): connections opened before may lead to a server that is no longer the
+            // master, which would answer reads with old data. Open new ones.
+            pool_epoch_ = epoch;
+            stale.swap(idle_);
+            open_ -= uint32_t(stale.size());
+            if (sentinel_) sentinel_->forget();
+        }
         while (idle_.empty() && open_ >= std::max<uint32_t>(1, opts_.max_connections)) {
             const auto left = std::chrono::milliseconds(deadline_ms - std::min(deadline_ms, now_ms()));
             if (cv_.wait_for(lk, left) == std::cv_status::timeout && idle_.empty() &&
@@ -133,20 +179,23 @@ std::unique_ptr<Conn> RedisClient::acquire(uint64_t deadline_ms, bool* fresh, Fa
         }
         ++open_;
     }
+    stale.clear();
     *fresh = true;
     std::unique_ptr<Conn> c = connect(deadline_ms, f);
     if (!c) {
         std::lock_guard lk(m_);
         --open_;
         cv_.notify_one();
+        return nullptr;
     }
+    c->pool_tag = epoch;
     return c;
 }
 
 void RedisClient::release(std::unique_ptr<Conn> c, bool reusable) {
     {
         std::lock_guard lk(m_);
-        if (reusable)
+        if (reusable && c->pool_tag == pool_epoch_)  // not from before a resync (acquire)
             idle_.push_back(std::move(c));
         else
             --open_;
@@ -167,6 +216,22 @@ int RedisClient::attempt(std::span<const Command> cmds, uint64_t deadline_ms, Re
         f->timeout = err.timeout;
         f->what = err.what + " (" + opts_.endpoint.describe() + ")";
         return SHMC_E_L2_UNAVAILABLE;
+    }
+    if (sentinel_) {
+        // A master demoted by a failover answers writes with READONLY (when its clients were
+        // not disconnected): the connection is to the wrong server, not the command wrong.
+        for (size_t i = 0; i < out->size(); ++i) {
+            const redisReply& r = (*out)[i];
+            if (r.type == REDIS_REPLY_ERROR && std::string_view(r.str, r.len).starts_with("READONLY")) {
+                release(std::move(c), false);
+                sentinel_->forget();
+                f->io = true;
+                f->readonly = true;
+                f->what = "the server is no longer the master (READONLY; " +
+                          opts_.endpoint.describe() + ")";
+                return SHMC_E_L2_UNAVAILABLE;
+            }
+        }
     }
     release(std::move(c), true);
     return 0;
@@ -201,9 +266,10 @@ int RedisClient::run(std::span<const Command> cmds, Replies* out) {
     if (rc && f.io) {
         // A restarted Redis resets every pooled connection: close the idle ones too. Then one
         // retry on a fresh connection, within what is left of the same budget, if the failed
-        // connection was a pooled one (stale) or the caller asked for retries on timeouts.
+        // connection was a pooled one (stale), reached a demoted master, or the caller asked
+        // for retries on timeouts.
         drop_idle();
-        if ((!fresh && !f.timeout) || (f.timeout && opts_.retry_on_timeout)) {
+        if ((!fresh && !f.timeout) || f.readonly || (f.timeout && opts_.retry_on_timeout)) {
             if (now_ms() < deadline) {
                 Failure f2;
                 rc = attempt(cmds, deadline, out, &f2, &fresh);

@@ -27,6 +27,7 @@
 #include "conn.h"
 #include "fork_hooks.h"
 #include "redis_url.h"
+#include "sentinel.h"
 
 namespace shmcache::l2 {
 
@@ -45,6 +46,9 @@ struct ClientCounters {
     std::atomic<uint64_t>* errors = nullptr;
     std::atomic<uint64_t>* timeouts = nullptr;
     std::atomic<uint64_t>* breaker_opens = nullptr;
+    // The host's coherence epoch (L2Coherence::epoch): pooled connections opened before it
+    // moved are not reused (acquire).
+    const std::atomic<uint64_t>* epoch = nullptr;
 };
 
 class RedisClient final : public ForkAware {
@@ -70,6 +74,12 @@ public:
     // authenticated and with the database selected. Null with *why set on failure.
     std::unique_ptr<Conn> connect_dedicated(std::string* why) const;
 
+    // With a Sentinel endpoint: where the master is (null otherwise).
+    SentinelResolver* sentinel() const { return sentinel_.get(); }
+    // The master changed (the subscriber heard +switch-master): this process's idle connections
+    // go, the next ones are opened to the new master.
+    void master_switched(const HostPort& to);
+
     void fork_prepare() override;
     void fork_parent() override;
     void fork_child() override;
@@ -79,6 +89,7 @@ private:
         std::string what;
         bool timeout = false;
         bool io = false;  // the connection is unusable (timeout, EOF, reset)
+        bool readonly = false;  // it reached a replica (behind Sentinel: a failover)
     };
     std::unique_ptr<Conn> acquire(uint64_t deadline_ms, bool* fresh, Failure* f);
     void release(std::unique_ptr<Conn> c, bool reusable);
@@ -91,6 +102,7 @@ private:
     const ClientOptions opts_;
     const ClientCounters counters_;
     const std::shared_ptr<TlsContext> tls_;  // null: plain
+    const std::unique_ptr<SentinelResolver> sentinel_;  // kSentinel endpoints
     Breaker breaker_;
     std::atomic<bool> connected_{false};
 
@@ -98,6 +110,7 @@ private:
     std::condition_variable cv_;
     std::vector<std::unique_ptr<Conn>> idle_;
     uint32_t open_ = 0;  // connections of this process, idle or in use
+    uint64_t pool_epoch_ = 0;  // the epoch the idle connections were opened under
 };
 
 }  // namespace shmcache::l2

@@ -113,8 +113,8 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
     std::string why;
     if (!parse_redis_url(o.url, &c.endpoint, &why))
         return shm::fail(SHMC_E_INVAL, "L2 options: bad Redis URL: %s", why.c_str());
-    if (c.endpoint.topology != Topology::kSingle)
-        return shm::fail(SHMC_E_INVAL, "L2 options: Sentinel and Cluster are being built");
+    if (c.endpoint.topology == Topology::kCluster)
+        return shm::fail(SHMC_E_INVAL, "L2 options: Cluster is being built");
     if (!o.command_timeout_ms || !o.connect_timeout_ms)
         return shm::fail(SHMC_E_INVAL, "L2 options: timeouts must be at least 1 ms");
     if (o.command_timeout_ms > 60000 || o.connect_timeout_ms > 60000)
@@ -142,7 +142,8 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
     std::unique_ptr<RedisClient> client = RedisClient::create(
         std::move(c), ClientCounters{&shared.counters[shm::kL2Errors],
                                      &shared.counters[shm::kL2Timeouts],
-                                     &shared.counters[shm::kL2BreakerOpens]},
+                                     &shared.counters[shm::kL2BreakerOpens],
+                                     &engine.coherence().epoch},
         &why);
     if (!client) return shm::fail(SHMC_E_INVAL, "L2 options: TLS: %s", why.c_str());
     out->reset(new Tiers(engine, std::move(client), std::move(prefix), o.flags, lease,

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <thread>
@@ -140,10 +141,14 @@ std::string RedisServer::tls_url(const std::string& query) const {
 bool RedisServer::start_on(int port) {
     port_ = port;
     if (opts_.tls && !tls_port_) tls_port_ = free_port();
-    std::vector<std::string> args{"redis-server", "--port", std::to_string(port), "--bind",
-                                  "127.0.0.1", "--save", "", "--appendonly", "no",
-                                  "--protected-mode", "no", "--loglevel", "warning", "--logfile",
-                                  "redis.log"};
+    std::vector<std::string> args{"redis-server"};
+    if (!opts_.config.empty()) args.push_back(dir_ + "/redis.conf");
+    if (opts_.sentinel) args.push_back("--sentinel");
+    const std::string p = std::to_string(port);
+    for (const char* a : {"--port", p.c_str(), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                          "no", "--protected-mode", "no", "--loglevel", "warning", "--logfile",
+                          "redis.log"})
+        args.push_back(a);
     if (opts_.tls) {
         for (const char* a : {"--tls-port", "", "--tls-cert-file", "server.crt", "--tls-key-file",
                               "server.key", "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients"})
@@ -184,6 +189,11 @@ RedisServer::RedisServer(Options opts) : opts_(std::move(opts)) {
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
     if (opts_.tls) make_certificates(dir_);
+    if (!opts_.config.empty()) {
+        FILE* f = std::fopen((dir_ + "/redis.conf").c_str(), "w");
+        if (!f || std::fputs(opts_.config.c_str(), f) < 0 || std::fclose(f) != 0)
+            throw std::runtime_error("cannot write redis.conf");
+    }
     for (int attempt = 0; attempt < 8; ++attempt) {
         const int port = free_port();
         tls_port_ = 0;
@@ -196,7 +206,7 @@ RedisServer::~RedisServer() {
     kill();
     for (const char* f : {"redis.log", "openssl.log", "ca.key", "ca.crt", "ca.srl", "other-ca.key",
                           "other-ca.crt", "server.key", "server.csr", "server.crt", "client.key",
-                          "client.csr", "client.crt"})
+                          "client.csr", "client.crt", "redis.conf"})
         unlink((dir_ + "/" + f).c_str());
     rmdir(dir_.c_str());
 }

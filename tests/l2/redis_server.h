@@ -22,6 +22,10 @@ public:
         bool tls = false;
         bool tls_auth_clients = true;  // the TLS port requires a client certificate
         std::vector<std::string> extra_args;  // more redis-server arguments
+        // Written to redis.conf in dir() and given as the configuration file (Sentinel needs
+        // one it can rewrite).
+        std::string config;
+        bool sentinel = false;  // run as a sentinel (--sentinel); config monitors the master
     };
     RedisServer();  // throws std::runtime_error if no server could be started
     explicit RedisServer(Options opts);
