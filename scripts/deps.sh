@@ -13,6 +13,7 @@ PACKAGES=(
     meson ninja-build pkg-config g++   # build
     libboost-dev libxxhash-dev         # engine (Boost.Interprocess, XXH3)
     libhiredis-dev libzstd-dev zstd    # Redis L2 and value compression
+    libssl-dev openssl                 # TLS to Redis (rediss://); tests: certificates made with openssl
     redis-server redis-tools           # tests: a real Redis on a random loopback port, redis-cli
     libspdlog-dev libfmt-dev           # logging
     doctest-dev                        # unit tests

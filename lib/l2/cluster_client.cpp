@@ -80,8 +80,17 @@ struct ClusterClient::Item {
     int redirects = 0;
 };
 
-ClusterClient::ClusterClient(ClientOptions opts, ClientCounters counters)
-    : opts_(std::move(opts)), counters_(counters) {
+std::unique_ptr<ClusterClient> ClusterClient::create(ClientOptions opts, ClientCounters counters,
+                                                     std::string* why) {
+    std::shared_ptr<TlsContext> tls;
+    if (opts.endpoint.tls.enabled && !(tls = TlsContext::create(opts.endpoint.tls, why)))
+        return nullptr;
+    return std::make_unique<ClusterClient>(std::move(opts), counters, std::move(tls));
+}
+
+ClusterClient::ClusterClient(ClientOptions opts, ClientCounters counters,
+                             std::shared_ptr<TlsContext> tls)
+    : opts_(std::move(opts)), counters_(counters), tls_(std::move(tls)) {
     slots_.fill(-1);
     register_fork_aware(this);
 }
@@ -105,7 +114,7 @@ std::shared_ptr<RedisClient> ClusterClient::node(const HostPort& hp) const {
     }
     ClientOptions o = opts_;
     o.endpoint = opts_.endpoint.node(hp);
-    auto made = std::make_shared<RedisClient>(std::move(o), counters_);
+    auto made = std::make_shared<RedisClient>(std::move(o), counters_, tls_);
     std::shared_ptr<RedisClient> kept;
     {
         std::lock_guard lk(m_);
@@ -391,13 +400,13 @@ bool ClusterClient::breaker_open() const {
     return false;
 }
 
-redisContext* ClusterClient::connect_dedicated(std::string* why) const {
+std::unique_ptr<Conn> ClusterClient::connect_dedicated(std::string* why) const {
     for (const HostPort& hp : opts_.endpoint.seeds) node(hp);
     std::string last = "no node known";
     for (const std::string& name : candidates()) {
         std::shared_ptr<RedisClient> n = node_by_name(name);
         std::string w;
-        if (redisContext* c = n->connect_dedicated(&w)) return c;
+        if (std::unique_ptr<Conn> c = n->connect_dedicated(&w)) return c;
         last = w;
     }
     *why = "no node of Redis Cluster " + opts_.endpoint.describe() + " accepted a connection: " + last;

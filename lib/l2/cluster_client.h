@@ -44,7 +44,10 @@ constexpr uint64_t kRefreshIntervalMs = 100;
 
 class ClusterClient final : public Client, public ForkAware {
 public:
-    ClusterClient(ClientOptions opts, ClientCounters counters);
+    // Null with *why set when the TLS files cannot be loaded (rediss+cluster://).
+    static std::unique_ptr<ClusterClient> create(ClientOptions opts, ClientCounters counters,
+                                                 std::string* why);
+    ClusterClient(ClientOptions opts, ClientCounters counters, std::shared_ptr<TlsContext> tls);
     ~ClusterClient();
     ClusterClient(const ClusterClient&) = delete;
     ClusterClient& operator=(const ClusterClient&) = delete;
@@ -56,7 +59,7 @@ public:
     bool breaker_open() const override;  // any node's
     const ClientOptions& options() const override { return opts_; }
     // A connection to the first master (or seed) that accepts one.
-    redisContext* connect_dedicated(std::string* why) const override;
+    std::unique_ptr<Conn> connect_dedicated(std::string* why) const override;
 
     // Redirections followed so far by this process (for tests and logs).
     uint64_t moved() const { return moved_.load(std::memory_order_relaxed); }
@@ -81,6 +84,7 @@ private:
 
     const ClientOptions opts_;
     const ClientCounters counters_;
+    const std::shared_ptr<TlsContext> tls_;  // shared by every node's connections; null: plain
     std::atomic<bool> connected_{false};
     std::atomic<uint64_t> moved_{0}, asked_{0};
 

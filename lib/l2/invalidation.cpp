@@ -65,7 +65,7 @@ bool subscription_live(const shm::L2Shared& l2) {
     return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
-Subscriber::Subscriber(shm::Engine& engine, const Client& client, SubscriberOptions opts)
+Subscriber::Subscriber(shm::Engine& engine, Client& client, SubscriberOptions opts)
     : engine_(engine),
       client_(client),
       opts_(std::move(opts)),
@@ -150,8 +150,9 @@ void Subscriber::run() {
             if (elected) log_debug("elected the invalidation subscriber of '{}'", engine_.name());
         }
         if (elected) {
-            serve();
-            backoff = std::min<uint32_t>(backoff * 2, 2000);
+            // After a link that was up, try again soon (a failover, a restart); after failed
+            // attempts, back off up to 2 s.
+            backoff = serve() ? 50 : std::min<uint32_t>(backoff * 2, 2000);
         } else {
             backoff = kElectPollMs;
         }
@@ -237,12 +238,14 @@ void Subscriber::apply(std::string_view payload) {
     }
 }
 
-shm::InvalMode Subscriber::subscribe(redisContext* c, std::string* why) {
+shm::InvalMode Subscriber::subscribe(Conn& c, std::string* why) {
     const uint32_t reply_timeout = std::max<uint32_t>(client_.options().command_timeout_ms, 100);
     auto run = [&](const Command& cmd, Replies* r) {
         r->clear();
-        bool timeout = false;
-        return exec_batch(c, std::span(&cmd, 1), now_ms() + reply_timeout + 250, r, why, &timeout);
+        IoError err;
+        if (exec_batch(c, std::span(&cmd, 1), now_ms() + reply_timeout + 250, r, &err)) return true;
+        *why = err.what;
+        return false;
     };
     auto subscribed = [](const Replies& r) {
         return r[0].type == REDIS_REPLY_ARRAY && r[0].elements >= 1 &&
@@ -289,22 +292,35 @@ shm::InvalMode Subscriber::subscribe(redisContext* c, std::string* why) {
     return shm::kModePublish;
 }
 
-void Subscriber::serve() {
+bool Subscriber::serve() {
     std::string why;
-    redisContext* c = client_.connect_dedicated(&why);
+    // Behind Sentinel, a second link listens for +switch-master: a failover ends this
+    // subscription at once (the data link to a partitioned old master may look alive), and the
+    // next one, to the new master, resyncs. Opened first, so that a switch made while the data
+    // link is being set up is not missed.
+    SentinelResolver* sentinel = client_.sentinel();
+    std::unique_ptr<Conn> watch;
+    uint64_t watch_tried = 0;
+    auto open_watch = [&] {
+        watch_tried = shm::monotonic_ms();
+        std::string e;
+        watch = sentinel->watch(now_ms() + client_.options().connect_timeout_ms, &e);
+        if (!watch) log_warn("cannot watch Sentinel for failovers: {}", e);
+    };
+    if (sentinel) open_watch();
+    std::unique_ptr<Conn> c = client_.connect_dedicated(&why);
     if (!c) {
         log_debug("invalidation subscriber: {}", why);
-        return;
+        return false;
     }
     const uint32_t reply_timeout = std::max<uint32_t>(client_.options().command_timeout_ms, 100);
     const uint32_t lease = opts_.lease_ms;
     const uint32_t heartbeat = std::max<uint32_t>(lease / 10, 5);
     const uint64_t subscribe_sent = shm::monotonic_ms();
-    const shm::InvalMode mode = subscribe(c, &why);
+    const shm::InvalMode mode = subscribe(*c, &why);
     if (mode == shm::kModeNone) {
         log_warn("invalidation subscriber: could not subscribe: {}", why.empty() ? "no reply" : why);
-        redisFree(c);
-        return;
+        return false;
     }
     // Whatever was missed before the subscription is dropped; from here on every change reaches
     // this connection, in order.
@@ -323,21 +339,22 @@ void Subscriber::serve() {
 
     uint64_t ping_sent = 0;
     bool ping_outstanding = false;
-    const char* lost = nullptr;
-    while (!lost) {
+    std::string lost;
+    IoError err;
+    while (lost.empty()) {
         {
             std::lock_guard lk(m_);
             if (stop_) break;
         }
         // Apply every complete reply already read.
         for (;;) {
-            void* reply = nullptr;
-            if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
-                lost = "protocol error";
+            redisReply* reply = nullptr;
+            if (!c->buffered_reply(&reply, &err)) {
+                lost = err.what;
                 break;
             }
             if (!reply) break;
-            const redisReply* rr = static_cast<redisReply*>(reply);
+            const redisReply* rr = reply;
             if (rr->type == REDIS_REPLY_ARRAY && rr->elements >= 3 &&
                 reply_is(rr->element[0], "message")) {
                 if (reply_is(rr->element[1], kTrackingChannel)) {
@@ -355,35 +372,72 @@ void Subscriber::serve() {
             }
             freeReplyObject(reply);
         }
-        if (lost) break;
+        if (!lost.empty()) break;
+        if (watch) {
+            // +switch-master messages: "<name> <old ip> <old port> <new ip> <new port>".
+            redisReply* reply = nullptr;
+            while (watch && lost.empty()) {
+                if (!watch->buffered_reply(&reply, &err)) {
+                    log_warn("Sentinel watch link lost: {}", err.what);
+                    watch.reset();
+                    break;
+                }
+                if (!reply) break;
+                HostPort to;
+                if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 3 &&
+                    reply_is(reply->element[0], "message") &&
+                    reply->element[2]->type == REDIS_REPLY_STRING &&
+                    sentinel->parse_switch(std::string_view(reply->element[2]->str,
+                                                            reply->element[2]->len),
+                                           &to)) {
+                    client_.master_switched(to);
+                    lost = "failover: the master of '" + sentinel->master_name() + "' is now " +
+                           to.describe();
+                }
+                freeReplyObject(reply);
+            }
+            if (!lost.empty()) break;
+        }
         const uint64_t now = shm::monotonic_ms();
+        if (sentinel && !watch && now - watch_tried >= 1000) open_watch();
         if (ping_outstanding && now - ping_sent > reply_timeout) {
             lost = "no answer to PING (Redis hung?)";
             break;
         }
         if (!ping_outstanding && now - ping_sent >= heartbeat) {
-            redisAppendCommand(c, "PING");
-            int done = 0;
-            while (!done)
-                if (redisBufferWrite(c, &done) != REDIS_OK) break;
-            if (!done) {
-                lost = "connection lost (write)";
+            static const std::string ping = "PING";
+            c->append({ping});
+            if (!c->flush(now + reply_timeout, &err)) {
+                lost = "connection lost (write): " + err.what;
                 break;
             }
             ping_sent = now;
             ping_outstanding = true;
         }
-        pollfd p{c->fd, POLLIN, 0};
+        if (c->input_pending()) {  // decrypted bytes that poll() cannot see
+            if (!c->read_available(&err)) lost = "connection lost: " + err.what;
+            continue;
+        }
+        if (watch && watch->input_pending()) {
+            if (!watch->read_available(&err)) watch.reset();
+            continue;
+        }
+        pollfd p[2] = {{c->fd(), POLLIN, 0}, {watch ? watch->fd() : -1, POLLIN, 0}};
         const uint64_t next_ping = ping_outstanding ? ping_sent + reply_timeout : ping_sent + heartbeat;
         const int wait = int(std::clamp<uint64_t>(next_ping > now ? next_ping - now : 0, 1, 100));
-        const int n = poll(&p, 1, wait);
+        const int n = poll(p, watch ? 2 : 1, wait);
         if (n < 0 && errno != EINTR) {
             lost = "poll failed";
         } else if (n > 0) {
-            if (p.revents & POLLIN) {
-                if (redisBufferRead(c) != REDIS_OK) lost = "connection lost";
-            } else if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) {
+            if (p[0].revents & (POLLIN | POLLERR | POLLHUP)) {
+                if (!c->read_available(&err)) lost = "connection lost: " + err.what;
+            } else if (p[0].revents & POLLNVAL) {
                 lost = "connection lost";
+            }
+            if (watch && (p[1].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) &&
+                !watch->read_available(&err)) {
+                log_warn("Sentinel watch link lost: {}", err.what);
+                watch.reset();
             }
         }
     }
@@ -392,8 +446,9 @@ void Subscriber::serve() {
     coh_.valid_until_ms.store(0, std::memory_order_release);
     int self = getpid();
     shared_.subscriber_pid.compare_exchange_strong(self, 0);
-    redisFree(c);
-    if (lost) log_warn("invalidation link for segment '{}' lost: {}", engine_.name(), lost);
+    c.reset();
+    if (!lost.empty()) log_warn("invalidation link for segment '{}' lost: {}", engine_.name(), lost);
+    return true;
 }
 
 }  // namespace shmcache::l2

@@ -63,7 +63,7 @@ struct SubscriberOptions {
 
 class Subscriber final : public ForkAware {
 public:
-    Subscriber(shm::Engine& engine, const Client& client, SubscriberOptions opts);
+    Subscriber(shm::Engine& engine, Client& client, SubscriberOptions opts);
     ~Subscriber();
     Subscriber(const Subscriber&) = delete;
     Subscriber& operator=(const Subscriber&) = delete;
@@ -78,10 +78,12 @@ public:
 private:
     void run();
     bool try_elect();
-    void serve();  // while elected: subscribe, resync, apply messages until the link fails
+    // While elected: subscribe, resync, apply messages until the link fails. Whether a
+    // subscription was made.
+    bool serve();
     // Subscribes c in tracking mode if Redis allows it, else in publish mode. Returns the mode
     // (kModeNone with *why set if neither worked).
-    shm::InvalMode subscribe(redisContext* c, std::string* why);
+    shm::InvalMode subscribe(Conn& c, std::string* why);
     void resync(const char* why);
     void apply(std::string_view payload);       // publish mode: one "shmc1 ..." message
     bool apply_tracked(const redisReply& keys);  // tracking mode: false if a flush (null)
@@ -89,7 +91,7 @@ private:
     bool sleep_for(uint32_t ms);  // false if asked to stop
 
     shm::Engine& engine_;
-    const Client& client_;
+    Client& client_;
     const SubscriberOptions opts_;
     shm::L2Shared& shared_;
     shm::L2Coherence& coh_;

@@ -2,7 +2,6 @@
 #include "redis_client.h"
 
 #include <shmcache/shmcache.h>
-#include <sys/time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,78 +15,25 @@ namespace shmcache::l2 {
 
 namespace shm = shmcache::shm;
 
-uint64_t now_ms() {
-    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now().time_since_epoch())
-                        .count());
-}
-
-namespace {
-
-timeval to_timeval(uint64_t ms) {
-    timeval tv;
-    tv.tv_sec = time_t(ms / 1000);
-    tv.tv_usec = suseconds_t((ms % 1000) * 1000);
-    return tv;
-}
-
-bool is_timeout(const redisContext* c, int err) {
-    return c->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK || err == ETIMEDOUT ||
-                                      err == EINPROGRESS);
-}
-
-}  // namespace
-
-void Replies::clear() {
-    for (redisReply* r : replies_) freeReplyObject(r);
-    replies_.clear();
-}
-
-bool exec_batch(redisContext* c, std::span<const Command> cmds, uint64_t deadline_ms,
-                Replies* out, std::string* why, bool* timeout) {
-    *timeout = false;
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const Command& cmd : cmds) {
-        argv.clear();
-        lens.clear();
-        for (std::string_view a : cmd) {
-            argv.push_back(a.data());
-            lens.push_back(a.size());
-        }
-        if (redisAppendCommandArgv(c, int(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
-            *why = c->errstr[0] ? c->errstr : "out of memory";
-            return false;
-        }
+std::unique_ptr<RedisClient> RedisClient::create(ClientOptions opts, ClientCounters counters,
+                                                 std::string* why) {
+    std::shared_ptr<TlsContext> tls;
+    if (opts.endpoint.tls.enabled) {
+        tls = TlsContext::create(opts.endpoint.tls, why);
+        if (!tls) return nullptr;
     }
-    for (size_t i = 0; i < cmds.size(); ++i) {
-        const uint64_t now = now_ms();
-        if (now >= deadline_ms) {
-            *timeout = true;
-            *why = "command timed out";
-            return false;
-        }
-        // The socket timeouts bound each read and write; set to what is left of the budget.
-        redisSetTimeout(c, to_timeval(std::max<uint64_t>(1, deadline_ms - now)));
-        void* reply = nullptr;
-        errno = 0;
-        if (redisGetReply(c, &reply) != REDIS_OK || !reply) {
-            const int err = errno;
-            *timeout = is_timeout(c, err);
-            *why = *timeout ? "command timed out"
-                   : c->err == REDIS_ERR_EOF ? "connection closed by the server"
-                   : c->errstr[0]            ? c->errstr
-                                             : "no reply";
-            return false;
-        }
-        out->push(static_cast<redisReply*>(reply));
-    }
-    return true;
+    return std::make_unique<RedisClient>(std::move(opts), counters, std::move(tls));
 }
 
-RedisClient::RedisClient(ClientOptions opts, ClientCounters counters)
+RedisClient::RedisClient(ClientOptions opts, ClientCounters counters,
+                         std::shared_ptr<TlsContext> tls)
     : opts_(std::move(opts)),
       counters_(counters),
+      tls_(std::move(tls)),
+      sentinel_(opts_.endpoint.topology == Topology::kSentinel
+                    ? std::make_unique<SentinelResolver>(opts_.endpoint, tls_,
+                                                         opts_.connect_timeout_ms)
+                    : nullptr),
       breaker_(opts_.breaker_threshold, opts_.breaker_cooldown_ms) {
     register_fork_aware(this);
 }
@@ -102,7 +48,6 @@ void RedisClient::fork_parent() { m_.unlock(); }
 void RedisClient::fork_child() {
     // The connections are the parent's: close this process's copies of the idle ones (the
     // parent's stay open) and forget those other threads of the parent had in use.
-    for (redisContext* c : idle_) redisFree(c);
     idle_.clear();
     open_ = 0;
     connected_.store(false, std::memory_order_relaxed);
@@ -110,40 +55,42 @@ void RedisClient::fork_child() {
 }
 
 void RedisClient::drop_idle() {
-    std::vector<redisContext*> idle;
+    std::vector<std::unique_ptr<Conn>> idle;
     {
         std::lock_guard lk(m_);
         idle.swap(idle_);
         open_ -= uint32_t(idle.size());
     }
     cv_.notify_all();
-    for (redisContext* c : idle) redisFree(c);
 }
 
-redisContext* RedisClient::connect(uint64_t deadline_ms, Failure* f) const {
+std::unique_ptr<Conn> RedisClient::connect(uint64_t deadline_ms, Failure* f) const {
     const uint64_t now = now_ms();
-    const uint64_t budget = deadline_ms > now ? deadline_ms - now : 0;
-    if (!budget) {
+    if (now >= deadline_ms) {
         f->timeout = f->io = true;
         f->what = "no time left to connect";
         return nullptr;
     }
-    const timeval tv = to_timeval(std::min<uint64_t>(budget, opts_.connect_timeout_ms));
-    const RedisEndpoint& ep = opts_.endpoint;
-    errno = 0;
-    redisContext* c = ep.is_unix ? redisConnectUnixWithTimeout(ep.path.c_str(), tv)
-                                 : redisConnectWithTimeout(ep.host.c_str(), ep.port, tv);
-    const int err = errno;
-    if (!c || c->err) {
+    const uint64_t connect_deadline = std::min<uint64_t>(deadline_ms, now + opts_.connect_timeout_ms);
+    RedisEndpoint ep = opts_.endpoint;
+    if (sentinel_) {
+        HostPort master;
+        if (!sentinel_->master(connect_deadline, &master, &f->what)) {
+            f->io = true;
+            f->timeout = now_ms() >= connect_deadline;
+            return nullptr;
+        }
+        ep = opts_.endpoint.node(master);
+    }
+    IoError err;
+    std::unique_ptr<Conn> c = Conn::open(ep, tls_.get(), connect_deadline, &err);
+    if (!c) {
         f->io = true;
-        f->timeout = c && is_timeout(c, err);
-        f->what = "cannot connect to " + ep.describe() + ": " +
-                  (c ? (f->timeout ? std::string("connect timed out") : std::string(c->errstr))
-                     : std::string("out of memory"));
-        if (c) redisFree(c);
+        f->timeout = err.timeout;
+        f->what = "cannot connect to " + ep.describe() + ": " + err.what;
+        if (sentinel_) sentinel_->forget();  // ask the sentinels again next time
         return nullptr;
     }
-    if (!ep.is_unix) redisEnableKeepAlive(c);
     std::vector<Command> setup;
     if (!ep.password.empty()) {
         if (ep.user.empty())
@@ -153,40 +100,67 @@ redisContext* RedisClient::connect(uint64_t deadline_ms, Failure* f) const {
     }
     std::string db = std::to_string(ep.db);
     if (ep.db) setup.push_back({"SELECT", db});
+    // Behind Sentinel, a sentinel's answer may be stale during a failover: the server itself
+    // must say it is the master before anything is written to it.
+    if (sentinel_) setup.push_back({"ROLE"});
     if (setup.empty()) return c;
     Replies r;
-    std::string why;
-    bool timeout = false;
-    const uint64_t setup_deadline = std::min<uint64_t>(deadline_ms, now + opts_.connect_timeout_ms);
-    if (!exec_batch(c, setup, setup_deadline, &r, &why, &timeout)) {
+    if (!exec_batch(*c, setup, connect_deadline, &r, &err)) {
         f->io = true;
-        f->timeout = timeout;
-        f->what = "connected to " + ep.describe() + " but setup failed: " + why;
-        redisFree(c);
+        f->timeout = err.timeout;
+        f->what = "connected to " + ep.describe() + " but setup failed: " + err.what;
+        if (sentinel_) sentinel_->forget();
         return nullptr;
+    }
+    if (sentinel_) {
+        const redisReply& role = r[r.size() - 1];
+        if (role.type != REDIS_REPLY_ARRAY || role.elements < 1 ||
+            role.element[0]->type != REDIS_REPLY_STRING ||
+            std::string_view(role.element[0]->str, role.element[0]->len) != "master") {
+            f->io = true;
+            f->what = ep.describe() + " is not the master of '" + opts_.endpoint.master_name +
+                      "' (a failover in progress?)";
+            sentinel_->forget();
+            return nullptr;
+        }
     }
     for (size_t i = 0; i < r.size(); ++i) {
         if (r[i].type == REDIS_REPLY_ERROR) {
             f->io = true;  // a failed AUTH or SELECT: no use retrying on this connection
             f->what = "Redis at " + ep.describe() + " refused " + std::string(setup[i][0]) +
                       ": " + std::string(r[i].str, r[i].len);
-            redisFree(c);
             return nullptr;
         }
     }
     return c;
 }
 
-redisContext* RedisClient::connect_dedicated(std::string* why) const {
+void RedisClient::master_switched(const HostPort& to) {
+    if (sentinel_) sentinel_->switched_to(to);
+    drop_idle();
+}
+
+std::unique_ptr<Conn> RedisClient::connect_dedicated(std::string* why) const {
     Failure f;
-    redisContext* c = connect(now_ms() + opts_.connect_timeout_ms, &f);
+    std::unique_ptr<Conn> c = connect(now_ms() + opts_.connect_timeout_ms, &f);
     if (!c) *why = f.what;
     return c;
 }
 
-redisContext* RedisClient::acquire(uint64_t deadline_ms, bool* fresh, Failure* f) {
+std::unique_ptr<Conn> RedisClient::acquire(uint64_t deadline_ms, bool* fresh, Failure* f) {
+    const uint64_t epoch = counters_.epoch ? counters_.epoch->load(std::memory_order_acquire) : 0;
+    std::vector<std::unique_ptr<Conn>> stale;  // closed outside the lock
     {
         std::unique_lock lk(m_);
+        if (epoch != pool_epoch_) {
+            // The host resynced (a new subscription: after a failover, a restart, a lost
+            // link): connections opened before may lead to a server that is no longer the
+            // master, which would answer reads with old data. Open new ones.
+            pool_epoch_ = epoch;
+            stale.swap(idle_);
+            open_ -= uint32_t(stale.size());
+            if (sentinel_) sentinel_->forget();
+        }
         while (idle_.empty() && open_ >= std::max<uint32_t>(1, opts_.max_connections)) {
             const auto left = std::chrono::milliseconds(deadline_ms - std::min(deadline_ms, now_ms()));
             if (cv_.wait_for(lk, left) == std::cv_status::timeout && idle_.empty() &&
@@ -198,52 +172,68 @@ redisContext* RedisClient::acquire(uint64_t deadline_ms, bool* fresh, Failure* f
             }
         }
         if (!idle_.empty()) {
-            redisContext* c = idle_.back();
+            std::unique_ptr<Conn> c = std::move(idle_.back());
             idle_.pop_back();
             *fresh = false;
             return c;
         }
         ++open_;
     }
+    stale.clear();
     *fresh = true;
-    redisContext* c = connect(deadline_ms, f);
+    std::unique_ptr<Conn> c = connect(deadline_ms, f);
     if (!c) {
         std::lock_guard lk(m_);
         --open_;
         cv_.notify_one();
+        return nullptr;
     }
+    c->pool_tag = epoch;
     return c;
 }
 
-void RedisClient::release(redisContext* c, bool reusable) {
+void RedisClient::release(std::unique_ptr<Conn> c, bool reusable) {
     {
         std::lock_guard lk(m_);
-        if (reusable) {
-            idle_.push_back(c);
-            c = nullptr;
-        } else {
+        if (reusable && c->pool_tag == pool_epoch_)  // not from before a resync (acquire)
+            idle_.push_back(std::move(c));
+        else
             --open_;
-        }
     }
     cv_.notify_one();
-    if (c) redisFree(c);
+    // A connection not kept is closed here, outside the lock.
 }
 
 int RedisClient::attempt(std::span<const Command> cmds, uint64_t deadline_ms, Replies* out,
                          Failure* f, bool* fresh) {
-    redisContext* c = acquire(deadline_ms, fresh, f);
+    std::unique_ptr<Conn> c = acquire(deadline_ms, fresh, f);
     if (!c) return SHMC_E_L2_UNAVAILABLE;
     out->clear();
-    std::string why;
-    bool timeout = false;
-    if (!exec_batch(c, cmds, deadline_ms, out, &why, &timeout)) {
-        release(c, false);
+    IoError err;
+    if (!exec_batch(*c, cmds, deadline_ms, out, &err)) {
+        release(std::move(c), false);
         f->io = true;
-        f->timeout = timeout;
-        f->what = why + " (" + opts_.endpoint.describe() + ")";
+        f->timeout = err.timeout;
+        f->what = err.what + " (" + opts_.endpoint.describe() + ")";
         return SHMC_E_L2_UNAVAILABLE;
     }
-    release(c, true);
+    if (sentinel_) {
+        // A master demoted by a failover answers writes with READONLY (when its clients were
+        // not disconnected): the connection is to the wrong server, not the command wrong.
+        for (size_t i = 0; i < out->size(); ++i) {
+            const redisReply& r = (*out)[i];
+            if (r.type == REDIS_REPLY_ERROR && std::string_view(r.str, r.len).starts_with("READONLY")) {
+                release(std::move(c), false);
+                sentinel_->forget();
+                f->io = true;
+                f->readonly = true;
+                f->what = "the server is no longer the master (READONLY; " +
+                          opts_.endpoint.describe() + ")";
+                return SHMC_E_L2_UNAVAILABLE;
+            }
+        }
+    }
+    release(std::move(c), true);
     return 0;
 }
 
@@ -288,9 +278,10 @@ int RedisClient::run_raw(std::span<const Command> cmds, uint64_t deadline, Repli
     if (rc && f.io) {
         // A restarted Redis resets every pooled connection: close the idle ones too. Then one
         // retry on a fresh connection, within what is left of the same budget, if the failed
-        // connection was a pooled one (stale) or the caller asked for retries on timeouts.
+        // connection was a pooled one (stale), reached a demoted master, or the caller asked
+        // for retries on timeouts.
         drop_idle();
-        if ((!fresh && !f.timeout) || (f.timeout && opts_.retry_on_timeout)) {
+        if ((!fresh && !f.timeout) || f.readonly || (f.timeout && opts_.retry_on_timeout)) {
             if (now_ms() < deadline) {
                 Failure f2;
                 rc = attempt(cmds, deadline, out, &f2, &fresh);

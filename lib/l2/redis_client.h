@@ -2,9 +2,9 @@
 // a circuit breaker.
 //
 // run() sends a batch of commands in one round trip (pipelined) and waits for every reply, never
-// longer than command_timeout_ms in total: connecting, writing and reading all count against the
-// same deadline, and the socket timeouts are set to what is left before each read. A connection
-// that failed in any way is closed, never reused (hiredis leaves it unusable after a timeout), and
+// longer than command_timeout_ms in total: connecting, the TLS handshake, writing and reading all
+// count against the same deadline (conn.h waits with poll() on non-blocking sockets). A connection
+// that failed in any way is closed, never reused (a reply may still be in flight on it), and
 // an I/O failure also closes the idle ones, which a restarted Redis has reset as well.
 //
 // Connections belong to the process that opened them. After fork() the child closes its copies
@@ -13,9 +13,8 @@
 #ifndef SHMCACHE_LIB_L2_REDIS_CLIENT_H
 #define SHMCACHE_LIB_L2_REDIS_CLIENT_H
 
-#include <hiredis/hiredis.h>
-
 #include <atomic>
+#include <memory>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -25,8 +24,10 @@
 #include <vector>
 
 #include "breaker.h"
+#include "conn.h"
 #include "fork_hooks.h"
 #include "redis_url.h"
+#include "sentinel.h"
 
 namespace shmcache::l2 {
 
@@ -40,36 +41,14 @@ struct ClientOptions {
     uint32_t breaker_cooldown_ms = 1000;
 };
 
-// One command, as its arguments (binary-safe).
-using Command = std::vector<std::string_view>;
-
-// The replies of one batch, one per command; freed with the object.
-class Replies {
-public:
-    Replies() = default;
-    Replies(const Replies&) = delete;
-    Replies& operator=(const Replies&) = delete;
-    ~Replies() { clear(); }
-    void clear();
-    void push(redisReply* r) { replies_.push_back(r); }
-    size_t size() const { return replies_.size(); }
-    const redisReply& operator[](size_t i) const { return *replies_[i]; }
-    // Hands reply i over to the caller (who frees it); only clear() may follow for that slot.
-    redisReply* take(size_t i) {
-        redisReply* r = replies_[i];
-        replies_[i] = nullptr;
-        return r;
-    }
-
-private:
-    std::vector<redisReply*> replies_;
-};
-
 // Where the host-wide counters live (the segment's L2 block); may be null in tests.
 struct ClientCounters {
     std::atomic<uint64_t>* errors = nullptr;
     std::atomic<uint64_t>* timeouts = nullptr;
     std::atomic<uint64_t>* breaker_opens = nullptr;
+    // The host's coherence epoch (L2Coherence::epoch): pooled connections opened before it
+    // moved are not reused (acquire).
+    const std::atomic<uint64_t>* epoch = nullptr;
 };
 
 // What the tiers use of Redis, behind which one server (RedisClient) or a cluster
@@ -86,12 +65,18 @@ public:
     virtual bool breaker_open() const = 0;
     virtual const ClientOptions& options() const = 0;
     // The subscriber's own connection (see RedisClient::connect_dedicated).
-    virtual redisContext* connect_dedicated(std::string* why) const = 0;
+    virtual std::unique_ptr<Conn> connect_dedicated(std::string* why) const = 0;
+    // Sentinel only (RedisClient): where the master is, and the subscriber's news of a switch.
+    virtual SentinelResolver* sentinel() const { return nullptr; }
+    virtual void master_switched(const HostPort&) {}
 };
 
 class RedisClient final : public Client, public ForkAware {
 public:
-    RedisClient(ClientOptions opts, ClientCounters counters);
+    // Null with *why set when the TLS files cannot be loaded.
+    static std::unique_ptr<RedisClient> create(ClientOptions opts, ClientCounters counters,
+                                               std::string* why);
+    RedisClient(ClientOptions opts, ClientCounters counters, std::shared_ptr<TlsContext> tls);
     ~RedisClient();
     RedisClient(const RedisClient&) = delete;
     RedisClient& operator=(const RedisClient&) = delete;
@@ -118,7 +103,13 @@ public:
 
     // Opens a connection outside the pool (the subscriber's own), bounded by connect_timeout_ms,
     // authenticated and with the database selected. Null with *why set on failure.
-    redisContext* connect_dedicated(std::string* why) const override;
+    std::unique_ptr<Conn> connect_dedicated(std::string* why) const override;
+
+    // With a Sentinel endpoint: where the master is (null otherwise).
+    SentinelResolver* sentinel() const override { return sentinel_.get(); }
+    // The master changed (the subscriber heard +switch-master): this process's idle connections
+    // go, the next ones are opened to the new master.
+    void master_switched(const HostPort& to) override;
 
     void fork_prepare() override;
     void fork_parent() override;
@@ -129,33 +120,29 @@ private:
         std::string what;
         bool timeout = false;
         bool io = false;  // the connection is unusable (timeout, EOF, reset)
+        bool readonly = false;  // it reached a replica (behind Sentinel: a failover)
     };
-    redisContext* acquire(uint64_t deadline_ms, bool* fresh, Failure* f);
-    void release(redisContext* c, bool reusable);
+    std::unique_ptr<Conn> acquire(uint64_t deadline_ms, bool* fresh, Failure* f);
+    void release(std::unique_ptr<Conn> c, bool reusable);
     void drop_idle();
-    redisContext* connect(uint64_t deadline_ms, Failure* f) const;
+    std::unique_ptr<Conn> connect(uint64_t deadline_ms, Failure* f) const;
     int attempt(std::span<const Command> cmds, uint64_t deadline_ms, Replies* out, Failure* f,
                 bool* fresh);
     void note_failure(const Failure& f);
 
     const ClientOptions opts_;
     const ClientCounters counters_;
+    const std::shared_ptr<TlsContext> tls_;  // null: plain
+    const std::unique_ptr<SentinelResolver> sentinel_;  // kSentinel endpoints
     Breaker breaker_;
     std::atomic<bool> connected_{false};
 
     std::mutex m_;  // guards idle_ and open_
     std::condition_variable cv_;
-    std::vector<redisContext*> idle_;
+    std::vector<std::unique_ptr<Conn>> idle_;
     uint32_t open_ = 0;  // connections of this process, idle or in use
+    uint64_t pool_epoch_ = 0;  // the epoch the idle connections were opened under
 };
-
-// Milliseconds on the monotonic clock.
-uint64_t now_ms();
-
-// Runs a batch on an already connected context with a deadline (used by the subscriber too).
-// Returns false with *why and *timeout set on an I/O failure.
-bool exec_batch(redisContext* c, std::span<const Command> cmds, uint64_t deadline_ms,
-                Replies* out, std::string* why, bool* timeout);
 
 }  // namespace shmcache::l2
 

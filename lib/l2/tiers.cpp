@@ -113,8 +113,6 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
     std::string why;
     if (!parse_redis_url(o.url, &c.endpoint, &why))
         return shm::fail(SHMC_E_INVAL, "L2 options: bad Redis URL: %s", why.c_str());
-    if (c.endpoint.topology == Topology::kSentinel || c.endpoint.tls.enabled)
-        return shm::fail(SHMC_E_INVAL, "L2 options: TLS and Sentinel are being built");
     if (!o.command_timeout_ms || !o.connect_timeout_ms)
         return shm::fail(SHMC_E_INVAL, "L2 options: timeouts must be at least 1 ms");
     if (o.command_timeout_ms > 60000 || o.connect_timeout_ms > 60000)
@@ -138,13 +136,24 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
             return shm::fail(SHMC_E_INVAL, "L2 options: key_prefix is over 1024 bytes");
         prefix = std::string(o.key_prefix) + (o.key_separator ? o.key_separator : ":");
     }
-    out->reset(new Tiers(engine, std::move(c), std::move(prefix), o.flags, lease,
+    shm::L2Shared& shared = engine.l2_shared();
+    const ClientCounters counters{&shared.counters[shm::kL2Errors],
+                                  &shared.counters[shm::kL2Timeouts],
+                                  &shared.counters[shm::kL2BreakerOpens],
+                                  &engine.coherence().epoch};
+    std::unique_ptr<Client> client;
+    if (c.endpoint.topology == Topology::kCluster)
+        client = ClusterClient::create(std::move(c), counters, &why);
+    else
+        client = RedisClient::create(std::move(c), counters, &why);
+    if (!client) return shm::fail(SHMC_E_INVAL, "L2 options: TLS: %s", why.c_str());
+    out->reset(new Tiers(engine, std::move(client), std::move(prefix), o.flags, lease,
                          o.outage_write_ttl_ms ? o.outage_write_ttl_ms : 1000));
     return 0;
 }
 
-Tiers::Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint32_t flags,
-             uint32_t lease_ms, uint32_t outage_write_ttl_ms)
+Tiers::Tiers(shm::Engine& engine, std::unique_ptr<Client> client, std::string prefix,
+             uint32_t flags, uint32_t lease_ms, uint32_t outage_write_ttl_ms)
     : engine_(engine),
       shared_(engine.l2_shared()),
       coh_(engine.coherence()),
@@ -155,14 +164,8 @@ Tiers::Tiers(shm::Engine& engine, ClientOptions copts, std::string prefix, uint3
     uint64_t expected = 0;
     shared_.origin.compare_exchange_strong(expected, random_origin());
     origin_ = shared_.origin.load();
-    const ClientCounters counters{&shared_.counters[shm::kL2Errors],
-                                  &shared_.counters[shm::kL2Timeouts],
-                                  &shared_.counters[shm::kL2BreakerOpens]};
-    const bool cluster = copts.endpoint.topology == Topology::kCluster;
-    if (cluster)
-        client_ = std::make_unique<ClusterClient>(std::move(copts), counters);
-    else
-        client_ = std::make_unique<RedisClient>(std::move(copts), counters);
+    client_ = std::move(client);
+    const bool cluster = client_->options().endpoint.topology == Topology::kCluster;
     if (!(flags_ & SHMC_L2_NO_SUBSCRIBE)) {
         SubscriberOptions so;
         so.channel = channel_;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <thread>
@@ -102,16 +103,68 @@ std::string RedisServer::command_argv(const std::vector<std::string>& args) cons
     return reply;
 }
 
+namespace {
+
+// Makes the test PKI in dir with the openssl program: a CA, a server certificate for localhost
+// and 127.0.0.1, a client certificate, and a second CA that signed nothing.
+void make_certificates(const std::string& dir) {
+    const std::string script =
+        "set -e; cd '" + dir + "'; exec >openssl.log 2>&1\n"
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=shmcache-test-ca "
+        "  -keyout ca.key -out ca.crt\n"
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca "
+        "  -keyout other-ca.key -out other-ca.crt\n"
+        "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr "
+        "  -addext subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+        "  -copy_extensions copyall -out server.crt\n"
+        "openssl req -newkey rsa:2048 -nodes -subj /CN=shmcache-client -keyout client.key "
+        "  -out client.csr\n"
+        "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+        "  -out client.crt\n";
+    const std::string cmd = "/bin/sh -c \"" + script + "\"";
+    if (std::system(cmd.c_str()) != 0)
+        throw std::runtime_error("could not make test certificates with openssl (see " + dir +
+                                 "/openssl.log)");
+}
+
+}  // namespace
+
+std::string RedisServer::tls_url(const std::string& query) const {
+    std::string url = "rediss://127.0.0.1:" + std::to_string(tls_port_) + "/0?ssl_ca_certs=" +
+                      dir_ + "/ca.crt&ssl_certfile=" + dir_ + "/client.crt&ssl_keyfile=" + dir_ +
+                      "/client.key";
+    if (!query.empty()) url += "&" + query;
+    return url;
+}
+
 bool RedisServer::start_on(int port) {
     port_ = port;
+    if (opts_.tls && !tls_port_) tls_port_ = free_port();
+    std::vector<std::string> args{"redis-server"};
+    if (!opts_.config.empty()) args.push_back(dir_ + "/redis.conf");
+    if (opts_.sentinel) args.push_back("--sentinel");
+    const std::string p = std::to_string(port);
+    for (const char* a : {"--port", p.c_str(), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                          "no", "--protected-mode", "no", "--loglevel", "warning", "--logfile",
+                          "redis.log"})
+        args.push_back(a);
+    if (opts_.tls) {
+        for (const char* a : {"--tls-port", "", "--tls-cert-file", "server.crt", "--tls-key-file",
+                              "server.key", "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients"})
+            args.push_back(a);
+        args[args.size() - 8] = std::to_string(tls_port_);
+        args.push_back(opts_.tls_auth_clients ? "yes" : "no");
+    }
+    for (const std::string& a : opts_.extra_args) args.push_back(a);
     pid_ = fork();
     if (pid_ < 0) return false;
     if (pid_ == 0) {
         if (chdir(dir_.c_str()) != 0) _exit(127);
-        const std::string p = std::to_string(port);
-        execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel",
-               "warning", "--logfile", "redis.log", static_cast<char*>(nullptr));
+        std::vector<char*> argv;
+        for (std::string& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        execvp("redis-server", argv.data());
         _exit(127);
     }
     stopped_ = false;
@@ -129,12 +182,21 @@ bool RedisServer::start_on(int port) {
     return false;
 }
 
-RedisServer::RedisServer() {
+RedisServer::RedisServer() : RedisServer(Options{}) {}
+
+RedisServer::RedisServer(Options opts) : opts_(std::move(opts)) {
     char tmpl[] = "/tmp/shmc-redis-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
+    if (opts_.tls) make_certificates(dir_);
+    if (!opts_.config.empty()) {
+        FILE* f = std::fopen((dir_ + "/redis.conf").c_str(), "w");
+        if (!f || std::fputs(opts_.config.c_str(), f) < 0 || std::fclose(f) != 0)
+            throw std::runtime_error("cannot write redis.conf");
+    }
     for (int attempt = 0; attempt < 8; ++attempt) {
         const int port = free_port();
+        tls_port_ = 0;
         if (port && start_on(port)) return;
     }
     throw std::runtime_error("could not start redis-server (is the redis-server package installed?)");
@@ -142,8 +204,10 @@ RedisServer::RedisServer() {
 
 RedisServer::~RedisServer() {
     kill();
-    std::string log = dir_ + "/redis.log";
-    unlink(log.c_str());
+    for (const char* f : {"redis.log", "openssl.log", "ca.key", "ca.crt", "ca.srl", "other-ca.key",
+                          "other-ca.crt", "server.key", "server.csr", "server.crt", "client.key",
+                          "client.csr", "client.crt", "redis.conf"})
+        unlink((dir_ + "/" + f).c_str());
     rmdir(dir_.c_str());
 }
 

@@ -15,12 +15,29 @@ namespace l2test {
 
 class RedisServer {
 public:
+    struct Options {
+        // Also listen with TLS on tls_port(), with certificates made for the test in dir():
+        // ca.crt (the CA), server.crt (names localhost and 127.0.0.1), client.crt/client.key
+        // (a client certificate from that CA), other-ca.crt (a CA that signed nothing here).
+        bool tls = false;
+        bool tls_auth_clients = true;  // the TLS port requires a client certificate
+        std::vector<std::string> extra_args;  // more redis-server arguments
+        // Written to redis.conf in dir() and given as the configuration file (Sentinel needs
+        // one it can rewrite).
+        std::string config;
+        bool sentinel = false;  // run as a sentinel (--sentinel); config monitors the master
+    };
     RedisServer();  // throws std::runtime_error if no server could be started
+    explicit RedisServer(Options opts);
     ~RedisServer();
     RedisServer(const RedisServer&) = delete;
     RedisServer& operator=(const RedisServer&) = delete;
 
     int port() const { return port_; }
+    int tls_port() const { return tls_port_; }
+    const std::string& dir() const { return dir_; }
+    // rediss://127.0.0.1:<tls port>/0 with the test CA and client certificate; query is appended.
+    std::string tls_url(const std::string& query = "") const;
     std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
     pid_t pid() const { return pid_; }
 
@@ -41,7 +58,9 @@ public:
 
 private:
     bool start_on(int port);
+    Options opts_;
     int port_ = 0;
+    int tls_port_ = 0;
     pid_t pid_ = -1;
     bool stopped_ = false;
     std::string dir_;

@@ -16,7 +16,11 @@
 #include <shmcache/shmcache.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <cstdlib>
+#include <cstring>
+#include <utility>
+#include <vector>
 #include <string>
 
 #include "commands.h"
@@ -40,6 +44,22 @@ constexpr const char* kTierFooter =
 
 constexpr const char* kTierHelp =
     "l1 (this host's shared memory), l2 (Redis) or both; default: both with --redis, l1 without";
+
+// For a URL's query: everything but unreserved characters and '/' (paths stay readable).
+std::string percent_encode(const std::string& s) {
+    static const char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char ch : s) {
+        if (std::isalnum(ch) || std::strchr("-._~/", ch)) {
+            out.push_back(char(ch));
+        } else {
+            out.push_back('%');
+            out.push_back(hex[ch >> 4]);
+            out.push_back(hex[ch & 15]);
+        }
+    }
+    return out;
+}
 
 std::string version_text() {
     return std::string("shmcache-cli ") + std::to_string(SHMC_VERSION_MAJOR) + "." +
@@ -100,9 +120,26 @@ int main(int argc, char** argv) {
     uint32_t redis_timeout_ms = RedisOptions{}.timeout_ms;
     auto* redis_opt = app.add_option("--redis", redis_url,
                                      "Redis URL of the L2 tier: redis://[[user]:password@]host"
-                                     "[:port][/db] or unix:///path (default: "
+                                     "[:port][/db], rediss://... (TLS), unix:///path, "
+                                     "redis+sentinel://host:port,.../master[/db] or "
+                                     "redis+cluster://host:port,... (default: "
                                      "$SHMCACHE_REDIS_URL; \"\" for none)")
                           ->type_name("URL");
+    // TLS files and names; added to the URL's query (docs/l2.md, "TLS"), which needs rediss://.
+    std::vector<std::pair<const char*, std::string>> tls_params{
+        {"ssl_ca_certs", ""}, {"ssl_certfile", ""}, {"ssl_keyfile", ""}, {"ssl_server_name", ""}};
+    app.add_option("--redis-tls-ca", tls_params[0].second,
+                   "PEM file of the CAs that may sign the Redis server's certificate")
+        ->type_name("FILE");
+    app.add_option("--redis-tls-cert", tls_params[1].second,
+                   "client certificate (PEM) for Redis servers that require one")
+        ->type_name("FILE");
+    app.add_option("--redis-tls-key", tls_params[2].second,
+                   "the client certificate's key (PEM; default: in the certificate file)")
+        ->type_name("FILE");
+    app.add_option("--redis-tls-server-name", tls_params[3].second,
+                   "name the server's certificate must carry (default: the URL's host)")
+        ->type_name("NAME");
     auto* prefix_opt = app.add_option("--redis-prefix", redis_prefix,
                                       "L2 namespace: Redis keys are PREFIX:KEY (default: "
                                       "$SHMCACHE_REDIS_PREFIX, else none)")
@@ -296,6 +333,15 @@ int main(int argc, char** argv) {
         if (const char* env = std::getenv("SHMCACHE_REDIS_URL")) redis_url = env;
     if (!prefix_opt->count())
         if (const char* env = std::getenv("SHMCACHE_REDIS_PREFIX")) redis_prefix = env;
+    for (const auto& [param, value] : tls_params) {
+        if (value.empty()) continue;
+        if (redis_url.empty()) {
+            std::fprintf(stderr, "shmcache-cli: --redis-tls-* options need --redis rediss://...\n");
+            return kExitUsage;
+        }
+        redis_url += (redis_url.find('?') == std::string::npos ? "?" : "&") + std::string(param) +
+                     "=" + percent_encode(value);
+    }
     if (!redis_url.empty()) {
         g.redis = RedisOptions{redis_url, redis_prefix, redis_timeout_ms};
     } else if (prefix_opt->count() || timeout_opt->count()) {

@@ -190,7 +190,7 @@ class CacheCore:
         opts = _ffi.default_l2_options()
         # The namespace is applied by Python to every key (see keys.py), so the library gets
         # none: L1 and L2 keys are then the same bytes.
-        self._l2_url = cfg.redis_url.encode()  # kept alive for the duration of the attach
+        self._l2_url = cfg.l2_url.encode()  # kept alive for the duration of the attach
         opts.url = self._l2_url
         opts.connect_timeout_ms = seconds_to_ms(cfg.redis_connect_timeout)
         opts.command_timeout_ms = seconds_to_ms(cfg.redis_command_timeout)

@@ -115,6 +115,13 @@ class CacheConfig:
     redis_retry_on_timeout: bool = True
     redis_connect_timeout: float = 0.25  # seconds
     redis_command_timeout: float = 0.1  # seconds: the bound on any one Redis call
+    # TLS (rediss:// URLs only; the same names as redis-py's). None: not set (the URL's query may
+    # set them too; a field set here wins).
+    redis_ssl_ca_certs: Optional[str] = None  # PEM file of CAs; default: the system's
+    redis_ssl_certfile: Optional[str] = None  # client certificate (PEM)
+    redis_ssl_keyfile: Optional[str] = None   # its key (default: in the certificate file)
+    redis_ssl_server_name: Optional[str] = None  # name the certificate must carry (default: host)
+    redis_ssl_cert_reqs: Optional[str] = None  # "required" (default) or "none" (tests only)
     # Shared memory (L1).
     memory_cache_size: int = 1000  # max entries in the segment (0: limited by memory only)
     memory_cache_ttl: float = 300.0  # seconds: default TTL of L1 entries (0: never expire)
@@ -149,6 +156,17 @@ class CacheConfig:
             self.redis_url = self.redis_url.strip() or None
         if self.redis_url is not None:
             _check_redis_url(self.redis_url)
+        for name in _TLS_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            _require(isinstance(value, str) and value, name, "must be a non-empty string or None")
+            _require(self.redis_url is not None and
+                     urllib.parse.urlsplit(self.redis_url).scheme.startswith("rediss"), name,
+                     "needs a TLS URL: redis_url='rediss://...'")
+        if self.redis_ssl_cert_reqs is not None:
+            _require(self.redis_ssl_cert_reqs in ("required", "none"), "redis_ssl_cert_reqs",
+                     f"must be 'required' or 'none', got {self.redis_ssl_cert_reqs!r}")
         _number("redis_ttl", self.redis_ttl, 0, MAX_TTL_SECONDS)
         _integer("redis_max_connections", self.redis_max_connections, 1, 1024)
         _boolean("redis_retry_on_timeout", self.redis_retry_on_timeout)
@@ -194,6 +212,22 @@ class CacheConfig:
         if self.serializer == "msgpack" and importlib.util.find_spec("msgpack") is None:
             raise ConfigError("serializer", "'msgpack' needs the msgpack module "
                               "(Debian: python3-msgpack)")
+
+    @property
+    def l2_url(self):
+        """redis_url with the redis_ssl_* fields added to its query (what the library gets)."""
+        if self.redis_url is None:
+            return None
+        extra = [(name[len("redis_"):], getattr(self, name)) for name in _TLS_FIELDS
+                 if getattr(self, name) is not None]
+        if not extra:
+            return self.redis_url
+        parts = urllib.parse.urlsplit(self.redis_url)
+        # Fields win over the same names in the URL.
+        kept = [item for item in parts.query.split("&")
+                if item and item.split("=", 1)[0] not in {n for n, _ in extra}]
+        query = "&".join(kept + [f"{n}={urllib.parse.quote(v, safe='/')}" for n, v in extra])
+        return urllib.parse.urlunsplit(parts._replace(query=query))
 
     @property
     def l2_enabled(self):
@@ -278,14 +312,23 @@ def _check_shm_name(name):
     _require(len(name.encode()) <= 250, "shm_name", "must be at most 250 bytes")
 
 
+_TLS_FIELDS = ("redis_ssl_ca_certs", "redis_ssl_certfile", "redis_ssl_keyfile",
+               "redis_ssl_server_name", "redis_ssl_cert_reqs")
+_URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+                "rediss+cluster")
+
+
 def _check_redis_url(url):
+    # A first check with a clear message; the library checks the whole grammar at start-up.
     parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme == "rediss":
-        raise ConfigError("redis_url", "rediss:// (TLS) is not supported by the library's Redis "
-                          "client (hiredis 0.14); use redis:// or unix://")
-    _require(parsed.scheme in ("redis", "unix", "redis+cluster", "rediss+cluster"), "redis_url",
-             f"must start with redis:// or unix:// (or redis+cluster://), got {redact_url(url)!r}")
-    if parsed.scheme == "redis":
+    _require(parsed.scheme in _URL_SCHEMES, "redis_url",
+             f"must start with one of {', '.join(s + '://' for s in _URL_SCHEMES)}, got "
+             f"{redact_url(url)!r}")
+    if "+" in parsed.scheme:
+        # Several hosts (host:port,host:port): urllib cannot parse these netlocs.
+        _require(bool(parsed.netloc.rsplit("@", 1)[-1]), "redis_url",
+                 f"has no hosts: {redact_url(url)!r}")
+    elif parsed.scheme in ("redis", "rediss"):
         _require(bool(parsed.hostname), "redis_url", f"has no host: {redact_url(url)!r}")
         try:
             parsed.port  # noqa: B018 - raises ValueError on a bad port
@@ -303,9 +346,10 @@ def redact_url(url):
         parsed = urllib.parse.urlsplit(url)
     except ValueError:
         return "<unparsable url>"
+    # password= and sentinel_password= in the query, and the userinfo's password.
+    parsed = parsed._replace(query=re.sub(r"(password=)[^&]*", r"\1***", parsed.query))
     if parsed.password is None:
-        query = re.sub(r"(password=)[^&]*", r"\1***", parsed.query)
-        return urllib.parse.urlunsplit(parsed._replace(query=query))
+        return urllib.parse.urlunsplit(parsed)
     netloc = parsed.netloc.rsplit("@", 1)
     user = netloc[0].split(":", 1)[0]
     return urllib.parse.urlunsplit(parsed._replace(netloc=f"{user}:***@{netloc[1]}"))
@@ -389,6 +433,11 @@ ENV_VARS = {
     "REDIS_MAX_CONNECTIONS": ("redis_max_connections", _int),
     "REDIS_CONNECT_TIMEOUT": ("redis_connect_timeout", _seconds),
     "REDIS_COMMAND_TIMEOUT": ("redis_command_timeout", _seconds),
+    "REDIS_SSL_CA_CERTS": ("redis_ssl_ca_certs", _text),
+    "REDIS_SSL_CERTFILE": ("redis_ssl_certfile", _text),
+    "REDIS_SSL_KEYFILE": ("redis_ssl_keyfile", _text),
+    "REDIS_SSL_SERVER_NAME": ("redis_ssl_server_name", _text),
+    "REDIS_SSL_CERT_REQS": ("redis_ssl_cert_reqs", _text),
     "CACHE_TIER": ("cache_tier", _tier),
     "CACHE_KEY_PREFIX": ("key_prefix", _text),
     "CACHE_SERIALIZER": ("serializer", _text),
