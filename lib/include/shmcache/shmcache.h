@@ -350,8 +350,12 @@ SHMC_API int shmc_decode(const void *envelope, size_t len, uint32_t *serializer,
 
 /* Options for shmc_l2_attach. Always start from shmc_l2_options_default(). Strings are copied. */
 typedef struct shmc_l2_options {
-    const char *url;           /* redis://[[user]:password@]host[:port][/db], or
-                                  unix:///path/to.sock[?db=N&password=P]; required */
+    const char *url;           /* required: redis://[[user]:password@]host[:port][/db],
+                                  rediss://... (TLS: ?ssl_ca_certs=&ssl_certfile=&ssl_keyfile=
+                                  &ssl_server_name=&ssl_cert_reqs=), unix:///path.sock[?db=N],
+                                  redis+sentinel://host:port,.../mastername[/db]
+                                  [?sentinel_password=], redis+cluster://host:port,...;
+                                  see docs/l2.md */
     const char *key_prefix;    /* namespace: the L2 key is prefix + separator + key; NULL or "":
                                   none. Also scopes purge and the invalidation channel. */
     const char *key_separator; /* NULL: ":" */
