@@ -1,6 +1,8 @@
 // redis_cluster.cpp - see redis_cluster.h.
 #include "redis_cluster.h"
 
+#include "redis_server.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -76,13 +78,21 @@ void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms
 }  // namespace
 
 std::string RedisCluster::url() const {
-    return "redis+cluster://127.0.0.1:" + std::to_string(nodes_[0].port) + ",127.0.0.1:" +
-           std::to_string(nodes_[1].port);
+    return std::string(tls_ ? "rediss" : "redis") + "+cluster://127.0.0.1:" +
+           std::to_string(nodes_[0].port) + ",127.0.0.1:" + std::to_string(nodes_[1].port) +
+           (tls_ ? "?ssl_ca_certs=" + dir_ + "/ca.crt" : "");
+}
+
+std::vector<std::string> RedisCluster::tls_args() const {
+    if (!tls_) return {};
+    return {"--tls", "--cacert", dir_ + "/ca.crt"};
 }
 
 std::string RedisCluster::cli(size_t i, const std::vector<std::string>& args) const {
     std::vector<std::string> argv{"redis-cli", "-h", "127.0.0.1", "-p",
                                   std::to_string(nodes_[i].port)};
+    const std::vector<std::string> tls = tls_args();
+    argv.insert(argv.end(), tls.begin(), tls.end());
     argv.insert(argv.end(), args.begin(), args.end());
     return capture(argv);
 }
@@ -137,11 +147,24 @@ bool RedisCluster::start(Node* n) {
         if (chdir(dir_.c_str()) != 0) _exit(127);
         const std::string p = std::to_string(n->port), bus = std::to_string(n->bus_port);
         const std::string conf = "nodes-" + p + ".conf", log = "redis-" + p + ".log";
-        execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--protected-mode", "no", "--cluster-enabled",
-               "yes", "--cluster-config-file", conf.c_str(), "--cluster-port", bus.c_str(),
-               "--cluster-require-full-coverage", "no", "--loglevel", "warning", "--logfile",
-               log.c_str(), static_cast<char*>(nullptr));
+        std::vector<std::string> args{"redis-server", "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--protected-mode", "no",
+                                      "--cluster-enabled", "yes", "--cluster-config-file", conf,
+                                      "--cluster-port", bus, "--cluster-require-full-coverage",
+                                      "no", "--loglevel", "warning", "--logfile", log};
+        if (tls_) {
+            for (const char* a : {"--port", "0", "--tls-port", p.c_str(), "--tls-cluster", "yes",
+                                  "--tls-cert-file", "server.crt", "--tls-key-file", "server.key",
+                                  "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"})
+                args.push_back(a);
+        } else {
+            args.push_back("--port");
+            args.push_back(p);
+        }
+        std::vector<const char*> argv;
+        for (const std::string& a : args) argv.push_back(a.c_str());
+        argv.push_back(nullptr);
+        execvp("redis-server", const_cast<char* const*>(argv.data()));
         _exit(127);
     }
     for (int i = 0; i < 500; ++i) {
@@ -150,8 +173,12 @@ bool RedisCluster::start(Node* n) {
             n->pid = -1;
             return false;
         }
-        n->id = trim(capture({"redis-cli", "-h", "127.0.0.1", "-p", std::to_string(n->port),
-                              "CLUSTER", "MYID"}));
+        std::vector<std::string> myid{"redis-cli", "-h", "127.0.0.1", "-p",
+                                      std::to_string(n->port)};
+        for (const std::string& a : tls_args()) myid.push_back(a);
+        myid.push_back("CLUSTER");
+        myid.push_back("MYID");
+        n->id = trim(capture(myid));
         if (n->id.size() == 40) return true;
         sleep_ms(10);
     }
@@ -161,10 +188,18 @@ bool RedisCluster::start(Node* n) {
     return false;
 }
 
-RedisCluster::RedisCluster(size_t masters) {
+RedisCluster::RedisCluster(size_t masters, bool tls) : tls_(tls) {
     char tmpl[] = "/tmp/shmc-cluster-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
+    if (tls_) {
+        try {
+            make_certificates(dir_);
+        } catch (...) {
+            cleanup();
+            throw;
+        }
+    }
     nodes_.resize(masters);
     for (Node& n : nodes_) {
         bool ok = false;
@@ -174,7 +209,9 @@ RedisCluster::RedisCluster(size_t masters) {
             throw std::runtime_error("could not start a cluster-enabled redis-server");
         }
     }
-    std::vector<std::string> create{"redis-cli", "--cluster", "create"};
+    std::vector<std::string> create{"redis-cli"};
+    for (const std::string& a : tls_args()) create.push_back(a);
+    for (const char* a : {"--cluster", "create"}) create.push_back(a);
     for (const Node& n : nodes_) create.push_back("127.0.0.1:" + std::to_string(n.port));
     create.push_back("--cluster-yes");
     if (capture(create).empty()) {
@@ -209,6 +246,10 @@ void RedisCluster::cleanup() {
             unlink((dir_ + "/nodes-" + p + ".conf").c_str());
             unlink((dir_ + "/redis-" + p + ".log").c_str());
         }
+        for (const char* f : {"ca.key", "ca.crt", "ca.srl", "other-ca.key", "other-ca.crt",
+                              "server.key", "server.csr", "server.crt", "client.key", "client.csr",
+                              "client.crt", "openssl.log"})
+            unlink((dir_ + "/" + f).c_str());
         rmdir(dir_.c_str());
         dir_.clear();
     }

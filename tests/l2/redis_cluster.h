@@ -19,12 +19,15 @@ namespace l2test {
 
 class RedisCluster {
 public:
-    explicit RedisCluster(size_t masters = 3);  // throws std::runtime_error on failure
+    // With tls: the nodes listen on TLS only (tls-cluster: the bus too), with the certificates
+    // of redis_server.h's make_certificates; clients need no certificate of their own.
+    explicit RedisCluster(size_t masters = 3, bool tls = false);  // throws std::runtime_error
     ~RedisCluster();
     RedisCluster(const RedisCluster&) = delete;
     RedisCluster& operator=(const RedisCluster&) = delete;
 
-    // redis+cluster://127.0.0.1:p0,127.0.0.1:p1 (two seeds: the client must find the third).
+    // redis+cluster://127.0.0.1:p0,127.0.0.1:p1 (two seeds: the client must find the third);
+    // with TLS rediss+cluster://...?ssl_ca_certs=<the test CA>.
     std::string url() const;
     size_t size() const { return nodes_.size(); }
     int port(size_t i) const { return nodes_[i].port; }
@@ -59,6 +62,8 @@ private:
     bool start(Node* n);
     void cleanup();  // kills every node, removes the directory
     size_t live() const;  // a node still running
+    std::vector<std::string> tls_args() const;  // for redis-cli
+    bool tls_ = false;
     std::string dir_;
     std::vector<Node> nodes_;
 };

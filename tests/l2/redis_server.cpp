@@ -103,10 +103,6 @@ std::string RedisServer::command_argv(const std::vector<std::string>& args) cons
     return reply;
 }
 
-namespace {
-
-// Makes the test PKI in dir with the openssl program: a CA, a server certificate for localhost
-// and 127.0.0.1, a client certificate, and a second CA that signed nothing.
 void make_certificates(const std::string& dir) {
     const std::string script =
         "set -e; cd '" + dir + "'; exec >openssl.log 2>&1\n"
@@ -127,8 +123,6 @@ void make_certificates(const std::string& dir) {
         throw std::runtime_error("could not make test certificates with openssl (see " + dir +
                                  "/openssl.log)");
 }
-
-}  // namespace
 
 std::string RedisServer::tls_url(const std::string& query) const {
     std::string url = "rediss://127.0.0.1:" + std::to_string(tls_port_) + "/0?ssl_ca_certs=" +

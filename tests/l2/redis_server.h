@@ -13,6 +13,12 @@
 
 namespace l2test {
 
+// Makes the test PKI in dir with the openssl program: a CA, a server certificate for localhost
+// and 127.0.0.1, a client certificate, and a second CA that signed nothing (ca.crt, ca.key,
+// server.crt, server.key, client.crt, client.key, other-ca.crt, other-ca.key, and their
+// by-products: ca.srl, *.csr, openssl.log). Throws std::runtime_error on failure.
+void make_certificates(const std::string& dir);
+
 class RedisServer {
 public:
     struct Options {
