@@ -412,3 +412,42 @@ TEST_CASE("cluster over TLS (rediss+cluster://): routing, invalidation and purge
     for (size_t i = 0; i < rc.size(); ++i) CHECK(rc.integer(i, {"DBSIZE"}) == 0);
     CHECK(a.stats().errors == 0);
 }
+
+TEST_CASE("cluster with replicas: a master killed, its replica promoted, calls follow it") {
+    RedisCluster rc(3, false, 1);
+    Host a("cl-fo", rc.url(), "t", [](shmc_l2_options& o) {
+        o.command_timeout_ms = 100;
+        o.breaker_cooldown_ms = 200;
+    });
+    const std::string k = "fo";
+    const int m = rc.owner_of("t:" + k);
+    REQUIRE(m >= 0);
+    int n = 0;
+    const std::string other = key_on(rc, size_t((m + 1) % 3), "fo-other", &n);
+    REQUIRE(a.set(k, "before") == 0);
+    REQUIRE(a.set(other, "x") == 0);
+    REQUIRE(rc.integer(size_t(m), {"WAIT", "1", "2000"}) == 1);  // the replica has it
+    rc.kill(size_t(m));
+    const auto t0 = Clock::now();
+    int failed = 0, other_failed = 0;
+    bool back = false;
+    while (ms_since(t0) < 20000 && !back) {
+        int r = 0;
+        back = a.get(k, SHMC_TIER_L2, &r) == "before";
+        if (r && r != SHMC_E_L2_UNAVAILABLE) FAIL("unexpected rc " << r);  // down or served
+        failed += !back;
+        if (a.get(other, SHMC_TIER_L2, &r) != "x") ++other_failed;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const double took = ms_since(t0);
+    REQUIRE(back);
+    const int now_owner = rc.owner_of("t:" + k);
+    CHECK(now_owner != m);
+    CHECK(now_owner >= 0);
+    CHECK(other_failed == 0);  // the other masters' slots were served throughout
+    CHECK(a.set(k, "after") == 0);
+    CHECK(rc.cli(size_t(now_owner), {"GET", "t:" + k}) == "after\n");
+    CHECK(a.get(k) == "after");
+    MESSAGE("master killed: its slot served again by the promoted replica after " << took
+            << " ms (cluster-node-timeout 1500 ms); " << failed << " calls failed meanwhile");
+}

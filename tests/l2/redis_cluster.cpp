@@ -152,6 +152,11 @@ bool RedisCluster::start(Node* n) {
                                       "--cluster-enabled", "yes", "--cluster-config-file", conf,
                                       "--cluster-port", bus, "--cluster-require-full-coverage",
                                       "no", "--loglevel", "warning", "--logfile", log};
+        if (replicas_)
+            for (const char* a : {"--cluster-node-timeout", "1500",
+                                  "--cluster-replica-validity-factor", "0",
+                                  "--repl-diskless-sync-delay", "0"})
+                args.push_back(a);
         if (tls_) {
             for (const char* a : {"--port", "0", "--tls-port", p.c_str(), "--tls-cluster", "yes",
                                   "--tls-cert-file", "server.crt", "--tls-key-file", "server.key",
@@ -188,7 +193,8 @@ bool RedisCluster::start(Node* n) {
     return false;
 }
 
-RedisCluster::RedisCluster(size_t masters, bool tls) : tls_(tls) {
+RedisCluster::RedisCluster(size_t masters, bool tls, size_t replicas)
+    : tls_(tls), replicas_(replicas) {
     char tmpl[] = "/tmp/shmc-cluster-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
@@ -200,7 +206,7 @@ RedisCluster::RedisCluster(size_t masters, bool tls) : tls_(tls) {
             throw;
         }
     }
-    nodes_.resize(masters);
+    nodes_.resize(masters * (1 + replicas));
     for (Node& n : nodes_) {
         bool ok = false;
         for (int attempt = 0; attempt < 8 && !ok; ++attempt) ok = start(&n);
@@ -213,6 +219,10 @@ RedisCluster::RedisCluster(size_t masters, bool tls) : tls_(tls) {
     for (const std::string& a : tls_args()) create.push_back(a);
     for (const char* a : {"--cluster", "create"}) create.push_back(a);
     for (const Node& n : nodes_) create.push_back("127.0.0.1:" + std::to_string(n.port));
+    if (replicas_) {
+        create.push_back("--cluster-replicas");
+        create.push_back(std::to_string(replicas_));
+    }
     create.push_back("--cluster-yes");
     if (capture(create).empty()) {
         cleanup();
@@ -227,6 +237,11 @@ RedisCluster::RedisCluster(size_t masters, bool tls) : tls_(tls) {
                  info.find("cluster_slots_assigned:16384") != std::string::npos &&
                  info.find("cluster_known_nodes:" + std::to_string(nodes_.size())) !=
                      std::string::npos;
+            if (ok && replicas_) {  // and every replica has its first copy
+                const std::string repl = cli(k, {"INFO", "replication"});
+                ok = repl.find("role:master") != std::string::npos ||
+                     repl.find("master_link_status:up") != std::string::npos;
+            }
         }
         if (ok) return;
         sleep_ms(20);

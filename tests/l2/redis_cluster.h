@@ -2,8 +2,8 @@
 //
 // Each node is a redis-server with cluster mode on, no persistence, in a private temporary
 // directory (its nodes.conf too); redis-cli --cluster create joins them and spreads the 16384
-// slots, and the constructor returns once every node reports cluster_state:ok and agrees on the
-// slot map. cluster-require-full-coverage is off, so a killed master takes only its own slots
+// slots (and with replicas, gives each master its replicas), and the constructor returns once
+// every node reports cluster_state:ok and knows every other. cluster-require-full-coverage is off, so a killed master takes only its own slots
 // down (with it on, the others would refuse everything once they mark it failed). Everything is
 // killed when the object goes away.
 #ifndef SHMCACHE_TESTS_L2_REDIS_CLUSTER_H
@@ -21,7 +21,10 @@ class RedisCluster {
 public:
     // With tls: the nodes listen on TLS only (tls-cluster: the bus too), with the certificates
     // of redis_server.h's make_certificates; clients need no certificate of their own.
-    explicit RedisCluster(size_t masters = 3, bool tls = false);  // throws std::runtime_error
+    // With replicas (per master): cluster-node-timeout 1500 ms, so that a killed master's
+    // replica takes over in a few seconds.
+    explicit RedisCluster(size_t masters = 3, bool tls = false,
+                          size_t replicas = 0);  // throws std::runtime_error
     ~RedisCluster();
     RedisCluster(const RedisCluster&) = delete;
     RedisCluster& operator=(const RedisCluster&) = delete;
@@ -64,6 +67,7 @@ private:
     size_t live() const;  // a node still running
     std::vector<std::string> tls_args() const;  // for redis-cli
     bool tls_ = false;
+    size_t replicas_ = 0;
     std::string dir_;
     std::vector<Node> nodes_;
 };
