@@ -154,14 +154,22 @@ int ClusterClient::refresh(uint64_t deadline_ms) {
     for (const HostPort& hp : opts_.endpoint.seeds) node(hp);
     const Command cmd{"CLUSTER", "SLOTS"};
     std::string why = "no node known";
-    for (const std::string& name : candidates()) {
-        if (now_ms() >= deadline_ms) {
+    const std::vector<std::string> names = candidates();
+    for (size_t i = 0; i < names.size(); ++i) {
+        const std::string& name = names[i];
+        const uint64_t now = now_ms();
+        if (now >= deadline_ms) {
             why = "timed out; last: " + why;
             break;
         }
+        // Each node but the last gets half of what is left: a hung one (it accepts connections
+        // and never answers) then leaves the others time to answer.
+        const uint64_t until = i + 1 < names.size()
+                                   ? now + std::max<uint64_t>(1, (deadline_ms - now) / 2)
+                                   : deadline_ms;
         std::shared_ptr<RedisClient> n = node_by_name(name);
         Replies r;
-        if (n->run_raw(std::span(&cmd, 1), deadline_ms, &r) != 0) {
+        if (n->run_raw(std::span(&cmd, 1), until, &r) != 0) {
             why = shm::last_errmsg();
             continue;
         }
@@ -270,8 +278,9 @@ int ClusterClient::run(std::span<const Command> cmds, Replies* out) {
                              "Redis Cluster: slot %d is served by no master (cluster down?)",
                              pending.front().slot);
         std::shared_ptr<RedisClient> n = node_by_name(target);
-        if (!n) return fail_call(SHMC_E_L2_UNAVAILABLE, false, "Redis Cluster: unknown node %s",
-                                 target.c_str());
+        if (!n)
+            return fail_call(SHMC_E_L2_UNAVAILABLE, false, "Redis Cluster: unknown node %s",
+                             target.c_str());
         // The run: the commands from the head on that go to the same node.
         std::vector<Item> items;
         std::vector<Command> batch;
@@ -310,8 +319,8 @@ int ClusterClient::run(std::span<const Command> cmds, Replies* out) {
             if (++it.redirects > kMaxRedirects)
                 return fail_call(SHMC_E_L2_REPLY, false,
                                  "Redis Cluster: %s still redirected after %d tries: %.*s",
-                                 std::string(cmds[it.idx][0]).c_str(), kMaxRedirects,
-                                 int(rep->len), rep->str);
+                                 std::string(cmds[it.idx][0]).c_str(), kMaxRedirects, int(rep->len),
+                                 rep->str);
             if (rd.to.host.empty()) rd.to.host = n->options().endpoint.host;
             if (rd.kind == Redirect::kMoved) {
                 node(rd.to);
@@ -344,7 +353,8 @@ int ClusterClient::run(std::span<const Command> cmds, Replies* out) {
         if (wait) {
             const uint64_t now = now_ms();
             if (now < deadline)
-                std::this_thread::sleep_for(std::chrono::milliseconds(std::min(pause_ms, deadline - now)));
+                std::this_thread::sleep_for(
+                    std::chrono::milliseconds(std::min(pause_ms, deadline - now)));
             pause_ms = std::min<uint64_t>(pause_ms * 2, 20);
         }
     }
@@ -373,7 +383,9 @@ int ClusterClient::shards(std::vector<std::string>* names) {
 
 int ClusterClient::run_on(const std::string& shard, std::span<const Command> cmds, Replies* out) {
     std::shared_ptr<RedisClient> n = node_by_name(shard);
-    if (!n) return fail_call(SHMC_E_L2_UNAVAILABLE, false, "Redis Cluster: unknown node %s", shard.c_str());
+    if (!n)
+        return fail_call(SHMC_E_L2_UNAVAILABLE, false, "Redis Cluster: unknown node %s",
+                         shard.c_str());
     out->clear();
     if (int rc = n->run_raw(cmds, now_ms() + opts_.command_timeout_ms, out)) {
         std::lock_guard lk(m_);
@@ -403,13 +415,20 @@ bool ClusterClient::breaker_open() const {
 std::unique_ptr<Conn> ClusterClient::connect_dedicated(std::string* why) const {
     for (const HostPort& hp : opts_.endpoint.seeds) node(hp);
     std::string last = "no node known";
-    for (const std::string& name : candidates()) {
+    // Each attempt starts one node further: a hung master accepts connections (the kernel
+    // does) but never answers the subscription, and must not be the first choice for ever.
+    std::vector<std::string> names = candidates();
+    if (!names.empty())
+        std::rotate(names.begin(),
+                    names.begin() + long(dedicated_turn_.fetch_add(1) % names.size()), names.end());
+    for (const std::string& name : names) {
         std::shared_ptr<RedisClient> n = node_by_name(name);
         std::string w;
         if (std::unique_ptr<Conn> c = n->connect_dedicated(&w)) return c;
         last = w;
     }
-    *why = "no node of Redis Cluster " + opts_.endpoint.describe() + " accepted a connection: " + last;
+    *why =
+        "no node of Redis Cluster " + opts_.endpoint.describe() + " accepted a connection: " + last;
     return nullptr;
 }
 

@@ -1,9 +1,9 @@
 // cluster_client.h - Redis Cluster behind the Client interface: commands routed by slot.
 //
 // The slot map comes from CLUSTER SLOTS, asked of the known nodes in turn (the masters of the
-// map, then the seeds; those whose breaker is open last), and each master gets its own RedisClient: its own pool, and its own breaker, so
-// a dead master costs its slots the command timeout until its breaker opens and then fails them
-// at once, while the other masters' slots keep working.
+// map, then the seeds; those whose breaker is open last), and each master gets its own RedisClient:
+// its own pool, and its own breaker, so a dead master costs its slots the command timeout until its
+// breaker opens and then fails them at once, while the other masters' slots keep working.
 //
 // run() keeps RedisClient's contract: one deadline (command_timeout_ms) over the whole call,
 // redirections and retries included; the same error codes; replies in command order. A batch is
@@ -58,7 +58,7 @@ public:
     bool connected() const override { return connected_.load(std::memory_order_relaxed); }
     bool breaker_open() const override;  // any node's
     const ClientOptions& options() const override { return opts_; }
-    // A connection to the first master (or seed) that accepts one.
+    // A connection to a master (or seed) that accepts one, starting one node further each time.
     std::unique_ptr<Conn> connect_dedicated(std::string* why) const override;
 
     // Redirections followed so far by this process (for tests and logs).
@@ -87,6 +87,7 @@ private:
     const std::shared_ptr<TlsContext> tls_;  // shared by every node's connections; null: plain
     std::atomic<bool> connected_{false};
     std::atomic<uint64_t> moved_{0}, asked_{0};
+    mutable std::atomic<size_t> dedicated_turn_{0};  // where connect_dedicated starts
 
     // m_ guards everything below. Never held while calling into a RedisClient or making one
     // (its constructor registers with the fork hooks, whose lock is held across fork while

@@ -13,7 +13,8 @@ constexpr std::array<uint16_t, 256> make_table() {
     std::array<uint16_t, 256> t{};
     for (unsigned i = 0; i < 256; ++i) {
         uint16_t c = uint16_t(i << 8);
-        for (int b = 0; b < 8; ++b) c = (c & 0x8000) ? uint16_t((c << 1) ^ 0x1021) : uint16_t(c << 1);
+        for (int b = 0; b < 8; ++b)
+            c = (c & 0x8000) ? uint16_t((c << 1) ^ 0x1021) : uint16_t(c << 1);
         t[i] = c;
     }
     return t;

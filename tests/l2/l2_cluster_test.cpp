@@ -85,8 +85,7 @@ int herd(std::vector<Host*> hosts, const std::string& key, int threads, int comp
                     if (shmc_fetch_complete(h->c, key.data(), key.size(), value.data(),
                                             value.size(), 0, 10, &o, r.lease) != 0)
                         ++*wrong;
-                } else if (r.outcome != SHMC_FETCH_HIT ||
-                           std::string(buf, r.value_len) != value) {
+                } else if (r.outcome != SHMC_FETCH_HIT || std::string(buf, r.value_len) != value) {
                     ++*wrong;
                 }
             });
@@ -103,7 +102,8 @@ double percentile(std::vector<double> v, double p) {
 
 // p50 and p99 (ms) of shmc_tget served by L2 (L2 only: every call a round trip).
 std::pair<double, double> l2_hit_latency(Host& h, int n) {
-    for (int i = 0; i < 64; ++i) REQUIRE(h.set("lat" + std::to_string(i), "value", SHMC_TIER_L2) == 0);
+    for (int i = 0; i < 64; ++i)
+        REQUIRE(h.set("lat" + std::to_string(i), "value", SHMC_TIER_L2) == 0);
     std::vector<double> ms;
     ms.reserve(size_t(n));
     char buf[64];
@@ -236,8 +236,10 @@ TEST_CASE("cluster: a slot migrated under load: no error reaches the caller, ASK
             last[size_t(i)] = v;
             int r = 0;
             const std::string got = a.get(key(i), SHMC_TIER_L2, &r);
-            if (r) error(r);
-            else if (got != v) ++wrong;
+            if (r)
+                error(r);
+            else if (got != v)
+                ++wrong;
             ++ops;
         }
     });
@@ -247,8 +249,10 @@ TEST_CASE("cluster: a slot migrated under load: no error reaches the caller, ASK
             const int i = (n * 7) % nkeys;
             int r = 0;
             const std::string got = b.get(key(i), SHMC_TIER_BOTH, &r);
-            if (r == 0 && got.rfind(key(i) + ":", 0) != 0) ++wrong;
-            else if (r && r != SHMC_E_NOTFOUND) error(r);
+            if (r == 0 && got.rfind(key(i) + ":", 0) != 0)
+                ++wrong;
+            else if (r && r != SHMC_E_NOTFOUND)
+                error(r);
             ++ops;
         }
     });
@@ -279,8 +283,9 @@ TEST_CASE("cluster: a slot migrated under load: no error reaches the caller, ASK
     CHECK(rc.integer(size_t(from), {"CLUSTER", "COUNTKEYSINSLOT", std::to_string(slot)}) == 0);
 }
 
-TEST_CASE("cluster: a hung or killed master fails its slots within the timeout, then its breaker "
-          "answers; the other slots keep working") {
+TEST_CASE(
+    "cluster: a hung or killed master fails its slots within the timeout, then its breaker "
+    "answers; the other slots keep working") {
     RedisCluster rc;
     Host a("cl-kill", rc.url(), "t", [](shmc_l2_options& o) {
         o.command_timeout_ms = 100;
@@ -323,10 +328,12 @@ TEST_CASE("cluster: a hung or killed master fails its slots within the timeout, 
         CHECK(r == 0);
     }
     rc.cont(1);
-    CHECK(eventually([&] {
-        int r = 0;
-        return l2_get(k1, &r) == "v" + k1;
-    }, 3000));  // after the cooldown, the trial call closes the breaker
+    CHECK(eventually(
+        [&] {
+            int r = 0;
+            return l2_get(k1, &r) == "v" + k1;
+        },
+        3000));  // after the cooldown, the trial call closes the breaker
 
     // A killed master (SIGKILL): refused at once, then its breaker.
     rc.kill(2);
@@ -385,8 +392,8 @@ TEST_CASE("cluster: figure: an L2 hit through the cluster and through one server
     const auto one = l2_hit_latency(s, n);
     const auto many = l2_hit_latency(c, n);
     MESSAGE("shmc_tget served by L2, " << n << " calls: one server p50 " << one.first << " ms, p99 "
-            << one.second << " ms; 3-master cluster p50 " << many.first << " ms, p99 "
-            << many.second << " ms");
+                                       << one.second << " ms; 3-master cluster p50 " << many.first
+                                       << " ms, p99 " << many.second << " ms");
     CHECK(many.first < one.first * 3 + 0.5);  // routing adds a CRC16 and a map lookup, no hop
 }
 
@@ -448,6 +455,58 @@ TEST_CASE("cluster with replicas: a master killed, its replica promoted, calls f
     CHECK(a.set(k, "after") == 0);
     CHECK(rc.cli(size_t(now_owner), {"GET", "t:" + k}) == "after\n");
     CHECK(a.get(k) == "after");
-    MESSAGE("master killed: its slot served again by the promoted replica after " << took
-            << " ms (cluster-node-timeout 1500 ms); " << failed << " calls failed meanwhile");
+    MESSAGE("master killed: its slot served again by the promoted replica after "
+            << took << " ms (cluster-node-timeout 1500 ms); " << failed
+            << " calls failed meanwhile");
+}
+
+TEST_CASE("cluster: the subscriber's master hangs: the host subscribes again on another master") {
+    RedisCluster rc;
+    Host a("cl-sub-a", rc.url()), b("cl-sub-b", rc.url());
+    // Which master holds host A's subscription (its pub/sub connection: sub=1 in CLIENT LIST)?
+    auto holder = [&](int skip) {
+        for (size_t i = 0; i < rc.size(); ++i) {
+            if (int(i) == skip) continue;  // a stopped node would not answer redis-cli
+            const std::string list = rc.cli(i, {"CLIENT", "LIST"});
+            // Both hosts subscribe; count A's by its connections' number below.
+            size_t subs = 0;
+            for (size_t at = list.find(" sub=1 "); at != std::string::npos;
+                 at = list.find(" sub=1 ", at + 1))
+                ++subs;
+            if (subs) return int(i);
+        }
+        return -1;
+    };
+    // Stop a master that holds a subscription; every host on it must move.
+    const int s = holder(-1);
+    REQUIRE(s >= 0);
+    rc.stop(size_t(s));
+    const auto t0 = Clock::now();
+    // Both hosts end up subscribed on the two other masters: 2 subscriptions there.
+    auto subs_elsewhere = [&] {
+        int n = 0;
+        for (size_t i = 0; i < rc.size(); ++i) {
+            if (int(i) == s) continue;
+            const std::string list = rc.cli(i, {"CLIENT", "LIST"});
+            for (size_t at = list.find(" sub=1 "); at != std::string::npos;
+                 at = list.find(" sub=1 ", at + 1))
+                ++n;
+        }
+        return n;
+    };
+    CHECK(eventually([&] { return subs_elsewhere() == 2; }, 10000));
+    MESSAGE("subscriptions moved off the hung master after " << ms_since(t0) << " ms");
+    CHECK(a.wait_subscribed());
+    CHECK(b.wait_subscribed());
+    // Invalidation works again, for a key on a live master.
+    int n = 0;
+    const std::string k = key_on(rc, size_t(s + 1) % rc.size(), "sub", &n);
+    const int set_rc = a.set(k, "one");
+    const std::string why = shmc_errmsg();
+    INFO("set: " << why);
+    REQUIRE(set_rc == 0);
+    REQUIRE(b.get_filled(k, "one"));
+    REQUIRE(a.set(k, "two") == 0);
+    CHECK(eventually([&] { return !b.in_l1(k) || b.get(k, SHMC_TIER_L1) == "two"; }, 1000));
+    rc.cont(size_t(s));
 }

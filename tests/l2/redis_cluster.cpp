@@ -36,8 +36,10 @@ int free_port() {
     return ntohs(a.sin_port);
 }
 
-// Runs argv with stdout captured; "" unless it exits 0.
-std::string capture(const std::vector<std::string>& args) {
+// Runs argv with stdout captured, killed after 10 s (redis-cli would wait for ever on a stopped
+// node); "" unless it exits 0.
+std::string capture(std::vector<std::string> args) {
+    args.insert(args.begin(), {"timeout", "-s", "KILL", "10"});
     int fds[2];
     if (pipe(fds) != 0) return "";
     const pid_t pid = fork();
@@ -78,8 +80,9 @@ void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms
 }  // namespace
 
 std::string RedisCluster::url() const {
-    return std::string(tls_ ? "rediss" : "redis") + "+cluster://127.0.0.1:" +
-           std::to_string(nodes_[0].port) + ",127.0.0.1:" + std::to_string(nodes_[1].port) +
+    return std::string(tls_ ? "rediss" : "redis") +
+           "+cluster://127.0.0.1:" + std::to_string(nodes_[0].port) +
+           ",127.0.0.1:" + std::to_string(nodes_[1].port) +
            (tls_ ? "?ssl_ca_certs=" + dir_ + "/ca.crt" : "");
 }
 
@@ -107,7 +110,7 @@ long long RedisCluster::integer(size_t i, const std::vector<std::string>& args) 
 
 size_t RedisCluster::live() const {
     for (size_t i = 0; i < nodes_.size(); ++i)
-        if (nodes_[i].pid > 0) return i;
+        if (nodes_[i].pid > 0 && !nodes_[i].stopped) return i;
     throw std::runtime_error("no cluster node is running");
 }
 
@@ -147,15 +150,31 @@ bool RedisCluster::start(Node* n) {
         if (chdir(dir_.c_str()) != 0) _exit(127);
         const std::string p = std::to_string(n->port), bus = std::to_string(n->bus_port);
         const std::string conf = "nodes-" + p + ".conf", log = "redis-" + p + ".log";
-        std::vector<std::string> args{"redis-server", "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--protected-mode", "no",
-                                      "--cluster-enabled", "yes", "--cluster-config-file", conf,
-                                      "--cluster-port", bus, "--cluster-require-full-coverage",
-                                      "no", "--loglevel", "warning", "--logfile", log};
+        std::vector<std::string> args{"redis-server",
+                                      "--bind",
+                                      "127.0.0.1",
+                                      "--save",
+                                      "",
+                                      "--appendonly",
+                                      "no",
+                                      "--protected-mode",
+                                      "no",
+                                      "--cluster-enabled",
+                                      "yes",
+                                      "--cluster-config-file",
+                                      conf,
+                                      "--cluster-port",
+                                      bus,
+                                      "--cluster-require-full-coverage",
+                                      "no",
+                                      "--loglevel",
+                                      "warning",
+                                      "--logfile",
+                                      log};
         if (replicas_)
-            for (const char* a : {"--cluster-node-timeout", "1500",
-                                  "--cluster-replica-validity-factor", "0",
-                                  "--repl-diskless-sync-delay", "0"})
+            for (const char* a :
+                 {"--cluster-node-timeout", "1500", "--cluster-replica-validity-factor", "0",
+                  "--repl-diskless-sync-delay", "0"})
                 args.push_back(a);
         if (tls_) {
             for (const char* a : {"--port", "0", "--tls-port", p.c_str(), "--tls-cluster", "yes",
@@ -263,7 +282,7 @@ void RedisCluster::cleanup() {
         }
         for (const char* f : {"ca.key", "ca.crt", "ca.srl", "other-ca.key", "other-ca.crt",
                               "server.key", "server.csr", "server.crt", "client.key", "client.csr",
-                              "client.crt", "openssl.log"})
+                              "client.crt", "openssl.log", "dump.rdb"})
             unlink((dir_ + "/" + f).c_str());
         rmdir(dir_.c_str());
         dir_.clear();
@@ -279,10 +298,12 @@ void RedisCluster::kill(size_t i) {
 
 void RedisCluster::stop(size_t i) {
     if (nodes_[i].pid > 0) ::kill(nodes_[i].pid, SIGSTOP);
+    nodes_[i].stopped = true;
 }
 
 void RedisCluster::cont(size_t i) {
     if (nodes_[i].pid > 0) ::kill(nodes_[i].pid, SIGCONT);
+    nodes_[i].stopped = false;
 }
 
 void RedisCluster::migrate_slot(int slot, size_t from, size_t to, int pause_ms) {

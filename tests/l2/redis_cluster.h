@@ -3,9 +3,9 @@
 // Each node is a redis-server with cluster mode on, no persistence, in a private temporary
 // directory (its nodes.conf too); redis-cli --cluster create joins them and spreads the 16384
 // slots (and with replicas, gives each master its replicas), and the constructor returns once
-// every node reports cluster_state:ok and knows every other. cluster-require-full-coverage is off, so a killed master takes only its own slots
-// down (with it on, the others would refuse everything once they mark it failed). Everything is
-// killed when the object goes away.
+// every node reports cluster_state:ok and knows every other. cluster-require-full-coverage is off,
+// so a killed master takes only its own slots down (with it on, the others would refuse everything
+// once they mark it failed). Everything is killed when the object goes away.
 #ifndef SHMCACHE_TESTS_L2_REDIS_CLUSTER_H
 #define SHMCACHE_TESTS_L2_REDIS_CLUSTER_H
 
@@ -54,17 +54,20 @@ public:
     void stop(size_t i);  // SIGSTOP: a hung master
     void cont(size_t i);  // SIGCONT
     bool alive(size_t i) const { return nodes_[i].pid > 0; }
+    // The helpers above ask a running node, never a stopped one; cli(i) on a stopped node fails
+    // after 10 s.
 
 private:
     struct Node {
         int port = 0;
         int bus_port = 0;
         pid_t pid = -1;
+        bool stopped = false;  // SIGSTOPped: not asked anything (it would not answer)
         std::string id;
     };
     bool start(Node* n);
-    void cleanup();  // kills every node, removes the directory
-    size_t live() const;  // a node still running
+    void cleanup();                             // kills every node, removes the directory
+    size_t live() const;                        // a node still running
     std::vector<std::string> tls_args() const;  // for redis-cli
     bool tls_ = false;
     size_t replicas_ = 0;
