@@ -301,13 +301,13 @@ bool Subscriber::serve() {
     SentinelResolver* sentinel = client_.sentinel();
     std::unique_ptr<Conn> watch;
     uint64_t watch_tried = 0;
-    auto open_watch = [&] {
+    auto open_watch = [&](uint32_t budget_ms) {
         watch_tried = shm::monotonic_ms();
         std::string e;
-        watch = sentinel->watch(now_ms() + client_.options().connect_timeout_ms, &e);
+        watch = sentinel->watch(now_ms() + budget_ms, &e);
         if (!watch) log_warn("cannot watch Sentinel for failovers: {}", e);
     };
-    if (sentinel) open_watch();
+    if (sentinel) open_watch(client_.options().connect_timeout_ms);
     std::unique_ptr<Conn> c = client_.connect_dedicated(&why);
     if (!c) {
         log_debug("invalidation subscriber: {}", why);
@@ -398,8 +398,12 @@ bool Subscriber::serve() {
             }
             if (!lost.empty()) break;
         }
+        if (sentinel && !watch && !ping_outstanding && shm::monotonic_ms() - watch_tried >= 1000) {
+            // Retried between heartbeats, bounded by one heartbeat interval, so that a sentinel
+            // that is down never delays the PING that keeps the lease.
+            open_watch(heartbeat);
+        }
         const uint64_t now = shm::monotonic_ms();
-        if (sentinel && !watch && now - watch_tried >= 1000) open_watch();
         if (ping_outstanding && now - ping_sent > reply_timeout) {
             lost = "no answer to PING (Redis hung?)";
             break;
