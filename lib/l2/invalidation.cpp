@@ -262,9 +262,10 @@ shm::InvalMode Subscriber::subscribe(Conn& c, std::string* why) {
         if (r[0].type == REDIS_REPLY_INTEGER) {
             const std::string id = std::to_string(r[0].integer);
             Command track{client_cmd, "TRACKING", "on", "REDIRECT", id, "BCAST"};
-            if (!opts_.prefix.empty()) {
+            const std::string watched = opts_.prefix + opts_.watch;
+            if (!watched.empty()) {
                 track.push_back("PREFIX");
-                track.push_back(opts_.prefix);
+                track.push_back(watched);
             }
             if (!run(track, &r)) return shm::kModeNone;
             if (reply_is(&r[0], "OK")) {
@@ -330,8 +331,9 @@ bool Subscriber::serve() {
     shared_.subscriber_pid.store(getpid(), std::memory_order_release);
     if (mode == shm::kModeTracking && logged_mode_ != shm::kModeTracking)
         log_info("invalidation mode: tracking (CLIENT TRACKING BCAST{}{}): every write to the "
-                 "namespace reaches this host's L1", opts_.prefix.empty() ? "" : " PREFIX ",
-                 opts_.prefix);
+                 "namespace reaches this host's L1",
+                 opts_.prefix.empty() && opts_.watch.empty() ? "" : " PREFIX ",
+                 opts_.prefix + opts_.watch);
     logged_mode_ = mode;
     log_info("subscribed to invalidations on '{}' for segment '{}'",
              mode == shm::kModeTracking ? std::string(kTrackingChannel) : opts_.channel,

@@ -138,6 +138,9 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
             return shm::fail(SHMC_E_INVAL, "L2 options: key_prefix is over 1024 bytes");
         prefix = std::string(o.key_prefix) + (o.key_separator ? o.key_separator : ":");
     }
+    std::string watch = o.tracking_prefix ? o.tracking_prefix : "";
+    if (watch.size() > 1024)
+        return shm::fail(SHMC_E_INVAL, "L2 options: tracking_prefix is over 1024 bytes");
     shm::L2Shared& shared = engine.l2_shared();
     std::unique_ptr<RedisClient> client = RedisClient::create(
         std::move(c), ClientCounters{&shared.counters[shm::kL2Errors],
@@ -146,13 +149,13 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
                                      &engine.coherence().epoch},
         &why);
     if (!client) return shm::fail(SHMC_E_INVAL, "L2 options: TLS: %s", why.c_str());
-    out->reset(new Tiers(engine, std::move(client), std::move(prefix), o.flags, lease,
-                         o.outage_write_ttl_ms ? o.outage_write_ttl_ms : 1000));
+    out->reset(new Tiers(engine, std::move(client), std::move(prefix), std::move(watch), o.flags,
+                         lease, o.outage_write_ttl_ms ? o.outage_write_ttl_ms : 1000));
     return 0;
 }
 
 Tiers::Tiers(shm::Engine& engine, std::unique_ptr<RedisClient> client, std::string prefix,
-             uint32_t flags, uint32_t lease_ms, uint32_t outage_write_ttl_ms)
+             std::string watch, uint32_t flags, uint32_t lease_ms, uint32_t outage_write_ttl_ms)
     : engine_(engine),
       shared_(engine.l2_shared()),
       coh_(engine.coherence()),
@@ -168,6 +171,7 @@ Tiers::Tiers(shm::Engine& engine, std::unique_ptr<RedisClient> client, std::stri
         SubscriberOptions so;
         so.channel = channel_;
         so.prefix = prefix_;
+        so.watch = std::move(watch);
         so.tracking = !(flags_ & SHMC_L2_NO_TRACKING);
         so.lease_ms = lease_ms;
         subscriber_ = std::make_unique<Subscriber>(engine_, *client_, std::move(so));

@@ -61,7 +61,7 @@ public:
 
 private:
     Tiers(shm::Engine& engine, std::unique_ptr<RedisClient> client, std::string prefix,
-          uint32_t flags, uint32_t lease_ms, uint32_t outage_write_ttl_ms);
+          std::string watch, uint32_t flags, uint32_t lease_ms, uint32_t outage_write_ttl_ms);
     std::string l2_key(const void* key, size_t klen) const;
     int purge_l2(const char* pat, size_t plen, uint64_t* removed);
     // Runs cmd and, unless SHMC_L2_NO_PUBLISH, the invalidation (op, key) in one round trip;
