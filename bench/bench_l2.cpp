@@ -16,7 +16,8 @@
 //      lease (the file also builds against a library without coherence v2, for the comparison);
 //   6. coherence v2 (tracking mode): from a write made outside shmcache (SET, DEL, PEXPIRE on
 //      a plain connection), a key expiring in Redis and a key evicted by maxmemory, to neither
-//      host's L1 serving the old value.
+//      host's L1 serving the old value;
+//   7. TLS against plain TCP: L2 gets and sets over rediss:// and redis:// to one server.
 // Prints a Markdown table per part. Figures are machine-dependent; ratios within one run are what
 // to compare.
 #include <shmcache/shmcache.h>
@@ -413,5 +414,42 @@ int main(int argc, char** argv) {
     shmc_close(b);
     shmc_unlink(("shmc-bench-l2-a-" + tag).c_str(), 1);
     shmc_unlink(("shmc-bench-l2-b-" + tag).c_str(), 1);
+
+#ifdef SHMC_INVAL_TRACKING
+    header("TLS against plain TCP (one redis-server with both ports, calls interleaved)");
+    {
+        l2test::RedisServer::Options o;
+        o.tls = true;
+        l2test::RedisServer tls_redis(o);
+        shmc_cache* plain = open_host("shmc-bench-l2-plain-" + tag, tls_redis.url(), timeout_ms);
+        shmc_cache* tls = open_host("shmc-bench-l2-tls-" + tag, tls_redis.tls_url(), timeout_ms);
+        std::vector<double> get_plain, get_tls, set_plain, set_tls;
+        for (int i = 0; i < iters; ++i) {
+            const std::string k = "t" + std::to_string(i % 1000);
+            for (shmc_cache* c : {plain, tls}) {
+                auto& gets = c == plain ? get_plain : get_tls;
+                auto& sets = c == plain ? set_plain : set_tls;
+                auto t = Clock::now();
+                shmc_tset(c, k.data(), k.size(), value.data(), value.size(), 0, 0, 0, SHMC_TIER_L2);
+                sets.push_back(us_since(t));
+                t = Clock::now();
+                shmc_tget(c, k.data(), k.size(), buf, sizeof buf, &len, nullptr, nullptr,
+                          SHMC_TIER_L2, 0, nullptr);
+                gets.push_back(us_since(t));
+            }
+        }
+        row("get, L2 only, plain", get_plain, "GET + PTTL");
+        row("get, L2 only, TLS", get_tls, "GET + PTTL, TLS 1.3");
+        row("set, L2 only, plain", set_plain);
+        row("set, L2 only, TLS", set_tls);
+        std::printf("\nTLS / plain, get p50: %.2fx; set p50: %.2fx\n",
+                    summarize(get_tls).p50 / summarize(get_plain).p50,
+                    summarize(set_tls).p50 / summarize(set_plain).p50);
+        shmc_close(plain);
+        shmc_close(tls);
+        shmc_unlink(("shmc-bench-l2-plain-" + tag).c_str(), 1);
+        shmc_unlink(("shmc-bench-l2-tls-" + tag).c_str(), 1);
+    }
+#endif
     return 0;
 }

@@ -17,6 +17,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <mutex>
+#include <shared_mutex>
 
 namespace shmcache::l2 {
 
@@ -45,11 +47,6 @@ bool is_ip_literal(const std::string& host) {
     in6_addr a6;
     in_addr a4;
     return inet_pton(AF_INET, host.c_str(), &a4) == 1 || inet_pton(AF_INET6, host.c_str(), &a6) == 1;
-}
-
-int set_nonblocking(int fd) {
-    const int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 // Waits for a non-blocking connect on fd; 0 or the errno.
@@ -88,8 +85,8 @@ int connect_socket(const RedisEndpoint& ep, uint64_t deadline_ms, IoError* err) 
             err->what = std::string("socket: ") + std::strerror(errno);
             return -1;
         }
-        int e = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 ? 0 : errno;
-        if (e == EINPROGRESS || e == EAGAIN) e = finish_connect(fd, deadline_ms, &timeout);
+        // A unix socket connects at once or fails (EAGAIN: the server's backlog is full).
+        const int e = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 ? 0 : errno;
         if (e) {
             close(fd);
             err->timeout = timeout;
@@ -132,6 +129,34 @@ int connect_socket(const RedisEndpoint& ep, uint64_t deadline_ms, IoError* err) 
     err->timeout = timeout;
     err->what = timeout ? "connect timed out" : std::strerror(last);
     return -1;
+}
+
+// OpenSSL's socket BIO writes with write(), which raises SIGPIPE on a connection the server has
+// closed and kills a program that did not ignore it. This BIO is the socket BIO with its write
+// replaced by send(MSG_NOSIGNAL), as the plain path uses.
+int send_nosignal(BIO* b, const char* data, int len) {
+    const ssize_t n = send(int(BIO_get_fd(b, nullptr)), data, size_t(len), MSG_NOSIGNAL);
+    BIO_clear_retry_flags(b);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_write(b);
+    return int(n);
+}
+
+const BIO_METHOD* socket_bio_method() {
+    static BIO_METHOD* method = [] {
+        const BIO_METHOD* base = BIO_s_socket();
+        BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK |
+                                         BIO_TYPE_DESCRIPTOR,
+                                     "shmcache socket");
+        if (!m) return m;
+        BIO_meth_set_write(m, send_nosignal);
+        BIO_meth_set_read(m, BIO_meth_get_read(base));
+        BIO_meth_set_puts(m, BIO_meth_get_puts(base));
+        BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(base));
+        BIO_meth_set_create(m, BIO_meth_get_create(base));
+        BIO_meth_set_destroy(m, BIO_meth_get_destroy(base));
+        return m;
+    }();
+    return method;
 }
 
 }  // namespace
@@ -210,7 +235,13 @@ std::unique_ptr<Conn> Conn::open(const RedisEndpoint& ep, const TlsContext* tls,
     std::unique_ptr<Conn> c(new Conn(fd, ssl));
     const TlsOptions& o = tls->options();
     const std::string& name = o.server_name.empty() ? ep.host : o.server_name;
-    SSL_set_fd(ssl, fd);
+    BIO* bio = socket_bio_method() ? BIO_new(socket_bio_method()) : nullptr;
+    if (!bio) {
+        err->what = ssl_error("cannot create a socket BIO");
+        return nullptr;
+    }
+    BIO_set_fd(bio, fd, BIO_NOCLOSE);  // the Conn closes fd
+    SSL_set_bio(ssl, bio, bio);
     if (!is_ip_literal(name)) SSL_set_tlsext_host_name(ssl, name.c_str());  // SNI: names only
     if (o.verify) {
         // The certificate must name the server: a DNS name, or an IP address in its SANs.
@@ -222,6 +253,9 @@ std::unique_ptr<Conn> Conn::open(const RedisEndpoint& ep, const TlsContext* tls,
             return nullptr;
         }
     }
+    // Handshakes use the shared SSL_CTX's locks (certificate store, session cache): fork waits
+    // for them to finish, so that a child never inherits one of those locks held.
+    std::shared_lock fork_guard(tls->fork_mutex());
     for (;;) {
         ERR_clear_error();
         const int rc = SSL_connect(ssl);

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -41,11 +42,14 @@ public:
     TlsContext& operator=(const TlsContext&) = delete;
     SSL_CTX* ctx() const { return ctx_; }
     const TlsOptions& options() const { return opts_; }
+    // Held shared during every handshake, exclusively across fork() (redis_client.cpp).
+    std::shared_mutex& fork_mutex() const { return fork_m_; }
 
 private:
     TlsContext(SSL_CTX* ctx, TlsOptions opts) : ctx_(ctx), opts_(std::move(opts)) {}
     SSL_CTX* ctx_;
     const TlsOptions opts_;
+    mutable std::shared_mutex fork_m_;
 };
 
 // Why an operation failed.

@@ -82,7 +82,31 @@ int Tiers::serve_l2(const void* key, size_t klen, void* buf, size_t cap, const r
     count(shm::kL2Hits);
     const size_t len = value.len;
     const uint64_t lease = out->lease;
-    const L1Copy copy = l1_copy_from_pttl(pttl, o.fill_ttl_ms);
+    // With stale_ttl the Redis key outlives the value's freshness by stale_ttl_ms
+    // (fetch_complete): what is left of its PTTL beyond that is the freshness left.
+    long long fresh_pttl = pttl;
+    if (o.stale_ttl_ms && pttl > 0) {
+        if (pttl <= (long long)o.stale_ttl_ms) {
+            // In its stale window: served at once, and this caller (if it holds the lease)
+            // refreshes it. No L1 copy: it would be fresh to the next caller.
+            out->outcome = lease ? SHMC_FETCH_STALE_REFRESH : SHMC_FETCH_STALE;
+            out->value_len = len;
+            out->flags = SHMC_FLAG_FROM_L2;
+            out->ttl_left_ms = 0;
+            *served_by = SHMC_TIER_L2;
+            shm::clear_errmsg();
+            if (cap < len) {
+                if (lease) engine_.lease_release(key, klen, lease, false);
+                out->lease = 0;
+                return shm::fail(SHMC_E_BUFFER_TOO_SMALL, "value of %zu bytes; buffer holds %zu",
+                                 len, cap);
+            }
+            if (len) std::memcpy(buf, value.str, len);
+            return 0;
+        }
+        fresh_pttl = pttl - (long long)o.stale_ttl_ms;
+    }
+    const L1Copy copy = l1_copy_from_pttl(fresh_pttl, o.fill_ttl_ms);
     if (copy.fill && fills_allowed()) {
         shm::FetchStore st;
         st.flags = SHMC_FLAG_FROM_L2;
@@ -227,7 +251,12 @@ int Tiers::fetch_complete(const void* key, size_t klen, const void* value, size_
         // One round trip: the value (and its invalidation) first, then the lock, so that a host
         // polling for the value never finds the lock gone and the value still missing.
         const std::string k = l2_key(key, klen);
-        const std::string px = std::to_string(o.l2_ttl_ms);
+        // With stale_ttl, Redis keeps the value through its stale window too, so that no host's
+        // L1 copy is invalidated by the key's expiry while it may still be served stale, and
+        // an L2 hit in that window is known to be stale (serve_l2).
+        const uint64_t l2_px = o.l2_ttl_ms && o.stale_ttl_ms ? o.l2_ttl_ms + o.stale_ttl_ms
+                                                              : o.l2_ttl_ms;
+        const std::string px = std::to_string(l2_px);
         const std::string_view v(static_cast<const char*>(value), vlen);
         const bool publish = to_l2 && publishes();
         const std::string msg =

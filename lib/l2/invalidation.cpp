@@ -262,9 +262,10 @@ shm::InvalMode Subscriber::subscribe(Conn& c, std::string* why) {
         if (r[0].type == REDIS_REPLY_INTEGER) {
             const std::string id = std::to_string(r[0].integer);
             Command track{client_cmd, "TRACKING", "on", "REDIRECT", id, "BCAST"};
-            if (!opts_.prefix.empty()) {
+            const std::string watched = opts_.prefix + opts_.watch;
+            if (!watched.empty()) {
                 track.push_back("PREFIX");
-                track.push_back(opts_.prefix);
+                track.push_back(watched);
             }
             if (!run(track, &r)) return shm::kModeNone;
             if (reply_is(&r[0], "OK")) {
@@ -301,13 +302,13 @@ bool Subscriber::serve() {
     SentinelResolver* sentinel = client_.sentinel();
     std::unique_ptr<Conn> watch;
     uint64_t watch_tried = 0;
-    auto open_watch = [&] {
+    auto open_watch = [&](uint32_t budget_ms) {
         watch_tried = shm::monotonic_ms();
         std::string e;
-        watch = sentinel->watch(now_ms() + client_.options().connect_timeout_ms, &e);
+        watch = sentinel->watch(now_ms() + budget_ms, &e);
         if (!watch) log_warn("cannot watch Sentinel for failovers: {}", e);
     };
-    if (sentinel) open_watch();
+    if (sentinel) open_watch(client_.options().connect_timeout_ms);
     std::unique_ptr<Conn> c = client_.connect_dedicated(&why);
     if (!c) {
         log_debug("invalidation subscriber: {}", why);
@@ -330,8 +331,9 @@ bool Subscriber::serve() {
     shared_.subscriber_pid.store(getpid(), std::memory_order_release);
     if (mode == shm::kModeTracking && logged_mode_ != shm::kModeTracking)
         log_info("invalidation mode: tracking (CLIENT TRACKING BCAST{}{}): every write to the "
-                 "namespace reaches this host's L1", opts_.prefix.empty() ? "" : " PREFIX ",
-                 opts_.prefix);
+                 "namespace reaches this host's L1",
+                 opts_.prefix.empty() && opts_.watch.empty() ? "" : " PREFIX ",
+                 opts_.prefix + opts_.watch);
     logged_mode_ = mode;
     log_info("subscribed to invalidations on '{}' for segment '{}'",
              mode == shm::kModeTracking ? std::string(kTrackingChannel) : opts_.channel,
@@ -398,8 +400,12 @@ bool Subscriber::serve() {
             }
             if (!lost.empty()) break;
         }
+        if (sentinel && !watch && !ping_outstanding && shm::monotonic_ms() - watch_tried >= 1000) {
+            // Retried between heartbeats, bounded by one heartbeat interval, so that a sentinel
+            // that is down never delays the PING that keeps the lease.
+            open_watch(heartbeat);
+        }
         const uint64_t now = shm::monotonic_ms();
-        if (sentinel && !watch && now - watch_tried >= 1000) open_watch();
         if (ping_outstanding && now - ping_sent > reply_timeout) {
             lost = "no answer to PING (Redis hung?)";
             break;

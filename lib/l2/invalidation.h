@@ -56,6 +56,7 @@ bool link_vouched(const shm::L2Coherence& coh);
 struct SubscriberOptions {
     std::string channel;     // publish mode's channel
     std::string prefix;      // the namespace: BCAST PREFIX, stripped from tracked keys
+    std::string watch;       // tracking_prefix: BCAST PREFIX is prefix + watch (not stripped)
     bool tracking = true;    // false: SHMC_L2_NO_TRACKING, or a cluster
     std::string tracking_off = "disabled (SHMC_L2_NO_TRACKING)";  // why, when tracking is false
     uint32_t lease_ms = 1000;

@@ -15,6 +15,36 @@ namespace shmcache::l2 {
 
 namespace shm = shmcache::shm;
 
+namespace {
+
+// The server's role ("master", "slave", ...) from its answer to HELLO 2 (a flat list of names
+// and values), else from ROLE. "" when the user may run neither (NOPERM) or an old server knows
+// neither: then nothing can be checked and the sentinels' word is taken. False on an I/O error.
+bool server_role(Conn& c, const redisReply& hello, uint64_t deadline_ms, std::string* role,
+                 IoError* err) {
+    role->clear();
+    if (hello.type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < hello.elements; i += 2) {
+            const redisReply* k = hello.element[i];
+            const redisReply* v = hello.element[i + 1];
+            if (k->type == REDIS_REPLY_STRING && std::string_view(k->str, k->len) == "role" &&
+                v->type == REDIS_REPLY_STRING) {
+                role->assign(v->str, v->len);
+                return true;
+            }
+        }
+    }
+    const Command cmd{"ROLE"};
+    Replies r;
+    if (!exec_batch(c, std::span(&cmd, 1), deadline_ms, &r, err)) return false;
+    if (r[0].type == REDIS_REPLY_ARRAY && r[0].elements >= 1 &&
+        r[0].element[0]->type == REDIS_REPLY_STRING)
+        role->assign(r[0].element[0]->str, r[0].element[0]->len);
+    return true;
+}
+
+}  // namespace
+
 std::unique_ptr<RedisClient> RedisClient::create(ClientOptions opts, ClientCounters counters,
                                                  std::string* why) {
     std::shared_ptr<TlsContext> tls;
@@ -43,15 +73,28 @@ RedisClient::~RedisClient() {
     drop_idle();
 }
 
-void RedisClient::fork_prepare() { m_.lock(); }
-void RedisClient::fork_parent() { m_.unlock(); }
+// Locks taken across fork so that the child finds none of them held: no handshake in progress
+// (its OpenSSL locks), the pool, the Sentinel resolver. In that order, the order a connecting
+// thread may take them in.
+void RedisClient::fork_prepare() {
+    if (tls_) tls_->fork_mutex().lock();
+    m_.lock();
+    if (sentinel_) sentinel_->fork_lock();
+}
+void RedisClient::fork_parent() {
+    if (sentinel_) sentinel_->fork_unlock();
+    m_.unlock();
+    if (tls_) tls_->fork_mutex().unlock();
+}
 void RedisClient::fork_child() {
     // The connections are the parent's: close this process's copies of the idle ones (the
     // parent's stay open) and forget those other threads of the parent had in use.
     idle_.clear();
     open_ = 0;
     connected_.store(false, std::memory_order_relaxed);
+    if (sentinel_) sentinel_->fork_unlock();
     m_.unlock();
+    if (tls_) tls_->fork_mutex().unlock();
 }
 
 void RedisClient::drop_idle() {
@@ -100,9 +143,11 @@ std::unique_ptr<Conn> RedisClient::connect(uint64_t deadline_ms, Failure* f) con
     }
     std::string db = std::to_string(ep.db);
     if (ep.db) setup.push_back({"SELECT", db});
+    const size_t n_setup = setup.size();
     // Behind Sentinel, a sentinel's answer may be stale during a failover: the server itself
-    // must say it is the master before anything is written to it.
-    if (sentinel_) setup.push_back({"ROLE"});
+    // must say it is the master before anything is written to it. HELLO 2 tells (its "role"),
+    // in @fast @connection, which users limited to their keys may run; ROLE is @admin.
+    if (sentinel_) setup.push_back({"HELLO", "2"});
     if (setup.empty()) return c;
     Replies r;
     if (!exec_batch(*c, setup, connect_deadline, &r, &err)) {
@@ -112,23 +157,28 @@ std::unique_ptr<Conn> RedisClient::connect(uint64_t deadline_ms, Failure* f) con
         if (sentinel_) sentinel_->forget();
         return nullptr;
     }
-    if (sentinel_) {
-        const redisReply& role = r[r.size() - 1];
-        if (role.type != REDIS_REPLY_ARRAY || role.elements < 1 ||
-            role.element[0]->type != REDIS_REPLY_STRING ||
-            std::string_view(role.element[0]->str, role.element[0]->len) != "master") {
-            f->io = true;
-            f->what = ep.describe() + " is not the master of '" + opts_.endpoint.master_name +
-                      "' (a failover in progress?)";
-            sentinel_->forget();
-            return nullptr;
-        }
-    }
-    for (size_t i = 0; i < r.size(); ++i) {
+    for (size_t i = 0; i < n_setup; ++i) {
         if (r[i].type == REDIS_REPLY_ERROR) {
             f->io = true;  // a failed AUTH or SELECT: no use retrying on this connection
             f->what = "Redis at " + ep.describe() + " refused " + std::string(setup[i][0]) +
                       ": " + std::string(r[i].str, r[i].len);
+            return nullptr;
+        }
+    }
+    if (sentinel_) {
+        std::string role;
+        if (!server_role(*c, r[n_setup], connect_deadline, &role, &err)) {
+            f->io = true;
+            f->timeout = err.timeout;
+            f->what = "connected to " + ep.describe() + " but setup failed: " + err.what;
+            sentinel_->forget();
+            return nullptr;
+        }
+        if (!role.empty() && role != "master") {
+            f->io = true;
+            f->what = ep.describe() + " is a " + role + ", not the master of '" +
+                      opts_.endpoint.master_name + "' (a failover in progress?)";
+            sentinel_->forget();
             return nullptr;
         }
     }
@@ -148,18 +198,19 @@ std::unique_ptr<Conn> RedisClient::connect_dedicated(std::string* why) const {
 }
 
 std::unique_ptr<Conn> RedisClient::acquire(uint64_t deadline_ms, bool* fresh, Failure* f) {
-    const uint64_t epoch = counters_.epoch ? counters_.epoch->load(std::memory_order_acquire) : 0;
     std::vector<std::unique_ptr<Conn>> stale;  // closed outside the lock
+    uint64_t epoch;
     {
         std::unique_lock lk(m_);
+        epoch = counters_.epoch ? counters_.epoch->load(std::memory_order_acquire) : 0;
         if (epoch != pool_epoch_) {
             // The host resynced (a new subscription: after a failover, a restart, a lost
             // link): connections opened before may lead to a server that is no longer the
-            // master, which would answer reads with old data. Open new ones.
+            // master, which would answer reads with old data. Open new ones; each checks the
+            // server's role (connect), and a refused one makes the sentinels be asked again.
             pool_epoch_ = epoch;
             stale.swap(idle_);
             open_ -= uint32_t(stale.size());
-            if (sentinel_) sentinel_->forget();
         }
         while (idle_.empty() && open_ >= std::max<uint32_t>(1, opts_.max_connections)) {
             const auto left = std::chrono::milliseconds(deadline_ms - std::min(deadline_ms, now_ms()));

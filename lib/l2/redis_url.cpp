@@ -58,7 +58,9 @@ bool parse_query(std::string_view q, RedisEndpoint* ep, std::string* why) {
         q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
         const size_t eq = item.find('=');
         if (eq == std::string_view::npos) {
-            *why = "query item '" + std::string(item) + "' is not name=value";
+            // Not echoed: it may be the tail of a password with an unescaped '?'.
+            *why = "a query item is not name=value (percent-encode '?', '#', '/' and '@' in "
+                   "passwords)";
             return false;
         }
         std::string_view name = item.substr(0, eq), value = item.substr(eq + 1);

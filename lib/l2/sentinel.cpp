@@ -30,6 +30,7 @@ void SentinelResolver::forget() {
 void SentinelResolver::switched_to(const HostPort& master) {
     std::lock_guard lk(m_);
     known_ = master;
+    ++switches_;
 }
 
 std::unique_ptr<Conn> SentinelResolver::open_sentinel(size_t i, uint64_t deadline_ms,
@@ -61,6 +62,7 @@ std::unique_ptr<Conn> SentinelResolver::open_sentinel(size_t i, uint64_t deadlin
 
 bool SentinelResolver::master(uint64_t deadline_ms, HostPort* out, std::string* why) {
     size_t first;
+    uint64_t switches;
     {
         std::lock_guard lk(m_);
         if (known_) {
@@ -68,6 +70,7 @@ bool SentinelResolver::master(uint64_t deadline_ms, HostPort* out, std::string* 
             return true;
         }
         first = first_;
+        switches = switches_;
     }
     std::string errors;
     const size_t n = ep_.seeds.size();
@@ -89,9 +92,10 @@ bool SentinelResolver::master(uint64_t deadline_ms, HostPort* out, std::string* 
                 if (parse_port(std::string_view(r[0].element[1]->str, r[0].element[1]->len),
                                &hp.port)) {
                     std::lock_guard lk(m_);
-                    known_ = hp;
+                    // A +switch-master heard while this query ran is newer than its answer.
+                    if (switches_ == switches) known_ = hp;
                     first_ = i;
-                    *out = hp;
+                    *out = known_ ? *known_ : hp;
                     return true;
                 }
                 e = "sentinel " + ep_.seeds[i].describe() + " gave a bad port";

@@ -45,6 +45,10 @@ public:
 
     const std::string& master_name() const { return ep_.master_name; }
 
+    // Held across fork by the owning client (redis_client.cpp).
+    void fork_lock() { m_.lock(); }
+    void fork_unlock() { m_.unlock(); }
+
 private:
     // A connection to sentinel i, authenticated; null with *why set.
     std::unique_ptr<Conn> open_sentinel(size_t i, uint64_t deadline_ms, std::string* why);
@@ -52,8 +56,9 @@ private:
     const RedisEndpoint ep_;
     const std::shared_ptr<TlsContext> tls_;
     const uint32_t connect_timeout_ms_;
-    std::mutex m_;  // guards known_ and first_
+    std::mutex m_;  // guards known_, switches_ and first_
     std::optional<HostPort> known_;
+    uint64_t switches_ = 0;  // +switch-master messages seen: an older query's answer is stale
     size_t first_ = 0;  // the sentinel that answered last: asked first next time
 };
 

@@ -136,6 +136,9 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
             return shm::fail(SHMC_E_INVAL, "L2 options: key_prefix is over 1024 bytes");
         prefix = std::string(o.key_prefix) + (o.key_separator ? o.key_separator : ":");
     }
+    std::string watch = o.tracking_prefix ? o.tracking_prefix : "";
+    if (watch.size() > 1024)
+        return shm::fail(SHMC_E_INVAL, "L2 options: tracking_prefix is over 1024 bytes");
     shm::L2Shared& shared = engine.l2_shared();
     const ClientCounters counters{&shared.counters[shm::kL2Errors],
                                   &shared.counters[shm::kL2Timeouts],
@@ -147,13 +150,13 @@ int Tiers::create(shm::Engine& engine, const shmc_l2_options& o, std::unique_ptr
     else
         client = RedisClient::create(std::move(c), counters, &why);
     if (!client) return shm::fail(SHMC_E_INVAL, "L2 options: TLS: %s", why.c_str());
-    out->reset(new Tiers(engine, std::move(client), std::move(prefix), o.flags, lease,
-                         o.outage_write_ttl_ms ? o.outage_write_ttl_ms : 1000));
+    out->reset(new Tiers(engine, std::move(client), std::move(prefix), std::move(watch), o.flags,
+                         lease, o.outage_write_ttl_ms ? o.outage_write_ttl_ms : 1000));
     return 0;
 }
 
 Tiers::Tiers(shm::Engine& engine, std::unique_ptr<Client> client, std::string prefix,
-             uint32_t flags, uint32_t lease_ms, uint32_t outage_write_ttl_ms)
+             std::string watch, uint32_t flags, uint32_t lease_ms, uint32_t outage_write_ttl_ms)
     : engine_(engine),
       shared_(engine.l2_shared()),
       coh_(engine.coherence()),
@@ -170,6 +173,7 @@ Tiers::Tiers(shm::Engine& engine, std::unique_ptr<Client> client, std::string pr
         SubscriberOptions so;
         so.channel = channel_;
         so.prefix = prefix_;
+        so.watch = std::move(watch);
         // A cluster's tracking would report only the keys of the one master the subscriber
         // connects to; classic PUBLISH reaches every node's subscribers (docs/l2.md, "Redis
         // Cluster"), so a cluster runs in publish mode.

@@ -62,7 +62,7 @@ public:
 
 private:
     Tiers(shm::Engine& engine, std::unique_ptr<Client> client, std::string prefix,
-          uint32_t flags, uint32_t lease_ms, uint32_t outage_write_ttl_ms);
+          std::string watch, uint32_t flags, uint32_t lease_ms, uint32_t outage_write_ttl_ms);
     std::string l2_key(const void* key, size_t klen) const;
     int purge_l2(const char* pat, size_t plen, uint64_t* removed);
     int purge_shard(const std::string& shard, bool per_key, const char* pat, size_t plen,

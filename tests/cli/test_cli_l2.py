@@ -473,3 +473,12 @@ def test_password_never_shown(cli, redis_server):
     j = json.loads(cli("--redis", url, "stats", "--json").out)["l2"]
     assert j["redis"] == redis_server.url.replace("redis://", "redis://admin:***@")
     assert j["connected"] is False  # this server has no such user
+
+
+def test_sentinel_and_query_passwords_never_shown(cli):
+    url = ("redis+sentinel://app:s3cret-pw@127.0.0.1:1/mymaster/0"
+           "?sentinel_password=sentinel-pw&password=query-pw")
+    for argv in [["stats"], ["stats", "--json"], ["get", "x"]]:
+        p = cli("--redis", url, "--redis-timeout-ms", "50", *argv)
+        for secret in ("s3cret-pw", "sentinel-pw", "query-pw"):
+            assert secret not in p.out + p.err, (argv, secret)

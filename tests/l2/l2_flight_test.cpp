@@ -239,6 +239,45 @@ TEST_CASE("flight: a stale refresh is left to the host holding the lock") {
     CHECK(l2test::eventually([&] { return fetch(b, "k", o).value == "v2"; }));
 }
 
+TEST_CASE("flight: with a Redis TTL, stale-while-revalidate outlives the TTL on every host") {
+    // The Redis key is kept for l2_ttl + stale_ttl: its expiry at l2_ttl would otherwise reach
+    // every host as an invalidation and drop the copies that may still be served stale.
+    RedisServer redis;
+    Host a("fswrttl-a", redis.url()), b("fswrttl-b", redis.url());
+    auto o = both(5000, false);
+    o.ttl_ms = 300;
+    o.l2_ttl_ms = 300;
+    o.stale_ttl_ms = 5000;
+    Fetched f = fetch(a, "k", o);
+    REQUIRE(f.r.outcome == SHMC_FETCH_COMPUTE);
+    REQUIRE(complete(a, "k", "v1", o, f.r.lease) == 0);
+    const long long pttl = std::atoll(redis.command("PTTL", "t:k").c_str() + 1);
+    CHECK(pttl > 5000);
+    CHECK(pttl <= 5300);
+    // A fresh L2 hit on host b: its copy is fresh only for what is left of the freshness.
+    Fetched fb = fetch(b, "k", o);
+    CHECK(fb.r.outcome == SHMC_FETCH_HIT);
+    CHECK(fb.r.ttl_left_ms <= 300);
+    std::this_thread::sleep_for(std::chrono::milliseconds(450));
+    // Past the TTL: host a serves its copy stale and refreshes (before, the key's expiry in
+    // Redis had dropped that copy: a COMPUTE with nothing to serve).
+    Fetched ra = fetch(a, "k", o);
+    CHECK(ra.r.outcome == SHMC_FETCH_STALE_REFRESH);
+    CHECK(ra.value == "v1");
+    // A host without a copy finds the value in Redis, knows it is stale, serves it and
+    // refreshes it itself (it holds its host's lease); it keeps no copy.
+    Host c("fswrttl-c", redis.url());
+    Fetched rc = fetch(c, "k", o);
+    CHECK(rc.r.outcome == SHMC_FETCH_STALE_REFRESH);
+    CHECK(rc.r.served_by == SHMC_TIER_L2);
+    CHECK(rc.value == "v1");
+    CHECK(rc.r.ttl_left_ms == 0);
+    CHECK_FALSE(c.in_l1("k"));
+    REQUIRE(complete(c, "k", "v2", o, rc.r.lease) == 0);
+    REQUIRE(complete(a, "k", "v2", o, ra.r.lease) == 0);
+    CHECK(l2test::eventually([&] { return fetch(b, "k", o).value == "v2"; }));
+}
+
 TEST_CASE("flight: Redis hung: fetch computes with its local lease within the command timeout") {
     RedisServer redis;
     Host a("fhung", redis.url());

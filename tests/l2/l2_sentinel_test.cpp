@@ -11,6 +11,7 @@
 #include <shmcache/shmcache.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -113,8 +114,13 @@ struct Load {
                         bad_what = shmc_errmsg();
                     }
                 }
-                // A value read is always one this loop wrote for that key (never another's).
-                if (rg == 0 && (got.empty() || got[0] != 'v')) ++bad;
+                // A value read is always one this loop wrote for that key (never another key's):
+                // "v<n>" with n % 50 == the key's number.
+                if (rg == 0 && (got.size() < 2 || got[0] != 'v' ||
+                                std::atoi(got.c_str() + 1) % 50 != i % 50)) {
+                    ++bad;
+                    bad_what = "read '" + got + "' for " + k;
+                }
             }
         });
     }
@@ -133,6 +139,17 @@ TEST_CASE("sentinel: the master is found through the sentinels, a dead one skipp
     CHECK(d.master.command("GET", "t:k") == "$1\r\nv\r\n");
     CHECK(eventually([&] { return d.replica.command("GET", "t:k") == "$1\r\nv\r\n"; }));
     CHECK(a.stats().invalidation_mode == SHMC_INVAL_TRACKING);
+
+    // A user limited as production users are (no @dangerous commands, so no ROLE): the master
+    // is still recognized (HELLO's role) and written to. ACLs are per server: both get it.
+    for (RedisServer* s : {&d.master, &d.replica})
+        REQUIRE(s->command_argv({"ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all",
+                                 "-@dangerous"}) == "+OK\r\n");
+    const std::string app_url = "redis+sentinel://app:pw@127.0.0.1:" +
+                                std::to_string(d.sentinel.port()) + "/mymaster/0";
+    Host limited("sent-acl", app_url);
+    CHECK(limited.set("acl", "ok") == 0);
+    CHECK(d.master.command("GET", "t:acl") == "$2\r\nok\r\n");
     // A master name the sentinels do not know: a clear error, bounded.
     Host wrong("sent-wrong",
                "redis+sentinel://127.0.0.1:" + std::to_string(d.sentinel.port()) + "/nosuch/0", "t",

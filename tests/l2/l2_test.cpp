@@ -597,3 +597,20 @@ TEST_CASE("read_into: shmc_tget's call with its arguments in one structure") {
     r.tiers = 9;
     CHECK(shmc_read_into(a.c, "both", 4, &r) == SHMC_E_INVAL);
 }
+
+TEST_CASE("tracking_prefix: tracking reports only the watched keys") {
+    // A caller that keeps its namespace inside the keys (the Python package) and gives the
+    // library no key_prefix: without tracking_prefix every write to the database would reach
+    // the subscriber.
+    RedisServer redis;
+    Host a("watch", redis.url(), nullptr, [](shmc_l2_options& l) { l.tracking_prefix = "app1:"; });
+    REQUIRE(a.stats().invalidation_mode == SHMC_INVAL_TRACKING);
+    REQUIRE(a.set("app1:k", "v") == 0);
+    REQUIRE(a.get_filled("app1:k", "v"));
+    const uint64_t applied = a.stats().invalidations_applied;
+    for (int i = 0; i < 20; ++i)
+        REQUIRE(redis.command("SET", "other:" + std::to_string(i), "x") == "+OK\r\n");
+    REQUIRE(redis.command("SET", "app1:k", "new") == "+OK\r\n");
+    CHECK(eventually([&] { return a.get("app1:k") == "new"; }));
+    CHECK(a.stats().invalidations_applied - applied == 1);  // app1:k only, none of the 20
+}

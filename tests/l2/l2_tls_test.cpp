@@ -85,6 +85,26 @@ TEST_CASE("tls: both tiers, large values and tracking invalidations over rediss:
     CHECK(redis.command("GET", "t:f") == "$8\r\ncomputed\r\n");
 }
 
+TEST_CASE("tls: a connection the server closed costs a retry, never the process (SIGPIPE)") {
+    // OpenSSL's own socket writes would raise SIGPIPE here, which kills a program that does
+    // not ignore it (this test program does not).
+    RedisServer redis(tls_server());
+    Host a("tls-pipe", redis.tls_url(), "t", no_subscriber);
+    REQUIRE(a.set("k", "v", SHMC_TIER_L2) == 0);  // leaves a pooled connection
+    REQUIRE(redis.command_argv({"CLIENT", "KILL", "TYPE", "normal"}).rfind(":", 0) == 0);
+    const std::string big = big_value(1u << 20, false, 3);
+    for (int i = 0; i < 3; ++i) {
+        const int rc = a.set("big" + std::to_string(i), big, SHMC_TIER_L2);
+        CHECK((rc == 0 || rc == SHMC_E_L2_UNAVAILABLE));
+    }
+    CHECK(eventually([&] { return a.set("big", big, SHMC_TIER_L2) == 0; }));
+    std::string buf(big.size(), '\0');
+    size_t len = 0;
+    CHECK(shmc_tget(a.c, "big", 3, buf.data(), buf.size(), &len, nullptr, nullptr, SHMC_TIER_L2, 0,
+                    nullptr) == 0);
+    CHECK(buf == big);
+}
+
 TEST_CASE("tls: the server's certificate and name are checked") {
     RedisServer redis(tls_server());
     const std::string d = redis.dir();

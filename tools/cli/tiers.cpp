@@ -70,13 +70,13 @@ std::string redacted_url(const std::string& url) {
         const size_t from = colon != std::string::npos && colon < at ? colon + 1 : start;
         out.replace(from, at - from, "***");
     }
-    // unix:///path?db=N&password=P
+    // ?password=P, ?sentinel_password=P: every query item whose name ends in "password".
     for (size_t q = out.find('?'); q != std::string::npos; q = out.find('&', q + 1)) {
-        static constexpr std::string_view kParam = "password=";
-        if (out.compare(q + 1, kParam.size(), kParam) != 0) continue;
-        const size_t from = q + 1 + kParam.size();
-        const size_t end = out.find('&', from);
-        out.replace(from, (end == std::string::npos ? out.size() : end) - from, "***");
+        const size_t eq = out.find('=', q + 1);
+        const size_t next = out.find('&', q + 1);
+        if (eq == std::string::npos || (next != std::string::npos && eq > next)) continue;
+        if (!std::string_view(out).substr(q + 1, eq - q - 1).ends_with("password")) continue;
+        out.replace(eq + 1, (next == std::string::npos ? out.size() : next) - eq - 1, "***");
     }
     return out;
 }

@@ -192,6 +192,9 @@ class CacheCore:
         # none: L1 and L2 keys are then the same bytes.
         self._l2_url = cfg.l2_url.encode()  # kept alive for the duration of the attach
         opts.url = self._l2_url
+        # Tracking then reports only this namespace's keys, not every write to the database.
+        self._l2_watch = (cfg.key_prefix + cfg.key_separator).encode() if cfg.key_prefix else None
+        opts.tracking_prefix = self._l2_watch
         opts.connect_timeout_ms = seconds_to_ms(cfg.redis_connect_timeout)
         opts.command_timeout_ms = seconds_to_ms(cfg.redis_command_timeout)
         opts.max_connections = cfg.redis_max_connections

@@ -168,7 +168,8 @@ class L2Options(Structure):
         ("outage_write_ttl_ms", c_uint32),
         ("link_lease_ms", c_uint32),
         ("reserved32", c_uint32),
-        ("reserved", c_uint8 * 56),
+        ("tracking_prefix", c_char_p),
+        ("reserved", c_uint8 * 48),
     ]
 
 

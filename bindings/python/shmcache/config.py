@@ -162,7 +162,7 @@ class CacheConfig:
                 continue
             _require(isinstance(value, str) and value, name, "must be a non-empty string or None")
             _require(self.redis_url is not None and
-                     urllib.parse.urlsplit(self.redis_url).scheme.startswith("rediss"), name,
+                     self.redis_url.startswith("rediss"), name,
                      "needs a TLS URL: redis_url='rediss://...'")
         if self.redis_ssl_cert_reqs is not None:
             _require(self.redis_ssl_cert_reqs in ("required", "none"), "redis_ssl_cert_reqs",
@@ -222,12 +222,12 @@ class CacheConfig:
                  if getattr(self, name) is not None]
         if not extra:
             return self.redis_url
-        parts = urllib.parse.urlsplit(self.redis_url)
+        base, _, query = self.redis_url.partition("?")
         # Fields win over the same names in the URL.
-        kept = [item for item in parts.query.split("&")
-                if item and item.split("=", 1)[0] not in {n for n, _ in extra}]
-        query = "&".join(kept + [f"{n}={urllib.parse.quote(v, safe='/')}" for n, v in extra])
-        return urllib.parse.urlunsplit(parts._replace(query=query))
+        names = {n for n, _ in extra}
+        kept = [item for item in query.split("&") if item and item.split("=", 1)[0] not in names]
+        items = kept + [f"{n}={urllib.parse.quote(v, safe='/')}" for n, v in extra]
+        return base + "?" + "&".join(items)
 
     @property
     def l2_enabled(self):
@@ -320,15 +320,20 @@ _URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", 
 
 def _check_redis_url(url):
     # A first check with a clear message; the library checks the whole grammar at start-up.
-    parsed = urllib.parse.urlsplit(url)
-    _require(parsed.scheme in _URL_SCHEMES, "redis_url",
+    scheme, sep, rest = url.partition("://")
+    _require(bool(sep) and scheme in _URL_SCHEMES, "redis_url",
              f"must start with one of {', '.join(s + '://' for s in _URL_SCHEMES)}, got "
              f"{redact_url(url)!r}")
-    if "+" in parsed.scheme:
-        # Several hosts (host:port,host:port): urllib cannot parse these netlocs.
-        _require(bool(parsed.netloc.rsplit("@", 1)[-1]), "redis_url",
-                 f"has no hosts: {redact_url(url)!r}")
-    elif parsed.scheme in ("redis", "rediss"):
+    if "+" in scheme:
+        # Several hosts (host:port,[v6]:port): urllib cannot parse these netlocs.
+        hosts = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+        _require(bool(hosts), "redis_url", f"has no hosts: {redact_url(url)!r}")
+        return
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError as e:
+        raise ConfigError("redis_url", f"{e}: {redact_url(url)!r}") from None
+    if parsed.scheme in ("redis", "rediss"):
         _require(bool(parsed.hostname), "redis_url", f"has no host: {redact_url(url)!r}")
         try:
             parsed.port  # noqa: B018 - raises ValueError on a bad port
@@ -341,18 +346,20 @@ def _check_redis_url(url):
 
 
 def redact_url(url):
-    """The URL with any password replaced by '***', for logs and reprs."""
-    try:
-        parsed = urllib.parse.urlsplit(url)
-    except ValueError:
+    """The URL with any password replaced by '***', for logs and reprs.
+
+    Parsed by hand rather than with urllib, which gives up on several hosts with IPv6 and on
+    passwords with an unescaped '?', '#' or '/': everything before the last '@' after the scheme
+    is the userinfo, and only its user part is kept (so a doubtful URL loses more, never less)."""
+    head, sep, rest = url.partition("://")
+    if not sep:
         return "<unparsable url>"
-    # password= and sentinel_password= in the query, and the userinfo's password.
-    parsed = parsed._replace(query=re.sub(r"(password=)[^&]*", r"\1***", parsed.query))
-    if parsed.password is None:
-        return urllib.parse.urlunsplit(parsed)
-    netloc = parsed.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urllib.parse.urlunsplit(parsed._replace(netloc=f"{user}:***@{netloc[1]}"))
+    at = rest.rfind("@")
+    if at >= 0 and ":" in rest[:at]:
+        rest = rest[:at].split(":", 1)[0] + ":***" + rest[at:]
+    # password= and sentinel_password= in the query.
+    rest = re.sub(r"(password=)[^&#]*", r"\1***", rest)
+    return f"{head}://{rest}"
 
 
 # ---- the environment ------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ variable, enums, and secrets kept out of reprs."""
 import pytest
 
 from shmcache import CacheConfig, CacheStrategy, CacheTier
-from shmcache.config import ConfigError
+from shmcache.config import ConfigError, redact_url
 
 
 def test_defaults_are_the_guides_and_valid():
@@ -161,3 +161,26 @@ def test_from_env_names_the_missing_variable_that_would_fix_it():
         CacheConfig.from_env({"CACHE_SERIALIZER": "pickle"})
     c = CacheConfig.from_env({"CACHE_SERIALIZER": "pickle", "CACHE_PICKLE_SECRET": "k" * 32})
     assert c.pickle_secret == b"k" * 32
+
+
+@pytest.mark.parametrize("url,secret", [
+    ("redis://app:s3cret@h:6379/0", "s3cret"),
+    ("rediss://:pa?ss@h:6380/0", "pa?ss"),               # unescaped '?' in the password
+    ("redis+sentinel://:pa/ss@h1,h2/m", "pa/ss"),
+    ("redis+sentinel://h1:26379,[::1]:26379/m?sentinel_password=sp", "sp"),
+    ("unix:///run/redis.sock?db=1&password=qp", "qp"),
+])
+def test_passwords_never_shown(url, secret):
+    assert secret not in redact_url(url)
+    try:
+        shown = repr(CacheConfig(redis_url=url))
+    except ConfigError as e:
+        shown = str(e)
+    assert secret not in shown
+
+
+def test_sentinel_and_cluster_urls_with_ipv6_hosts_are_accepted():
+    cfg = CacheConfig(redis_url="rediss+sentinel://h1:26379,[::1]:26379/m/2",
+                      redis_ssl_ca_certs="/etc/my ca.pem")
+    assert cfg.l2_url == "rediss+sentinel://h1:26379,[::1]:26379/m/2?ssl_ca_certs=/etc/my%20ca.pem"
+    CacheConfig(redis_url="redis+cluster://[::1]:7000,[::1]:7001")

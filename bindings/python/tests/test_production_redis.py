@@ -176,3 +176,21 @@ def test_sentinel_failover_under_load_no_error_reaches_the_application(shm_name,
         sentinel.replica.client().set("x", '"external"')
         wait_until(lambda: cache.get("x") != "new", timeout=5,
                    what="the external write on the new master to reach L1")
+
+
+def test_tracking_watches_only_the_key_prefix_namespace(shm_name, redis_server):
+    # Several applications share one Redis: with key_prefix set, this host's subscriber hears
+    # of writes to its own namespace only (tracking_prefix), not of every write to the database.
+    cfg = CacheConfig(shm_name=shm_name, shm_size=4 << 20, redis_url=redis_server.url,
+                      key_prefix="app1", enable_monitoring=False)
+    with SyncCacheManager(cfg) as cache:
+        wait_subscribed_sync(cache)
+        cache.set("k", "v")
+        assert cache.get("k") == "v"
+        applied = cache.get_stats()["l2_detail"]["invalidations_applied"]
+        other = redis_server.client()
+        for i in range(20):
+            other.set(f"app2:{i}", "x")
+        other.delete("app1:k")
+        wait_until(lambda: cache.get("k") is None, what="the namespace's write to reach L1")
+        assert cache.get_stats()["l2_detail"]["invalidations_applied"] - applied == 1

@@ -373,7 +373,11 @@ typedef struct shmc_l2_options {
                                      copies of L2 values stop being served this long after the
                                      last answered heartbeat; default (0) 1000, 50..60000 */
     uint32_t reserved32;
-    uint8_t reserved[56];
+    const char *tracking_prefix;  /* tracking mode watches only the keys that start with the
+                                     namespace and then this (BCAST PREFIX), for callers that put
+                                     their own namespace inside the keys (the Python package);
+                                     NULL or "": the whole namespace */
+    uint8_t reserved[48];
 } shmc_l2_options;
 
 /* L2 figures. Counters are host-wide (kept in the segment, summed over every process of the
