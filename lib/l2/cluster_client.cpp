@@ -114,7 +114,10 @@ std::shared_ptr<RedisClient> ClusterClient::node(const HostPort& hp) const {
     }
     ClientOptions o = opts_;
     o.endpoint = opts_.endpoint.node(hp);
-    auto made = std::make_shared<RedisClient>(std::move(o), counters_, tls_);
+    // Each node's client locks its TLS context across fork(): one context each (on the same
+    // certificates), or the second lock in one fork_prepare would be a self-deadlock.
+    auto made = std::make_shared<RedisClient>(std::move(o), counters_,
+                                              tls_ ? TlsContext::share(*tls_) : nullptr);
     std::shared_ptr<RedisClient> kept;
     {
         std::lock_guard lk(m_);

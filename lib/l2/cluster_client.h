@@ -84,7 +84,7 @@ private:
 
     const ClientOptions opts_;
     const ClientCounters counters_;
-    const std::shared_ptr<TlsContext> tls_;  // shared by every node's connections; null: plain
+    const std::shared_ptr<TlsContext> tls_;  // the certificates, loaded once; null: plain
     std::atomic<bool> connected_{false};
     std::atomic<uint64_t> moved_{0}, asked_{0};
     mutable std::atomic<size_t> dedicated_turn_{0};  // where connect_dedicated starts

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <shared_mutex>
 
 namespace shmcache::l2 {
@@ -203,6 +204,13 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsOptions& o, std::string*
     }
     return std::shared_ptr<TlsContext>(new TlsContext(ctx, o));
 }
+
+std::shared_ptr<TlsContext> TlsContext::share(const TlsContext& other) {
+    SSL_CTX_up_ref(other.ctx_);
+    return std::shared_ptr<TlsContext>(new TlsContext(other.ctx_, other.opts_));
+}
+
+void TlsContext::fork_child_reset() const { new (&fork_m_) std::shared_mutex(); }
 
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 

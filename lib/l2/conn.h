@@ -37,6 +37,9 @@ class TlsContext {
 public:
     // Null with *why set if a file cannot be loaded or the key does not match the certificate.
     static std::shared_ptr<TlsContext> create(const TlsOptions& opts, std::string* why);
+    // Another context on the same loaded certificates (SSL_CTX_up_ref) with a fork mutex of its
+    // own: for a client per node (a cluster's), each of which locks its context across fork.
+    static std::shared_ptr<TlsContext> share(const TlsContext& other);
     ~TlsContext();
     TlsContext(const TlsContext&) = delete;
     TlsContext& operator=(const TlsContext&) = delete;
@@ -44,6 +47,10 @@ public:
     const TlsOptions& options() const { return opts_; }
     // Held shared during every handshake, exclusively across fork() (redis_client.cpp).
     std::shared_mutex& fork_mutex() const { return fork_m_; }
+    // In a fork child, instead of unlocking fork_mutex(): a fresh one. glibc's rwlock unlock
+    // tells a writer by its thread id, which the child's thread no longer has, so an unlock there
+    // would leave the lock held and the child's first handshake waiting for ever.
+    void fork_child_reset() const;
 
 private:
     TlsContext(SSL_CTX* ctx, TlsOptions opts) : ctx_(ctx), opts_(std::move(opts)) {}

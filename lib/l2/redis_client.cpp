@@ -94,7 +94,7 @@ void RedisClient::fork_child() {
     connected_.store(false, std::memory_order_relaxed);
     if (sentinel_) sentinel_->fork_unlock();
     m_.unlock();
-    if (tls_) tls_->fork_mutex().unlock();
+    if (tls_) tls_->fork_child_reset();  // not unlock(): see conn.h
 }
 
 void RedisClient::drop_idle() {

@@ -4,6 +4,8 @@
 // value. Each "host" is a segment of its own (l2_host.h).
 #include <doctest/doctest.h>
 #include <shmcache/shmcache.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -509,4 +511,29 @@ TEST_CASE("cluster: the subscriber's master hangs: the host subscribes again on 
     REQUIRE(a.set(k, "two") == 0);
     CHECK(eventually([&] { return !b.in_l1(k) || b.get(k, SHMC_TIER_L1) == "two"; }, 1000));
     rc.cont(size_t(s));
+}
+
+TEST_CASE("cluster: a handle attached before fork() works in the child (TLS too)") {
+    for (const bool tls : {false, true}) {
+        RedisCluster rc(3, tls);
+        Host a("cl-fork", rc.url());
+        REQUIRE(a.set("before", "parent") == 0);  // the parent's pools and map are in use
+        const pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            int ok = 1;
+            for (int i = 0; i < 20 && ok; ++i) {
+                const std::string k = "child" + std::to_string(i);
+                int r = 0;
+                ok = a.set(k, "c") == 0 && a.get(k, SHMC_TIER_L2, &r) == "c" &&
+                     a.get("before", SHMC_TIER_L2, &r) == "parent";
+            }
+            _exit(ok ? 0 : 1);
+        }
+        int status = 0;
+        REQUIRE(waitpid(pid, &status, 0) == pid);
+        CHECK(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+        CHECK(a.get("child7", SHMC_TIER_L2) == "c");
+    }
 }
