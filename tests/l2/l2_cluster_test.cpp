@@ -435,7 +435,17 @@ TEST_CASE("cluster with replicas: a master killed, its replica promoted, calls f
     const std::string other = key_on(rc, size_t((m + 1) % 3), "fo-other", &n);
     REQUIRE(a.set(k, "before") == 0);
     REQUIRE(a.set(other, "x") == 0);
-    REQUIRE(rc.integer(size_t(m), {"WAIT", "1", "2000"}) == 1);  // the replica has it
+    // The replica has both writes (replication is asynchronous; WAIT from redis-cli would only
+    // wait for that connection's own writes, none).
+    auto caught_up = [&] {
+        const std::string info = rc.cli(size_t(m), {"INFO", "replication"});
+        auto num = [&](const std::string& tag) {
+            const size_t at = info.find(tag);
+            return at == std::string::npos ? -1LL : atoll(info.c_str() + at + tag.size());
+        };
+        return num("master_repl_offset:") > 0 && num(",offset=") == num("master_repl_offset:");
+    };
+    REQUIRE(eventually(caught_up, 5000));
     rc.kill(size_t(m));
     const auto t0 = Clock::now();
     int failed = 0, other_failed = 0;
