@@ -76,7 +76,8 @@ class L2Options(ctypes.Structure):
                 ("command_timeout_ms", u32), ("max_connections", u32),
                 ("retry_on_timeout", u32), ("breaker_threshold", u32),
                 ("breaker_cooldown_ms", u32), ("flags", u32), ("outage_write_ttl_ms", u32),
-                ("link_lease_ms", u32), ("reserved32", u32), ("reserved", u8 * 56)]
+                ("link_lease_ms", u32), ("reserved32", u32),
+                ("tracking_prefix", ctypes.c_char_p), ("reserved", u8 * 48)]
 
 
 def library_path():
