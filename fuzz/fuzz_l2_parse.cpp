@@ -130,12 +130,35 @@ void check_url(std::string_view in) {
         FUZZ_CHECK(ep.port >= 1 && ep.port <= 65535, "port " + std::to_string(ep.port));
         FUZZ_CHECK(!ep.host.empty(), "empty host");
     }
-    // describe() is built from the endpoint alone (so it can never show the password).
+    FUZZ_CHECK(!ep.tls.enabled || !ep.is_unix, "TLS over a unix socket");
+    FUZZ_CHECK(ep.tls.key_file.empty() || !ep.tls.cert_file.empty(), "a key without a certificate");
+    // describe() is built from the endpoint alone (so it can never show a password).
+    const std::string tls = ep.tls.enabled ? " (TLS)" : "";
+    if (ep.topology != l2::Topology::kSingle) {
+        FUZZ_CHECK(!ep.seeds.empty(), "no seeds");
+        std::string hosts;
+        for (const l2::HostPort& hp : ep.seeds) {
+            FUZZ_CHECK(!hp.host.empty(), "an empty seed host");
+            FUZZ_CHECK(hp.port >= 1 && hp.port <= 65535, "seed port " + std::to_string(hp.port));
+            hosts += " " + hp.describe();
+        }
+        FUZZ_CHECK(ep.host == ep.seeds[0].host && ep.port == ep.seeds[0].port, "first seed");
+        const std::string expect =
+            ep.topology == l2::Topology::kSentinel
+                ? "master '" + ep.master_name + "' via sentinel" + hosts + " db " +
+                      std::to_string(ep.db) + tls
+                : "cluster" + hosts + tls;
+        FUZZ_CHECK(ep.topology != l2::Topology::kSentinel || !ep.master_name.empty(), "no master");
+        FUZZ_CHECK(ep.topology != l2::Topology::kCluster || ep.db == 0, "cluster db");
+        FUZZ_CHECK(ep.describe() == expect, "describe() says " + ep.describe());
+        return;
+    }
+    FUZZ_CHECK(ep.seeds.empty(), "seeds on a single server");
     const bool v6 = ep.host.find(':') != std::string::npos;
     const std::string expect =
         ep.is_unix ? "unix:" + ep.path + " db " + std::to_string(ep.db)
                    : (v6 ? "[" + ep.host + "]" : ep.host) + ":" + std::to_string(ep.port) +
-                         " db " + std::to_string(ep.db);
+                         " db " + std::to_string(ep.db) + tls;
     FUZZ_CHECK(ep.describe() == expect, "describe() says " + ep.describe());
 }
 
