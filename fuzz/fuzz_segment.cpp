@@ -292,6 +292,9 @@ std::string where(const Image& im, uint64_t at) {
     char buf[160];
     if (at < shm::kHeaderBytes) {
         snprintf(buf, sizeof buf, "header +%llu", (unsigned long long)at);
+    } else if (at < im.g.stripes_offset) {
+        snprintf(buf, sizeof buf, "process counters +%llu",
+                 (unsigned long long)(at - im.g.counters_offset));
     } else if (at < im.g.regions_offset) {
         const uint64_t rel = at - im.g.stripes_offset;
         const uint64_t f = rel % sizeof(shm::StripeCtl);

@@ -15,7 +15,9 @@
 #include "shm/clock.h"
 #include "shm/engine_locked.h"
 #include "shm/errors.h"
+#include "shm/eviction.h"
 #include "shm/glob.h"
+#include "shm/optimistic.h"
 #include "shm/rebuild.h"
 #include "shm/stripe_lock.h"
 
@@ -56,9 +58,16 @@ int Engine::open(const char* name, const shmc_options* opts, std::unique_ptr<Eng
     if (int rc = Segment::open(resolved, o, &e->seg_)) return rc;
     e->g_ = e->seg_->geometry();
     e->lock_timeout_ms_ = o.lock_timeout_ms;
+    // A diagnostic switch (docs/operations.md): SHMCACHE_OPTIMISTIC_READS=0 makes every get
+    // take its stripe lock, as before layout 6, for comparisons (bench/bench_engine).
+    const char* opt = getenv("SHMCACHE_OPTIMISTIC_READS");
+    e->optimistic_ = !(opt && opt[0] == '0');
     e->stripes_.reserve(e->g_.n_stripes);
-    for (uint32_t i = 0; i < e->g_.n_stripes; ++i)
+    for (uint32_t i = 0; i < e->g_.n_stripes; ++i) {
         e->stripes_.push_back(stripe_ref(e->seg_->base(), e->g_, i));
+        e->stripes_.back().counters = &e->counters_;
+    }
+    e->counters_ = e->seg_->lookup_counters();
     std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
     e->fork_gen_seen_.store(g_fork_generation.load());
     *out = std::move(e);
@@ -68,7 +77,10 @@ int Engine::open(const char* name, const shmc_options* opts, std::unique_ptr<Eng
 void Engine::note_fork() {
     uint64_t seen = fork_gen_seen_.load(std::memory_order_relaxed);
     const uint64_t now = g_fork_generation.load(std::memory_order_relaxed);
-    if (seen != now && fork_gen_seen_.compare_exchange_strong(seen, now)) seg_->register_process();
+    if (seen != now && fork_gen_seen_.compare_exchange_strong(seen, now)) {
+        seg_->register_process();
+        counters_ = seg_->lookup_counters();  // the child's own slot, not its parent's
+    }
 }
 
 int Engine::check_key(const void* key, size_t klen) const {
@@ -99,8 +111,30 @@ int Engine::get(const void* key, size_t klen, void* buf, size_t cap, size_t* val
     if (!value_len) return fail(SHMC_E_INVAL, "value_len must not be NULL");
     const Key k = make_key(key, klen);
     GetResult r{};
-    int rc =
-        locked(stripe_of(k), [&](const StripeRef& s) { return table_get(s, k, buf, cap, &r); });
+    int rc = SHMC_E_LOCK_TIMEOUT;
+    note_fork();  // before counting: a fork child counts in its own slot
+    switch (optimistic_ ? optimistic_get(stripes_[stripe_of(k)], k, buf, cap, &r)
+                        : Optimistic::kLock) {
+        case Optimistic::kHit: rc = 0; break;
+        case Optimistic::kMiss: rc = SHMC_E_NOTFOUND; break;
+        case Optimistic::kTooSmall: rc = SHMC_E_BUFFER_TOO_SMALL; break;
+        case Optimistic::kLock:
+            rc = locked(stripe_of(k),
+                        [&](const StripeRef& s) { return table_get(s, k, buf, cap, &r); });
+            break;
+        case Optimistic::kHitNeedsLock: {
+            const GetResult seen = r;
+            rc = locked(stripe_of(k),
+                        [&](const StripeRef& s) { return table_get(s, k, buf, cap, &r); });
+            if (rc == SHMC_E_LOCK_TIMEOUT) {  // table_get never ran: buf still holds the copy
+                count_hit(stripes_[stripe_of(k)]);
+                r = seen;
+                rc = 0;
+            }
+            break;
+        }
+    }
+    clear_policy_decision();  // an LFU roll the locked get did not consume (it missed)
     if (rc == 0 || rc == SHMC_E_BUFFER_TOO_SMALL) {
         *value_len = r.value_len;
         if (flags) *flags = r.flags;
@@ -285,8 +319,6 @@ int Engine::clear(uint64_t* removed) {
 void Engine::add_stripe_stats(uint32_t i, shmc_stats* out) const {
     const StripeCtl* c = stripes_[i].ctl;
     auto rd = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-    out->hits += rd(c->stats.hits);
-    out->misses += rd(c->stats.misses);
     out->sets += rd(c->stats.sets);
     out->deletes += rd(c->stats.deletes);
     out->evictions += rd(c->stats.evictions);
@@ -303,6 +335,12 @@ int Engine::stats(shmc_stats* out) const {
     if (!out) return fail(SHMC_E_INVAL, "out is NULL");
     std::memset(out, 0, sizeof *out);
     for (uint32_t i = 0; i < g_.n_stripes; ++i) add_stripe_stats(i, out);
+    // Lookups are counted per process (layout.h, ProcessCounters): every slot, live or not.
+    const auto* pc = reinterpret_cast<const ProcessCounters*>(seg_->base() + g_.counters_offset);
+    for (uint32_t i = 0; i < kProcessCounterSlots; ++i) {
+        out->hits += pc[i].hits.load(std::memory_order_relaxed);
+        out->misses += pc[i].misses.load(std::memory_order_relaxed);
+    }
     // The stripes are summed one after another, without their locks, so an entry evicted from
     // a stripe already summed for a store into one not yet summed would be counted twice. Under
     // a limit the host-wide count bounds the sum: it is one atomic value, never above
@@ -432,7 +470,7 @@ SlotEvict Engine::evict_from_other_locked(uint32_t j) {
             repair(t);  // a victim unlinked before the throw leaves the count high: recounted
             out = SlotEvict::kNothing;
         }
-        if (c->dirty.load(std::memory_order_relaxed)) c->dirty.store(0, std::memory_order_release);
+        end_write(c);
     } catch (const std::bad_alloc&) {
         out = SlotEvict::kNothing;  // the stripe stays marked dirty, as in locked()
     }
@@ -465,8 +503,9 @@ bool Engine::recount_entries(bool force) {
         ++taken;
         try {
             if (c->dirty.load(std::memory_order_acquire)) {
+                mark_dirty(s);  // seq odd too, before the rebuild writes
                 rebuild_stripe(s);
-                c->dirty.store(0, std::memory_order_release);
+                end_write(c);
             }
         } catch (const std::bad_alloc&) {
             ok = false;  // the stripe stays dirty; its next locker rebuilds it

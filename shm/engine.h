@@ -122,8 +122,11 @@ private:
     std::unique_ptr<Segment> seg_;
     Geometry g_{};
     uint32_t lock_timeout_ms_ = 50;
+    bool optimistic_ = true;  // gets try shm/optimistic.h before the lock
     std::vector<StripeRef> stripes_;
     std::atomic<uint64_t> fork_gen_seen_{0};
+    // This process's lookup counters (Segment::lookup_counters), read by every StripeRef.
+    ProcessCounters* counters_ = nullptr;
 };
 
 }  // namespace shmcache::shm

@@ -58,6 +58,7 @@ int Engine::locked(uint32_t stripe, Fn&& fn) {
         // A dead holder, or one that failed mid-update, left the mark: rebuild before use.
         if (c->dirty.load(std::memory_order_acquire)) {
             if (s.max_entries) t_recount_due = true;
+            mark_dirty(s);  // seq odd too: the holder may have died before it made it so
             rebuild_stripe(s);
         }
         try {
@@ -72,9 +73,9 @@ int Engine::locked(uint32_t stripe, Fn&& fn) {
                           seg_->name().c_str(), e2.what());
             }
         }
-        // Clear the mark only if set: most operations (every hit) never set it, and an
+        // Clears the mark only if set: most operations (every hit) never set it, and an
         // unconditional store would write the stripe's lock line once more per call.
-        if (c->dirty.load(std::memory_order_relaxed)) c->dirty.store(0, std::memory_order_release);
+        end_write(c);
     } catch (const std::bad_alloc&) {
         rc = fail(SHMC_E_NOMEM, "out of process memory");  // the stripe stays marked dirty
     }

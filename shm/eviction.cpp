@@ -8,6 +8,8 @@
 // from the tail, clearing visited bits, evicting the first unvisited entry.
 #include "shm/eviction.h"
 
+#include <algorithm>
+
 #include <shmcache/shmcache.h>
 
 #include "shm/clock.h"
@@ -218,6 +220,25 @@ void queue_unlink(const StripeRef& s, uint32_t idx) {
     c->q_blocks[q] -= e->total_blocks;
 }
 
+// LRU promotes a hit entry to the queue head only if it is not already among the newest part of
+// the queue: those that went to the head within the last quarter of the stripe's entries (by
+// lru_clock, mod 2^16, at most 16384). A hit on a hot key then usually writes nothing, so that
+// it needs no lock (shm/optimistic.h); an entry that far from the tail is not an eviction
+// candidate anyway. Tiny stripes (under 4 entries) promote on every hit, as plain LRU does.
+namespace {
+
+uint32_t lru_window(uint32_t main_entries) {
+    return std::min<uint32_t>(main_entries / 4, 16384);
+}
+
+void lru_stamp(const StripeRef& s, EntryHeader* e) { e->lfu_minutes = uint16_t(++s.ctl->lru_clock); }
+
+}  // namespace
+
+bool lru_recent(uint16_t stamp, uint32_t clock, uint32_t main_entries) {
+    return uint16_t(uint16_t(clock) - stamp) < lru_window(main_entries);
+}
+
 void policy_insert(const StripeRef& s, uint32_t idx) {
     EntryHeader* e = s.entry(idx);
     switch (s.strategy) {
@@ -229,6 +250,10 @@ void policy_insert(const StripeRef& s, uint32_t idx) {
             e->freq = kLfuInit;
             e->lfu_minutes = lfu_now();
             break;
+        case SHMC_STRATEGY_LRU:
+            e->freq = 0;
+            lru_stamp(s, e);
+            break;
         default: e->freq = 0;
     }
     queue_push_head(s, kMainQueue, idx);
@@ -236,20 +261,53 @@ void policy_insert(const StripeRef& s, uint32_t idx) {
 
 bool policy_hit_relinks(const StripeRef& s) { return s.strategy == SHMC_STRATEGY_LRU; }
 
+thread_local bool t_lfu_increment = false;
+
+void clear_policy_decision() { t_lfu_increment = false; }
+
+bool policy_hit_is_noop(const StripeRef& s, uint32_t idx, const EntryHeader& e, uint32_t q_head,
+                        uint32_t lru_clock, uint32_t main_entries) {
+    switch (s.strategy) {
+        case SHMC_STRATEGY_LRU:
+            return q_head == idx || lru_recent(e.lfu_minutes, lru_clock, main_entries);
+        case SHMC_STRATEGY_LFU: {
+            if (e.lfu_minutes != lfu_now() || e.freq == 255) return e.lfu_minutes == lfu_now();
+            // The increment's roll, made here with a per-thread generator: a winning roll takes
+            // the lock and increments there without rolling again (t_lfu_increment), so the
+            // probability is the same whichever path the hit takes.
+            thread_local uint64_t rng = 0x9e3779b97f4a7c15ull ^ uint64_t(uintptr_t(&rng));
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            const uint32_t base = e.freq > kLfuInit ? e.freq - kLfuInit : 0;
+            if (rng % (base * 10 + 1) != 0) return true;
+            t_lfu_increment = true;
+            return false;
+        }
+        case SHMC_STRATEGY_SIEVE: return e.freq == 1;
+        case SHMC_STRATEGY_S3FIFO: return e.freq >= kS3FreqMax;
+        default: return true;  // FIFO and TTL ignore hits
+    }
+}
+
 void policy_hit(const StripeRef& s, uint32_t idx) {
     EntryHeader* e = s.entry(idx);
     switch (s.strategy) {
         case SHMC_STRATEGY_LRU:
-            if (s.ctl->q_head[kMainQueue] != idx) move_to_head(s, kMainQueue, idx);
+            if (s.ctl->q_head[kMainQueue] != idx &&
+                !lru_recent(e->lfu_minutes, s.ctl->lru_clock, s.ctl->q_entries[kMainQueue])) {
+                move_to_head(s, kMainQueue, idx);
+                lru_stamp(s, e);
+            }
             return;
         case SHMC_STRATEGY_LFU: {
             // Logarithmic counter (as Redis): the more hits, the less likely the next increment.
             const uint16_t now = lfu_now();
+            const bool decided = t_lfu_increment;  // rolled already by the lock-free reader
+            t_lfu_increment = false;
             e->freq = lfu_decayed(e, now);
             e->lfu_minutes = now;
             if (e->freq == 255) return;
             const uint32_t base = e->freq > kLfuInit ? e->freq - kLfuInit : 0;
-            if (next_random(s.ctl) % (base * 10 + 1) == 0) ++e->freq;
+            if (decided || next_random(s.ctl) % (base * 10 + 1) == 0) ++e->freq;
             return;
         }
         case SHMC_STRATEGY_SIEVE: e->freq = 1; return;

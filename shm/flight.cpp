@@ -122,9 +122,9 @@ int look_locked(const StripeRef& s, const Key& k, void* buf, size_t cap, const F
     auto busy = [&] {  // SHMC_FETCH_NO_WAIT: nothing taken, nothing in buf for the caller
         // Nothing counted either: the call made next, without the flag, counts this lookup.
         if (counted) {
-            std::atomic<uint64_t>& c =
-                found == Freshness::kAbsent ? s.ctl->stats.misses : s.ctl->stats.hits;
-            c.store(c.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+            ProcessCounters& pc = s.lookup_counters();
+            (found == Freshness::kAbsent ? pc.misses : pc.hits)
+                .fetch_sub(1, std::memory_order_relaxed);
         }
         out->outcome = SHMC_FETCH_BUSY;
         out->value_len = 0;

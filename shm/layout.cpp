@@ -48,6 +48,10 @@ uint64_t abi_fingerprint() {
         sizeof(StripeCtl),
         sizeof(pthread_mutex_t),
         offsetof(StripeCtl, dirty),
+        offsetof(StripeCtl, seq),
+        sizeof(ProcessCounters),
+        kProcessCounterSlots,
+        kProcessCountersBytes,
         offsetof(StripeCtl, free_heads),
         offsetof(StripeCtl, stats),
         sizeof(StripeCounters),
@@ -94,8 +98,9 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     g->max_entries = max_entries;
     g->n_stripes = n_stripes;
     g->strategy = strategy == SHMC_STRATEGY_DEFAULT ? uint32_t(SHMC_STRATEGY_S3FIFO) : strategy;
-    g->stripes_offset = kHeaderBytes;
-    g->regions_offset = round_up(kHeaderBytes + uint64_t(n_stripes) * sizeof(StripeCtl), 4096);
+    g->counters_offset = kHeaderBytes;
+    g->stripes_offset = kHeaderBytes + kProcessCountersBytes;
+    g->regions_offset = round_up(g->stripes_offset + uint64_t(n_stripes) * sizeof(StripeCtl), 4096);
     if (g->regions_offset >= size_bytes) {
         *why = "size_bytes is too small for that many stripes";
         return false;

@@ -22,8 +22,9 @@ constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endi
 // 2: the L2 block in the header. 3: an entry's stale window and compute time, lease slots in
 // every stripe, the single-flight counters in the header. 4: the host-wide entry count
 // (EntryLimitShared) replaces the per-stripe entry limit. 5: coherence v2 (L2Coherence in the
-// header, an entry's l2_epoch).
-constexpr uint32_t kLayoutVersion = 5;
+// header, an entry's l2_epoch). 6: optimistic reads (StripeCtl::seq) and per-process lookup
+// counters (ProcessCounters, after the header page) instead of per-stripe hits and misses.
+constexpr uint32_t kLayoutVersion = 6;
 constexpr uint32_t kBlockSize = 64;
 constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint32_t kHeaderBytes = 4096;
@@ -173,11 +174,25 @@ static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
 
 // Counters of one stripe. Written under the stripe lock with relaxed load+store (no locked
 // read-modify-write); read by anyone without the lock. lock_timeouts is the exception: it is
-// bumped by a waiter that does not hold the lock, so it uses fetch_add.
+// bumped by a waiter that does not hold the lock, so it uses fetch_add. Lookups (hits, misses)
+// are not counted here but per process (ProcessCounters), so that a get writes no shared line.
 struct StripeCounters {
-    std::atomic<uint64_t> hits, misses, sets, deletes, evictions, expirations;
+    std::atomic<uint64_t> sets, deletes, evictions, expirations;
     std::atomic<uint64_t> lock_recoveries, lock_timeouts;
 };
+
+// The lookup counters of one attach slot (and one more, kOverflowCounters, shared by processes
+// that found no free slot). Only the slot's current process writes them (relaxed fetch_add: its
+// threads share them), so a hit bumps a cache line no other core is reading or writing; readers
+// of the statistics sum every slot. A slot's counters are never reset: a process that takes over
+// the slot of a dead one goes on adding to them, so the sums lose nothing when processes die.
+struct alignas(64) ProcessCounters {
+    std::atomic<uint64_t> hits, misses;
+    uint64_t reserved[6];
+};
+constexpr uint32_t kProcessCounterSlots = kAttachSlots + 1;
+constexpr uint32_t kOverflowCounters = kAttachSlots;
+constexpr uint64_t kProcessCountersBytes = (kProcessCounterSlots * sizeof(ProcessCounters) + 4095) / 4096 * 4096;
 
 // One lease: the right, given to one caller on the host, to compute the value of one key while
 // the others wait for it (docs/stampede.md). A stripe keeps kLeaseSlots of them for its keys.
@@ -198,13 +213,17 @@ constexpr uint32_t kLeaseSlots = 8;
 constexpr uint32_t kMaxLeaseMs = 3600 * 1000;
 
 // The control block of one stripe: its lock, the heads of its structures and its counters.
-// REQUIRES: every field below `dirty` is read or written only with `mutex` held.
+// REQUIRES: every field below `seq` is written only with `mutex` held (and read only with it,
+// except by the optimistic reader, shm/optimistic.h, which validates what it read with seq).
 struct alignas(64) StripeCtl {
     pthread_mutex_t mutex;        // robust, process-shared
     std::atomic<uint32_t> dirty;  // nonzero while the holder is mid-update (see recovery)
-    uint32_t reserved;
-    // Counters follow the lock so that hits and misses share its cache line: a get then
-    // writes one line of the control block, not two.
+    // The stripe's seqlock word for lock-free reads: odd while a holder may be changing anything
+    // a reader looks at (it is made odd after dirty is set, and even before dirty is cleared, so
+    // odd implies dirty), and moved on by every such section. A reader that sees the same even
+    // value before and after reading saw no change at all.
+    std::atomic<uint32_t> seq;
+    // Counters follow the lock: a store writes its lock line anyway.
     StripeCounters stats;
     uint32_t free_blocks;
     uint32_t entries;
@@ -215,14 +234,16 @@ struct alignas(64) StripeCtl {
     uint32_t q_blocks[kQueues];
     uint32_t sieve_hand;
     uint32_t ghost_clock;
+    uint32_t lru_clock;  // LRU: counts inserts and promotions (an entry's stamp: EntryHeader)
+    uint32_t reserved1;
     uint64_t min_expiry_lb;  // no entry expires before this monotonic ms (0: none has a TTL)
     uint64_t data_bytes;     // key + value bytes of live entries
     uint64_t rng;            // xorshift state for probabilistic policy decisions
     // Single-flight leases of this stripe's keys.
     LeaseSlot leases[kLeaseSlots];
 };
-static_assert(offsetof(StripeCtl, stats) + 2 * sizeof(uint64_t) <= 64,
-              "hits and misses must share the lock's cache line");
+static_assert(offsetof(StripeCtl, seq) + sizeof(uint32_t) <= 64,
+              "seq must share the lock's cache line, which every writer writes anyway");
 
 // An extent is a run of contiguous blocks; an entry is a chain of extents.
 struct Extent {
@@ -248,7 +269,8 @@ struct EntryHeader {
     uint8_t freq;   // policy counter: LFU log counter, S3-FIFO frequency, SIEVE visited bit
     uint8_t l2_epoch;  // 0, or an L2 copy's coherence epoch (epoch8() of L2Coherence::epoch)
     uint16_t key_len;
-    uint16_t lfu_minutes;  // LFU: monotonic minutes (mod 2^16) of the last counter decay
+    uint16_t lfu_minutes;  // LFU: monotonic minutes (mod 2^16) of the last counter decay;
+                           // LRU: lru_clock (mod 2^16) when it last went to the queue head
     uint32_t value_len;
     uint32_t flags;
     uint32_t bucket_next;  // next entry in the hash chain
@@ -286,6 +308,7 @@ struct Geometry {
     uint32_t buckets_per_stripe;
     uint32_t ghost_per_stripe;
     uint32_t expected_per_stripe;  // entries a stripe is expected to hold (sizes the hash index)
+    uint64_t counters_offset;  // ProcessCounters[kProcessCounterSlots]
     uint64_t stripes_offset;
     uint64_t regions_offset;
     uint64_t region_bytes;

@@ -31,6 +31,9 @@ StripeRef stripe_ref(uint8_t* base, const Geometry& g, uint32_t i) {
     s.max_entries = g.max_entries;
     s.limit = &reinterpret_cast<SegmentHeader*>(base)->entry_limit;
     s.coherence = &reinterpret_cast<SegmentHeader*>(base)->coherence;
+    s.counters = nullptr;
+    s.overflow_counters =
+        reinterpret_cast<ProcessCounters*>(base + g.counters_offset) + kOverflowCounters;
     return s;
 }
 

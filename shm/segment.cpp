@@ -79,6 +79,8 @@ int initialize(uint8_t* base, const Geometry& g, const shmc_options& o) {
     h->regions_offset = g.regions_offset;
     h->region_bytes = g.region_bytes;
     for (auto& slot : h->attach) slot.pid.store(0, std::memory_order_relaxed);
+    // A segment re-initialized after its first initializer died may hold old bytes here.
+    std::memset(base + g.counters_offset, 0, kProcessCountersBytes);
     h->entry_limit.count.store(0, std::memory_order_relaxed);  // every stripe starts empty
     h->entry_limit.recount.store(0, std::memory_order_relaxed);
     h->entry_limit.retry_after_ms.store(0, std::memory_order_relaxed);

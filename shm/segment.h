@@ -37,6 +37,12 @@ public:
 
     // Claims an attach slot for the calling process (again after fork). Idempotent per pid.
     void register_process();
+    // The lookup counters of this process's attach slot, or the shared overflow counters if it
+    // has none (layout.h, ProcessCounters).
+    ProcessCounters* lookup_counters() const {
+        auto* pc = reinterpret_cast<ProcessCounters*>(base_ + g_.counters_offset);
+        return pc + (slot_ >= 0 ? uint32_t(slot_) : kOverflowCounters);
+    }
     // Live processes in the attach table, this one included if registered.
     uint32_t attached() const;
 

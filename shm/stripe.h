@@ -28,6 +28,11 @@ struct StripeRef {
     EntryLimitShared* limit;
     // Whether L2 copies may be served (layout.h, L2Coherence), shared by every stripe.
     const L2Coherence* coherence;
+    // Where this process counts lookups: *counters is its attach slot's ProcessCounters (the
+    // engine moves it after a fork); counters NULL (a view made outside an engine): overflow.
+    ProcessCounters* const* counters;
+    ProcessCounters* overflow_counters;
+    ProcessCounters& lookup_counters() const { return counters ? **counters : *overflow_counters; }
 
     // Every block index read from the segment passes through here.
     uint8_t* block(uint32_t idx) const {

@@ -44,9 +44,43 @@ inline bool soft_expired(const EntryHeader* e, uint64_t now) {
     return f && now >= f;
 }
 
+// Remaining TTL of an unexpired entry, clamped: a TTL near UINT64_MAX must not turn negative.
+inline int64_t ttl_left(uint64_t expires_ms, uint64_t now) {
+    const uint64_t left = expires_ms - now;
+    return left > uint64_t(INT64_MAX) ? INT64_MAX : int64_t(left);
+}
+
+// Opens a write section (docs/architecture.md, "Optimistic reads"): the dirty mark first (the
+// recovery protocol), then seq made odd, so that odd implies dirty and lock-free readers stop
+// trusting what they read. Idempotent: called before each structural write of an operation.
 inline void mark_dirty(const StripeRef& s) {
-    if (!s.ctl->dirty.load(std::memory_order_relaxed))
-        s.ctl->dirty.store(1, std::memory_order_seq_cst);  // visible before any later store
+    StripeCtl* c = s.ctl;
+    if (!c->dirty.load(std::memory_order_relaxed))
+        c->dirty.store(1, std::memory_order_seq_cst);  // visible before any later store
+    const uint32_t v = c->seq.load(std::memory_order_relaxed);
+    if (!(v & 1)) {
+        c->seq.store(v + 1, std::memory_order_relaxed);
+        // The seqlock writer's fence: the odd value is visible before any store that follows.
+        std::atomic_thread_fence(std::memory_order_release);
+    }
+}
+
+// Closes the write section, if one is open: seq to the next even value (so that a reader that
+// started before the section fails its validation), then the dirty mark cleared.
+inline void end_write(StripeCtl* c) {
+    if (!c->dirty.load(std::memory_order_relaxed)) return;
+    const uint32_t v = c->seq.load(std::memory_order_relaxed);
+    c->seq.store((v | 1) + 1, std::memory_order_release);
+    c->dirty.store(0, std::memory_order_release);
+}
+
+// Lookups are counted per process (layout.h, ProcessCounters); relaxed fetch_add, since the
+// process's threads share its slot.
+inline void count_hit(const StripeRef& s, uint64_t n = 1) {
+    s.lookup_counters().hits.fetch_add(n, std::memory_order_relaxed);
+}
+inline void count_miss(const StripeRef& s, uint64_t n = 1) {
+    s.lookup_counters().misses.fetch_add(n, std::memory_order_relaxed);
 }
 
 // Relaxed load + store: counters are only written under the stripe lock.

@@ -278,6 +278,6 @@ TEST_CASE("a segment of layout version 3 is refused with the version error") {
     CHECK(shmc_open(t.name.c_str(), nullptr, &c2) == SHMC_E_VERSION);
     const std::string msg = shmc_errmsg();
     CHECK(msg.find("layout version 3") != std::string::npos);
-    CHECK(msg.find("layout version 5") != std::string::npos);
+    CHECK(msg.find("layout version 6") != std::string::npos);
     CHECK(c2 == nullptr);
 }

@@ -1,0 +1,145 @@
+// optimistic.cpp - see optimistic.h.
+#include "shm/optimistic.h"
+
+#include <shmcache/shmcache.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "shm/clock.h"
+#include "shm/eviction.h"
+
+// The reads below race with writers by design (a seqlock); they are validated afterwards.
+// ThreadSanitizer cannot know that, so the functions that make them are not instrumented.
+#if defined(__SANITIZE_THREAD__)
+#define SHMC_SEQLOCK_READ __attribute__((no_sanitize("thread"), noinline))
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHMC_SEQLOCK_READ __attribute__((no_sanitize("thread"), noinline))
+#endif
+#endif
+#ifndef SHMC_SEQLOCK_READ
+#define SHMC_SEQLOCK_READ
+#endif
+
+namespace shmcache::shm {
+
+namespace {
+
+// Tries per call before taking the lock. A try fails only when a writer changed the stripe
+// meanwhile; on a hot stripe a few are enough, and the lock then orders the rest.
+constexpr int kTries = 4;
+// Longest chain walked without the lock: chains average under one entry (the index is sized
+// for the stripe), so a longer one is damage, a chain changing under us, or rare bad luck.
+constexpr uint32_t kMaxSteps = 32;
+
+enum class Look { kFound, kAbsent, kRetry, kLock };
+
+// What one pass read: a copy of the entry's header and of the eviction state a hit depends on.
+struct Seen {
+    EntryHeader h;
+    uint32_t idx;
+    uint32_t q_head, lru_clock, main_entries;
+    bool copied;  // the value was copied into buf (it fits)
+};
+
+template <class T>
+T racy_load(const T& field) {
+    return std::atomic_ref<const T>(field).load(std::memory_order_relaxed);
+}
+
+// One pass over the key's chain; every read may be torn and is validated by the caller.
+SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t cap, Seen* out) {
+    uint32_t idx = racy_load(s.buckets[k.tag() & s.bucket_mask]);
+    for (uint32_t steps = 0; idx != kNil; ++steps) {
+        if (steps >= kMaxSteps) return Look::kLock;
+        if (idx >= s.nblocks) return Look::kRetry;
+        const uint8_t* p = s.blocks + uint64_t(idx) * kBlockSize;
+        EntryHeader& h = out->h;
+        std::memcpy(static_cast<void*>(&h), p, sizeof h);  // checked below, field by field
+        if (h.tag != kEntryTag) return Look::kRetry;
+        if (h.hash_tag == k.tag() && h.key_len == k.len) {
+            const uint32_t n = h.ext.nblocks;
+            if (n == 0 || n > s.nblocks - idx) return Look::kRetry;
+            if (h.value_len > s.max_value_len) return Look::kRetry;
+            // Key and value must lie in this first extent; longer entries take the lock.
+            if (kEntryHeader + uint64_t(k.len) + h.value_len > uint64_t(n) * kBlockSize)
+                return Look::kLock;
+            if (std::memcmp(p + kEntryHeader, k.data, k.len) == 0) {
+                out->idx = idx;
+                out->q_head = racy_load(s.ctl->q_head[kMainQueue]);
+                out->lru_clock = racy_load(s.ctl->lru_clock);
+                out->main_entries = racy_load(s.ctl->q_entries[kMainQueue]);
+                out->copied = h.value_len <= cap;
+                if (out->copied) std::memcpy(buf, p + kEntryHeader + k.len, h.value_len);
+                return Look::kFound;
+            }
+        }
+        idx = h.bucket_next;
+    }
+    return Look::kAbsent;
+}
+
+// Decides a validated find: what the locked get would do, or kLock where it would write.
+Optimistic decide(const StripeRef& s, const Key& k, const Seen& seen, void* buf,
+                  GetResult* out) {
+    const EntryHeader& e = seen.h;
+    out->ttl_left_ms = -1;
+    uint64_t now = 0;
+    if (e.expires_ms) {
+        now = monotonic_ms();
+        if (now >= e.expires_ms) return Optimistic::kLock;  // the locked get removes it
+        if (soft_expired(&e, now)) {
+            count_miss(s);
+            return Optimistic::kMiss;
+        }
+        out->ttl_left_ms = ttl_left(fresh_until(&e), now);
+    }
+    if (e.l2_epoch) {
+        const L2Copy st = l2_copy_state(s, &e, now ? now : monotonic_coarse_ms());
+        if (st == L2Copy::kDead) return Optimistic::kLock;  // removed under the lock
+        if (st == L2Copy::kSuspended) {
+            count_miss(s);
+            return Optimistic::kMiss;
+        }
+    }
+    out->value_len = e.value_len;
+    out->flags = e.flags;
+    // Not a use of the entry (the locked get does not tell the policy either): nothing to write.
+    if (!seen.copied) return Optimistic::kTooSmall;
+    if (entry_checksum(k.hash, e.stale_ms, e.compute_ms, buf, e.value_len) != e.checksum)
+        return Optimistic::kLock;  // damage in the segment: the locked get rebuilds the stripe
+    if (!policy_hit_is_noop(s, seen.idx, e, seen.q_head, seen.lru_clock, seen.main_entries))
+        return Optimistic::kHitNeedsLock;
+    count_hit(s);
+    return Optimistic::kHit;
+}
+
+}  // namespace
+
+Optimistic optimistic_get(const StripeRef& s, const Key& k, void* buf, size_t cap,
+                          GetResult* out) {
+    const std::atomic<uint32_t>& seq = s.ctl->seq;
+    for (int t = 0; t < kTries; ++t) {
+        const uint32_t before = seq.load(std::memory_order_acquire);
+        if (before & 1) {  // a writer is inside (or died inside: the lock path rebuilds)
+            __builtin_ia32_pause();
+            continue;
+        }
+        Seen seen;
+        const Look r = look(s, k, buf, cap, &seen);
+        if (r == Look::kLock) return Optimistic::kLock;
+        // The seqlock reader's fence: every read above happens before seq is read again.
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (seq.load(std::memory_order_relaxed) != before) continue;
+        if (r == Look::kRetry) return Optimistic::kLock;  // damage, not a race: seq held still
+        if (r == Look::kAbsent) {
+            count_miss(s);
+            return Optimistic::kMiss;
+        }
+        return decide(s, k, seen, buf, out);
+    }
+    return Optimistic::kLock;
+}
+
+}  // namespace shmcache::shm
