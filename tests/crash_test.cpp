@@ -21,9 +21,18 @@
 //                 SIGKILLs one every 0-6 ms (300 kills) and a third of them also die at crash
 //                 points: no fetch waits past its bound, and once every owner is dead each key
 //                 gives its value or its lease at once (no lease stuck), stats show no lease held.
+//   hot-key-race  per eviction strategy (~4 s each): 3 readers get and fetch 4 hot keys nonstop
+//                 while 3 writers overwrite them (29 B to 24 KiB, some TTLs), delete and touch
+//                 them and flood the 2 MiB / 4-stripe segment with filler keys (constant
+//                 eviction); the parent SIGKILLs a writer every 0-6 ms and half the writers
+//                 die at crash points inside writes; a checker runs shmc_check every few ms.
+//                 Every byte a reader gets must be a value a writer stored for that key, with
+//                 its own flags and a TTL it could have, and not one already replaced before
+//                 the read began; each reader must get hits. For optimistic (seqlock) reads.
 // Common bounds: no op slower than 100 ms (SHMC_TEST_LATENCY_MS raises it, in sanitizer runs
 // only), no corrupt value, shmc_check clean at the end, and (refill_check) no memory lost for
-// good. Options: iters=N, kills=N (random-kill). Seed from SHMC_TEST_SEED.
+// good. Options: iters=N, kills=N (random-kill), seconds=N (hot-key-race). Seed from
+// SHMC_TEST_SEED.
 #include "support.h"
 #include "shm/test_hooks.h"
 #include "workload.h"
@@ -33,8 +42,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cinttypes>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -51,6 +62,7 @@ constexpr uint32_t kStripes = 16;
 struct Args {
     int iters = 0;  // 0: the case's default
     int kills = 0;
+    double seconds = 0;  // hot-key-race: total run time (0: the case's default)
 };
 
 // Times one call and folds its latency into max/slow counters.
@@ -1107,6 +1119,637 @@ int run_lease_kill(const Args &a, uint64_t seed) {
     return finish("crash/lease-kill", seed, summary);
 }
 
+// ---- (f) readers of a hot key racing writers, evictions and deaths ----------------------------
+
+// For optimistic (seqlock) gets: whatever a get or fetch returns for a hot key must be, byte for
+// byte, a value some writer stored under that key, with that value's own flags and a TTL it
+// could have. Every hot value follows from its tag (writer incarnation << 40 | sequence): the
+// tag is the first 8 payload bytes, and length, TTL and the rest of the payload are derived
+// from (tag, key), so the reader regenerates the whole expected value and compares every byte.
+// A tag no writer has issued yet is a foreign value even if it is internally consistent.
+//
+// Stale values (whole, but already replaced: what an optimistic read of freed blocks returns)
+// are caught too. Hot keys 0..2 each have one writer slot, whose processes never overlap (the
+// parent reaps one before starting its successor), so the writes to such a key are totally
+// ordered: the sequence in the tag is the key's own write counter, carried across incarnations.
+// Once a write to it has returned, every value with a lower sequence is gone for good; a reader
+// notes that floor before each read, and must never get below it, nor go backwards. Hot key 3
+// is written by every slot: there only each writer's own values must not go backwards.
+
+constexpr int kHotOwned = 3;                   // hot:0..2, one writer slot each
+constexpr int kHotKeys = kHotOwned + 1;        // hot:3, every writer
+constexpr uint32_t kHotMaxWriters = 1u << 15;  // writer incarnations per phase
+constexpr uint64_t kHotSeqBits = 40;
+constexpr uint64_t kHotMaxTtlMs = 40;
+constexpr size_t kHotMaxPayload = 24 * 1024;
+constexpr size_t kHotSmallCap = 48;  // a get with a buffer this small sees BUFFER_TOO_SMALL too
+
+struct HotShared {
+    std::atomic<int> stop;
+    // hot:3: highest sequence each writer incarnation has begun to store (before its set).
+    std::atomic<uint64_t> issued[kHotMaxWriters];
+    std::atomic<uint8_t> slot_of[kHotMaxWriters];  // the slot each incarnation ran in
+    // hot:0..2: the last write begun (before the call) and the last known to have returned.
+    std::atomic<uint64_t> key_issued[kHotOwned], key_done[kHotOwned];
+    std::atomic<uint64_t> sets, adds, dels, touches, fillers, timeouts, errors;
+    std::atomic<uint64_t> checks, check_timeouts, check_bad, damaged, repaired, check_max_ns;
+    std::atomic<int> problem_set;
+    char first_problem[256];
+};
+
+// One per reader (shared memory, so the parent reads them even from a reader that hung).
+struct HotReader {
+    std::atomic<uint64_t> ops, gets, fetches, hits, fetch_hits, misses, timeouts, busy, too_small;
+    std::atomic<uint64_t> filler_reads, corrupt, foreign, stale, errors, slow, max_ns;
+};
+
+void hot_note(HotShared *sh, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void hot_note(HotShared *sh, const char *fmt, ...) {
+    static int printed = 0;  // per process: a broken engine must not flood the log
+    char msg[224];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (printed++ < 8) std::fprintf(stderr, "[pid %d] %s\n", int(getpid()), msg);
+    if (sh->problem_set.exchange(1) == 0)
+        std::snprintf(sh->first_problem, sizeof sh->first_problem, "[pid %d] %s", int(getpid()),
+                      msg);
+}
+
+std::string hot_key(int i) { return "hot:" + std::to_string(i); }
+
+uint64_t hot_seed(uint64_t tag, int ki) {
+    return tag * 0x9e3779b97f4a7c15ull ^ (uint64_t(ki) + 1) * 0xc2b2ae3d27d4eb4full;
+}
+
+struct HotSpec {
+    size_t payload;
+    uint64_t ttl_ms;
+};
+
+// Lengths from a few bytes to 24 KiB: an entry of 2 blocks, sizes around the 64-byte block,
+// tens of blocks, and hundreds (several extents once the stripe is fragmented), so consecutive
+// overwrites of a key almost always reallocate. A quarter have a short TTL.
+HotSpec hot_spec(uint64_t tag, int ki) {
+    Rng r(hot_seed(tag, ki));
+    HotSpec s{};
+    const uint64_t band = r.below(100);
+    if (band < 25)
+        s.payload = r.range(8, 40);
+    else if (band < 50)
+        s.payload = r.range(41, 700);
+    else if (band < 80)
+        s.payload = r.range(701, 6000);
+    else
+        s.payload = r.range(6001, kHotMaxPayload);
+    s.ttl_ms = r.chance(25) ? r.range(1, kHotMaxTtlMs) : 0;
+    return s;
+}
+
+uint32_t hot_encode(std::string &out, const std::string &key, int ki, uint64_t tag, HotSpec *s) {
+    *s = hot_spec(tag, ki);
+    Rng r(hot_seed(tag, ki) ^ 0x5eedull);
+    return encode_value(out, key.data(), key.size(), s->payload, r, &tag);
+}
+
+enum HotVerdict { kHotOk, kHotCorrupt, kHotForeign, kHotStale };
+
+// What one reader has seen: per owned key the highest sequence, for hot:3 per writer.
+struct HotSeen {
+    uint64_t owned[kHotOwned] = {};
+    std::vector<uint64_t> shared = std::vector<uint64_t>(kHotMaxWriters, 0);
+};
+
+// Check one value read for hot key ki. ttl_left: as the call reported it (-1 never expires), or
+// INT64_MIN if not asked. floor (owned keys): key_done as loaded before the call.
+HotVerdict hot_verify(const HotShared *sh, int ki, const std::string &key, const char *val,
+                      size_t len, uint32_t flags, int64_t ttl_left, uint64_t floor, HotSeen &seen,
+                      std::string &scratch, std::string *why) {
+    if (!verify_value(key.data(), key.size(), val, len, flags, why)) return kHotCorrupt;
+    char b[200];
+    if (len < encoded_len(key.size(), 8)) {
+        *why = "valid but too short to carry a tag";
+        return kHotForeign;
+    }
+    uint64_t tag;
+    std::memcpy(&tag, val + 8 + key.size(), 8);
+    const uint64_t w = tag >> kHotSeqBits, seq = tag & ((1ull << kHotSeqBits) - 1);
+    const bool owned = ki < kHotOwned;
+    uint64_t issued = 0;
+    if (w < kHotMaxWriters)
+        issued = owned ? sh->key_issued[ki].load(std::memory_order_acquire)
+                       : sh->issued[w].load(std::memory_order_acquire);
+    if (seq == 0 || seq > issued ||
+        (owned && sh->slot_of[w].load(std::memory_order_relaxed) != uint8_t(ki))) {
+        std::snprintf(b, sizeof b,
+                      "tag writer %" PRIu64 " seq %" PRIu64
+                      " was never issued for this key (issued %" PRIu64 ")",
+                      w, seq, issued);
+        *why = b;
+        return kHotForeign;
+    }
+    HotSpec s;
+    hot_encode(scratch, key, ki, tag, &s);
+    if (scratch.size() != len || std::memcmp(scratch.data(), val, len) != 0) {
+        std::snprintf(b, sizeof b,
+                      "not the value writer %" PRIu64 " stored as seq %" PRIu64
+                      " (len %zu, expected %zu)",
+                      w, seq, len, scratch.size());
+        *why = b;
+        return kHotForeign;
+    }
+    // Writers touch only with a nonzero TTL <= kHotMaxTtlMs: "never expires" belongs to a value
+    // stored without TTL, and no TTL left may exceed the largest given.
+    if (ttl_left != INT64_MIN &&
+        ((ttl_left == -1 && s.ttl_ms != 0) || ttl_left < -1 || ttl_left > int64_t(kHotMaxTtlMs))) {
+        std::snprintf(b, sizeof b, "ttl_left %lld for a value stored with ttl %llu",
+                      (long long)ttl_left, (unsigned long long)s.ttl_ms);
+        *why = b;
+        return kHotForeign;
+    }
+    if (owned && seq < floor) {
+        std::snprintf(b, sizeof b,
+                      "stale: seq %" PRIu64 " (writer %" PRIu64
+                      ") was replaced before the read began (write %" PRIu64 " had returned)",
+                      seq, w, floor);
+        *why = b;
+        return kHotStale;
+    }
+    uint64_t &last = owned ? seen.owned[ki] : seen.shared[w];
+    if (seq < last) {
+        std::snprintf(b, sizeof b,
+                      "stale: seq %" PRIu64 " (writer %" PRIu64
+                      ") after this reader saw seq %" PRIu64,
+                      seq, w, last);
+        *why = b;
+        return kHotStale;
+    }
+    last = seq;
+    return kHotOk;
+}
+
+// A reader: gets (a tenth with a buffer too small for most values) and non-blocking fetches of
+// the hot keys, and some filler reads, every result checked. Runs until stop.
+int hot_reader(const std::string &name, const shmc_options &so, HotShared *sh, HotReader *r,
+               uint64_t seed) {
+    shmc_cache *c = open_or_die(name.c_str(), so);
+    Rng rng(seed);
+    HotSeen seen;
+    std::string buf(64 * 1024, '\0'), scratch, why;
+    std::string keys[kHotKeys];
+    for (int i = 0; i < kHotKeys; ++i) keys[i] = hot_key(i);
+    shmc_fetch_options fo;
+    shmc_fetch_options_default(&fo);
+    fo.flags = SHMC_FETCH_NO_WAIT;  // a fetch never waits for a lease: its latency is bounded
+    auto bad_rc = [&](const char *op, const std::string &k, int rc) {
+        const std::string m = shmc_errmsg();
+        ++r->errors;
+        hot_note(sh, "reader: %s(%s) returned %d (%s; errmsg \"%s\")", op, k.c_str(), rc,
+                 shmc_strerror(rc), m.c_str());
+    };
+    auto timed = [&](const char *op, const std::string &k, auto &&f) {
+        const uint64_t t0 = now_ns();
+        const int rc = f();
+        const uint64_t d = now_ns() - t0;
+        note_max_ns(r->max_ns, d);
+        if (d > kSlowNs) {
+            ++r->slow;
+            hot_note(sh, "reader: %s(%s) took %.1f ms (bound %.0f ms)", op, k.c_str(), ns_to_ms(d),
+                     ns_to_ms(kSlowNs));
+        }
+        return rc;
+    };
+    // A lock timeout is a documented miss, provided the library says why.
+    auto timeout_ok = [&](const char *op, const std::string &k, int rc) {
+        if (rc != SHMC_E_LOCK_TIMEOUT) return false;
+        if (!*shmc_errmsg()) bad_rc(op, k, rc);
+        ++r->timeouts;
+        return true;
+    };
+    auto judge = [&](int ki, const char *val, size_t len, uint32_t flags, int64_t ttl_left,
+                     uint64_t floor, const char *op, size_t cap) {
+        if (len > cap) {  // success with more bytes than the buffer holds: never read them
+            ++r->foreign;
+            hot_note(sh, "reader: %s(%s) succeeded with length %zu > capacity %zu", op,
+                     keys[ki].c_str(), len, cap);
+            return;
+        }
+        const HotVerdict v =
+            hot_verify(sh, ki, keys[ki], val, len, flags, ttl_left, floor, seen, scratch, &why);
+        if (v == kHotOk) return;
+        (v == kHotCorrupt ? r->corrupt : v == kHotForeign ? r->foreign : r->stale)++;
+        hot_note(sh, "reader: %s(%s): %s", op, keys[ki].c_str(), why.c_str());
+    };
+    while (!sh->stop.load(std::memory_order_relaxed)) {
+        ++r->ops;
+        const uint64_t pick = rng.below(100);
+        const int ki = int(rng.below(kHotKeys));
+        const std::string &k = keys[size_t(ki)];
+        // Loaded before the call: every write up to it has returned, so nothing older may come.
+        const uint64_t floor =
+            ki < kHotOwned ? sh->key_done[ki].load(std::memory_order_acquire) : 0;
+        if (pick < 60) {  // get, full buffer
+            ++r->gets;
+            size_t len = 0;
+            uint32_t flags = 0;
+            int64_t ttl = 0;
+            const int rc = timed("get", k, [&] {
+                return shmc_get(c, k.data(), k.size(), buf.data(), buf.size(), &len, &flags, &ttl);
+            });
+            if (rc == 0) {
+                ++r->hits;
+                judge(ki, buf.data(), len, flags, ttl, floor, "get", buf.size());
+            } else if (rc == SHMC_E_NOTFOUND) {
+                ++r->misses;
+            } else if (!timeout_ok("get", k, rc)) {
+                bad_rc("get", k, rc);
+            }
+        } else if (pick < 68) {  // get into a small buffer: a whole small value, or its length
+            ++r->gets;
+            size_t len = 0;
+            uint32_t flags = 0;
+            const int rc = timed("get/small", k, [&] {
+                return shmc_get(c, k.data(), k.size(), buf.data(), kHotSmallCap, &len, &flags,
+                                nullptr);
+            });
+            if (rc == 0) {
+                ++r->hits;
+                judge(ki, buf.data(), len, flags, INT64_MIN, floor, "get/small", kHotSmallCap);
+            } else if (rc == SHMC_E_BUFFER_TOO_SMALL) {
+                ++r->too_small;
+                if (len <= kHotSmallCap || len > encoded_len(k.size(), kHotMaxPayload)) {
+                    ++r->foreign;
+                    hot_note(sh,
+                             "reader: get/small(%s): BUFFER_TOO_SMALL with length %zu, no "
+                             "writer stores that",
+                             k.c_str(), len);
+                }
+            } else if (rc == SHMC_E_NOTFOUND) {
+                ++r->misses;
+            } else if (!timeout_ok("get/small", k, rc)) {
+                bad_rc("get/small", k, rc);
+            }
+        } else if (pick < 92) {  // fetch without waiting
+            ++r->fetches;
+            shmc_fetch_result fr{};
+            const int rc = timed("fetch", k, [&] {
+                return shmc_fetch(c, k.data(), k.size(), buf.data(), buf.size(), &fo, &fr);
+            });
+            if (rc != 0) {
+                bad_rc("fetch", k, rc);
+            } else if (fr.outcome == SHMC_FETCH_HIT) {
+                ++r->hits, ++r->fetch_hits;
+                judge(ki, buf.data(), size_t(fr.value_len), fr.flags, fr.ttl_left_ms, floor,
+                      "fetch", buf.size());
+            } else if (fr.outcome == SHMC_FETCH_COMPUTE ||
+                       fr.outcome == SHMC_FETCH_COMPUTE_UNLEASED) {
+                ++r->misses;
+                if (fr.lease) {  // a reader computes nothing: hand the lease straight back
+                    const int arc = timed("abandon", k, [&] {
+                        return shmc_fetch_abandon(c, k.data(), k.size(), fr.lease);
+                    });
+                    if (arc != 0 && !timeout_ok("abandon", k, arc)) bad_rc("abandon", k, arc);
+                }
+            } else if (fr.outcome == SHMC_FETCH_BUSY) {
+                ++r->busy;  // another reader holds the lease for a moment
+            } else {
+                // No value is stored with a stale window and XFetch is off: nothing else fits.
+                ++r->foreign;
+                hot_note(sh, "reader: fetch(%s): outcome %u", k.c_str(), fr.outcome);
+            }
+        } else {  // a filler key: any intact value or a miss
+            ++r->filler_reads;
+            const std::string fk = "f:" + std::to_string(rng.below(6000));
+            size_t len = 0;
+            uint32_t flags = 0;
+            const int rc = timed("get", fk, [&] {
+                return shmc_get(c, fk.data(), fk.size(), buf.data(), buf.size(), &len, &flags,
+                                nullptr);
+            });
+            if (rc == 0) {
+                if (len > buf.size()) why = "length beyond the buffer's capacity";
+                if (len > buf.size() ||
+                    !verify_value(fk.data(), fk.size(), buf.data(), len, flags, &why)) {
+                    ++r->corrupt;
+                    hot_note(sh, "reader: get(%s): %s", fk.c_str(), why.c_str());
+                }
+            } else if (rc != SHMC_E_NOTFOUND && !timeout_ok("get", fk, rc)) {
+                bad_rc("get", fk, rc);
+            }
+        }
+    }
+    shmc_close(c);
+    return 0;
+}
+
+// A writer incarnation w in slot (= its own hot key): overwrites, adds, deletes and touches its
+// own key and the shared one, and sets bursts of filler keys (up to 30 KiB, some with a TTL) so
+// that every stripe evicts all the time. Runs until killed, its crash point, or stop.
+int hot_writer(const std::string &name, const shmc_options &so, HotShared *sh, int slot, uint64_t w,
+               uint64_t seed, uint64_t crash_after) {
+    shmc_cache *c = open_or_die(name.c_str(), so);
+    Rng rng(seed);
+    if (crash_after) shmc_test_crash_after(crash_after);
+    uint64_t seq = 0;
+    std::string v;
+    auto check_rc = [&](const char *op, const std::string &k, int rc, int also_ok) {
+        if (rc == 0 || rc == also_ok) return;
+        if (rc == SHMC_E_LOCK_TIMEOUT) {
+            ++sh->timeouts;
+            return;
+        }
+        const std::string m = shmc_errmsg();
+        ++sh->errors;
+        hot_note(sh, "writer: %s(%s) returned %d (%s; errmsg \"%s\")", op, k.c_str(), rc,
+                 shmc_strerror(rc), m.c_str());
+    };
+    while (!sh->stop.load(std::memory_order_relaxed)) {
+        const uint64_t op = rng.below(100);
+        const int ki = rng.chance(60) ? slot : kHotOwned;
+        const bool owned = ki < kHotOwned;
+        const std::string k = hot_key(ki);
+        // The next sequence: the key's own counter (this process is its only writer, and its
+        // predecessors are dead), else this writer's. Noted as issued before the call.
+        auto issue = [&] {
+            if (!owned) {
+                sh->issued[w].store(++seq, std::memory_order_release);
+                return seq;
+            }
+            const uint64_t n = sh->key_issued[ki].load(std::memory_order_relaxed) + 1;
+            sh->key_issued[ki].store(n, std::memory_order_release);
+            return n;
+        };
+        // Once a write to an owned key has returned, nothing older can be read any more.
+        auto done = [&](uint64_t n) {
+            if (owned) sh->key_done[ki].store(n, std::memory_order_release);
+        };
+        if (op < 50) {
+            const bool add = op < 4;
+            const uint64_t n = issue();
+            const uint64_t tag = (w << kHotSeqBits) | n;
+            HotSpec s;
+            const uint32_t fl = hot_encode(v, k, ki, tag, &s);
+            if (add) {
+                ++sh->adds;
+                const int rc = shmc_add(c, k.data(), k.size(), v.data(), v.size(), fl, s.ttl_ms);
+                if (rc == 0) done(n);  // EXISTS: the older value stays, so no new floor
+                check_rc("add", k, rc, SHMC_E_EXISTS);
+            } else {
+                ++sh->sets;
+                const int rc = shmc_set(c, k.data(), k.size(), v.data(), v.size(), fl, s.ttl_ms);
+                if (rc == 0) done(n);
+                check_rc("set", k, rc, 0);
+            }
+        } else if (op < 57) {
+            ++sh->dels;
+            const uint64_t n = issue();
+            const int rc = shmc_del(c, k.data(), k.size());
+            if (rc == 0 || rc == SHMC_E_NOTFOUND) done(n);
+            check_rc("del", k, rc, SHMC_E_NOTFOUND);
+        } else if (op < 62) {
+            ++sh->touches;
+            check_rc("touch", k, shmc_touch(c, k.data(), k.size(), rng.range(1, kHotMaxTtlMs)),
+                     SHMC_E_NOTFOUND);
+        } else {
+            for (uint64_t n = rng.range(1, 6); n > 0; --n) {
+                const std::string fk = "f:" + std::to_string(rng.below(6000));
+                const size_t payload = rng.chance(10) ? rng.range(8000, 30000) : rng.range(1, 4000);
+                const uint32_t fl = encode_value(v, fk.data(), fk.size(), payload, rng);
+                ++sh->fillers;
+                check_rc("set", fk,
+                         shmc_set(c, fk.data(), fk.size(), v.data(), v.size(), fl,
+                                  rng.chance(15) ? rng.range(1, 200) : 0),
+                         0);
+            }
+        }
+    }
+    shmc_close(c);
+    return 0;
+}
+
+// Forces a check (and the rebuild of any stripe a dead writer left dirty) every few ms.
+int hot_checker(const std::string &name, const shmc_options &so, HotShared *sh, uint64_t seed) {
+    shmc_cache *c = open_or_die(name.c_str(), so);
+    Rng rng(seed);
+    while (!sh->stop.load(std::memory_order_relaxed)) {
+        sleep_ms(double(rng.range(2, 30)));
+        shmc_check_report rep{};
+        const uint64_t t0 = now_ns();
+        const int rc = shmc_check(c, &rep);
+        note_max_ns(sh->check_max_ns, now_ns() - t0);
+        ++sh->checks;
+        sh->damaged += rep.stripes_damaged;
+        sh->repaired += rep.stripes_repaired;
+        if (rc == SHMC_E_LOCK_TIMEOUT) {
+            ++sh->check_timeouts;
+        } else if (rc != 0 || rep.stripes_repaired != rep.stripes_damaged) {
+            const std::string m = shmc_errmsg();
+            ++sh->check_bad;
+            hot_note(sh, "checker: check returned %d (%s; errmsg \"%s\"), damaged %u repaired %u",
+                     rc, shmc_strerror(rc), m.c_str(), rep.stripes_damaged, rep.stripes_repaired);
+        }
+    }
+    shmc_close(c);
+    return 0;
+}
+
+const char *strategy_name(uint32_t s) {
+    static const char *names[] = {"default", "lru", "lfu", "fifo", "ttl", "sieve", "s3fifo"};
+    return s < 7 ? names[s] : "?";
+}
+
+// One segment of the given strategy, for `seconds`: 3 readers, 3 writer slots whose processes
+// the parent SIGKILLs every 0-6 ms (half of them also die at a crash point inside a write),
+// one checker.
+void hot_key_race_on(uint32_t strategy, uint64_t max_entries, double seconds, uint64_t seed,
+                     std::string *summary) {
+    const int n_readers = 3, n_writers = kHotOwned;  // one writer slot per owned hot key
+    char label[32];
+    std::snprintf(label, sizeof label, "hotkey-%u", strategy);
+    const std::string name = unique_name(label);
+    SegmentGuard guard(name);
+    shmc_options so = small_options(2u << 20, 4);  // 512 KiB stripes: evictions all the time
+    so.strategy = strategy;
+    so.max_entries = max_entries;
+    shmc_cache *c = open_or_die(name.c_str(), so);
+    auto *sh = shared_new<HotShared>();
+    auto *rd = static_cast<HotReader *>(shared_alloc(sizeof(HotReader) * n_readers));
+    const uint64_t rec0 = recoveries(c);
+    shmc_stats st0{};
+    shmc_get_stats(c, &st0);
+
+    std::vector<pid_t> readers;
+    for (int i = 0; i < n_readers; ++i)
+        readers.push_back(spawn(
+            [&, i] { return hot_reader(name, so, sh, &rd[i], seed ^ (0x7eadull + uint64_t(i))); }));
+    const pid_t checker = spawn([&] { return hot_checker(name, so, sh, seed ^ 0xc4ec); });
+
+    Rng rng(seed ^ 0x41117);
+    uint64_t next_writer = 0;
+    int armed = 0;
+    // Only after the slot's previous process has been reaped: an owned key's writes stay
+    // totally ordered.
+    auto start = [&](int slot) -> pid_t {
+        const uint64_t w = next_writer++;
+        sh->slot_of[w].store(uint8_t(slot));
+        const uint64_t crash_after = rng.chance(50) ? rng.range(1, 300) : 0;
+        armed += crash_after != 0;
+        const uint64_t ws = seed + 0x1000 + w;
+        return spawn([&, slot, w, ws, crash_after] {
+            return hot_writer(name, so, sh, slot, w, ws, crash_after);
+        });
+    };
+    std::vector<pid_t> writers;
+    for (int i = 0; i < n_writers; ++i) writers.push_back(start(i));
+
+    int kills = 0, crash_deaths = 0, odd = 0;
+    const uint64_t t_start = now_ns();
+    const uint64_t t_end = t_start + uint64_t(seconds * 1e9);
+    while (now_ns() < t_end && next_writer + 2 * n_writers < kHotMaxWriters) {
+        sleep_ms(double(rng.below(6000)) / 1000);
+        for (size_t i = 0; i < writers.size(); ++i) {  // deaths at crash points: replace them
+            pid_t &p = writers[i];
+            int st = 0;
+            if (waitpid(p, &st, WNOHANG) != p) continue;
+            if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) {
+                ++crash_deaths;
+            } else {
+                ++odd;
+                std::fprintf(stderr, "hot writer: %s\n", describe_status(st).c_str());
+            }
+            p = start(int(i));
+        }
+        const int vslot = int(rng.below(n_writers));
+        pid_t &victim = writers[size_t(vslot)];
+        kill(victim, SIGKILL);
+        const int st = wait_child(victim, 5000);
+        if (st == -1 || !(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)) {
+            ++odd;
+            std::fprintf(stderr, "hot writer: %s\n", describe_status(st).c_str());
+        }
+        ++kills;
+        victim = start(vslot);
+    }
+    const double secs = double(now_ns() - t_start) / 1e9;
+    for (pid_t p : writers) {
+        kill(p, SIGKILL);
+        wait_child(p, 5000);
+    }
+    sh->stop.store(1);
+    for (pid_t p : readers) {
+        const int st = wait_child(p, 10000);
+        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            ++odd;
+            std::fprintf(stderr, "hot reader: %s\n", describe_status(st).c_str());
+        }
+    }
+    {
+        const int st = wait_child(checker, 10000);
+        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            ++odd;
+            std::fprintf(stderr, "hot checker: %s\n", describe_status(st).c_str());
+        }
+    }
+    // Every writer is dead: what the hot keys hold now must pass the same check.
+    int final_bad = 0;
+    {
+        HotSeen seen;
+        std::string buf(64 * 1024, '\0'), scratch, why;
+        for (int ki = 0; ki < kHotKeys; ++ki) {
+            const std::string k = hot_key(ki);
+            size_t len = 0;
+            uint32_t flags = 0;
+            int64_t ttl = 0;
+            const uint64_t floor = ki < kHotOwned ? sh->key_done[ki].load() : 0;
+            const int rc =
+                shmc_get(c, k.data(), k.size(), buf.data(), buf.size(), &len, &flags, &ttl);
+            if (rc == SHMC_E_NOTFOUND) continue;
+            if (rc != 0 || len > buf.size() ||
+                hot_verify(sh, ki, k, buf.data(), len, flags, ttl, floor, seen, scratch, &why) !=
+                    kHotOk) {
+                std::fprintf(stderr, "after the storm, get(%s): rc %d %s\n", k.c_str(), rc,
+                             why.c_str());
+                ++final_bad;
+            }
+        }
+    }
+
+    uint64_t t_ops = 0, t_gets = 0, t_fetches = 0, t_hits = 0, t_fetch_hits = 0, t_misses = 0,
+             t_timeouts = 0, t_busy = 0, t_small = 0, t_fill = 0, t_corrupt = 0, t_foreign = 0,
+             t_back = 0, t_errors = 0, t_slow = 0, t_max = 0;
+    for (int i = 0; i < n_readers; ++i) {
+        const HotReader &r = rd[i];
+        // A reader that never got a hit checked nothing: the run proves nothing.
+        if (r.hits.load() == 0) {
+            std::fprintf(stderr, "%s: reader %d got no hit in %" PRIu64 " ops\n", label, i,
+                         r.ops.load());
+            ++g_failures;
+        }
+        t_ops += r.ops, t_gets += r.gets, t_fetches += r.fetches, t_hits += r.hits;
+        t_fetch_hits += r.fetch_hits, t_misses += r.misses, t_timeouts += r.timeouts;
+        t_busy += r.busy, t_small += r.too_small, t_fill += r.filler_reads;
+        t_corrupt += r.corrupt, t_foreign += r.foreign, t_back += r.stale;
+        t_errors += r.errors, t_slow += r.slow, t_max = std::max(t_max, r.max_ns.load());
+    }
+    const uint64_t rec = recoveries(c) - rec0;
+    shmc_stats st1{};
+    T_EXPECT_RC(shmc_get_stats(c, &st1), 0);
+    T_EXPECT(t_corrupt == 0);
+    T_EXPECT(t_foreign == 0);
+    T_EXPECT(t_back == 0);
+    T_EXPECT(t_errors == 0);
+    T_EXPECT(t_slow == 0);
+    T_EXPECT(t_fetch_hits > 0);
+    T_EXPECT(final_bad == 0);
+    T_EXPECT(sh->errors.load() == 0);
+    T_EXPECT(sh->sets.load() > 0);
+    T_EXPECT(sh->check_bad.load() == 0);
+    T_EXPECT(sh->checks.load() > 0);
+    T_EXPECT(odd == 0);
+    T_EXPECT(kills > 0);
+    T_EXPECT(crash_deaths > 0);  // some writers died inside a dirty section...
+    T_EXPECT(rec > 0);           // ...and their stripes were rebuilt under the readers
+    T_EXPECT(st1.evictions > st0.evictions);
+    if (sh->problem_set.load()) std::fprintf(stderr, "first problem: %s\n", sh->first_problem);
+    char b[900];
+    std::snprintf(b, sizeof b,
+                  "[%s%s reads=%" PRIu64 " (gets=%" PRIu64 " fetches=%" PRIu64 " filler=%" PRIu64
+                  ") hits=%" PRIu64 " (fetch %" PRIu64 ") misses=%" PRIu64 " too_small=%" PRIu64
+                  " busy=%" PRIu64 " timeouts=%" PRIu64 " corrupt=%" PRIu64 " foreign=%" PRIu64
+                  " stale=%" PRIu64 " errors=%" PRIu64 " slow=%" PRIu64
+                  " max_read=%.2fms"
+                  " | hot_sets=%" PRIu64 " adds=%" PRIu64 " dels=%" PRIu64 " touches=%" PRIu64
+                  " filler_sets=%" PRIu64 " write_timeouts=%" PRIu64 " write_errors=%" PRIu64
+                  " | kills=%d crash_point_deaths=%d (armed %d) recoveries=%" PRIu64
+                  " evictions=%" PRIu64 " expirations=%" PRIu64 " checks=%" PRIu64
+                  " (timeouts %" PRIu64 ", damaged %" PRIu64 ", max %.1fms) odd=%d in %.1fs ",
+                  strategy_name(strategy), max_entries ? "+limit" : "", t_ops, t_gets, t_fetches,
+                  t_fill, t_hits, t_fetch_hits, t_misses, t_small, t_busy, t_timeouts, t_corrupt,
+                  t_foreign, t_back, t_errors, t_slow, ns_to_ms(t_max), sh->sets.load(),
+                  sh->adds.load(), sh->dels.load(), sh->touches.load(), sh->fillers.load(),
+                  sh->timeouts.load(), sh->errors.load(), kills, crash_deaths, armed, rec,
+                  st1.evictions - st0.evictions, st1.expirations - st0.expirations,
+                  sh->checks.load(), sh->check_timeouts.load(), sh->damaged.load(),
+                  ns_to_ms(sh->check_max_ns.load()), odd, secs);
+    *summary += b;
+    final_check(c, summary);
+    refill_check(c, summary);
+    *summary += "] ";
+    shmc_close(c);
+}
+
+// Every strategy updates its own metadata on a hit, which is what an optimistic read must not
+// trip over: each gets an equal share of the time; half also run under an entry limit.
+int run_hot_key_race(const Args &a, uint64_t seed) {
+    const double seconds = a.seconds > 0 ? a.seconds : 24;
+    std::string summary;
+    const uint32_t n = SHMC_STRATEGY_S3FIFO - SHMC_STRATEGY_LRU + 1;
+    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_S3FIFO; ++s)
+        hot_key_race_on(s, s % 2 ? 0 : 400, seconds / n, seed + s, &summary);
+    return finish("crash/hot-key-race", seed, summary);
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -1118,6 +1761,8 @@ int main(int argc, char **argv) {
             a.iters = std::atoi(s + 6);
         else if (!std::strncmp(s, "kills=", 6))
             a.kills = std::atoi(s + 6);
+        else if (!std::strncmp(s, "seconds=", 8))
+            a.seconds = std::atof(s + 8);
         else
             which = s;
     }
@@ -1142,6 +1787,8 @@ int main(int argc, char **argv) {
         known = true, g_failures = 0, rc |= run_sigstop(a, seed);
     if (which.empty() || which == "lease-kill")
         known = true, g_failures = 0, rc |= run_lease_kill(a, seed);
+    if (which.empty() || which == "hot-key-race")
+        known = true, g_failures = 0, rc |= run_hot_key_race(a, seed);
     if (!known) {
         std::fprintf(stderr, "unknown case %s\n", which.c_str());
         return 2;
