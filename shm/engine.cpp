@@ -121,6 +121,7 @@ int Engine::get(const void* key, size_t klen, void* buf, size_t cap, size_t* val
         case Optimistic::kLock:
             rc = locked(stripe_of(k),
                         [&](const StripeRef& s) { return table_get(s, k, buf, cap, &r); });
+            clear_policy_decision();  // an LFU roll the locked get did not consume (it missed)
             break;
         case Optimistic::kHitNeedsLock: {
             const GetResult seen = r;
@@ -131,10 +132,10 @@ int Engine::get(const void* key, size_t klen, void* buf, size_t cap, size_t* val
                 r = seen;
                 rc = 0;
             }
+            clear_policy_decision();
             break;
         }
     }
-    clear_policy_decision();  // an LFU roll the locked get did not consume (it missed)
     if (rc == 0 || rc == SHMC_E_BUFFER_TOO_SMALL) {
         *value_len = r.value_len;
         if (flags) *flags = r.flags;

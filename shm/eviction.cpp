@@ -261,7 +261,8 @@ void policy_insert(const StripeRef& s, uint32_t idx) {
 
 bool policy_hit_relinks(const StripeRef& s) { return s.strategy == SHMC_STRATEGY_LRU; }
 
-thread_local bool t_lfu_increment = false;
+// Initial-exec, like errors.cpp's flag: cleared after every get that took the lock.
+__attribute__((tls_model("initial-exec"))) thread_local bool t_lfu_increment = false;
 
 void clear_policy_decision() { t_lfu_increment = false; }
 

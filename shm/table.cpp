@@ -6,8 +6,6 @@
 // old state or the new one; a dead writer leaves a dirty stripe that the next locker rebuilds.
 #include "shm/table.h"
 
-#include <xxhash.h>
-
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -19,15 +17,6 @@
 #include "shm/glob.h"
 
 namespace shmcache::shm {
-
-uint64_t hash_key(const void* key, size_t len) { return XXH3_64bits(key, len); }
-
-uint32_t entry_checksum(uint64_t key_hash, uint32_t stale_ms, uint32_t compute_ms,
-                        const void* value, size_t len) {
-    // A multiply by an odd constant spreads both fields over the seed and maps (0, 0) to 0.
-    const uint64_t meta = (uint64_t(compute_ms) << 32 | stale_ms) * 0x9E3779B97F4A7C15ull;
-    return uint32_t(XXH3_64bits_withSeed(value, len, key_hash ^ meta));
-}
 
 namespace {
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "shm/hash.h"
 #include "shm/stripe.h"
 
 namespace shmcache::shm {
@@ -25,13 +26,6 @@ struct Key {
     uint32_t tag() const { return uint32_t(hash >> 32); }
 };
 
-uint64_t hash_key(const void* key, size_t len);
-
-// The checksum an entry carries: XXH3 of the value seeded with the key's hash mixed with the
-// entry's stale window and compute time, so that a damaged copy of either is caught like a
-// damaged value. With both zero (every plain set) the seed is the key's hash alone.
-uint32_t entry_checksum(uint64_t key_hash, uint32_t stale_ms, uint32_t compute_ms,
-                        const void* value, size_t len);
 
 // When the entry stops being fresh: expires_ms - stale_ms (0: never). Clamped, so that a damaged
 // stale_ms larger than expires_ms makes the entry stale at once rather than fresh forever.
