@@ -311,16 +311,22 @@ std::string render_table(const Snapshot& s, const Snapshot* prev, const char* eo
            render_l2(s, rates ? prev : nullptr, dt, eol);
 }
 
+// Lookups are counted per process, not per stripe (a hit writes no shared line: docs/
+// architecture.md, "Optimistic reads"), so the per-stripe view has no hits or misses.
+bool per_stripe_metric(uint64_t shmc_stats::*field) {
+    return field != &shmc_stats::bytes_capacity && field != &shmc_stats::hits &&
+           field != &shmc_stats::misses;
+}
+
 std::string render_stripes(const Snapshot& s, const char* eol) {
-    Table tab({true, true, true, true, true, true, true, true, true});
-    tab.row({"stripe", "entries", "used", "hits", "misses", "sets", "evictions", "timeouts",
+    Table tab({true, true, true, true, true, true, true, true});
+    tab.row({"stripe", "entries", "used", "sets", "deletes", "evictions", "timeouts",
              "recoveries"});
     for (size_t i = 0; i < s.stripes.size(); ++i) {
         const shmc_stats& t = s.stripes[i];
         tab.row({std::to_string(i), with_commas(t.entries), human_bytes(t.bytes_used),
-                 with_commas(t.hits), with_commas(t.misses), with_commas(t.sets),
-                 with_commas(t.evictions), with_commas(t.lock_timeouts),
-                 with_commas(t.lock_recoveries)});
+                 with_commas(t.sets), with_commas(t.deletes), with_commas(t.evictions),
+                 with_commas(t.lock_timeouts), with_commas(t.lock_recoveries)});
     }
     return tab.render(eol);
 }
@@ -342,7 +348,7 @@ std::string render_json(const Snapshot& s) {
             json e;
             e["stripe"] = i;
             for (const Metric& m : kMetrics)
-                if (m.field != &shmc_stats::bytes_capacity) e[m.key] = s.stripes[i].*m.field;
+                if (per_stripe_metric(m.field)) e[m.key] = s.stripes[i].*m.field;
             a.push_back(std::move(e));
         }
         j["stripes"] = std::move(a);

@@ -109,8 +109,8 @@ typedef struct shmc_options {
 
 /* Host-wide figures, summed over stripes (or one stripe's, from shmc_stripe_stats). */
 typedef struct shmc_stats {
-    uint64_t hits;
-    uint64_t misses;
+    uint64_t hits;   /* lookups are counted per process and summed here; 0 per stripe */
+    uint64_t misses; /* (a hit writes no shared cache line: docs/architecture.md) */
     uint64_t sets;
     uint64_t deletes;
     uint64_t evictions;
@@ -242,7 +242,8 @@ SHMC_API int shmc_clear(shmc_cache *cache, uint64_t *removed);
 /* Host-wide statistics (sum over stripes). */
 SHMC_API int shmc_get_stats(shmc_cache *cache, shmc_stats *out);
 
-/* Statistics of one stripe (0 <= stripe < n_stripes). Errors: SHMC_E_INVAL. */
+/* Statistics of one stripe (0 <= stripe < n_stripes); hits and misses are 0 (host-wide only,
+ * since layout version 6). Errors: SHMC_E_INVAL. */
 SHMC_API int shmc_stripe_stats(shmc_cache *cache, uint32_t stripe, shmc_stats *out);
 
 /* Geometry, ownership and attached processes. */
