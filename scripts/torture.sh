@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# torture.sh - the SIGKILL torture test, for as long as you like: the crash suite's random-kill
-# and crash-points cases in a loop, each run with a fresh seed, with running totals.
+# torture.sh - the SIGKILL torture test, for as long as you like: the crash suite's random-kill,
+# crash-points and hot-key-race cases in a loop, each run with a fresh seed, with running totals.
 #
 # random-kill: 8 processes under a verified mixed load, one SIGKILLed every 0-8 ms and respawned
 # (500 kills a run): kills land anywhere, inside or outside a lock, during open and close.
 # crash-points: workers SIGKILL themselves at a random crash point inside a dirty (locked,
 # half-written) section, ~170 times per eviction strategy, while 3 survivors run verified ops.
+# hot-key-race: lock-free readers check every byte of 4 hot keys (and that no value older than
+# the last finished write comes back) while writers overwrite, delete and evict them and are
+# SIGKILLed at random instants and at crash points, and a checker rebuilds stripes.
 # Every run checks what the crash tests check: no corrupt value, no error the contract does not
 # allow, no op slower than the bound (100 ms, or $SHMC_TEST_LATENCY_MS), shmc_check clean at the
 # end, no memory lost for good (refill), every dead lock holder recovered.
@@ -15,7 +18,7 @@
 # and for each failure its case, seed and the command that replays it. Logs of failed runs are
 # kept (path printed). Exits 1 if any run failed, 2 on a usage or build error.
 #
-# Usage: scripts/torture.sh [--minutes N] [--build DIR] [--case random-kill|crash-points]...
+# Usage: scripts/torture.sh [--minutes N] [--build DIR] [--case random-kill|crash-points|hot-key-race]...
 #   --minutes N   how long to keep starting runs (default 10; the last run finishes after)
 #   --build DIR   meson build directory to build crash_test in (default: build); a sanitizer
 #                 build works too (scripts/test.sh --sanitize makes build-asan)
@@ -41,7 +44,8 @@ while [[ $# -gt 0 ]]; do
             shift
             ;;
         --case)
-            [[ $# -ge 2 && ( "$2" == random-kill || "$2" == crash-points ) ]] ||
+            [[ $# -ge 2 && ( "$2" == random-kill || "$2" == crash-points ||
+                "$2" == hot-key-race ) ]] ||
                 { usage >&2; exit 2; }
             cases+=("$2")
             shift
@@ -51,7 +55,7 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
-[[ ${#cases[@]} -eq 0 ]] && cases=(random-kill crash-points)
+[[ ${#cases[@]} -eq 0 ]] && cases=(random-kill crash-points hot-key-race)
 [[ "$build" == /* ]] || build="$root/$build"
 
 cd "$root" || exit 2
@@ -93,8 +97,14 @@ while [[ $(date +%s) -lt $deadline ]]; do
         k=$((k + kk))
         r=$((r + rr))
     done < <(grep -oE 'kills=[0-9]+ recoveries=[0-9]+' "$log" | sed 's/kills=//; s/recoveries=//')
+    # hot-key-race: "kills=K crash_point_deaths=D (armed A) recoveries=R" per strategy.
+    while read -r kk dd rr; do
+        k=$((k + kk + dd))
+        r=$((r + rr))
+    done < <(grep -oE 'kills=[0-9]+ crash_point_deaths=[0-9]+ \(armed [0-9]+\) recoveries=[0-9]+' \
+        "$log" | sed -E 's/kills=([0-9]+) crash_point_deaths=([0-9]+) \(armed [0-9]+\) recoveries=([0-9]+)/\1 \2 \3/')
     m=0
-    for v in $(grep -oE 'max_op=[0-9.]+ms' "$log" | sed 's/max_op=//; s/ms//'); do
+    for v in $(grep -oE 'max_(op|read)=[0-9.]+ms' "$log" | sed -E 's/max_(op|read)=//; s/ms//'); do
         m=$(fmax "$m" "$v")
     done
     kills=$((kills + k))
