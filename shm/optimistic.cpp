@@ -10,15 +10,19 @@
 #include "shm/eviction.h"
 
 // The reads below race with writers by design (a seqlock); they are validated afterwards.
-// ThreadSanitizer cannot know that, so the functions that make them are not instrumented.
+// ThreadSanitizer cannot know that, so the functions that make them are not instrumented, and
+// under it they copy and compare with plain byte loops: memcpy and memcmp are intercepted by the
+// TSan runtime, which would check them whatever the caller's attributes.
 #if defined(__SANITIZE_THREAD__)
-#define SHMC_SEQLOCK_READ __attribute__((no_sanitize("thread"), noinline))
+#define SHMC_TSAN 1
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
+#define SHMC_TSAN 1
+#endif
+#endif
+#ifdef SHMC_TSAN
 #define SHMC_SEQLOCK_READ __attribute__((no_sanitize("thread"), noinline))
-#endif
-#endif
-#ifndef SHMC_SEQLOCK_READ
+#else
 #define SHMC_SEQLOCK_READ
 #endif
 
@@ -43,10 +47,32 @@ struct Seen {
     bool copied;  // the value was copied into buf (it fits)
 };
 
+// A load of a field that a writer may be storing to: one untorn read (relaxed atomic), whose
+// value is trusted only after seq is checked.
 template <class T>
-T racy_load(const T& field) {
-    return std::atomic_ref<const T>(field).load(std::memory_order_relaxed);
+SHMC_SEQLOCK_READ T racy_load(const T& field) {
+    return __atomic_load_n(&field, __ATOMIC_RELAXED);
 }
+
+#ifdef SHMC_TSAN
+SHMC_SEQLOCK_READ void racy_copy(void* dst, const void* src, size_t n) {
+    const volatile uint8_t* s = static_cast<const volatile uint8_t*>(src);
+    uint8_t* d = static_cast<uint8_t*>(dst);
+    for (size_t i = 0; i < n; ++i) d[i] = s[i];
+}
+SHMC_SEQLOCK_READ bool racy_equal(const void* shared, const void* mine, size_t n) {
+    const volatile uint8_t* s = static_cast<const volatile uint8_t*>(shared);
+    const uint8_t* m = static_cast<const uint8_t*>(mine);
+    for (size_t i = 0; i < n; ++i)
+        if (s[i] != m[i]) return false;
+    return true;
+}
+#else
+inline void racy_copy(void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); }
+inline bool racy_equal(const void* shared, const void* mine, size_t n) {
+    return std::memcmp(shared, mine, n) == 0;
+}
+#endif
 
 // One pass over the key's chain; every read may be torn and is validated by the caller.
 SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t cap, Seen* out) {
@@ -56,7 +82,7 @@ SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t 
         if (idx >= s.nblocks) return Look::kRetry;
         const uint8_t* p = s.blocks + uint64_t(idx) * kBlockSize;
         EntryHeader& h = out->h;
-        std::memcpy(static_cast<void*>(&h), p, sizeof h);  // checked below, field by field
+        racy_copy(&h, p, sizeof h);  // checked below, field by field
         if (h.tag != kEntryTag) return Look::kRetry;
         if (h.hash_tag == k.tag() && h.key_len == k.len) {
             const uint32_t n = h.ext.nblocks;
@@ -65,13 +91,13 @@ SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t 
             // Key and value must lie in this first extent; longer entries take the lock.
             if (kEntryHeader + uint64_t(k.len) + h.value_len > uint64_t(n) * kBlockSize)
                 return Look::kLock;
-            if (std::memcmp(p + kEntryHeader, k.data, k.len) == 0) {
+            if (racy_equal(p + kEntryHeader, k.data, k.len)) {
                 out->idx = idx;
                 out->q_head = racy_load(s.ctl->q_head[kMainQueue]);
                 out->lru_clock = racy_load(s.ctl->lru_clock);
                 out->main_entries = racy_load(s.ctl->q_entries[kMainQueue]);
                 out->copied = h.value_len <= cap;
-                if (out->copied) std::memcpy(buf, p + kEntryHeader + k.len, h.value_len);
+                if (out->copied) racy_copy(buf, p + kEntryHeader + k.len, h.value_len);
                 return Look::kFound;
             }
         }
