@@ -8,8 +8,6 @@
 // from the tail, clearing visited bits, evicting the first unvisited entry.
 #include "shm/eviction.h"
 
-#include <algorithm>
-
 #include <shmcache/shmcache.h>
 
 #include "shm/clock.h"
@@ -220,25 +218,6 @@ void queue_unlink(const StripeRef& s, uint32_t idx) {
     c->q_blocks[q] -= e->total_blocks;
 }
 
-// LRU promotes a hit entry to the queue head only if it is not already among the newest part of
-// the queue: those that went to the head within the last quarter of the stripe's entries (by
-// lru_clock, mod 2^16, at most 16384). A hit on a hot key then usually writes nothing, so that
-// it needs no lock (shm/optimistic.h); an entry that far from the tail is not an eviction
-// candidate anyway. Tiny stripes (under 4 entries) promote on every hit, as plain LRU does.
-namespace {
-
-uint32_t lru_window(uint32_t main_entries) {
-    return std::min<uint32_t>(main_entries / 4, 16384);
-}
-
-void lru_stamp(const StripeRef& s, EntryHeader* e) { e->lfu_minutes = uint16_t(++s.ctl->lru_clock); }
-
-}  // namespace
-
-bool lru_recent(uint16_t stamp, uint32_t clock, uint32_t main_entries) {
-    return uint16_t(uint16_t(clock) - stamp) < lru_window(main_entries);
-}
-
 void policy_insert(const StripeRef& s, uint32_t idx) {
     EntryHeader* e = s.entry(idx);
     switch (s.strategy) {
@@ -249,10 +228,6 @@ void policy_insert(const StripeRef& s, uint32_t idx) {
         case SHMC_STRATEGY_LFU:
             e->freq = kLfuInit;
             e->lfu_minutes = lfu_now();
-            break;
-        case SHMC_STRATEGY_LRU:
-            e->freq = 0;
-            lru_stamp(s, e);
             break;
         default: e->freq = 0;
     }
@@ -266,11 +241,9 @@ __attribute__((tls_model("initial-exec"))) thread_local bool t_lfu_increment = f
 
 void clear_policy_decision() { t_lfu_increment = false; }
 
-bool policy_hit_is_noop(const StripeRef& s, uint32_t idx, const EntryHeader& e, uint32_t q_head,
-                        uint32_t lru_clock, uint32_t main_entries) {
+bool policy_hit_is_noop(const StripeRef& s, uint32_t idx, const EntryHeader& e, uint32_t q_head) {
     switch (s.strategy) {
-        case SHMC_STRATEGY_LRU:
-            return q_head == idx || lru_recent(e.lfu_minutes, lru_clock, main_entries);
+        case SHMC_STRATEGY_LRU: return q_head == idx;  // exact LRU: any other hit relinks
         case SHMC_STRATEGY_LFU: {
             if (e.lfu_minutes != lfu_now() || e.freq == 255) return e.lfu_minutes == lfu_now();
             // The increment's roll, made here with a per-thread generator: a winning roll takes
@@ -293,11 +266,7 @@ void policy_hit(const StripeRef& s, uint32_t idx) {
     EntryHeader* e = s.entry(idx);
     switch (s.strategy) {
         case SHMC_STRATEGY_LRU:
-            if (s.ctl->q_head[kMainQueue] != idx &&
-                !lru_recent(e->lfu_minutes, s.ctl->lru_clock, s.ctl->q_entries[kMainQueue])) {
-                move_to_head(s, kMainQueue, idx);
-                lru_stamp(s, e);
-            }
+            if (s.ctl->q_head[kMainQueue] != idx) move_to_head(s, kMainQueue, idx);
             return;
         case SHMC_STRATEGY_LFU: {
             // Logarithmic counter (as Redis): the more hits, the less likely the next increment.

@@ -29,15 +29,14 @@ bool policy_hit_relinks(const StripeRef& s);
 void policy_hit(const StripeRef& s, uint32_t idx);
 
 // Whether a hit on the entry e (a copy, at block idx) would change nothing policy_hit writes,
-// judged from values a lock-free reader took (shm/optimistic.h): the queue head, lru_clock and
-// the main queue's length. Needs no lock and writes nothing shared. False: take the lock for
-// this hit (LFU: the increment was rolled and won; the locked policy_hit applies it as is).
-bool policy_hit_is_noop(const StripeRef& s, uint32_t idx, const EntryHeader& e, uint32_t q_head,
-                        uint32_t lru_clock, uint32_t main_entries);
+// judged from values a lock-free reader took (shm/optimistic.h): the main queue's head. Needs
+// no lock and writes nothing shared. False: take the lock for this hit (LRU: the entry is not
+// at the head; LFU: the increment was rolled and won, and the locked policy_hit applies it as
+// is). LRU stays exact: a hot set that is not all at the head takes the lock on its hits (the
+// replay check holds the engine's LRU to the published LRU figures).
+bool policy_hit_is_noop(const StripeRef& s, uint32_t idx, const EntryHeader& e, uint32_t q_head);
 // Forgets a decision policy_hit_is_noop left for the locked hit (when that hit did not happen).
 void clear_policy_decision();
-// LRU: whether an entry stamped `stamp` is among the newest of the queue (no promotion needed).
-bool lru_recent(uint16_t stamp, uint32_t clock, uint32_t main_entries);
 
 // Chooses the entry to evict (moving others as the policy says) and returns it, still linked;
 // kNil if the stripe is empty. by_count: the entry limit, not memory, is what binds.

@@ -234,8 +234,6 @@ struct alignas(64) StripeCtl {
     uint32_t q_blocks[kQueues];
     uint32_t sieve_hand;
     uint32_t ghost_clock;
-    uint32_t lru_clock;  // LRU: counts inserts and promotions (an entry's stamp: EntryHeader)
-    uint32_t reserved1;
     uint64_t min_expiry_lb;  // no entry expires before this monotonic ms (0: none has a TTL)
     uint64_t data_bytes;     // key + value bytes of live entries
     uint64_t rng;            // xorshift state for probabilistic policy decisions
@@ -269,8 +267,7 @@ struct EntryHeader {
     uint8_t freq;   // policy counter: LFU log counter, S3-FIFO frequency, SIEVE visited bit
     uint8_t l2_epoch;  // 0, or an L2 copy's coherence epoch (epoch8() of L2Coherence::epoch)
     uint16_t key_len;
-    uint16_t lfu_minutes;  // LFU: monotonic minutes (mod 2^16) of the last counter decay;
-                           // LRU: lru_clock (mod 2^16) when it last went to the queue head
+    uint16_t lfu_minutes;  // LFU: monotonic minutes (mod 2^16) of the last counter decay
     uint32_t value_len;
     uint32_t flags;
     uint32_t bucket_next;  // next entry in the hash chain

@@ -43,7 +43,7 @@ enum class Look { kFound, kAbsent, kRetry, kLock };
 struct Seen {
     EntryHeader h;
     uint32_t idx;
-    uint32_t q_head, lru_clock, main_entries;
+    uint32_t q_head;
     bool copied;  // the value was copied into buf (it fits)
 };
 
@@ -94,8 +94,6 @@ SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t 
             if (racy_equal(p + kEntryHeader, k.data, k.len)) {
                 out->idx = idx;
                 out->q_head = racy_load(s.ctl->q_head[kMainQueue]);
-                out->lru_clock = racy_load(s.ctl->lru_clock);
-                out->main_entries = racy_load(s.ctl->q_entries[kMainQueue]);
                 out->copied = h.value_len <= cap;
                 if (out->copied) racy_copy(buf, p + kEntryHeader + k.len, h.value_len);
                 return Look::kFound;
@@ -135,7 +133,7 @@ Optimistic decide(const StripeRef& s, const Key& k, const Seen& seen, void* buf,
     if (!seen.copied) return Optimistic::kTooSmall;
     if (entry_checksum(k.hash, e.stale_ms, e.compute_ms, buf, e.value_len) != e.checksum)
         return Optimistic::kLock;  // damage in the segment: the locked get rebuilds the stripe
-    if (!policy_hit_is_noop(s, seen.idx, e, seen.q_head, seen.lru_clock, seen.main_entries))
+    if (!policy_hit_is_noop(s, seen.idx, e, seen.q_head))
         return Optimistic::kHitNeedsLock;
     count_hit(s);
     return Optimistic::kHit;
