@@ -22,7 +22,7 @@ CITATION = ('Traces and "paper" figures: Megiddo & Modha, "ARC: A Self-Tuning, L
             'Replacement Cache", USENIX FAST 2003')
 # Engine columns worth a line (the others are duplicates or checks).
 ENGINE_COLUMNS = ["lru/1", "lru/64", "s3fifo/64", "sieve/64", "fifo/64", "lfu/64"]
-PAPER_COLUMNS = ["paper LRU", "paper ARC", "paper OPT"]
+PAPER_COLUMNS = ["paper LRU", "paper ARC", "paper OPT", "sim W-TinyLFU"]
 
 
 def parse_tables(text):
@@ -85,7 +85,9 @@ def main():
         sys.exit("usage: plot_replay.py REPLAY_MARKDOWN OUT_DIR")
     with open(sys.argv[1], encoding="utf-8") as f:
         text = f.read()
-    made = [plot(t, h, r, sys.argv[2]) for t, h, r in parse_tables(text) if r]
+    # The ARC traces only: the LIRS traces' sections have no published curves to draw against.
+    made = [plot(t, h, r, sys.argv[2]) for t, h, r in parse_tables(text)
+            if r and "paper LRU" in h]
     if not made:
         sys.exit("plot_replay.py: no replay table found")
     for path in made:
