@@ -68,7 +68,9 @@ SHMC_SEQLOCK_READ bool racy_equal(const void* shared, const void* mine, size_t n
     return true;
 }
 #else
-inline void racy_copy(void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); }
+inline void racy_copy(void* dst, const void* src, size_t n) {
+    if (n) std::memcpy(dst, src, n);  // dst may be NULL for an empty value (cap 0)
+}
 inline bool racy_equal(const void* shared, const void* mine, size_t n) {
     return std::memcmp(shared, mine, n) == 0;
 }

@@ -306,7 +306,8 @@ void overwrite_in_place(const StripeRef& s, const Key& k, uint32_t idx, const vo
     e->compute_ms = meta.compute_ms;
     e->l2_epoch = meta.l2_epoch;
     e->checksum = value_checksum(k.hash, e, value);
-    std::memcpy(reinterpret_cast<uint8_t*>(e) + kEntryHeader + k.len, value, value_len);
+    if (value_len)  // value may be NULL for an empty value
+        std::memcpy(reinterpret_cast<uint8_t*>(e) + kEntryHeader + k.len, value, value_len);
     SHMC_CRASH_POINT();
     if (meta.expires_ms && (c->min_expiry_lb == 0 || meta.expires_ms < c->min_expiry_lb))
         c->min_expiry_lb = meta.expires_ms;
