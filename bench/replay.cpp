@@ -407,84 +407,116 @@ double simulate_lru(const std::vector<uint64_t> &keys, uint64_t c) {
     return 100.0 * double(hits) / double(keys.size());
 }
 
-// Exact ARC (Megiddo & Modha, FAST 2003, Figure 4) in process memory: on the ARC traces it must
-// come out near the paper's ARC column; on the LIRS traces, where the paper has no figures, it is
-// the ARC bar.
-double simulate_arc(const std::vector<uint64_t> &keys, uint64_t c) {
-    enum : uint8_t { kT1, kT2, kB1, kB2 };
+// Keys in N doubly linked LRU lists (head: most recent), a node per key found by hash: what the
+// ARC and W-TinyLFU simulations are made of. Nodes of forgotten keys are reused.
+template <uint8_t N>
+struct KeyLists {
+    static constexpr uint32_t nil = UINT32_MAX;
     struct Node {
         uint32_t prev, next;
         uint64_t key;
         uint8_t list;
     };
-    const uint32_t nil = UINT32_MAX;
     std::vector<Node> nodes;
-    nodes.reserve(2 * c + 1);
     std::vector<uint32_t> free_nodes;
     std::unordered_map<uint64_t, uint32_t> where;
-    where.reserve(4 * c);
-    uint32_t head[4] = {nil, nil, nil, nil}, tail[4] = {nil, nil, nil, nil};  // head: MRU
-    uint64_t size[4] = {0, 0, 0, 0};
-    auto unlink_node = [&](uint32_t i) {
+    uint32_t head[N], tail[N];
+    uint64_t size[N] = {};
+
+    explicit KeyLists(uint64_t keys) {
+        std::fill(head, head + N, nil);
+        std::fill(tail, tail + N, nil);
+        nodes.reserve(keys + 1);
+        where.reserve(2 * keys);
+    }
+    // The node of k, or nil.
+    uint32_t find(uint64_t k) const {
+        auto it = where.find(k);
+        return it == where.end() ? nil : it->second;
+    }
+    uint8_t list(uint32_t i) const { return nodes[i].list; }
+    uint64_t key(uint32_t i) const { return nodes[i].key; }
+    void unlink(uint32_t i) {
         Node &n = nodes[i];
         (n.prev != nil ? nodes[n.prev].next : head[n.list]) = n.next;
         (n.next != nil ? nodes[n.next].prev : tail[n.list]) = n.prev;
         --size[n.list];
-    };
-    auto push_front = [&](uint32_t i, uint8_t l) {
+    }
+    void push_front(uint32_t i, uint8_t l) {
         nodes[i].list = l;
         nodes[i].prev = nil;
         nodes[i].next = head[l];
         (head[l] != nil ? nodes[head[l]].prev : tail[l]) = i;
         head[l] = i;
         ++size[l];
-    };
-    auto drop_lru = [&](uint8_t l) {  // forget the LRU key of l entirely
-        uint32_t i = tail[l];
-        unlink_node(i);
+    }
+    void move_front(uint32_t i, uint8_t l) {
+        unlink(i);
+        push_front(i, l);
+    }
+    // A new key at the head of list l; returns its node.
+    uint32_t add(uint64_t k, uint8_t l) {
+        uint32_t i;
+        if (!free_nodes.empty()) {
+            i = free_nodes.back();
+            free_nodes.pop_back();
+            nodes[i].key = k;
+        } else {
+            i = uint32_t(nodes.size());
+            nodes.push_back({nil, nil, k, l});
+        }
+        where.emplace(k, i);
+        push_front(i, l);
+        return i;
+    }
+    // Forgets the key of node i, already unlinked.
+    void forget(uint32_t i) {
         where.erase(nodes[i].key);
         free_nodes.push_back(i);
+    }
+};
+
+// Exact ARC (Megiddo & Modha, FAST 2003, Figure 4) in process memory: on the ARC traces it must
+// come out near the paper's ARC column; on the LIRS traces, where the paper has no figures, it is
+// the ARC bar.
+double simulate_arc(const std::vector<uint64_t> &keys, uint64_t c) {
+    enum : uint8_t { kT1, kT2, kB1, kB2 };
+    KeyLists<4> q(2 * c);
+    auto drop_lru = [&](uint8_t l) {  // forget the LRU key of l entirely
+        const uint32_t i = q.tail[l];
+        q.unlink(i);
+        q.forget(i);
     };
     double p = 0;
     auto replace = [&](bool in_b2) {
-        if (size[kT1] >= 1 && ((in_b2 && double(size[kT1]) == p) || double(size[kT1]) > p)) {
-            uint32_t i = tail[kT1];
-            unlink_node(i);
-            push_front(i, kB1);
-        } else {
-            uint32_t i = tail[kT2];
-            unlink_node(i);
-            push_front(i, kB2);
-        }
+        const uint64_t t1 = q.size[kT1];
+        if (t1 >= 1 && ((in_b2 && double(t1) == p) || double(t1) > p))
+            q.move_front(q.tail[kT1], kB1);
+        else
+            q.move_front(q.tail[kT2], kB2);
     };
     uint64_t hits = 0;
     const double cap = double(c);
     for (uint64_t k : keys) {
-        auto it = where.find(k);
-        if (it != where.end()) {
-            uint32_t i = it->second;
-            uint8_t l = nodes[i].list;
+        const uint32_t i = q.find(k);
+        if (i != q.nil) {
+            const uint8_t l = q.list(i);
             if (l == kT1 || l == kT2) {
                 ++hits;
-                unlink_node(i);
-                push_front(i, kT2);
-                continue;
-            }
-            if (l == kB1) {
-                p = std::min(cap, p + std::max(double(size[kB2]) / double(size[kB1]), 1.0));
+            } else if (l == kB1) {
+                p = std::min(cap, p + std::max(double(q.size[kB2]) / double(q.size[kB1]), 1.0));
                 replace(false);
             } else {
-                p = std::max(0.0, p - std::max(double(size[kB1]) / double(size[kB2]), 1.0));
+                p = std::max(0.0, p - std::max(double(q.size[kB1]) / double(q.size[kB2]), 1.0));
                 replace(true);
             }
-            unlink_node(i);
-            push_front(i, kT2);
+            q.move_front(i, kT2);
             continue;
         }
-        const uint64_t l1 = size[kT1] + size[kB1];
-        const uint64_t all = l1 + size[kT2] + size[kB2];
+        const uint64_t l1 = q.size[kT1] + q.size[kB1];
+        const uint64_t all = l1 + q.size[kT2] + q.size[kB2];
         if (l1 == c) {
-            if (size[kT1] < c) {
+            if (q.size[kT1] < c) {
                 drop_lru(kB1);
                 replace(false);
             } else {
@@ -494,17 +526,7 @@ double simulate_arc(const std::vector<uint64_t> &keys, uint64_t c) {
             if (all == 2 * c) drop_lru(kB2);
             replace(false);
         }
-        uint32_t i;
-        if (!free_nodes.empty()) {
-            i = free_nodes.back();
-            free_nodes.pop_back();
-            nodes[i].key = k;
-        } else {
-            i = uint32_t(nodes.size());
-            nodes.push_back({nil, nil, k, kT1});
-        }
-        where.emplace(k, i);
-        push_front(i, kT1);
+        q.add(k, kT1);
     }
     return 100.0 * double(hits) / double(keys.size());
 }
@@ -520,12 +542,6 @@ double simulate_arc(const std::vector<uint64_t> &keys, uint64_t c) {
 // figures: OLTP c=1000 35.6 (Caffeine's simulator 35.30), P3 c=32768 19.0.
 double simulate_wtinylfu(const std::vector<uint64_t> &keys, uint64_t c) {
     enum : uint8_t { kWindow, kProbation, kProtected };
-    struct Node {
-        uint32_t prev, next;
-        uint64_t key;
-        uint8_t list;
-    };
-    const uint32_t nil = UINT32_MAX;
     const uint64_t window_cap = std::max<uint64_t>(1, c / 100);
     const uint64_t main_cap = c > window_cap ? c - window_cap : 1;
     const uint64_t protected_cap = main_cap * 8 / 10;
@@ -558,74 +574,36 @@ double simulate_wtinylfu(const std::vector<uint64_t> &keys, uint64_t c) {
             sketch_ops /= 2;
         }
     };
-    std::vector<Node> nodes;
-    nodes.reserve(c + 1);
-    std::unordered_map<uint64_t, uint32_t> where;
-    where.reserve(2 * c);
-    uint32_t head[3] = {nil, nil, nil}, tail[3] = {nil, nil, nil};
-    uint64_t size[3] = {0, 0, 0};
-    auto unlink_node = [&](uint32_t i) {
-        Node &n = nodes[i];
-        (n.prev != nil ? nodes[n.prev].next : head[n.list]) = n.next;
-        (n.next != nil ? nodes[n.next].prev : tail[n.list]) = n.prev;
-        --size[n.list];
-    };
-    auto push_front = [&](uint32_t i, uint8_t l) {
-        nodes[i].list = l;
-        nodes[i].prev = nil;
-        nodes[i].next = head[l];
-        (head[l] != nil ? nodes[head[l]].prev : tail[l]) = i;
-        head[l] = i;
-        ++size[l];
-    };
-    std::vector<uint32_t> free_nodes;
+    KeyLists<3> q(c);
     uint64_t hits = 0;
     for (uint64_t k : keys) {
         bump_freq(k);
-        auto it = where.find(k);
-        if (it != where.end()) {
+        const uint32_t i = q.find(k);
+        if (i != q.nil) {
             ++hits;
-            uint32_t i = it->second;
-            const uint8_t l = nodes[i].list;
-            unlink_node(i);
-            if (l == kWindow) {
-                push_front(i, kWindow);
+            if (q.list(i) == kWindow) {
+                q.move_front(i, kWindow);
             } else {
-                push_front(i, kProtected);
-                if (size[kProtected] > protected_cap) {
-                    uint32_t d = tail[kProtected];
-                    unlink_node(d);
-                    push_front(d, kProbation);
-                }
+                q.move_front(i, kProtected);
+                if (q.size[kProtected] > protected_cap) q.move_front(q.tail[kProtected], kProbation);
             }
             continue;
         }
-        uint32_t i;
-        if (!free_nodes.empty()) {
-            i = free_nodes.back();
-            free_nodes.pop_back();
-            nodes[i].key = k;
-        } else {
-            i = uint32_t(nodes.size());
-            nodes.push_back({nil, nil, k, kWindow});
-        }
-        where.emplace(k, i);
-        push_front(i, kWindow);
-        if (size[kWindow] <= window_cap) continue;
-        const uint32_t cand = tail[kWindow];
-        unlink_node(cand);
-        if (size[kProbation] + size[kProtected] < main_cap) {
-            push_front(cand, kProbation);
+        q.add(k, kWindow);
+        if (q.size[kWindow] <= window_cap) continue;
+        const uint32_t cand = q.tail[kWindow];
+        q.unlink(cand);
+        if (q.size[kProbation] + q.size[kProtected] < main_cap) {
+            q.push_front(cand, kProbation);
             continue;
         }
-        uint32_t victim = tail[kProbation] != nil ? tail[kProbation] : tail[kProtected];
-        uint32_t out = freq(nodes[cand].key) > freq(nodes[victim].key) ? victim : cand;
+        const uint32_t victim = q.tail[kProbation] != q.nil ? q.tail[kProbation] : q.tail[kProtected];
+        const uint32_t out = freq(q.key(cand)) > freq(q.key(victim)) ? victim : cand;
         if (out == victim) {
-            unlink_node(victim);
-            push_front(cand, kProbation);
+            q.unlink(victim);
+            q.push_front(cand, kProbation);
         }
-        where.erase(nodes[out].key);
-        free_nodes.push_back(out);
+        q.forget(out);
     }
     return 100.0 * double(hits) / double(keys.size());
 }
