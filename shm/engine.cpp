@@ -113,26 +113,25 @@ int Engine::get(const void* key, size_t klen, void* buf, size_t cap, size_t* val
     GetResult r{};
     int rc = SHMC_E_LOCK_TIMEOUT;
     note_fork();  // before counting: a fork child counts in its own slot
-    switch (optimistic_ ? optimistic_get(stripes_[stripe_of(k)], k, buf, cap, &r)
-                        : Optimistic::kLock) {
+    const StripeRef& s = stripes_[stripe_of(k)];
+    const Optimistic o = optimistic_ ? optimistic_get(s, k, buf, cap, &r) : Optimistic::kLock;
+    switch (o) {
         case Optimistic::kHit: rc = 0; break;
         case Optimistic::kMiss: rc = SHMC_E_NOTFOUND; break;
         case Optimistic::kTooSmall: rc = SHMC_E_BUFFER_TOO_SMALL; break;
         case Optimistic::kLock:
-            rc = locked(stripe_of(k),
-                        [&](const StripeRef& s) { return table_get(s, k, buf, cap, &r); });
-            clear_policy_decision();  // an LFU roll the locked get did not consume (it missed)
-            break;
         case Optimistic::kHitNeedsLock: {
             const GetResult seen = r;
-            rc = locked(stripe_of(k),
-                        [&](const StripeRef& s) { return table_get(s, k, buf, cap, &r); });
-            if (rc == SHMC_E_LOCK_TIMEOUT) {  // table_get never ran: buf still holds the copy
-                count_hit(stripes_[stripe_of(k)]);
+            rc = locked(s.index,
+                        [&](const StripeRef& ls) { return table_get(ls, k, buf, cap, &r); });
+            // A verified copy whose policy update could not be had: table_get never ran, so buf
+            // still holds it.
+            if (o == Optimistic::kHitNeedsLock && rc == SHMC_E_LOCK_TIMEOUT) {
+                count_hit(s);
                 r = seen;
                 rc = 0;
             }
-            clear_policy_decision();
+            clear_policy_decision();  // an LFU roll the locked get did not consume (it missed)
             break;
         }
     }

@@ -245,7 +245,8 @@ bool policy_hit_is_noop(const StripeRef& s, uint32_t idx, const EntryHeader& e, 
     switch (s.strategy) {
         case SHMC_STRATEGY_LRU: return q_head == idx;  // exact LRU: any other hit relinks
         case SHMC_STRATEGY_LFU: {
-            if (e.lfu_minutes != lfu_now() || e.freq == 255) return e.lfu_minutes == lfu_now();
+            if (e.lfu_minutes != lfu_now()) return false;  // the counter's decay is due
+            if (e.freq == 255) return true;
             // The increment's roll, made here with a per-thread generator: a winning roll takes
             // the lock and increments there without rolling again (t_lfu_increment), so the
             // probability is the same whichever path the hit takes.

@@ -192,7 +192,8 @@ struct alignas(64) ProcessCounters {
 };
 constexpr uint32_t kProcessCounterSlots = kAttachSlots + 1;
 constexpr uint32_t kOverflowCounters = kAttachSlots;
-constexpr uint64_t kProcessCountersBytes = (kProcessCounterSlots * sizeof(ProcessCounters) + 4095) / 4096 * 4096;
+constexpr uint64_t kProcessCountersBytes =  // whole pages, so the stripes start page-aligned
+    (kProcessCounterSlots * sizeof(ProcessCounters) + 4095) / 4096 * 4096;
 
 // One lease: the right, given to one caller on the host, to compute the value of one key while
 // the others wait for it (docs/stampede.md). A stripe keeps kLeaseSlots of them for its keys.

@@ -26,7 +26,6 @@ struct Key {
     uint32_t tag() const { return uint32_t(hash >> 32); }
 };
 
-
 // When the entry stops being fresh: expires_ms - stale_ms (0: never). Clamped, so that a damaged
 // stale_ms larger than expires_ms makes the entry stale at once rather than fresh forever.
 inline uint64_t fresh_until(const EntryHeader* e) {
