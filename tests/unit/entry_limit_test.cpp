@@ -136,7 +136,37 @@ TEST_CASE("threads and processes inserting at once never take the cache above N"
     constexpr int kProcs = 3, kThreads = 3;
     for (uint64_t n : {1ull, 10ull, 1000ull}) {
         CAPTURE(n);
-        TestCache t("limit-race", limited(n));
+        // Lock deadlines far above any wait the race can cause: this case is about the count,
+        // and with the default 50 ms a loaded 2-core machine (ASan, nine writers fighting for
+        // one slot) makes a few stores time out, which is the documented answer to a wait, not
+        // a fault. A real deadlock would still fail here, at the suite's timeout.
+        shmc_options o = limited(n);
+        o.lock_timeout_ms = 20000;
+        TestCache t("limit-race", o);
+        // The children are forked before any thread of this process exists, and wait on a
+        // pipe for the start: a fork while the watcher runs could copy a lock it holds (the
+        // sanitizer's allocator, say) into a child, which then hangs on it forever.
+        int go[2];
+        REQUIRE(pipe(go) == 0);
+        std::vector<pid_t> kids;
+        for (int p = 0; p < kProcs; ++p) {
+            const pid_t pid = fork();
+            REQUIRE(pid >= 0);
+            if (pid == 0) {
+                close(go[1]);
+                char byte;
+                if (read(go[0], &byte, 1) != 1) _exit(4);
+                shmc_cache* c = nullptr;
+                if (shmc_open(t.name.c_str(), &o, &c) != 0) _exit(2);
+                int bad = 0;
+                for (int i = 0; i < 20000; ++i)
+                    if (set_key(c, "p" + std::to_string(p) + ":" + std::to_string(i)) != 0) ++bad;
+                shmc_close(c);
+                _exit(bad ? 1 : 0);
+            }
+            kids.push_back(pid);
+        }
+        close(go[0]);
         std::atomic<bool> stop{false};
         std::atomic<uint64_t> looks{0}, over{0}, worst{0};
         std::thread watcher([&] {
@@ -151,21 +181,9 @@ TEST_CASE("threads and processes inserting at once never take the cache above N"
                 }
             }
         });
-        std::vector<pid_t> kids;
-        for (int p = 0; p < kProcs; ++p) {
-            const pid_t pid = fork();
-            REQUIRE(pid >= 0);
-            if (pid == 0) {
-                shmc_cache* c = nullptr;
-                if (shmc_open(t.name.c_str(), nullptr, &c) != 0) _exit(2);
-                int bad = 0;
-                for (int i = 0; i < 20000; ++i)
-                    if (set_key(c, "p" + std::to_string(p) + ":" + std::to_string(i)) != 0) ++bad;
-                shmc_close(c);
-                _exit(bad ? 1 : 0);
-            }
-            kids.push_back(pid);
-        }
+        const char start[kProcs] = {};
+        REQUIRE(write(go[1], start, kProcs) == kProcs);
+        close(go[1]);
         std::atomic<int> failed{0};
         std::vector<std::thread> threads;
         for (int th = 0; th < kThreads; ++th)
