@@ -10,7 +10,7 @@
 # the last finished write comes back) while writers overwrite, delete and evict them and are
 # SIGKILLed at random instants and at crash points, and a checker rebuilds stripes.
 # Every run checks what the crash tests check: no corrupt value, no error the contract does not
-# allow, no op slower than the bound (100 ms, or $SHMC_TEST_LATENCY_MS), shmc_check clean at the
+# allow, no op slower than the bound (250 ms, or $SHMC_TEST_LATENCY_MS), shmc_check clean at the
 # end, no memory lost for good (refill), every dead lock holder recovered.
 #
 # Prints one line per run, then the totals:

@@ -49,7 +49,7 @@ void sleep_ms(double ms) {
 }
 
 uint64_t slow_bound_ns() {
-    uint64_t ms = 100;
+    uint64_t ms = 250;
     if (const char *e = std::getenv("SHMC_TEST_LATENCY_MS"); e && *e) {
         uint64_t v = std::strtoull(e, nullptr, 10);
         if (v > 0) ms = v;

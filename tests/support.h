@@ -57,8 +57,11 @@ uint64_t now_ns();
 inline double ns_to_ms(uint64_t ns) { return double(ns) / 1e6; }
 void sleep_ms(double ms);
 
-// The latency bound the crash tests hold every operation to: 100 ms, or $SHMC_TEST_LATENCY_MS.
-// Only sanitizer builds raise it (scripts/test.sh --sanitize): instrumented code on a shared
+// The latency bound the crash tests hold every operation to: 250 ms, or $SHMC_TEST_LATENCY_MS.
+// It detects hangs, not slowness: every wait is bounded by lock_timeout_ms (50 ms), so an
+// unbounded wait still fails, while a process descheduled on a loaded 2-core machine (a 207 ms
+// op was seen with other work running) does not. Latency is measured by bench/, not here.
+// Sanitizer builds raise it further (scripts/test.sh --sanitize): instrumented code on a shared
 // 2-core machine is several times slower, and that run is about memory errors, not latency.
 uint64_t slow_bound_ns();
 
