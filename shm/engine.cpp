@@ -454,6 +454,21 @@ SlotBroker::Outcome Engine::evict_elsewhere_locked(uint32_t own, uint64_t* deadl
     }
 }
 
+SlotBroker::Outcome Engine::evict_from_richer_locked(uint32_t own, uint32_t richer_than,
+                                                     uint64_t seed) {
+    const uint32_t n = g_.n_stripes, start = uint32_t(seed);
+    for (uint32_t step = 0; step < n; ++step) {
+        const uint32_t j = (start + step) & (n - 1);
+        if (j == own || peek(stripes_[j].ctl->entries) <= richer_than) continue;  // a hint
+        switch (evict_from_other_locked(j)) {
+            case SlotEvict::kHandedOver: return Outcome::kHandedOver;
+            case SlotEvict::kReclaimed: return Outcome::kRetry;
+            case SlotEvict::kNothing: break;
+        }
+    }
+    return Outcome::kGiveUp;
+}
+
 SlotEvict Engine::evict_from_other_locked(uint32_t j) {
     const StripeRef& t = stripes_[j];
     StripeCtl* c = t.ctl;
