@@ -159,12 +159,12 @@ of ARC (the paper's figure, else the simulation), s3fifo/64 and the W-TinyLFU re
 "default - bar" the default's distance from it, negative where the default is below (the bar of
 issue 15, not met yet). The limit c is host-wide and exact
 (layout version 4 on): nothing is evicted before the cache holds c entries and it never holds more;
-a store evicts from its own stripe, so the stripes keep the sizes they had when the cache filled
-(before version 4 each of the n stripes held at most ceil(c / n), so a stripe could evict while
-the cache held fewer than c, and a full cache held n * ceil(c / n)); the "run details" give what
-each run held at its first eviction and at the end. A policy that ages by
-wall-clock time (LFU decays its counters once a minute) sees no aging in a replay that lasts
-seconds: its figures are those of the policy without aging.
+a store into a stripe below its fair share (c / n, rounded down) evicts from a fuller stripe, so
+churn levels the stripes (before, they kept the sizes they had when the cache filled: 6 to 30
+entries each for c=1000 over 64 stripes; before version 4 each of the n stripes held at most
+ceil(c / n)); the "run details" give what each run held at its first eviction, at the end, and
+per stripe. LFU ages its counters by the stripe's turnover (layout version 7; until version 6 it
+aged by wall-clock minutes, so these replays, which last seconds, showed LFU without aging).
 
 MID
     if [ "$plots_rc" -eq 0 ]; then

@@ -8,9 +8,10 @@
 // from the tail, clearing visited bits, evicting the first unvisited entry.
 #include "shm/eviction.h"
 
+#include <algorithm>
+
 #include <shmcache/shmcache.h>
 
-#include "shm/clock.h"
 #include "shm/crash_point.h"
 
 namespace shmcache::shm {
@@ -77,12 +78,25 @@ void move_to_head(const StripeRef& s, uint32_t q, uint32_t idx) {
     queue_push_head(s, q, idx);
 }
 
-uint16_t lfu_now() { return uint16_t(monotonic_ms() / 60000); }
+uint16_t lfu_now(const StripeRef& s) {
+    return uint16_t(__atomic_load_n(&s.ctl->lfu_epoch, __ATOMIC_RELAXED));
+}
 
-// The LFU counter after aging: one point per minute since its last decay (as Redis does), so
-// an entry that was hot long ago cools down.
+// One insert into an LFU stripe: the clock moves once per turnover of the stripe (as many
+// inserts as it holds entries, at least 16). Redis ages by minutes; by turnover, a replay or a
+// quiet hour ages nothing, and a churning cache ages as fast as it churns.
+void lfu_tick(const StripeRef& s) {
+    StripeCtl* c = s.ctl;
+    if (++c->lfu_inserts >= std::max<uint32_t>(c->entries, 16)) {
+        c->lfu_inserts = 0;
+        __atomic_store_n(&c->lfu_epoch, c->lfu_epoch + 1, __ATOMIC_RELAXED);
+    }
+}
+
+// The LFU counter after aging: one point per turnover since its last decay, so an entry that
+// was hot long ago cools down.
 uint8_t lfu_decayed(const EntryHeader* e, uint16_t now) {
-    const uint16_t elapsed = uint16_t(now - e->lfu_minutes);
+    const uint16_t elapsed = uint16_t(now - e->lfu_epoch);
     return elapsed >= e->freq ? 0 : uint8_t(e->freq - elapsed);
 }
 
@@ -94,7 +108,7 @@ uint32_t victim_lfu(const StripeRef& s) {
          idx = s.entry(idx)->q_prev)
         sample[n++] = idx;
     if (!n) return kNil;
-    const uint16_t now = lfu_now();
+    const uint16_t now = lfu_now(s);
     uint32_t victim = sample[0];
     for (uint32_t i = 1; i < n; ++i)
         if (lfu_decayed(s.entry(sample[i]), now) < lfu_decayed(s.entry(victim), now))
@@ -226,8 +240,9 @@ void policy_insert(const StripeRef& s, uint32_t idx) {
             queue_push_head(s, ghost_take(s, e->hash_tag) ? kMainQueue : kSmallQueue, idx);
             return;
         case SHMC_STRATEGY_LFU:
+            lfu_tick(s);
             e->freq = kLfuInit;
-            e->lfu_minutes = lfu_now();
+            e->lfu_epoch = lfu_now(s);
             break;
         default: e->freq = 0;
     }
@@ -245,7 +260,7 @@ bool policy_hit_is_noop(const StripeRef& s, uint32_t idx, const EntryHeader& e, 
     switch (s.strategy) {
         case SHMC_STRATEGY_LRU: return q_head == idx;  // exact LRU: any other hit relinks
         case SHMC_STRATEGY_LFU: {
-            if (e.lfu_minutes != lfu_now()) return false;  // the counter's decay is due
+            if (e.lfu_epoch != lfu_now(s)) return false;  // the counter's decay is due
             if (e.freq == 255) return true;
             // The increment's roll, made here with a per-thread generator: a winning roll takes
             // the lock and increments there without rolling again (t_lfu_increment), so the
@@ -271,11 +286,11 @@ void policy_hit(const StripeRef& s, uint32_t idx) {
             return;
         case SHMC_STRATEGY_LFU: {
             // Logarithmic counter (as Redis): the more hits, the less likely the next increment.
-            const uint16_t now = lfu_now();
+            const uint16_t now = lfu_now(s);
             const bool decided = t_lfu_increment;  // rolled already by the lock-free reader
             t_lfu_increment = false;
             e->freq = lfu_decayed(e, now);
-            e->lfu_minutes = now;
+            e->lfu_epoch = now;
             if (e->freq == 255) return;
             const uint32_t base = e->freq > kLfuInit ? e->freq - kLfuInit : 0;
             if (decided || next_random(s.ctl) % (base * 10 + 1) == 0) ++e->freq;

@@ -24,7 +24,9 @@ constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endi
 // (EntryLimitShared) replaces the per-stripe entry limit. 5: coherence v2 (L2Coherence in the
 // header, an entry's l2_epoch). 6: optimistic reads (StripeCtl::seq) and per-process lookup
 // counters (ProcessCounters, after the header page) instead of per-stripe hits and misses.
-constexpr uint32_t kLayoutVersion = 6;
+// 7: LFU ages by the stripe's turnover (StripeCtl::lfu_epoch, EntryHeader::lfu_epoch) instead
+// of by wall-clock minutes.
+constexpr uint32_t kLayoutVersion = 7;
 constexpr uint32_t kBlockSize = 64;
 constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint32_t kHeaderBytes = 4096;
@@ -235,6 +237,11 @@ struct alignas(64) StripeCtl {
     uint32_t q_blocks[kQueues];
     uint32_t sieve_hand;
     uint32_t ghost_clock;
+    // LFU's clock: it moves once per as many inserts into the stripe as the stripe holds
+    // entries (one turnover), so counters age with the traffic, not with wall time. Written
+    // under the lock with relaxed atomic stores; the optimistic reader loads it relaxed.
+    uint32_t lfu_epoch;
+    uint32_t lfu_inserts;  // inserts since lfu_epoch last moved
     uint64_t min_expiry_lb;  // no entry expires before this monotonic ms (0: none has a TTL)
     uint64_t data_bytes;     // key + value bytes of live entries
     uint64_t rng;            // xorshift state for probabilistic policy decisions
@@ -268,7 +275,7 @@ struct EntryHeader {
     uint8_t freq;   // policy counter: LFU log counter, S3-FIFO frequency, SIEVE visited bit
     uint8_t l2_epoch;  // 0, or an L2 copy's coherence epoch (epoch8() of L2Coherence::epoch)
     uint16_t key_len;
-    uint16_t lfu_minutes;  // LFU: monotonic minutes (mod 2^16) of the last counter decay
+    uint16_t lfu_epoch;  // LFU: the stripe's lfu_epoch (mod 2^16) at the counter's last decay
     uint32_t value_len;
     uint32_t flags;
     uint32_t bucket_next;  // next entry in the hash chain

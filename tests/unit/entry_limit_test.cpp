@@ -296,6 +296,38 @@ TEST_CASE("a segment of layout version 3 is refused with the version error") {
     CHECK(shmc_open(t.name.c_str(), nullptr, &c2) == SHMC_E_VERSION);
     const std::string msg = shmc_errmsg();
     CHECK(msg.find("layout version 3") != std::string::npos);
-    CHECK(msg.find("layout version 6") != std::string::npos);
+    CHECK(msg.find("layout version " + std::to_string(shmcache::shm::kLayoutVersion)) !=
+          std::string::npos);
     CHECK(c2 == nullptr);
+}
+
+TEST_CASE("a full cache levels its stripes: none stays below its fair share") {
+    // 1000 entries over 64 stripes: when the count fills, the stripes hold a binomial share
+    // (about 6 to 30 each), and evicting from the own stripe keeps that share for good. A store
+    // into a stripe below the fair share (1000 / 64, rounded down: 15) evicts from a fuller
+    // stripe instead, so churn brings every stripe up to it.
+    for (uint32_t strategy : {uint32_t(SHMC_STRATEGY_S3FIFO), uint32_t(SHMC_STRATEGY_LRU),
+                              uint32_t(SHMC_STRATEGY_SIEVE), uint32_t(SHMC_STRATEGY_LFU),
+                              uint32_t(SHMC_STRATEGY_FIFO)}) {
+        CAPTURE(strategy);
+        shmc_options o = limited(1000);
+        o.strategy = strategy;
+        TestCache t("limit-level", o);
+        for (int i = 0; i < 30000; ++i) REQUIRE(set_key(t.c, "k" + std::to_string(i)) == 0);
+        const shmc_stats st = t.stats();
+        CHECK(st.entries == 1000);
+        CHECK(st.evictions == 29000);
+        uint64_t lo = UINT64_MAX, hi = 0;
+        for (uint32_t i = 0; i < 64; ++i) {
+            shmc_stats ss{};
+            REQUIRE(shmc_stripe_stats(t.c, i, &ss) == 0);
+            lo = std::min(lo, ss.entries);
+            hi = std::max(hi, ss.entries);
+        }
+        CAPTURE(lo);
+        CAPTURE(hi);
+        CHECK(lo >= 15);
+        CHECK(raw_counts(t.name).stripes == 1000);
+        CHECK(scanned_keys(t.c) == 1000);
+    }
 }

@@ -50,6 +50,28 @@ TEST_CASE("LFU keeps the frequently used") {
     CHECK(t.has("hot"));
 }
 
+TEST_CASE("LFU ages by the cache's turnover, not by the clock") {
+    // "old" is hit 200 times, then never again; "hot" is hit 20 times per new key, and each new
+    // key 3 times. Counters lose a point per turnover of the stripe (as many inserts as it holds
+    // entries, at least 16), so within a few hundred inserts, well inside a second, "old" has
+    // cooled below the new keys and is evicted, while "hot" (some 320 hits per turnover) stays
+    // far above them. Aged by wall-clock minutes, "old" would outlive them all here.
+    TestCache t("lfuage", one_stripe(SHMC_STRATEGY_LFU, 8));
+    t.set("old", "o");
+    t.set("hot", "h");
+    for (int i = 0; i < 200; ++i) REQUIRE(t.has("old"));
+    for (int i = 0; i < 2000; ++i) {
+        const std::string k = "new" + std::to_string(i);
+        t.set(k, "n");
+        for (int j = 0; j < 3; ++j) t.has(k);
+        int hot_hits = 0;
+        for (int j = 0; j < 20; ++j) hot_hits += t.has("hot");
+        REQUIRE(hot_hits == 20);
+    }
+    CHECK_FALSE(t.has("old"));
+    CHECK(t.has("hot"));
+}
+
 TEST_CASE("TTL evicts the soonest to expire") {
     TestCache t("ttlpol", one_stripe(SHMC_STRATEGY_TTL, 3));
     t.set("long", "1", 600000), t.set("soon", "2", 30000), t.set("none", "3");
