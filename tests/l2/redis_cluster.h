@@ -48,7 +48,10 @@ public:
     // Moves slot from node `from` to node `to` the way redis-cli --cluster reshard does:
     // IMPORTING on the target, MIGRATING on the source, MIGRATE the keys one at a time
     // (pause_ms between keys, so that clients meet the half-moved slot and get ASK), then
-    // SETSLOT NODE on every node (clients of the source get MOVED from then on).
+    // SETSLOT NODE on every node (clients of the source get MOVED from then on). Throws
+    // std::runtime_error if a MIGRATE fails, or if the slot is not empty after 60 s (with the
+    // keys moved, left and the last MIGRATE's answer): a caller that runs threads meanwhile must
+    // catch it and join them first.
     void migrate_slot(int slot, size_t from, size_t to, int pause_ms = 0);
     void kill(size_t i);  // SIGKILL and reap
     void stop(size_t i);  // SIGSTOP: a hung master
