@@ -428,19 +428,10 @@ SlotBroker::Outcome Engine::evict_elsewhere_locked(uint32_t own, uint64_t* deadl
     // Where to start looking: a per-thread xorshift, so that stores of empty stripes spread
     // their evictions over the others instead of all draining the stripe after their own.
     thread_local uint64_t rng = 0x9e3779b97f4a7c15ull ^ uint64_t(getpid()) << 20;
-    const uint32_t n = g_.n_stripes;
     for (;;) {
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-        const uint32_t start = uint32_t(rng);
-        for (uint32_t step = 0; step < n; ++step) {
-            const uint32_t j = (start + step) & (n - 1);
-            if (j == own || !peek(stripes_[j].ctl->entries)) continue;  // unlocked hint only
-            switch (evict_from_other_locked(j)) {
-                case SlotEvict::kHandedOver: return Outcome::kHandedOver;
-                case SlotEvict::kReclaimed: return Outcome::kRetry;
-                case SlotEvict::kNothing: break;
-            }
-        }
+        const Outcome o = evict_pass_locked(own, uint32_t(rng), 0);
+        if (o != Outcome::kGiveUp) return o;
         // Nothing to evict: the count is full of slots reserved by stores that hold their
         // stripes' locks (their entries appear within microseconds), or it is too high after a
         // crash, in which case waiting will not help: recount first.
@@ -456,10 +447,14 @@ SlotBroker::Outcome Engine::evict_elsewhere_locked(uint32_t own, uint64_t* deadl
 
 SlotBroker::Outcome Engine::evict_from_richer_locked(uint32_t own, uint32_t richer_than,
                                                      uint64_t seed) {
-    const uint32_t n = g_.n_stripes, start = uint32_t(seed);
+    return evict_pass_locked(own, uint32_t(seed), richer_than);
+}
+
+SlotBroker::Outcome Engine::evict_pass_locked(uint32_t own, uint32_t start, uint32_t richer_than) {
+    const uint32_t n = g_.n_stripes;
     for (uint32_t step = 0; step < n; ++step) {
         const uint32_t j = (start + step) & (n - 1);
-        if (j == own || peek(stripes_[j].ctl->entries) <= richer_than) continue;  // a hint
+        if (j == own || peek(stripes_[j].ctl->entries) <= richer_than) continue;  // a hint only
         switch (evict_from_other_locked(j)) {
             case SlotEvict::kHandedOver: return Outcome::kHandedOver;
             case SlotEvict::kReclaimed: return Outcome::kRetry;

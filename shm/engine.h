@@ -111,6 +111,9 @@ private:
     // SlotBroker: evicts one entry of another stripe for a store holding stripe own.
     Outcome evict_elsewhere_locked(uint32_t own, uint64_t* deadline_ms) override;
     Outcome evict_from_richer_locked(uint32_t own, uint32_t richer_than, uint64_t seed) override;
+    // One pass over the stripes other than own, from start, trying those that appear to hold
+    // more than richer_than entries (evict_from_other_locked); kGiveUp if none made room.
+    Outcome evict_pass_locked(uint32_t own, uint32_t start, uint32_t richer_than);
     // REQUIRES: the lock of some other stripe held. Tries stripe j's lock (never waits) and, if
     // it gets it, makes room there (table_evict_for_slot).
     SlotEvict evict_from_other_locked(uint32_t j);
