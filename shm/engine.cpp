@@ -143,31 +143,13 @@ int Engine::get(const void* key, size_t klen, void* buf, size_t cap, size_t* val
     return rc;
 }
 
-// Starts loading, before the lock is taken, the lines a store of k will touch: the lock's,
-// the key's bucket, and the first extent of the entry at the head of its chain (usually the
-// key itself: chains average under one entry). Another process wrote most of these lines
-// last, so each costs a transfer between cores; issued together here they overlap with the
-// lock's own transfer instead of following it one by one. Only hints: the bucket is read
-// without the lock and every index is bounds-checked; nothing read here is used.
-__attribute__((target("prfchw"))) static void prefetch_for_write(const StripeRef& s,
-                                                                 const Key& k, size_t vlen) {
-    __builtin_prefetch(s.ctl, 1);
-    const uint32_t idx = __atomic_load_n(&s.buckets[k.tag() & s.bucket_mask], __ATOMIC_RELAXED);
-    if (idx >= s.nblocks) return;
-    const uint8_t* p = s.blocks + uint64_t(idx) * kBlockSize;
-    const uint64_t bytes = kEntryHeader + k.len + vlen;
-    const uint64_t lines = std::min<uint64_t>({(bytes + kBlockSize - 1) / kBlockSize, 8,
-                                               s.nblocks - idx});
-    for (uint64_t i = 0; i < lines; ++i) __builtin_prefetch(p + i * kBlockSize, 1);
-}
-
 int Engine::store(const void* key, size_t klen, const void* value, size_t vlen, uint32_t flags,
                   uint64_t ttl_ms, StoreMode mode) {
     if (int rc = check_key(key, klen)) return rc;
     if (int rc = check_value(value, vlen)) return rc;
     const Key k = make_key(key, klen);
     const EntryMeta meta{flags, expiry_from_ttl(ttl_ms), 0, 0};
-    prefetch_for_write(stripes_[stripe_of(k)], k, vlen);
+    prefetch_for_store(stripes_[stripe_of(k)], k, vlen);
     return locked(stripe_of(k), [&](const StripeRef& s) {
         return table_store(s, k, value, vlen, meta, mode, this);
     });
@@ -213,7 +195,7 @@ int Engine::fill(const void* key, size_t klen, const void* value, size_t vlen, u
     EntryMeta meta{flags, expiry_from_ttl(ttl_ms), 0, 0};
     meta.l2_epoch = epoch8(guard.epoch);
     const SegmentHeader& h = *seg_->header();
-    prefetch_for_write(stripes_[stripe_of(k)], k, vlen);
+    prefetch_for_store(stripes_[stripe_of(k)], k, vlen);
     return locked(stripe_of(k), [&](const StripeRef& s) {
         if (!fill_guard_holds(h, guard))
             return fail(SHMC_E_EXISTS, "an invalidation arrived while the value was read");

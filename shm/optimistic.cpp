@@ -3,6 +3,7 @@
 
 #include <shmcache/shmcache.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -166,6 +167,21 @@ Optimistic optimistic_get(const StripeRef& s, const Key& k, void* buf, size_t ca
         return decide(s, k, seen, buf, out);
     }
     return Optimistic::kLock;
+}
+
+// prfchw: PREFETCHW, a prefetch for writing (the line arrives owned, not shared); decoded as a
+// NOP by CPUs without it.
+SHMC_SEQLOCK_READ __attribute__((target("prfchw"))) void prefetch_for_store(const StripeRef& s,
+                                                                             const Key& k,
+                                                                             size_t vlen) {
+    __builtin_prefetch(s.ctl, 1);
+    const uint32_t idx = racy_load(s.buckets[k.tag() & s.bucket_mask]);
+    if (idx >= s.nblocks) return;
+    const uint8_t* p = s.blocks + uint64_t(idx) * kBlockSize;
+    const uint64_t bytes = kEntryHeader + k.len + vlen;
+    const uint64_t lines =
+        std::min<uint64_t>({(bytes + kBlockSize - 1) / kBlockSize, 8, s.nblocks - idx});
+    for (uint64_t i = 0; i < lines; ++i) __builtin_prefetch(p + i * kBlockSize, 1);
 }
 
 }  // namespace shmcache::shm

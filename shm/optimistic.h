@@ -34,6 +34,14 @@ enum class Optimistic {
 
 Optimistic optimistic_get(const StripeRef& s, const Key& k, void* buf, size_t cap, GetResult* out);
 
+// Starts loading, before a store of k takes the stripe lock, the lines the store will write:
+// the lock's, the key's bucket and the first extent of the entry at the head of its chain
+// (usually the key itself: chains average under one entry). Another process wrote most of them
+// last, so each must move between cores; issued together here, the moves overlap with the
+// lock's own instead of following it one by one. Only hints: the bucket is read without the
+// lock, as the optimistic get reads it, bounds-checked, and nothing read is acted on.
+void prefetch_for_store(const StripeRef& s, const Key& k, size_t vlen);
+
 }  // namespace shmcache::shm
 
 #endif
