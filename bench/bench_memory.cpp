@@ -226,9 +226,9 @@ int main(int argc, char** argv) {
                 "memcached -m %llu -t 1 started on loopback for each case (pipelined, noreply); "
                 "its curr_items after the last one, and its `bytes` (items with their headers) over the "
                 "memory it was given. shmcache's entries are the mean over the churn samples. With "
-                "mixed sizes the counts are not like for like: memcached's slab classes keep "
-                "memory where it was first given, so it holds more small items and fewer large "
-                "ones than fit by bytes; compare live data there.%s%s\n",
+                "mixed sizes the counts are not like for like: memcached splits its memory among "
+                "slab classes, and the items it holds are smaller than the mix on average (its "
+                "bytes over its items), so it holds more of them; compare live data there.%s%s\n",
                 (unsigned long long)size_mb, memcached_error.empty() ? "" : " memcached failed: ",
                 memcached_error.c_str());
     return memcached_error.empty() ? 0 : 1;
