@@ -348,6 +348,9 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
     auto reclaim_once = [&] {
         if (reclaimed) return false;
         reclaimed = true;
+        // No entry of the stripe has a TTL: nothing to reclaim, and no clock read (about a
+        // twentieth of an evicting store's time).
+        if (c->min_expiry_lb == 0) return false;
         if (!now) now = monotonic_ms();
         return reclaim_expired(s, now) > 0;
     };
