@@ -177,6 +177,14 @@ ceil(c / n)); the "run details" give what each run held at its first eviction, a
 per stripe. LFU ages its counters by the stripe's turnover (layout version 7; until version 6 it
 aged by wall-clock minutes, so these replays, which last seconds, showed LFU without aging).
 
+Two more simulations, for issue 15's design and not part of the bar: "sim W-TinyLFU climber" is
+adaptive W-TinyLFU with Caffeine-style hill climbing of the window (1% start, 3% steps), and "sim
+W-TinyLFU shadows" steers the window by two key-only shadow caches 5% of c smaller and larger
+(moving 2% of c every 2c requests toward the one that hit more); both use a 4x4-bit count-min
+sketch of 8c counters per row, halved every 10c requests. Neither clears the bar on every row
+(counts under each table): the shadows variant falls short where ARC sets the bar on sprite and
+cpp, and on cs at 280-560.
+
 MID
     if [ "$plots_rc" -eq 0 ]; then
         echo "Plots (hit ratio against cache size; the paper's curves dashed):"
