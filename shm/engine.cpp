@@ -424,12 +424,15 @@ int Engine::check(shmc_check_report* out) {
     return result;
 }
 
-SlotBroker::Outcome Engine::evict_elsewhere_locked(uint32_t own, uint64_t* deadline_ms) {
+SlotBroker::Outcome Engine::evict_elsewhere_locked(uint32_t own, uint64_t* deadline_ms,
+                                                   uint64_t seed) {
     const EntryLimitShared& lim = seg_->header()->entry_limit;
     if (!*deadline_ms) *deadline_ms = monotonic_ms() + lock_timeout_ms_;
-    // Where to start looking: a per-thread xorshift, so that stores of empty stripes spread
-    // their evictions over the others instead of all draining the stripe after their own.
-    thread_local uint64_t rng = 0x9e3779b97f4a7c15ull ^ uint64_t(getpid()) << 20;
+    // Where to start looking: an xorshift seeded by the key's hash, so that stores of empty
+    // stripes spread their evictions over the others instead of all draining the stripe after
+    // their own, and a replay evicts the same entries every time (a per-process seed made small
+    // caches' hit ratios move by a point between runs).
+    uint64_t rng = (seed ^ 0x9e3779b97f4a7c15ull) | 1;
     for (;;) {
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
         const Outcome o = evict_pass_locked(own, uint32_t(rng), 0);

@@ -109,7 +109,7 @@ private:
     template <class Fn>
     int locked(uint32_t stripe, Fn&& fn);
     // SlotBroker: evicts one entry of another stripe for a store holding stripe own.
-    Outcome evict_elsewhere_locked(uint32_t own, uint64_t* deadline_ms) override;
+    Outcome evict_elsewhere_locked(uint32_t own, uint64_t* deadline_ms, uint64_t seed) override;
     Outcome evict_from_richer_locked(uint32_t own, uint32_t richer_than, uint64_t seed) override;
     // One pass over the stripes other than own, from start, trying those that appear to hold
     // more than richer_than entries (evict_from_other_locked); kGiveUp if none made room.

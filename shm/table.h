@@ -124,7 +124,9 @@ public:
     // REQUIRES: the lock of stripe own held. Never waits for another stripe's lock (it only
     // tries them), so two stores that both look elsewhere cannot deadlock. *deadline_ms (0 on
     // the store's first call; set by the broker) bounds the whole store, however many calls.
-    virtual Outcome evict_elsewhere_locked(uint32_t own, uint64_t* deadline_ms) = 0;
+    // The search starts where seed says (the key's hash: stores of empty stripes spread their
+    // evictions over the others, and a replay is deterministic).
+    virtual Outcome evict_elsewhere_locked(uint32_t own, uint64_t* deadline_ms, uint64_t seed) = 0;
     // Levelling (table_store): one pass over the other stripes, from a start given by seed,
     // trying only those that appear to hold more than richer_than entries and evicting from the
     // first one whose lock it gets. kGiveUp if none (the caller evicts from its own stripe).
