@@ -177,7 +177,7 @@ ceil(c / n)); the "run details" give what each run held at its first eviction, a
 per stripe. LFU ages its counters by the stripe's turnover (layout version 7; until version 6 it
 aged by wall-clock minutes, so these replays, which last seconds, showed LFU without aging).
 A replay gives the same figures every run, except lfu/64 (its probabilistic increments are rolled
-per process: +-0.05); until the commit after 0.3.0's layout 7, a store into an empty stripe of a
+per process: +-0.05). Before commit 2dd3929 a store into an empty stripe of a
 full cache searched the others from a per-process random point, and small caches' figures moved
 by a point or more between runs.
 
