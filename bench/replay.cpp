@@ -531,83 +531,6 @@ double simulate_arc(const std::vector<uint64_t> &keys, uint64_t c) {
     return 100.0 * double(hits) / double(keys.size());
 }
 
-// The W-TinyLFU reference (Einziger, Friedman & Manes, "TinyLFU: A Highly Efficient Cache
-// Admission Policy", ACM ToS 2017), static, as Caffeine configures it by default: an LRU window
-// of 1% of the entries, then a segmented LRU main (80% protected, the rest probation); a key
-// evicted from the window is admitted to main only if the frequency sketch counts it more often
-// than main's victim (ties keep main's). The sketch: a count-min sketch of 4 rows of 4-bit
-// counters, each row the next power of two of 4c wide (as many counters as Caffeine's sketch),
-// every access counted, all counters halved after 10 * c accesses (aging). No doorkeeper, no
-// hill climbing. Whole-cache: one queue set, no stripes. It reproduces the published static
-// figures: OLTP c=1000 35.6 (Caffeine's simulator 35.30), P3 c=32768 19.0.
-double simulate_wtinylfu(const std::vector<uint64_t> &keys, uint64_t c) {
-    enum : uint8_t { kWindow, kProbation, kProtected };
-    const uint64_t window_cap = std::max<uint64_t>(1, c / 100);
-    const uint64_t main_cap = c > window_cap ? c - window_cap : 1;
-    const uint64_t protected_cap = main_cap * 8 / 10;
-    uint64_t width = 16;
-    while (width < 4 * c) width <<= 1;
-    std::vector<uint8_t> sketch(4 * width, 0);
-    uint64_t sketch_ops = 0;
-    const uint64_t sample = 10 * c;
-    auto mix = [](uint64_t x, uint64_t seed) {
-        x += seed * 0x9e3779b97f4a7c15ull;
-        x ^= x >> 31;
-        x *= 0xbf58476d1ce4e5b9ull;
-        x ^= x >> 29;
-        x *= 0x94d049bb133111ebull;
-        x ^= x >> 32;
-        return x;
-    };
-    auto freq = [&](uint64_t k) {
-        uint8_t m = 15;
-        for (uint64_t r = 0; r < 4; ++r) m = std::min(m, sketch[r * width + (mix(k, r + 1) & (width - 1))]);
-        return m;
-    };
-    auto bump_freq = [&](uint64_t k) {
-        for (uint64_t r = 0; r < 4; ++r) {
-            uint8_t &v = sketch[r * width + (mix(k, r + 1) & (width - 1))];
-            if (v < 15) ++v;
-        }
-        if (++sketch_ops >= sample) {
-            for (uint8_t &v : sketch) v >>= 1;
-            sketch_ops /= 2;
-        }
-    };
-    KeyLists<3> q(c);
-    uint64_t hits = 0;
-    for (uint64_t k : keys) {
-        bump_freq(k);
-        const uint32_t i = q.find(k);
-        if (i != q.nil) {
-            ++hits;
-            if (q.list(i) == kWindow) {
-                q.move_front(i, kWindow);
-            } else {
-                q.move_front(i, kProtected);
-                if (q.size[kProtected] > protected_cap) q.move_front(q.tail[kProtected], kProbation);
-            }
-            continue;
-        }
-        q.add(k, kWindow);
-        if (q.size[kWindow] <= window_cap) continue;
-        const uint32_t cand = q.tail[kWindow];
-        q.unlink(cand);
-        if (q.size[kProbation] + q.size[kProtected] < main_cap) {
-            q.push_front(cand, kProbation);
-            continue;
-        }
-        const uint32_t victim = q.tail[kProbation] != q.nil ? q.tail[kProbation] : q.tail[kProtected];
-        const uint32_t out = freq(q.key(cand)) > freq(q.key(victim)) ? victim : cand;
-        if (out == victim) {
-            q.unlink(victim);
-            q.push_front(cand, kProbation);
-        }
-        q.forget(out);
-    }
-    return 100.0 * double(hits) / double(keys.size());
-}
-
 // Count-min sketch of 4-bit counters, 4 rows each the next power of two of width * c wide,
 // every access counted, all counters halved after sample * c accesses (TinyLFU's aging). With
 // `doorkeeper`, a key's first access since the last halving only sets its bits in a Bloom filter
@@ -667,6 +590,55 @@ struct TlfuSketch {
         }
     }
 };
+
+// The W-TinyLFU reference (Einziger, Friedman & Manes, "TinyLFU: A Highly Efficient Cache
+// Admission Policy", ACM ToS 2017), static, as Caffeine configures it by default: an LRU window
+// of 1% of the entries, then a segmented LRU main (80% protected, the rest probation); a key
+// evicted from the window is admitted to main only if the frequency sketch counts it more often
+// than main's victim (ties keep main's). The sketch: a count-min sketch of 4 rows of 4-bit
+// counters, each row the next power of two of 4c wide (as many counters as Caffeine's sketch),
+// every access counted, all counters halved after 10 * c accesses (aging). No doorkeeper, no
+// hill climbing. Whole-cache: one queue set, no stripes. It reproduces the published static
+// figures: OLTP c=1000 35.6 (Caffeine's simulator 35.30), P3 c=32768 19.0.
+double simulate_wtinylfu(const std::vector<uint64_t> &keys, uint64_t c) {
+    enum : uint8_t { kWindow, kProbation, kProtected };
+    const uint64_t window_cap = std::max<uint64_t>(1, c / 100);
+    const uint64_t main_cap = c > window_cap ? c - window_cap : 1;
+    const uint64_t protected_cap = main_cap * 8 / 10;
+    TlfuSketch sketch(c, 4, 10, false);
+    KeyLists<3> q(c);
+    uint64_t hits = 0;
+    for (uint64_t k : keys) {
+        sketch.bump(k);
+        const uint32_t i = q.find(k);
+        if (i != q.nil) {
+            ++hits;
+            if (q.list(i) == kWindow) {
+                q.move_front(i, kWindow);
+            } else {
+                q.move_front(i, kProtected);
+                if (q.size[kProtected] > protected_cap) q.move_front(q.tail[kProtected], kProbation);
+            }
+            continue;
+        }
+        q.add(k, kWindow);
+        if (q.size[kWindow] <= window_cap) continue;
+        const uint32_t cand = q.tail[kWindow];
+        q.unlink(cand);
+        if (q.size[kProbation] + q.size[kProtected] < main_cap) {
+            q.push_front(cand, kProbation);
+            continue;
+        }
+        const uint32_t victim = q.tail[kProbation] != q.nil ? q.tail[kProbation] : q.tail[kProtected];
+        const uint32_t out = sketch.freq(q.key(cand)) > sketch.freq(q.key(victim)) ? victim : cand;
+        if (out == victim) {
+            q.unlink(victim);
+            q.push_front(cand, kProbation);
+        }
+        q.forget(out);
+    }
+    return 100.0 * double(hits) / double(keys.size());
+}
 
 // One W-TinyLFU queue set of c keys: an LRU window, then a segmented LRU main (protected 80% of
 // main, probation the rest), whose window share can be moved while it runs. The caller counts
