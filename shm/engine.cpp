@@ -149,8 +149,9 @@ int Engine::store(const void* key, size_t klen, const void* value, size_t vlen, 
     if (int rc = check_value(value, vlen)) return rc;
     const Key k = make_key(key, klen);
     const EntryMeta meta{flags, expiry_from_ttl(ttl_ms), 0, 0};
-    prefetch_for_store(stripes_[stripe_of(k)], k, vlen);
-    return locked(stripe_of(k), [&](const StripeRef& s) {
+    const uint32_t stripe = stripe_of(k);
+    prefetch_for_store(stripes_[stripe], k, vlen);
+    return locked(stripe, [&](const StripeRef& s) {
         return table_store(s, k, value, vlen, meta, mode, this);
     });
 }
@@ -195,8 +196,9 @@ int Engine::fill(const void* key, size_t klen, const void* value, size_t vlen, u
     EntryMeta meta{flags, expiry_from_ttl(ttl_ms), 0, 0};
     meta.l2_epoch = epoch8(guard.epoch);
     const SegmentHeader& h = *seg_->header();
-    prefetch_for_store(stripes_[stripe_of(k)], k, vlen);
-    return locked(stripe_of(k), [&](const StripeRef& s) {
+    const uint32_t stripe = stripe_of(k);
+    prefetch_for_store(stripes_[stripe], k, vlen);
+    return locked(stripe, [&](const StripeRef& s) {
         if (!fill_guard_holds(h, guard))
             return fail(SHMC_E_EXISTS, "an invalidation arrived while the value was read");
         return table_store(s, k, value, vlen, meta, mode, this);

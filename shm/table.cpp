@@ -386,8 +386,9 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
             evict_one(s, true);
             slot.held = true;  // only once the victim is unlinked: a throw before leaves it counted
         } else {
-            const auto r = broker ? broker->evict_elsewhere_locked(s.index, &deadline_ms, k.hash >> 20)
-                                  : SlotBroker::Outcome::kGiveUp;
+            const auto r = broker
+                               ? broker->evict_elsewhere_locked(s.index, &deadline_ms, k.hash >> 20)
+                               : SlotBroker::Outcome::kGiveUp;
             if (r == SlotBroker::Outcome::kGiveUp)
                 return fail(SHMC_E_LOCK_TIMEOUT,
                             "the cache holds max_entries (%llu) entries and none could be "
