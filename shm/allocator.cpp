@@ -48,6 +48,7 @@ void list_push(const StripeRef& s, uint32_t start, uint32_t n) {
     tail_tag(s, start + n - 1) = n;
     SHMC_CRASH_POINT();
     s.ctl->free_heads[c] = start;
+    if (n < kGatherMinBlocks) s.ctl->fragment_blocks += n;
 }
 
 void list_unlink(const StripeRef& s, uint32_t start) {
@@ -60,6 +61,7 @@ void list_unlink(const StripeRef& s, uint32_t start) {
         head = r->next;
     }
     if (r->next != kNil) run_at(s, r->next)->prev = r->prev;
+    if (r->nblocks < kGatherMinBlocks) s.ctl->fragment_blocks -= r->nblocks;
     r->tag = 0;
 }
 
@@ -109,6 +111,24 @@ uint32_t take_largest(const StripeRef& s, uint32_t max, uint32_t* got) {
     corrupt("free block count says blocks are free but no list has any");
 }
 
+// Whether gathering `data` bytes would succeed now: walks the runs in the order alloc_entry takes
+// them (highest class first, each list from its head), looking at no more than max_runs. False
+// when that is not enough to tell, so the caller evicts once more: eviction alone always ends
+// with room (an empty stripe is one run).
+bool gather_fits(const StripeRef& s, uint64_t data, uint32_t max_runs) {
+    uint64_t capacity = 0, need = data + kEntryHeader - kExtentHeader;
+    for (uint32_t k = kFreeClasses; k-- > 0 && max_runs;) {
+        for (uint32_t idx = s.ctl->free_heads[k]; idx != kNil && max_runs; --max_runs) {
+            const FreeRun* r = run_at(s, idx);
+            if (r->nblocks < kGatherMinBlocks) return false;  // alloc_entry would take it next
+            capacity += uint64_t(r->nblocks) * kBlockSize - kExtentHeader;
+            if (capacity >= need) return true;
+            idx = r->next;
+        }
+    }
+    return false;
+}
+
 }  // namespace
 
 void add_free_run(const StripeRef& s, uint32_t start, uint32_t n) {
@@ -126,8 +146,13 @@ uint32_t alloc_entry(const StripeRef& s, uint64_t data) {
         e->ext = Extent{n, kNil};
         return start;
     }
-    if (s.ctl->free_blocks < worst_case_blocks(data)) return kNil;
-    // Gather runs, largest first. Each extent after the first spends 8 bytes on its header.
+    // Enough gatherable blocks for the worst case; or, for fewer, runs long enough in fact.
+    if (s.ctl->free_blocks - s.ctl->fragment_blocks < worst_case_blocks(data) &&
+        !gather_fits(s, data, 64))
+        return kNil;
+    // Gather runs, largest first, so every run taken has at least kGatherMinBlocks (some class
+    // at or above kGatherMinBlocks' is not empty while gatherable blocks remain). Each extent
+    // after the first spends 8 bytes on its header.
     uint32_t got;
     const uint32_t head = take_largest(s, n, &got);
     auto* e = reinterpret_cast<EntryHeader*>(s.block(head));

@@ -24,8 +24,8 @@ inline uint32_t contiguous_blocks(uint64_t data) {
 
 // Allocates the extents for an entry of `data` key+value bytes and writes their Extent headers
 // (the entry header's other fields are the caller's). Returns the head block, or kNil if the
-// stripe lacks free blocks (the caller evicts and retries). Never fails when
-// free_blocks >= worst_case_blocks(data).
+// stripe lacks free blocks (the caller evicts and retries). Never fails when the blocks free in
+// gatherable runs, free_blocks - fragment_blocks, are at least worst_case_blocks(data).
 uint32_t alloc_entry(const StripeRef& s, uint64_t data);
 
 // Returns every extent of the entry at head to the free lists. Throws StripeCorrupt on a bad
@@ -51,6 +51,18 @@ void for_each_extent_raw(const StripeRef& s, uint32_t head, Fn&& fn) {
         idx = next;
         ext = reinterpret_cast<const Extent*>(s.block(idx));
     }
+}
+
+// Blocks over all extents of the entry at head. Only an entry gathered from several runs (when
+// no single run was large enough) needs the walk; the header does not store the total, to stay
+// small. Like for_each_extent_raw, it does not check the head's tag (a store counts its blocks
+// before it tags the entry).
+inline uint32_t entry_blocks(const StripeRef& s, uint32_t head) {
+    const Extent first = reinterpret_cast<const EntryHeader*>(s.block(head))->ext;
+    if (first.next == kNil) return first.nblocks;
+    uint32_t total = 0;
+    for_each_extent_raw(s, head, [&](uint32_t, uint32_t n) { total += n; });
+    return total;
 }
 
 }  // namespace shmcache::shm

@@ -12,6 +12,7 @@
 
 #include <shmcache/shmcache.h>
 
+#include "shm/allocator.h"
 #include "shm/crash_point.h"
 
 namespace shmcache::shm {
@@ -192,7 +193,7 @@ void queue_push_head(const StripeRef& s, uint32_t q, uint32_t idx) {
         c->q_tail[q] = idx;
     c->q_head[q] = idx;
     c->q_entries[q] += 1;
-    c->q_blocks[q] += e->total_blocks;
+    c->q_blocks[q] += entry_blocks(s, idx);
 }
 
 void queue_push_tail(const StripeRef& s, uint32_t q, uint32_t idx) {
@@ -207,7 +208,7 @@ void queue_push_tail(const StripeRef& s, uint32_t q, uint32_t idx) {
         c->q_head[q] = idx;
     c->q_tail[q] = idx;
     c->q_entries[q] += 1;
-    c->q_blocks[q] += e->total_blocks;
+    c->q_blocks[q] += entry_blocks(s, idx);
 }
 
 void queue_unlink(const StripeRef& s, uint32_t idx) {
@@ -215,6 +216,7 @@ void queue_unlink(const StripeRef& s, uint32_t idx) {
     StripeCtl* c = s.ctl;
     const uint32_t q = e->queue;
     if (q >= kQueues || c->q_entries[q] == 0) corrupt("entry in no queue");
+    const uint32_t blocks = entry_blocks(s, idx);  // before any link changes: it may throw
     if (e->q_prev != kNil)
         s.entry(e->q_prev)->q_next = e->q_next;
     else if (c->q_head[q] == idx)
@@ -229,7 +231,7 @@ void queue_unlink(const StripeRef& s, uint32_t idx) {
     else
         corrupt("queue tail mismatch");
     c->q_entries[q] -= 1;
-    c->q_blocks[q] -= e->total_blocks;
+    c->q_blocks[q] -= blocks;
 }
 
 void policy_insert(const StripeRef& s, uint32_t idx) {

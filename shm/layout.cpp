@@ -67,6 +67,7 @@ uint64_t abi_fingerprint() {
         offsetof(EntryHeader, compute_ms),
         offsetof(EntryHeader, ext),
         sizeof(FreeRun),
+        offsetof(FreeRun, nblocks),
         sizeof(Extent),
         SHMC_MAX_KEY_LEN,
     };
@@ -111,12 +112,13 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
 
     // Size the hash index for the entries a stripe is expected to hold: its share of the entry
     // limit if there is one (the limit is host-wide, so a stripe may hold more than its share,
-    // with longer chains), else a quarter of its blocks (entries of 256 bytes or more keep
-    // chains at length <= 1).
-    const uint64_t raw_blocks = g->region_bytes / kBlockSize;
+    // with longer chains), else one per 256 bytes of region (entries of 256 bytes or more keep
+    // chains at length <= 1). Counted in bytes, not blocks: the index costs 12 bytes a bucket
+    // with S3-FIFO's ghosts, so it must not grow when blocks get smaller.
+    const uint64_t most = g->region_bytes / (kEntryHeader + 4);  // no entry is smaller
     const uint64_t share = max_entries ? (max_entries - 1) / n_stripes + 1 : 0;
     const uint64_t expected =
-        share ? std::min(share, raw_blocks) : std::max<uint64_t>(raw_blocks / 4, 1);
+        share ? std::min(share, most) : std::max<uint64_t>(g->region_bytes / 256, 1);
     g->buckets_per_stripe = uint32_t(std::bit_ceil(std::max<uint64_t>(expected, 16)));
     g->ghost_per_stripe = g->strategy == SHMC_STRATEGY_S3FIFO ? g->buckets_per_stripe : 0;
 
@@ -127,7 +129,7 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
         *why = "size_bytes is too small for that many stripes and entries";
         return false;
     }
-    // Each block costs 64 bytes plus one bit of free map; keep the block count a multiple of 64
+    // Each block costs kBlockSize bytes plus one bit of free map; keep the block count a multiple of 64
     // so the free map is whole 64-bit words.
     uint64_t room = g->region_bytes - g->freemap_off - kBlockSize;
     uint64_t blocks = room * 8 / (kBlockSize * 8 + 1) / 64 * 64;
@@ -140,11 +142,12 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     }
     g->expected_per_stripe = uint32_t(std::min<uint64_t>(expected, 0xffffffffu));
 
-    // A value must fit in half of a stripe even when every extent is a single block, so that
-    // eviction can always make room for it (docs/architecture.md, "Memory").
-    uint64_t half = blocks / 2;
-    uint64_t limit = (half - 1) * (kBlockSize - kExtentHeader);
-    limit = limit > kEntryHeader + SHMC_MAX_KEY_LEN ? limit - kEntryHeader - SHMC_MAX_KEY_LEN : 0;
+    // A value must fit in half of a stripe even when gathered from the shortest runs gathering
+    // takes, so that eviction can always make room for it (docs/architecture.md, "Memory").
+    const uint64_t half = blocks / 2;
+    const uint64_t fixed = kEntryHeader - kExtentHeader + SHMC_MAX_KEY_LEN;
+    uint64_t limit = half * kGatherBytesPerBlock;
+    limit = limit > fixed ? limit - fixed : 0;
     uint64_t want = max_value_len ? max_value_len : (1u << 20);
     g->max_value_len = uint32_t(std::min<uint64_t>({want, limit, SHMC_MAX_VALUE_LEN}));
     if (g->max_value_len < 1024) {

@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -25,9 +26,12 @@ constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endi
 // header, an entry's l2_epoch). 6: optimistic reads (StripeCtl::seq) and per-process lookup
 // counters (ProcessCounters, after the header page) instead of per-stripe hits and misses.
 // 7: LFU ages by the stripe's turnover (StripeCtl::lfu_epoch, EntryHeader::lfu_epoch) instead
-// of by wall-clock minutes.
-constexpr uint32_t kLayoutVersion = 7;
-constexpr uint32_t kBlockSize = 64;
+// of by wall-clock minutes. 8: 16-byte blocks (64 before) and a 60-byte entry header (64 before,
+// without total_blocks): an entry wastes at most 15 bytes to rounding instead of 63.
+constexpr uint32_t kLayoutVersion = 8;
+// The allocation unit. Small, so that rounding wastes little (8 bytes an entry on average); a
+// free run's head (FreeRun) must fit in one.
+constexpr uint32_t kBlockSize = 16;
 constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint32_t kHeaderBytes = 4096;
 constexpr uint32_t kAttachSlots = 256;
@@ -229,6 +233,7 @@ struct alignas(64) StripeCtl {
     // Counters follow the lock: a store writes its lock line anyway.
     StripeCounters stats;
     uint32_t free_blocks;
+    uint32_t fragment_blocks;  // of free_blocks, those in runs too short to gather (kGatherMin)
     uint32_t entries;
     uint32_t used_blocks;
     uint32_t free_heads[kFreeClasses];
@@ -269,6 +274,10 @@ constexpr uint8_t kFreeTag = 0xF4;
 // Expiry has two steps (docs/stampede.md): the entry is fresh until expires_ms - stale_ms, then
 // stale until expires_ms, when it is gone. Only shmc_fetch ever returns a stale entry; every
 // other call treats it as absent. Plain sets have stale_ms 0, so both instants coincide.
+//
+// Packed to 4-byte alignment so that it takes 60 bytes, not 64: blocks start on 16-byte
+// boundaries, so expires_ms (at offset 32) is still 8-byte aligned in memory.
+#pragma pack(push, 4)
 struct EntryHeader {
     uint8_t tag;    // kEntryTag
     uint8_t queue;  // kMainQueue or kSmallQueue
@@ -283,21 +292,26 @@ struct EntryHeader {
     uint32_t hash_tag;    // high 32 bits of the key hash
     uint64_t expires_ms;  // monotonic ms; 0: never
     uint32_t checksum;
-    uint32_t total_blocks;  // blocks over all extents (for per-queue accounting)
-    uint32_t stale_ms;      // the last stale_ms before expires_ms are stale (0 with no TTL)
-    uint32_t compute_ms;    // how long the value took to compute, for XFetch (0: unknown)
-    Extent ext;             // the first extent (this one)
+    uint32_t stale_ms;    // the last stale_ms before expires_ms are stale (0 with no TTL)
+    uint32_t compute_ms;  // how long the value took to compute, for XFetch (0: unknown)
+    Extent ext;           // the first extent (this one)
 };
-static_assert(sizeof(EntryHeader) == 64 && sizeof(EntryHeader) % 8 == 0);
+#pragma pack(pop)
+static_assert(sizeof(EntryHeader) == 60 && alignof(EntryHeader) == 4);
+static_assert(offsetof(EntryHeader, expires_ms) % 8 == 0 && kBlockSize % 8 == 0,
+              "expires_ms must stay 8-byte aligned in every block");
 
 // The head block of a free run; the run's last block ends with a copy of nblocks (the tail tag)
-// so that a block being freed can find and merge with a free run on its left.
+// so that a block being freed can find and merge with a free run on its left. nblocks is the
+// head block's last word, so in a one-block run the head's count is its own tail tag.
 struct FreeRun {
     uint8_t tag;  // kFreeTag
     uint8_t reserved[3];
-    uint32_t nblocks;
     uint32_t prev, next;
+    uint32_t nblocks;
 };
+static_assert(sizeof(FreeRun) == kBlockSize && offsetof(FreeRun, nblocks) == kBlockSize - 4,
+              "a one-block free run's count doubles as its tail tag");
 
 constexpr uint32_t kExtentHeader = sizeof(Extent);
 constexpr uint32_t kEntryHeader = sizeof(EntryHeader);
@@ -332,10 +346,23 @@ const char* library_version();
 // Hash of the sizes and offsets of the shared structures: differs between incompatible builds.
 uint64_t abi_fingerprint();
 
-// Worst-case blocks an entry of `data` key+value bytes may need when every extent is one block.
+// Gathering (allocator.h) takes only free runs of at least kGatherMinBlocks: one holds an entry
+// header, and the extents gathered keep 56 of every 64 bytes for data, as 64-byte blocks did.
+// Shorter runs (fragments left where an allocation split a run) wait for a neighbour to free.
+constexpr uint32_t kGatherMinBlocks = (kEntryHeader + kBlockSize - 1) / kBlockSize;
+static_assert(kGatherMinBlocks * kBlockSize >= kEntryHeader);
+
+// Blocks of gatherable runs (kGatherMinBlocks or longer) that always hold an entry of `data`
+// key+value bytes, whatever those runs are: a run of g >= kGatherMinBlocks blocks carries
+// g * kBlockSize - kExtentHeader >= g * kGatherBytesPerBlock bytes, the head's run
+// kEntryHeader - kExtentHeader fewer.
+constexpr uint64_t kGatherBytesPerBlock = kBlockSize - kExtentHeader / kGatherMinBlocks;
+static_assert(kGatherMinBlocks * kBlockSize - kExtentHeader >=
+              kGatherMinBlocks * kGatherBytesPerBlock);
 inline uint64_t worst_case_blocks(uint64_t data) {
-    constexpr uint64_t per_block = kBlockSize - kExtentHeader;
-    return (kEntryHeader - kExtentHeader + data + per_block - 1) / per_block + 1;
+    const uint64_t bytes = data + kEntryHeader - kExtentHeader;
+    return std::max<uint64_t>((bytes + kGatherBytesPerBlock - 1) / kGatherBytesPerBlock,
+                              kGatherMinBlocks);
 }
 
 }  // namespace shmcache::shm

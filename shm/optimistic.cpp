@@ -177,11 +177,15 @@ SHMC_SEQLOCK_READ __attribute__((target("prfchw"))) void prefetch_for_store(cons
     __builtin_prefetch(s.ctl, 1);
     const uint32_t idx = racy_load(s.buckets[k.tag() & s.bucket_mask]);
     if (idx >= s.nblocks) return;
-    const uint8_t* p = s.blocks + uint64_t(idx) * kBlockSize;
-    const uint64_t bytes = kEntryHeader + k.len + vlen;
-    const uint64_t lines =
-        std::min<uint64_t>({(bytes + kBlockSize - 1) / kBlockSize, 8, s.nblocks - idx});
-    for (uint64_t i = 0; i < lines; ++i) __builtin_prefetch(p + i * kBlockSize, 1);
+    // The cache lines the entry's first extent spans (blocks are smaller than a line and an
+    // entry need not start on one), at most 8, and none past the stripe's blocks.
+    constexpr uint64_t kLine = 64;
+    const uint64_t start = uint64_t(idx) * kBlockSize;
+    const uint64_t end =
+        std::min<uint64_t>(start + kEntryHeader + k.len + vlen, uint64_t(s.nblocks) * kBlockSize);
+    const uint64_t first = start / kLine * kLine;
+    const uint64_t lines = std::min<uint64_t>((end - first + kLine - 1) / kLine, 8);
+    for (uint64_t i = 0; i < lines; ++i) __builtin_prefetch(s.blocks + first + i * kLine, 1);
 }
 
 }  // namespace shmcache::shm

@@ -50,7 +50,7 @@ void clear_structures(const StripeRef& s) {
         c->q_head[q] = c->q_tail[q] = kNil;
         c->q_entries[q] = c->q_blocks[q] = 0;
     }
-    c->free_blocks = c->entries = c->used_blocks = 0;
+    c->free_blocks = c->fragment_blocks = c->entries = c->used_blocks = 0;
     c->sieve_hand = kNil;
     c->ghost_clock = 0;
     c->min_expiry_lb = 0;
@@ -81,7 +81,7 @@ uint32_t validate_entry(const StripeRef& s, uint32_t idx, uint32_t b,
         ext = *reinterpret_cast<const Extent*>(s.blocks + uint64_t(at) * kBlockSize);
     }
     const uint64_t need = uint64_t(e->key_len) + e->value_len;
-    if (capacity < need || total != e->total_blocks) return 0;
+    if (capacity < need) return 0;
     data->resize(need);
     char* out = data->data();
     uint64_t left = need;
@@ -173,7 +173,7 @@ RebuildResult rebuild_stripe(const StripeRef& s) {
         queue_push_head(s, kMainQueue, idx);
         e->freq = 0;
         c->entries += 1;
-        c->used_blocks += e->total_blocks;
+        c->used_blocks += entry_blocks(s, idx);
         c->data_bytes += uint64_t(e->key_len) + e->value_len;
         if (e->expires_ms && (c->min_expiry_lb == 0 || e->expires_ms < c->min_expiry_lb))
             c->min_expiry_lb = e->expires_ms;
@@ -211,7 +211,7 @@ CheckResult check_stripe(const StripeRef& s) {
     std::vector<uint8_t> is_entry(s.nblocks, 0);
     for (uint32_t idx : v.kept) {
         const auto* e = reinterpret_cast<const EntryHeader*>(s.blocks + uint64_t(idx) * kBlockSize);
-        used += e->total_blocks;
+        used += entry_blocks(s, idx);
         data += uint64_t(e->key_len) + e->value_len;
         is_entry[idx] = 1;
     }
@@ -235,7 +235,7 @@ CheckResult check_stripe(const StripeRef& s) {
     }
     if (queued != v.kept.size()) return bad("entries missing from the eviction queues");
     // Free runs: listed in the right class, marked in the map, never overlapping an entry.
-    uint64_t free_listed = 0;
+    uint64_t free_listed = 0, fragments = 0;
     for (uint32_t k = 0; k < kFreeClasses; ++k) {
         uint32_t idx = c->free_heads[k], prev = kNil;
         for (uint32_t n = 0; idx != kNil; ++n) {
@@ -247,6 +247,7 @@ CheckResult check_stripe(const StripeRef& s) {
             for (uint32_t i = idx; i < idx + f->nblocks; ++i)
                 if (v.claim[i] || !s.block_free(i)) return bad("free run overlaps an entry");
             free_listed += f->nblocks;
+            if (f->nblocks < kGatherMinBlocks) fragments += f->nblocks;
             prev = idx;
             idx = f->next;
         }
@@ -254,7 +255,7 @@ CheckResult check_stripe(const StripeRef& s) {
     uint64_t free_mapped = 0;
     for (uint32_t w = 0; w < s.nblocks / 64; ++w) free_mapped += std::popcount(s.freemap[w]);
     if (free_listed != c->free_blocks || free_mapped != c->free_blocks ||
-        c->free_blocks + used != s.nblocks)
+        c->free_blocks + used != s.nblocks || fragments != c->fragment_blocks)
         return bad("free space accounting disagrees");
     if (const char* why = lease_problem_locked(s, monotonic_ms())) return bad(why);
     return r;

@@ -129,6 +129,7 @@ struct SlotGuard {
 void remove_entry(const StripeRef& s, uint32_t idx, uint32_t prev, bool release_slot = true) {
     mark_dirty(s);
     EntryHeader* e = s.entry(idx);
+    const uint32_t blocks = entry_blocks(s, idx);  // before any unlink: it may throw
     const uint32_t b = bucket_of(s, e->hash_tag);
     if (prev == kNil) {
         if (s.buckets[b] != idx) corrupt("chain head mismatch");
@@ -142,7 +143,7 @@ void remove_entry(const StripeRef& s, uint32_t idx, uint32_t prev, bool release_
     StripeCtl* c = s.ctl;
     c->entries -= 1;
     if (release_slot) release_slots(s, 1);  // after the chain unlink: see release_slots
-    c->used_blocks -= e->total_blocks;
+    c->used_blocks -= blocks;
     c->data_bytes -= uint64_t(e->key_len) + e->value_len;
     free_entry(s, idx);
 }
@@ -415,9 +416,7 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
     e->compute_ms = meta.compute_ms;
     e->l2_epoch = meta.l2_epoch;
     e->checksum = value_checksum(k.hash, e, value);
-    uint32_t total = 0;
-    for_each_extent_raw(s, head, [&](uint32_t, uint32_t n) { total += n; });
-    e->total_blocks = total;
+    const uint32_t total = entry_blocks(s, head);
     const char* src = k.data;
     for_each_data_span(s, head, 0, k.len, [&](uint8_t* p, uint64_t n) {
         std::memcpy(p, src, n);

@@ -488,7 +488,7 @@ static void test_info(shmc_cache *c, shmc_info *info) {
     EXPECT(info->max_key_len == SHMC_MAX_KEY_LEN);
     EXPECT(info->max_value_len > 0 && info->max_value_len <= 1024u * 1024);
     EXPECT(info->strategy == SHMC_STRATEGY_S3FIFO); /* DEFAULT resolved */
-    EXPECT(info->block_size == 64);
+    EXPECT(info->block_size == 16);
     EXPECT(info->owner_uid == (uint32_t)getuid());
     EXPECT((info->mode & 0777) == 0600);
     EXPECT(info->attached == 1);

@@ -86,7 +86,7 @@ pid_t dead_pid() {
 
 TEST_CASE("layout version 3 and later: entries carry a stale window and a compute time") {
     CHECK(kLayoutVersion >= 3);
-    CHECK(sizeof(EntryHeader) == 64);
+    CHECK(sizeof(EntryHeader) == 60);
     CHECK(sizeof(LeaseSlot) == 32);
     CHECK(sizeof(StripeCtl) % 64 == 0);
     TestCache t("flight-layout");
