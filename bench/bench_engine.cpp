@@ -825,8 +825,9 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
 
     // shmcache: create and prefill a segment sized so that nothing is evicted: each entry takes
-    // its header, key and value rounded up to 64-byte blocks; allow twice that per entry (hash
-    // imbalance between stripes) and 16 MiB for buckets and control blocks.
+    // its header, key and value rounded up to 64 bytes (more than the 16-byte blocks it takes);
+    // allow twice that per entry (hash imbalance between stripes) and 16 MiB for buckets and
+    // control blocks.
     std::vector<std::string> notes;
     uint64_t shm_size = 0;
     shmc_info info;

@@ -4,7 +4,7 @@
 // shmc_get, and on a miss a shmc_set of a small fixed value. The cache is opened with
 // max_entries = c, so "cache size c" means c entries exactly as in the papers, and with
 // size_bytes large enough that memory never binds (an entry of an 8-byte key and an 8-byte value
-// is one 64-byte block; we give each entry four). The hit ratio is hits / requests, cold misses
+// takes five 16-byte blocks, 80 bytes; we give each entry 256). The hit ratio is hits / requests, cold misses
 // included, as in Megiddo & Modha, "ARC: A Self-Tuning, Low Overhead Replacement Cache",
 // USENIX FAST 2003, whose LRU/ARC/OPT figures the --table mode prints alongside.
 //
@@ -255,7 +255,7 @@ void replay(const std::vector<uint64_t> &keys, uint64_t c, const Config &cfg, Re
     o.max_entries = c;
     o.n_stripes = cfg.stripes;
     o.strategy = cfg.strategy;
-    // Four 64-byte blocks per entry (one is needed) plus room for buckets and control blocks, so
+    // 256 bytes per entry (80 are needed) plus room for buckets and control blocks, so
     // that only max_entries ever binds. Small per-stripe shares get a floor for the same reason.
     o.size_bytes = c * 256 + (16ull << 20) + uint64_t(cfg.stripes) * (64u << 10);
     o.flags = 0;
