@@ -146,7 +146,10 @@ On 2026-12-04, with one binary, in runs seconds apart: 15-40 ns (the two CPUs sh
 2-process sets 1.42-1.49x one process; 110-210 ns (they do not) gave 0.63-0.66x. Gets are not
 affected (a lock-free get writes nothing, so the lines stay shared in both caches), nor is the
 private map, which shares nothing. A store prefetches the lines it will write before it takes the
-lock, so that their transfers overlap (docs/architecture.md).
+lock, so that their transfers overlap (docs/architecture.md). Since layout 8 (16-byte blocks)
+an entry may share its first and last cache lines with its neighbours, so contended sets move a
+few more lines: across dies, 2 processes made 10.1-10.2 Mops/s of sets each against 11.0-11.5
+for layout 7, in alternating runs of both builds on 2026-12-05 (gets and 1 process: no change).
 
 HOT
     cat "$tmp/engine-hot.md"
