@@ -41,7 +41,7 @@ void add_free_run(const StripeRef& s, uint32_t start, uint32_t n);
 template <class Fn>
 void for_each_extent_raw(const StripeRef& s, uint32_t head, Fn&& fn) {
     uint32_t idx = head;
-    const Extent* ext = &reinterpret_cast<const EntryHeader*>(s.block(head))->ext;
+    const Extent* ext = &s.entry_raw(head)->ext;
     for (uint32_t hops = 0;; ++hops) {
         if (hops >= s.nblocks || ext->nblocks == 0 || ext->nblocks > s.nblocks - idx)
             corrupt("bad extent");
@@ -58,7 +58,7 @@ void for_each_extent_raw(const StripeRef& s, uint32_t head, Fn&& fn) {
 // small. Like for_each_extent_raw, it does not check the head's tag (a store counts its blocks
 // before it tags the entry).
 inline uint32_t entry_blocks(const StripeRef& s, uint32_t head) {
-    const Extent first = reinterpret_cast<const EntryHeader*>(s.block(head))->ext;
+    const Extent first = s.entry_raw(head)->ext;
     if (first.next == kNil) return first.nblocks;
     uint32_t total = 0;
     for_each_extent_raw(s, head, [&](uint32_t, uint32_t n) { total += n; });

@@ -82,7 +82,7 @@ SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t 
     uint32_t idx = racy_load(s.buckets[k.tag() & s.bucket_mask]);
     for (uint32_t steps = 0; idx != kNil; ++steps) {
         if (steps >= kMaxSteps) return Look::kLock;
-        if (idx >= s.nblocks) return Look::kRetry;
+        if (!s.head_in_range(idx)) return Look::kRetry;  // the header would run past the end
         const uint8_t* p = s.blocks + uint64_t(idx) * kBlockSize;
         EntryHeader& h = out->h;
         racy_copy(&h, p, sizeof h);  // checked below, field by field
@@ -176,7 +176,7 @@ SHMC_SEQLOCK_READ __attribute__((target("prfchw"))) void prefetch_for_store(cons
                                                                              size_t vlen) {
     __builtin_prefetch(s.ctl, 1);
     const uint32_t idx = racy_load(s.buckets[k.tag() & s.bucket_mask]);
-    if (idx >= s.nblocks) return;
+    if (!s.head_in_range(idx)) return;
     // The cache lines the entry's first extent spans (blocks are smaller than a line and an
     // entry need not start on one), at most 8, and none past the stripe's blocks.
     constexpr uint64_t kLine = 64;

@@ -119,7 +119,7 @@ Survey survey(const StripeRef& s) {
         bucket_keys.clear();
         uint32_t idx = s.buckets[b];
         for (uint32_t steps = 0; idx != kNil; ++steps) {
-            if (idx >= s.nblocks || steps >= s.nblocks || v.claim[idx]) {
+            if (!s.head_in_range(idx) || steps >= s.nblocks || v.claim[idx]) {
                 v.chains_damaged = true;  // out of range, or a loop: the rest is lost
                 break;
             }

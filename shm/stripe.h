@@ -39,8 +39,16 @@ struct StripeRef {
         if (idx >= nblocks) corrupt("block index out of range");
         return blocks + uint64_t(idx) * kBlockSize;
     }
+    // An entry's head: its header spans several blocks, all in its first extent, which is at
+    // least kGatherMinBlocks long. So a head closer than that to the end is damage, and reading a
+    // header there would run past the stripe's blocks.
+    bool head_in_range(uint32_t idx) const { return idx <= nblocks - kGatherMinBlocks; }
+    EntryHeader* entry_raw(uint32_t idx) const {
+        if (!head_in_range(idx)) corrupt("entry index out of range");
+        return reinterpret_cast<EntryHeader*>(blocks + uint64_t(idx) * kBlockSize);
+    }
     EntryHeader* entry(uint32_t idx) const {
-        auto* e = reinterpret_cast<EntryHeader*>(block(idx));
+        EntryHeader* e = entry_raw(idx);
         if (e->tag != kEntryTag) corrupt("entry tag missing");
         return e;
     }

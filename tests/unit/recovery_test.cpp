@@ -91,6 +91,28 @@ TEST_CASE("out-of-range links and chain loops are caught") {
     expect_clean_after_check(t);
 }
 
+TEST_CASE("a chain head in the last blocks of the last stripe is damage, not a read past the end") {
+    // An entry header spans several 16-byte blocks, so a head in the stripe's last
+    // kGatherMinBlocks - 1 blocks would be read past the blocks; in the last stripe, past the end
+    // of the mapping. Lock-free gets, locked operations and the rebuild must all refuse it.
+    unit::TestCache t("tail");
+    fill(t, 300);
+    {
+        unit::RawSegment raw(t.name);
+        StripeRef s = raw.stripe(raw.g.n_stripes - 1);
+        for (uint32_t i = 1; i < kGatherMinBlocks; ++i) {
+            s.blocks[uint64_t(s.nblocks - i) * kBlockSize] = kEntryTag;  // looks like a header
+            CHECK_THROWS_AS(s.entry(s.nblocks - i), StripeCorrupt);
+        }
+        CHECK_NOTHROW(s.entry_raw(s.nblocks - kGatherMinBlocks));
+        for (uint32_t b = 0; b <= s.bucket_mask; ++b)
+            if (s.buckets[b] != kNil) s.buckets[b] = s.nblocks - 1 - (b % (kGatherMinBlocks - 1));
+    }
+    verify_no_torn_values(t, 300);
+    for (int i = 0; i < 300; ++i) t.set("after" + std::to_string(i), "x");
+    expect_clean_after_check(t);
+}
+
 TEST_CASE("random byte damage never crashes, never returns a torn value") {
     std::mt19937 rng(1234);
     for (int round = 0; round < 60; ++round) {
