@@ -345,13 +345,14 @@ std::string where(const Image& im, uint64_t at) {
     return buf;
 }
 
-// For $SHMC_FUZZ_VERBOSE: " (entry <key>)" if byte `at` is in the first block of a live entry.
+// For $SHMC_FUZZ_VERBOSE: " (entry <key>)" if byte `at` is in the header of a live entry.
 std::string entry_at(const Image& im, uint64_t at) {
     for (auto [s, idx] : im.entries) {
         const uint64_t b = im.block(s, idx);
-        if (at < b || at >= b + shm::kBlockSize) continue;
+        if (at < b || at >= b + shm::kEntryHeader) continue;
         const auto* e = reinterpret_cast<const shm::EntryHeader*>(im.bytes.data() + b);
-        const size_t n = std::min<size_t>(e->key_len, shm::kBlockSize - shm::kEntryHeader);
+        const size_t n = std::min<size_t>(
+            {e->key_len, 32, im.bytes.size() - std::min<size_t>(im.bytes.size(), b + shm::kEntryHeader)});
         return " (entry " +
                fuzz::show(std::string_view(
                    reinterpret_cast<const char*>(im.bytes.data() + b + shm::kEntryHeader), n)) +
@@ -384,9 +385,9 @@ void apply_edit(const Image& im, std::vector<uint8_t>& b, fuzz::Reader& in) {
             at = im.region(s) + im.g.blocks_off +
                  (off / ns) % (uint64_t(im.g.blocks_per_stripe) * shm::kBlockSize);
             break;
-        case 6: {                                       // an entry header (first block)
+        case 6: {                                       // an entry header
             auto [es, idx] = im.entries[off % im.entries.size()];
-            at = im.block(es, idx) + (off / im.entries.size()) % shm::kBlockSize;
+            at = im.block(es, idx) + (off / im.entries.size()) % shm::kEntryHeader;
             break;
         }
         case 7: {                                       // a free run's head or tail tag
