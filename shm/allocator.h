@@ -17,12 +17,13 @@
 
 namespace shmcache::shm {
 
-// Blocks an entry with `data` key+value bytes takes when stored as one extent.
+// Blocks an entry takes when stored as one extent, with `data` bytes after its header (its
+// timing if any, key and value; the same `data` for every function below).
 inline uint32_t contiguous_blocks(uint64_t data) {
     return uint32_t((kEntryHeader + data + kBlockSize - 1) / kBlockSize);
 }
 
-// Allocates the extents for an entry of `data` key+value bytes and writes their Extent headers
+// Allocates the extents for an entry of `data` bytes and writes their Extent headers
 // (the entry header's other fields are the caller's). Returns the head block, or kNil if the
 // stripe lacks free blocks (the caller evicts and retries). Never fails when the blocks free in
 // gatherable runs, free_blocks - fragment_blocks, are at least worst_case_blocks(data).

@@ -22,6 +22,8 @@ const char* library_version() {
         SHMC_VERSION_PATCH);
 }
 
+static_assert(SHMC_MAX_KEY_LEN < (1u << 13), "EntryHeader::key_len has 13 bits");
+
 uint64_t abi_fingerprint() {
     // Every size and offset a reader relies on. A change to any of them changes the hash.
     const uint64_t facts[] = {
@@ -63,8 +65,7 @@ uint64_t abi_fingerprint() {
         sizeof(EntryHeader),
         offsetof(EntryHeader, lfu_epoch),
         offsetof(EntryHeader, expires_ms),
-        offsetof(EntryHeader, stale_ms),
-        offsetof(EntryHeader, compute_ms),
+        sizeof(EntryTiming),
         offsetof(EntryHeader, ext),
         sizeof(FreeRun),
         offsetof(FreeRun, nblocks),
@@ -115,7 +116,7 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     // with longer chains), else one per 256 bytes of region (entries of 256 bytes or more keep
     // chains at length <= 1). Counted in bytes, not blocks: the index costs 12 bytes a bucket
     // with S3-FIFO's ghosts, so it must not grow when blocks get smaller.
-    const uint64_t most = g->region_bytes / (kEntryHeader + 4);  // no entry is smaller
+    const uint64_t most = g->region_bytes / (kGatherMinBlocks * kBlockSize);  // none is smaller
     const uint64_t share = max_entries ? (max_entries - 1) / n_stripes + 1 : 0;
     const uint64_t expected =
         share ? std::min(share, most) : std::max<uint64_t>(g->region_bytes / 256, 1);
@@ -145,7 +146,7 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     // A value must fit in half of a stripe even when gathered from the shortest runs gathering
     // takes, so that eviction can always make room for it (docs/architecture.md, "Memory").
     const uint64_t half = blocks / 2;
-    const uint64_t fixed = kEntryHeader - kExtentHeader + SHMC_MAX_KEY_LEN;
+    const uint64_t fixed = kEntryHeader - kExtentHeader + kTimingBytes + SHMC_MAX_KEY_LEN;
     uint64_t limit = half * kGatherBytesPerBlock;
     limit = limit > fixed ? limit - fixed : 0;
     uint64_t want = max_value_len ? max_value_len : (1u << 20);

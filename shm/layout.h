@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace shmcache::shm {
 
@@ -26,8 +27,9 @@ constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endi
 // header, an entry's l2_epoch). 6: optimistic reads (StripeCtl::seq) and per-process lookup
 // counters (ProcessCounters, after the header page) instead of per-stripe hits and misses.
 // 7: LFU ages by the stripe's turnover (StripeCtl::lfu_epoch, EntryHeader::lfu_epoch) instead
-// of by wall-clock minutes. 8: 16-byte blocks (64 before) and a 60-byte entry header (64 before,
-// without total_blocks): an entry wastes at most 15 bytes to rounding instead of 63.
+// of by wall-clock minutes. 8: 16-byte blocks (64 before) and a 52-byte entry header (64 before:
+// no total_blocks, and the stale window and compute time stored after it only when set): an
+// entry wastes at most 15 bytes to rounding instead of 63.
 constexpr uint32_t kLayoutVersion = 8;
 // The allocation unit. Small, so that rounding wastes little (8 bytes an entry on average); a
 // free run's head (FreeRun) must fit in one.
@@ -265,17 +267,18 @@ struct Extent {
 constexpr uint8_t kEntryTag = 0xE7;
 constexpr uint8_t kFreeTag = 0xF4;
 
-// The header of an entry, at the start of its first block. Key bytes then value bytes follow,
-// continuing into later extents (each of which starts with an Extent). The checksum covers the
-// key (through the hash seed), the value, stale_ms and compute_ms (see entry_checksum); the
-// metadata fields that change while the entry is linked (links, freq, queue, expiry) are
-// outside it on purpose.
+// The header of an entry, at the start of its first block. An EntryTiming follows it when the
+// entry has a stale window or a compute time (has_timing), then the key bytes, then the value
+// bytes, continuing into later extents (each of which starts with an Extent). The checksum
+// covers the key (through the hash seed), the value and the timing (see entry_checksum); the
+// metadata fields that change while the entry is linked (links, freq, queue, expiry) are outside
+// it on purpose.
 //
 // Expiry has two steps (docs/stampede.md): the entry is fresh until expires_ms - stale_ms, then
 // stale until expires_ms, when it is gone. Only shmc_fetch ever returns a stale entry; every
 // other call treats it as absent. Plain sets have stale_ms 0, so both instants coincide.
 //
-// Packed to 4-byte alignment so that it takes 60 bytes, not 64: blocks start on 16-byte
+// Packed to 4-byte alignment so that it takes 52 bytes, not 56: blocks start on 16-byte
 // boundaries, so expires_ms (at offset 32) is still 8-byte aligned in memory.
 #pragma pack(push, 4)
 struct EntryHeader {
@@ -283,7 +286,9 @@ struct EntryHeader {
     uint8_t queue;  // kMainQueue or kSmallQueue
     uint8_t freq;   // policy counter: LFU log counter, S3-FIFO frequency, SIEVE visited bit
     uint8_t l2_epoch;  // 0, or an L2 copy's coherence epoch (epoch8() of L2Coherence::epoch)
-    uint16_t key_len;
+    uint16_t key_len : 13;    // 1 to SHMC_MAX_KEY_LEN
+    uint16_t has_timing : 1;  // an EntryTiming follows the header
+    uint16_t unused_bits : 2;
     uint16_t lfu_epoch;  // LFU: the stripe's lfu_epoch (mod 2^16) at the counter's last decay
     uint32_t value_len;
     uint32_t flags;
@@ -292,14 +297,25 @@ struct EntryHeader {
     uint32_t hash_tag;    // high 32 bits of the key hash
     uint64_t expires_ms;  // monotonic ms; 0: never
     uint32_t checksum;
+    Extent ext;  // the first extent (this one)
+};
+// Stored after the header only when one of them is not 0 (most entries: a plain set, no
+// single flight): 8 bytes saved per entry.
+struct EntryTiming {
     uint32_t stale_ms;    // the last stale_ms before expires_ms are stale (0 with no TTL)
     uint32_t compute_ms;  // how long the value took to compute, for XFetch (0: unknown)
-    Extent ext;           // the first extent (this one)
+};
+// A header with the timing that may follow it, as they lie in the segment: what a lock-free
+// reader copies (the first extent always holds both, see kGatherMinBlocks).
+struct EntryHead {
+    EntryHeader h;
+    EntryTiming timing;
 };
 #pragma pack(pop)
-static_assert(sizeof(EntryHeader) == 60 && alignof(EntryHeader) == 4);
+static_assert(sizeof(EntryHeader) == 52 && alignof(EntryHeader) == 4);
 static_assert(offsetof(EntryHeader, expires_ms) % 8 == 0 && kBlockSize % 8 == 0,
               "expires_ms must stay 8-byte aligned in every block");
+static_assert(offsetof(EntryHead, timing) == sizeof(EntryHeader) && sizeof(EntryTiming) == 8);
 
 // The head block of a free run; the run's last block ends with a copy of nblocks (the tail tag)
 // so that a block being freed can find and merge with a free run on its left. nblocks is the
@@ -315,6 +331,24 @@ static_assert(sizeof(FreeRun) == kBlockSize && offsetof(FreeRun, nblocks) == kBl
 
 constexpr uint32_t kExtentHeader = sizeof(Extent);
 constexpr uint32_t kEntryHeader = sizeof(EntryHeader);
+constexpr uint32_t kTimingBytes = sizeof(EntryTiming);
+
+// Bytes of timing an entry with these values stores after its header.
+inline uint32_t timing_bytes(uint32_t stale_ms, uint32_t compute_ms) {
+    return stale_ms || compute_ms ? kTimingBytes : 0;
+}
+// Where the entry's key starts, from the start of its header.
+inline uint32_t entry_data_offset(const EntryHeader* e) {
+    return kEntryHeader + (e->has_timing ? kTimingBytes : 0);
+}
+// The entry's timing, zeros when it has none. REQUIRES: e is in the segment (its first extent
+// holds kEntryHeader + kTimingBytes bytes) or inside an EntryHead.
+inline EntryTiming entry_timing(const EntryHeader* e) {
+    EntryTiming t{0, 0};
+    if (e->has_timing)
+        std::memcpy(&t, reinterpret_cast<const uint8_t*>(e) + kEntryHeader, sizeof t);
+    return t;
+}
 
 // Geometry computed from creation parameters; identical in every process that attaches.
 struct Geometry {
@@ -347,13 +381,14 @@ const char* library_version();
 uint64_t abi_fingerprint();
 
 // Gathering (allocator.h) takes only free runs of at least kGatherMinBlocks: one holds an entry
-// header, and the extents gathered keep 56 of every 64 bytes for data, as 64-byte blocks did.
+// header and its timing, and the extents gathered keep 56 of every 64 bytes for data, as 64-byte
+// blocks did. "data" below is what follows the header: timing, key and value.
 // Shorter runs (fragments left where an allocation split a run) wait for a neighbour to free.
-constexpr uint32_t kGatherMinBlocks = (kEntryHeader + kBlockSize - 1) / kBlockSize;
-static_assert(kGatherMinBlocks * kBlockSize >= kEntryHeader);
+constexpr uint32_t kGatherMinBlocks = (kEntryHeader + kTimingBytes + kBlockSize - 1) / kBlockSize;
+static_assert(kGatherMinBlocks * kBlockSize >= kEntryHeader + kTimingBytes);
 
 // Blocks of gatherable runs (kGatherMinBlocks or longer) that always hold an entry of `data`
-// key+value bytes, whatever those runs are: a run of g >= kGatherMinBlocks blocks carries
+// bytes after its header, whatever those runs are: a run of g >= kGatherMinBlocks blocks carries
 // g * kBlockSize - kExtentHeader >= g * kGatherBytesPerBlock bytes, the head's run
 // kEntryHeader - kExtentHeader fewer.
 constexpr uint64_t kGatherBytesPerBlock = kBlockSize - kExtentHeader / kGatherMinBlocks;

@@ -42,7 +42,8 @@ enum class Look { kFound, kAbsent, kRetry, kLock };
 
 // What one pass read: a copy of the entry's header and of the eviction state a hit depends on.
 struct Seen {
-    EntryHeader h;
+    EntryHead head;  // the header and the timing that may follow it
+    const EntryHeader& h() const { return head.h; }
     uint32_t idx;
     uint32_t q_head;
     bool copied;  // the value was copied into buf (it fits)
@@ -84,21 +85,21 @@ SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t 
         if (steps >= kMaxSteps) return Look::kLock;
         if (!s.head_in_range(idx)) return Look::kRetry;  // the header would run past the end
         const uint8_t* p = s.blocks + uint64_t(idx) * kBlockSize;
-        EntryHeader& h = out->h;
-        racy_copy(&h, p, sizeof h);  // checked below, field by field
+        racy_copy(&out->head, p, sizeof out->head);  // checked below, field by field
+        const EntryHeader& h = out->head.h;
         if (h.tag != kEntryTag) return Look::kRetry;
         if (h.hash_tag == k.tag() && h.key_len == k.len) {
             const uint32_t n = h.ext.nblocks;
             if (n == 0 || n > s.nblocks - idx) return Look::kRetry;
             if (h.value_len > s.max_value_len) return Look::kRetry;
             // Key and value must lie in this first extent; longer entries take the lock.
-            if (kEntryHeader + uint64_t(k.len) + h.value_len > uint64_t(n) * kBlockSize)
-                return Look::kLock;
-            if (racy_equal(p + kEntryHeader, k.data, k.len)) {
+            const uint32_t at = entry_data_offset(&h);
+            if (at + uint64_t(k.len) + h.value_len > uint64_t(n) * kBlockSize) return Look::kLock;
+            if (racy_equal(p + at, k.data, k.len)) {
                 out->idx = idx;
                 out->q_head = racy_load(s.ctl->q_head[kMainQueue]);
                 out->copied = h.value_len <= cap;
-                if (out->copied) racy_copy(buf, p + kEntryHeader + k.len, h.value_len);
+                if (out->copied) racy_copy(buf, p + at + k.len, h.value_len);
                 return Look::kFound;
             }
         }
@@ -110,7 +111,7 @@ SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t 
 // Decides a validated find: what the locked get would do, or kLock where it would write.
 Optimistic decide(const StripeRef& s, const Key& k, const Seen& seen, void* buf,
                   GetResult* out) {
-    const EntryHeader& e = seen.h;
+    const EntryHeader& e = seen.h();
     out->ttl_left_ms = -1;
     uint64_t now = 0;
     if (e.expires_ms) {
@@ -134,7 +135,8 @@ Optimistic decide(const StripeRef& s, const Key& k, const Seen& seen, void* buf,
     out->flags = e.flags;
     // Not a use of the entry (the locked get does not tell the policy either): nothing to write.
     if (!seen.copied) return Optimistic::kTooSmall;
-    if (entry_checksum(k.hash, e.stale_ms, e.compute_ms, buf, e.value_len) != e.checksum)
+    const EntryTiming t = entry_timing(&e);
+    if (entry_checksum(k.hash, t.stale_ms, t.compute_ms, buf, e.value_len) != e.checksum)
         return Optimistic::kLock;  // damage in the segment: the locked get rebuilds the stripe
     if (!policy_hit_is_noop(s, seen.idx, e, seen.q_head))
         return Optimistic::kHitNeedsLock;

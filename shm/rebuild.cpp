@@ -66,6 +66,8 @@ uint32_t validate_entry(const StripeRef& s, uint32_t idx, uint32_t b,
     if (e->tag != kEntryTag || e->key_len == 0 || e->key_len > SHMC_MAX_KEY_LEN ||
         e->value_len > s.max_value_len || (e->hash_tag & s.bucket_mask) != b)
         return 0;
+    const uint32_t first_skip = entry_data_offset(e);  // the header, and the timing if any
+    if (uint64_t(e->ext.nblocks) * kBlockSize < first_skip) return 0;
     extents->clear();
     uint64_t capacity = 0, total = 0;
     uint32_t at = idx;
@@ -73,7 +75,7 @@ uint32_t validate_entry(const StripeRef& s, uint32_t idx, uint32_t b,
     for (uint32_t hops = 0;; ++hops) {
         if (hops >= s.nblocks || ext.nblocks == 0 || ext.nblocks > s.nblocks - at) return 0;
         extents->emplace_back(at, ext.nblocks);
-        capacity += uint64_t(ext.nblocks) * kBlockSize - (hops ? kExtentHeader : kEntryHeader);
+        capacity += uint64_t(ext.nblocks) * kBlockSize - (hops ? kExtentHeader : first_skip);
         total += ext.nblocks;
         if (ext.next == kNil) break;
         if (ext.next >= s.nblocks) return 0;
@@ -86,7 +88,7 @@ uint32_t validate_entry(const StripeRef& s, uint32_t idx, uint32_t b,
     char* out = data->data();
     uint64_t left = need;
     for (size_t i = 0; i < extents->size() && left; ++i) {
-        const uint32_t skip = i ? kExtentHeader : kEntryHeader;
+        const uint32_t skip = i ? kExtentHeader : first_skip;
         const uint64_t n =
             std::min<uint64_t>(left, uint64_t((*extents)[i].second) * kBlockSize - skip);
         std::memcpy(out, s.blocks + uint64_t((*extents)[i].first) * kBlockSize + skip, n);
@@ -95,7 +97,8 @@ uint32_t validate_entry(const StripeRef& s, uint32_t idx, uint32_t b,
     }
     const uint64_t h = hash_key(data->data(), e->key_len);
     if (uint32_t(h >> 32) != e->hash_tag || (h & s.stripe_mask) != s.index) return 0;
-    if (entry_checksum(h, e->stale_ms, e->compute_ms, data->data() + e->key_len, e->value_len) !=
+    const EntryTiming t = entry_timing(e);
+    if (entry_checksum(h, t.stale_ms, t.compute_ms, data->data() + e->key_len, e->value_len) !=
         e->checksum)
         return 0;
     return uint32_t(total);

@@ -21,16 +21,19 @@ namespace shmcache::shm {
 namespace {
 
 uint32_t value_checksum(uint64_t key_hash, const EntryHeader* e, const void* value) {
-    return entry_checksum(key_hash, e->stale_ms, e->compute_ms, value, e->value_len);
+    const EntryTiming t = entry_timing(e);
+    return entry_checksum(key_hash, t.stale_ms, t.compute_ms, value, e->value_len);
 }
 
-// Calls fn(ptr, n) for each stretch of data bytes in [off, off+len) of the entry at head.
+// Calls fn(ptr, n) for each stretch of key and value bytes in [off, off+len) of the entry at
+// head (offset 0 is the key's first byte). The header's has_timing must be set already.
 template <class Fn>
 void for_each_data_span(const StripeRef& s, uint32_t head, uint64_t off, uint64_t len, Fn&& fn) {
     bool first = true;
+    const uint32_t first_skip = entry_data_offset(s.entry_raw(head));
     for_each_extent_raw(s, head, [&](uint32_t idx, uint32_t n) {
         if (len == 0) return;
-        const uint32_t skip = first ? kEntryHeader : kExtentHeader;
+        const uint32_t skip = first ? first_skip : kExtentHeader;
         first = false;
         uint8_t* p = s.block(idx) + skip;
         uint64_t cap = uint64_t(n) * kBlockSize - skip;
@@ -47,8 +50,9 @@ void for_each_data_span(const StripeRef& s, uint32_t head, uint64_t off, uint64_
 }
 
 bool key_equals(const StripeRef& s, uint32_t idx, const EntryHeader* e, const Key& k) {
-    if (kEntryHeader + k.len <= uint64_t(e->ext.nblocks) * kBlockSize)  // key in first extent
-        return std::memcmp(reinterpret_cast<const uint8_t*>(e) + kEntryHeader, k.data, k.len) == 0;
+    const uint32_t at = entry_data_offset(e);
+    if (at + k.len <= uint64_t(e->ext.nblocks) * kBlockSize)  // key in first extent
+        return std::memcmp(reinterpret_cast<const uint8_t*>(e) + at, k.data, k.len) == 0;
     const char* want = k.data;
     bool same = true;
     for_each_data_span(s, idx, 0, k.len, [&](const uint8_t* p, uint64_t n) {
@@ -274,7 +278,7 @@ int table_peek(const StripeRef& s, const Key& k, uint64_t now, void* buf, size_t
         out->state = soft_expired(e, now) ? Freshness::kStale : Freshness::kFresh;
         out->value_len = e->value_len;
         out->flags = e->flags;
-        out->compute_ms = e->compute_ms;
+        out->compute_ms = entry_timing(e).compute_ms;
         out->fresh_until = fresh_until(e);
         if (e->value_len > cap) return SHMC_E_BUFFER_TOO_SMALL;
         copy_value_verified(s, k, idx, e, buf);
@@ -303,12 +307,13 @@ void overwrite_in_place(const StripeRef& s, const Key& k, uint32_t idx, const vo
     e->value_len = uint32_t(value_len);
     e->flags = meta.flags;
     e->expires_ms = meta.expires_ms;
-    e->stale_ms = meta.expires_ms ? meta.stale_ms : 0;
-    e->compute_ms = meta.compute_ms;
+    // The caller checked that the timing keeps its presence, so the key stays where it is.
+    const EntryTiming t{meta.expires_ms ? meta.stale_ms : 0, meta.compute_ms};
+    if (e->has_timing) std::memcpy(reinterpret_cast<uint8_t*>(e) + kEntryHeader, &t, sizeof t);
     e->l2_epoch = meta.l2_epoch;
     e->checksum = value_checksum(k.hash, e, value);
     if (value_len)  // value may be NULL for an empty value
-        std::memcpy(reinterpret_cast<uint8_t*>(e) + kEntryHeader + k.len, value, value_len);
+        std::memcpy(reinterpret_cast<uint8_t*>(e) + entry_data_offset(e) + k.len, value, value_len);
     SHMC_CRASH_POINT();
     if (meta.expires_ms && (c->min_expiry_lb == 0 || meta.expires_ms < c->min_expiry_lb))
         c->min_expiry_lb = meta.expires_ms;
@@ -324,6 +329,9 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
     uint64_t now = 0;
     uint32_t prev;
     SlotGuard slot{s};
+    // The stale window only means something with a TTL; the timing is stored only when set.
+    const EntryTiming timing_set{meta.expires_ms ? meta.stale_ms : 0, meta.compute_ms};
+    const uint32_t timing = timing_bytes(timing_set.stale_ms, timing_set.compute_ms);
     uint32_t old = find(s, k, &prev);
     if (old != kNil) {
         const EntryHeader* e = s.entry(old);
@@ -332,7 +340,8 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
         const bool dead = (e->expires_ms && soft_expired(e, now = monotonic_ms())) ||
                           (e->l2_epoch && l2_unservable(s, e, now ? now : (now = monotonic_ms())));
         if (mode == StoreMode::kAdd && !dead) return SHMC_E_EXISTS;
-        if (e->ext.next == kNil && e->ext.nblocks == contiguous_blocks(k.len + value_len)) {
+        if (e->ext.next == kNil && bool(e->has_timing) == (timing > 0) &&
+            e->ext.nblocks == contiguous_blocks(timing + k.len + value_len)) {
             overwrite_in_place(s, k, old, value, value_len, meta);
             if (dead) bump(c->stats.expirations);
             return 0;
@@ -399,7 +408,7 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
         }
     }
     uint32_t head;
-    while ((head = alloc_entry(s, data)) == kNil)
+    while ((head = alloc_entry(s, timing + data)) == kNil)
         if (!reclaim_once()) evict_one(s, false);
 
     // Fill the entry while nothing links to it.
@@ -412,8 +421,8 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
     e->flags = meta.flags;
     e->hash_tag = k.tag();
     e->expires_ms = expires_ms;
-    e->stale_ms = expires_ms ? meta.stale_ms : 0;
-    e->compute_ms = meta.compute_ms;
+    e->has_timing = timing != 0;
+    if (timing) std::memcpy(reinterpret_cast<uint8_t*>(e) + kEntryHeader, &timing_set, timing);
     e->l2_epoch = meta.l2_epoch;
     e->checksum = value_checksum(k.hash, e, value);
     const uint32_t total = entry_blocks(s, head);
@@ -474,9 +483,11 @@ int table_touch(const StripeRef& s, const Key& k, uint64_t fresh_until_ms) {
     if (l2_unservable(s, e, now)) return SHMC_E_NOTFOUND;  // an L2 copy not vouched for
     // The stale window keeps its length; with no TTL there is nothing to be stale after.
     uint64_t expires_ms = 0;
-    if (fresh_until_ms)
+    if (fresh_until_ms) {
+        const uint32_t stale_ms = entry_timing(e).stale_ms;
         expires_ms =
-            fresh_until_ms > UINT64_MAX - e->stale_ms ? UINT64_MAX : fresh_until_ms + e->stale_ms;
+            fresh_until_ms > UINT64_MAX - stale_ms ? UINT64_MAX : fresh_until_ms + stale_ms;
+    }
     // stale_ms is under the checksum, so it is kept even when expires_ms becomes 0 (never):
     // fresh_until() ignores it then.
     e->expires_ms = expires_ms;  // one aligned store: no dirty mark needed
@@ -512,7 +523,8 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result,
     char out[24];
     const auto res = std::to_chars(out, out + sizeof out, next);
     if (result) *result = next;
-    const EntryMeta meta{e->flags, e->expires_ms, e->stale_ms, e->compute_ms, e->l2_epoch};
+    const EntryTiming t = entry_timing(e);
+    const EntryMeta meta{e->flags, e->expires_ms, t.stale_ms, t.compute_ms, e->l2_epoch};
     return table_store(s, k, out, size_t(res.ptr - out), meta, StoreMode::kSet, broker);
 }
 
@@ -531,8 +543,9 @@ namespace {
 const char* key_of(const StripeRef& s, uint32_t idx, const EntryHeader* e) {
     if (e->key_len == 0 || e->key_len > SHMC_MAX_KEY_LEN) corrupt("bad key length");
     const char* key;
-    if (kEntryHeader + uint64_t(e->key_len) <= uint64_t(e->ext.nblocks) * kBlockSize) {
-        key = reinterpret_cast<const char*>(e) + kEntryHeader;
+    const uint32_t at = entry_data_offset(e);
+    if (at + uint64_t(e->key_len) <= uint64_t(e->ext.nblocks) * kBlockSize) {
+        key = reinterpret_cast<const char*>(e) + at;
     } else {
         thread_local std::string scratch;
         scratch.resize(e->key_len);

@@ -30,7 +30,8 @@ struct Key {
 // stale_ms larger than expires_ms makes the entry stale at once rather than fresh forever.
 inline uint64_t fresh_until(const EntryHeader* e) {
     if (!e->expires_ms) return 0;
-    return e->expires_ms > e->stale_ms ? e->expires_ms - e->stale_ms : 1;
+    const uint32_t stale_ms = entry_timing(e).stale_ms;
+    return e->expires_ms > stale_ms ? e->expires_ms - stale_ms : 1;
 }
 inline bool soft_expired(const EntryHeader* e, uint64_t now) {
     const uint64_t f = fresh_until(e);

@@ -98,7 +98,9 @@ TEST_CASE("a value fits in a fragmented stripe by gathering extents") {
     CHECK(extents > 1);
     CHECK(capacity >= data);
     CHECK(entry_blocks(s, head) == blocks);
-    CHECK(blocks <= worst_case_blocks(data));
+    // Whole runs carry at least kGatherBytesPerBlock a block; the last extent is cut to what it
+    // needs, and a short one carries less: one block more at most.
+    CHECK(blocks <= worst_case_blocks(data) + 1);
     free_entry(s, head);
     for (size_t i = 1; i < smallest.size(); i += 2) free_entry(s, smallest[i]);
     CHECK(s.ctl->free_blocks == s.nblocks);

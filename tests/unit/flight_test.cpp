@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "shm/allocator.h"
 #include "shm/engine.h"
 #include "shm/flight.h"
 #include "shm/lease.h"
@@ -86,7 +87,8 @@ pid_t dead_pid() {
 
 TEST_CASE("layout version 3 and later: entries carry a stale window and a compute time") {
     CHECK(kLayoutVersion >= 3);
-    CHECK(sizeof(EntryHeader) == 60);
+    CHECK(sizeof(EntryHeader) == 52);
+    CHECK(sizeof(EntryTiming) == 8);
     CHECK(sizeof(LeaseSlot) == 32);
     CHECK(sizeof(StripeCtl) % 64 == 0);
     TestCache t("flight-layout");
@@ -199,7 +201,10 @@ TEST_CASE("a lease past its deadline is taken over; its old owner cannot end the
     Fetched a = fetch(t.c, "k", o);
     REQUIRE(a.r.outcome == SHMC_FETCH_COMPUTE);
     const auto t0 = Clock::now();
-    Fetched b = fetch(t.c, "k", o);  // the owner lives (it is us): only the deadline frees it
+    // The owner lives (it is us): only a's deadline frees the key. b's own lease is long, so that
+    // the checks below do not depend on how fast they run (they took over 40 ms under TSan).
+    const auto long_lease = options(5000);
+    Fetched b = fetch(t.c, "k", long_lease);
     const double took = ms_since(t0);
     CHECK(b.r.outcome == SHMC_FETCH_COMPUTE);
     CHECK(took >= 35);
@@ -208,7 +213,7 @@ TEST_CASE("a lease past its deadline is taken over; its old owner cannot end the
     CHECK(complete(t.c, "k", "late", o, a.r.lease) == 0);  // stored, but b's lease stays
     CHECK(t.get("k") == "late");
     CHECK(flight(t.c).leases_held == 1);
-    CHECK(complete(t.c, "k", "b", o, b.r.lease) == 0);
+    CHECK(complete(t.c, "k", "b", long_lease, b.r.lease) == 0);
     CHECK(flight(t.c).leases_held == 0);
 }
 
@@ -517,11 +522,85 @@ TEST_CASE("the checksum covers the stale window and the compute time") {
     for (uint32_t b = 0; b <= s.bucket_mask && !e; ++b)
         if (s.buckets[b] != kNil) e = reinterpret_cast<EntryHeader*>(s.block(s.buckets[b]));
     REQUIRE(e != nullptr);
-    CHECK(e->compute_ms == 12);
-    CHECK(e->stale_ms == 60000);
-    e->compute_ms = 13;  // a stray write: the entry must read as a miss, never as altered data
+    REQUIRE(bool(e->has_timing));
+    CHECK(entry_timing(e).compute_ms == 12);
+    CHECK(entry_timing(e).stale_ms == 60000);
+    // A stray write: the entry must read as a miss, never as altered data.
+    auto* timing = reinterpret_cast<EntryTiming*>(reinterpret_cast<uint8_t*>(e) + kEntryHeader);
+    timing->compute_ms = 13;
     CHECK(fetch(t.c, "k", o).r.outcome == SHMC_FETCH_COMPUTE);
     CHECK(t.stats().entries == 0);
+}
+
+namespace {
+
+// The header of key k's entry in a one-stripe segment (nullptr if none), and the entry's blocks.
+const EntryHeader* header_of(const RawSegment& raw, const std::string& k, uint32_t* blocks) {
+    StripeRef s = raw.stripe(0);
+    for (uint32_t b = 0; b <= s.bucket_mask; ++b)
+        for (uint32_t i = s.buckets[b]; i != kNil; i = s.entry(i)->bucket_next) {
+            const EntryHeader* e = s.entry(i);
+            const auto* key = reinterpret_cast<const char*>(e) + entry_data_offset(e);
+            if (e->key_len == k.size() && std::string(key, k.size()) == k) {
+                *blocks = e->ext.nblocks;
+                return e;
+            }
+        }
+    return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("the timing is stored only when set, and sets that add or drop it keep the value") {
+    TestCache t("flight-timing", one_stripe());
+    RawSegment raw(t.name);
+    const std::string k = "timed", v(100, 'v');
+    uint32_t plain_blocks = 0, timed_blocks = 0;
+    t.set(k, v);  // a plain set: no stale window, no compute time
+    const EntryHeader* e = header_of(raw, k, &plain_blocks);
+    REQUIRE(e != nullptr);
+    CHECK_FALSE(bool(e->has_timing));
+    CHECK(entry_data_offset(e) == kEntryHeader);
+    CHECK(plain_blocks == contiguous_blocks(k.size() + v.size()));
+
+    // A fill through single flight with a stale window and a compute time stores both.
+    const auto o = options(5000, 60000, 30000);
+    Fetched a = fetch(t.c, k + "2", o);
+    REQUIRE(a.r.outcome == SHMC_FETCH_COMPUTE);
+    REQUIRE(complete(t.c, k + "2", v, o, a.r.lease, 7) == 0);
+    e = header_of(raw, k + "2", &timed_blocks);
+    REQUIRE(e != nullptr);
+    CHECK(bool(e->has_timing));
+    CHECK(entry_data_offset(e) == kEntryHeader + kTimingBytes);
+    CHECK(entry_timing(e).stale_ms == 30000);
+    CHECK(entry_timing(e).compute_ms == 7);
+    CHECK(timed_blocks == contiguous_blocks(kTimingBytes + k.size() + 1 + v.size()));
+    CHECK(fetch(t.c, k + "2", o).value == v);
+
+    // Overwrites that drop the timing, then add it again, of a value of the same size.
+    for (int round = 0; round < 3; ++round) {
+        const std::string w(100, char('a' + round));
+        t.set(k + "2", w);
+        e = header_of(raw, k + "2", &timed_blocks);
+        REQUIRE(e != nullptr);
+        CHECK_FALSE(bool(e->has_timing));
+        CHECK(t.get(k + "2") == w);
+        Fetched f = fetch(t.c, k + "2", options(5000, 60000, 30000));
+        CHECK(f.value == w);  // fresh: served, no lease
+        const std::string x(100, char('A' + round));
+        REQUIRE(shmc_del(t.c, (k + "2").data(), k.size() + 1) == 0);
+        Fetched g = fetch(t.c, k + "2", o);
+        REQUIRE(g.r.outcome == SHMC_FETCH_COMPUTE);
+        REQUIRE(complete(t.c, k + "2", x, o, g.r.lease, 9) == 0);
+        e = header_of(raw, k + "2", &timed_blocks);
+        REQUIRE(e != nullptr);
+        CHECK(bool(e->has_timing));
+        CHECK(entry_timing(e).compute_ms == 9);
+        CHECK(fetch(t.c, k + "2", o).value == x);
+    }
+    shmc_check_report rep;
+    CHECK(shmc_check(t.c, &rep) == 0);
+    CHECK(rep.stripes_damaged == 0);
 }
 
 TEST_CASE("bad fetch options are refused with a reason") {
