@@ -225,8 +225,8 @@ How much of the segment holds live key and value bytes at steady state, with a k
 times larger than what fits (eviction all the time), fresh value sizes on every set and 5%
 deletes, and how many entries memcached holds in the same memory given the same operations.
 Targets: at least 85% live with log-normal values of 64 B to 64 KiB (met); at 100 B values, 1.3x
-the entries of memcached (issue 15, not met). Layout 8 (16-byte blocks, a 60-byte header) took
-100 B entries from 192 to 176 bytes (69 B of overhead each, 85 before) and from 0.95x to 1.03x
+the entries of memcached (issue 15, not met). Layout 8 (16-byte blocks, a 52-byte header) took
+100 B entries from 192 to 160-176 bytes (53 B of overhead each, 85 before) and from 0.95x to 1.13x
 memcached, whose 100 B items take 192-byte slab chunks; 1.3x needs about 40 bytes of overhead per
 entry, hash index included, which the header's fixed fields (docs/architecture.md, "Memory")
 cannot reach.
