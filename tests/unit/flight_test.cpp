@@ -549,6 +549,21 @@ const EntryHeader* header_of(const RawSegment& raw, const std::string& k, uint32
     return nullptr;
 }
 
+// Fills k (absent) through single flight and returns its header, checked to carry the timing.
+const EntryHeader* fill_timed(TestCache& t, const RawSegment& raw, const std::string& k,
+                              const std::string& v, const shmc_fetch_options& o,
+                              uint32_t compute_ms, uint32_t* blocks) {
+    Fetched a = fetch(t.c, k, o);
+    REQUIRE(a.r.outcome == SHMC_FETCH_COMPUTE);
+    REQUIRE(complete(t.c, k, v, o, a.r.lease, compute_ms) == 0);
+    const EntryHeader* e = header_of(raw, k, blocks);
+    REQUIRE(e != nullptr);
+    CHECK(bool(e->has_timing));
+    CHECK(entry_timing(e).compute_ms == compute_ms);
+    CHECK(entry_timing(e).stale_ms == o.stale_ttl_ms);
+    return e;
+}
+
 }  // namespace
 
 TEST_CASE("the timing is stored only when set, and sets that add or drop it keep the value") {
@@ -565,15 +580,8 @@ TEST_CASE("the timing is stored only when set, and sets that add or drop it keep
 
     // A fill through single flight with a stale window and a compute time stores both.
     const auto o = options(5000, 60000, 30000);
-    Fetched a = fetch(t.c, k + "2", o);
-    REQUIRE(a.r.outcome == SHMC_FETCH_COMPUTE);
-    REQUIRE(complete(t.c, k + "2", v, o, a.r.lease, 7) == 0);
-    e = header_of(raw, k + "2", &timed_blocks);
-    REQUIRE(e != nullptr);
-    CHECK(bool(e->has_timing));
+    e = fill_timed(t, raw, k + "2", v, o, 7, &timed_blocks);
     CHECK(entry_data_offset(e) == kEntryHeader + kTimingBytes);
-    CHECK(entry_timing(e).stale_ms == 30000);
-    CHECK(entry_timing(e).compute_ms == 7);
     CHECK(timed_blocks == contiguous_blocks(kTimingBytes + k.size() + 1 + v.size()));
     CHECK(fetch(t.c, k + "2", o).value == v);
 
@@ -589,13 +597,7 @@ TEST_CASE("the timing is stored only when set, and sets that add or drop it keep
         CHECK(f.value == w);  // fresh: served, no lease
         const std::string x(100, char('A' + round));
         REQUIRE(shmc_del(t.c, (k + "2").data(), k.size() + 1) == 0);
-        Fetched g = fetch(t.c, k + "2", o);
-        REQUIRE(g.r.outcome == SHMC_FETCH_COMPUTE);
-        REQUIRE(complete(t.c, k + "2", x, o, g.r.lease, 9) == 0);
-        e = header_of(raw, k + "2", &timed_blocks);
-        REQUIRE(e != nullptr);
-        CHECK(bool(e->has_timing));
-        CHECK(entry_timing(e).compute_ms == 9);
+        fill_timed(t, raw, k + "2", x, o, 9, &timed_blocks);
         CHECK(fetch(t.c, k + "2", o).value == x);
     }
     shmc_check_report rep;
