@@ -17,14 +17,19 @@ namespace shmcache::shm {
 
 inline uint64_t hash_key(const void* key, size_t len) { return XXH3_64bits(key, len); }
 
-// The checksum an entry carries: XXH3 of the value seeded with the key's hash mixed with the
-// entry's stale window and compute time, so that a damaged copy of either is caught like a
-// damaged value. With both zero (every plain set) the seed is the key's hash alone.
-inline uint32_t entry_checksum(uint64_t key_hash, uint32_t stale_ms, uint32_t compute_ms,
-                               const void* value, size_t len) {
-    // A multiply by an odd constant spreads both fields over the seed and maps (0, 0) to 0.
-    const uint64_t meta = (uint64_t(compute_ms) << 32 | stale_ms) * 0x9E3779B97F4A7C15ull;
-    return uint32_t(XXH3_64bits_withSeed(value, len, key_hash ^ meta));
+// The checksum an entry carries: XXH3 of the value seeded with the key's hash mixed with what
+// belongs to the value: its flags (a binding's type tag), its L2 epoch, its stale window and its
+// compute time. So a damaged copy of any of them is caught like a damaged value, and so is a
+// writer killed between writing them and writing the value (an in-place overwrite). With all of
+// them zero (a plain set of untagged bytes) the seed is the key's hash alone.
+inline uint32_t entry_checksum(uint64_t key_hash, uint32_t flags, uint8_t l2_epoch,
+                               uint32_t stale_ms, uint32_t compute_ms, const void* value,
+                               size_t len) {
+    // Multiplies by odd constants spread the fields over the seed and map zeros to zero.
+    const uint64_t timing = (uint64_t(compute_ms) << 32 | stale_ms) * 0x9E3779B97F4A7C15ull;
+    const uint64_t tag = (uint64_t(l2_epoch) << 32 | flags) * 0xC2B2AE3D27D4EB4Full;
+    return uint32_t(
+        XXH3_64bits_withSeed(value, len, key_hash ^ timing ^ (tag << 29 | tag >> 35)));
 }
 
 }  // namespace shmcache::shm

@@ -136,7 +136,8 @@ Optimistic decide(const StripeRef& s, const Key& k, const Seen& seen, void* buf,
     // Not a use of the entry (the locked get does not tell the policy either): nothing to write.
     if (!seen.copied) return Optimistic::kTooSmall;
     const EntryTiming t = entry_timing(&e);
-    if (entry_checksum(k.hash, t.stale_ms, t.compute_ms, buf, e.value_len) != e.checksum)
+    if (entry_checksum(k.hash, e.flags, e.l2_epoch, t.stale_ms, t.compute_ms, buf, e.value_len) !=
+        e.checksum)
         return Optimistic::kLock;  // damage in the segment: the locked get rebuilds the stripe
     if (!policy_hit_is_noop(s, seen.idx, e, seen.q_head))
         return Optimistic::kHitNeedsLock;

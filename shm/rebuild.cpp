@@ -98,8 +98,8 @@ uint32_t validate_entry(const StripeRef& s, uint32_t idx, uint32_t b,
     const uint64_t h = hash_key(data->data(), e->key_len);
     if (uint32_t(h >> 32) != e->hash_tag || (h & s.stripe_mask) != s.index) return 0;
     const EntryTiming t = entry_timing(e);
-    if (entry_checksum(h, t.stale_ms, t.compute_ms, data->data() + e->key_len, e->value_len) !=
-        e->checksum)
+    if (entry_checksum(h, e->flags, e->l2_epoch, t.stale_ms, t.compute_ms,
+                       data->data() + e->key_len, e->value_len) != e->checksum)
         return 0;
     return uint32_t(total);
 }

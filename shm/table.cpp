@@ -22,7 +22,8 @@ namespace {
 
 uint32_t value_checksum(uint64_t key_hash, const EntryHeader* e, const void* value) {
     const EntryTiming t = entry_timing(e);
-    return entry_checksum(key_hash, t.stale_ms, t.compute_ms, value, e->value_len);
+    return entry_checksum(key_hash, e->flags, e->l2_epoch, t.stale_ms, t.compute_ms, value,
+                          e->value_len);
 }
 
 // Calls fn(ptr, n) for each stretch of key and value bytes in [off, off+len) of the entry at
@@ -295,23 +296,28 @@ namespace {
 // header fields and value are written over the old ones, in place. The chain, the queues, the
 // allocator and the entry count are not touched, so a contended set writes a few cache lines
 // instead of a dozen (bench/bench_engine). Crash-safe as the rest: the stripe is dirty (and
-// seq odd) throughout, so a writer killed half-way leaves an entry whose checksum the rebuild
-// finds wrong and drops, which is what an interrupted replace leaves too (the key absent). The
+// seq odd) throughout, and the new checksum is written first, so a writer killed anywhere before
+// the last value byte leaves an entry whose checksum the rebuild finds wrong and drops, which is
+// what an interrupted replace leaves too (the key absent). Never the old value under the new
+// flags or expiry: the checksum covers the flags, and the old value fails the new checksum. The
 // overwrite counts as a use of the key for the eviction policy, as a hit would.
 void overwrite_in_place(const StripeRef& s, const Key& k, uint32_t idx, const void* value,
                         size_t value_len, const EntryMeta& meta) {
     mark_dirty(s);
     StripeCtl* c = s.ctl;
     EntryHeader* e = s.entry(idx);
+    // The caller checked that the timing keeps its presence, so the key stays where it is.
+    const EntryTiming t{meta.expires_ms ? meta.stale_ms : 0, meta.compute_ms};
+    e->checksum = entry_checksum(k.hash, meta.flags, meta.l2_epoch, t.stale_ms, t.compute_ms,
+                                 value, value_len);
+    SHMC_CRASH_POINT();
     c->data_bytes = c->data_bytes - e->value_len + value_len;
     e->value_len = uint32_t(value_len);
     e->flags = meta.flags;
     e->expires_ms = meta.expires_ms;
-    // The caller checked that the timing keeps its presence, so the key stays where it is.
-    const EntryTiming t{meta.expires_ms ? meta.stale_ms : 0, meta.compute_ms};
     if (e->has_timing) std::memcpy(reinterpret_cast<uint8_t*>(e) + kEntryHeader, &t, sizeof t);
     e->l2_epoch = meta.l2_epoch;
-    e->checksum = value_checksum(k.hash, e, value);
+    SHMC_CRASH_POINT();
     if (value_len)  // value may be NULL for an empty value
         std::memcpy(reinterpret_cast<uint8_t*>(e) + entry_data_offset(e) + k.len, value, value_len);
     SHMC_CRASH_POINT();

@@ -113,6 +113,40 @@ TEST_CASE("a chain head in the last blocks of the last stripe is damage, not a r
     expect_clean_after_check(t);
 }
 
+TEST_CASE("new flags over an old value (a writer killed mid-overwrite) are never served") {
+    // An in-place overwrite writes the new checksum first, then the header, then the value. Kill
+    // it after the flags and the old value is under the new flags: the checksum covers the flags,
+    // so the entry is dropped, by a lock-free get and by a rebuild alike. Same for the L2 epoch.
+    for (int field = 0; field < 2; ++field) {
+        for (bool dirty : {false, true}) {
+            CAPTURE(field);
+            CAPTURE(dirty);
+            unit::TestCache t("flags");
+            const std::string k = "typed", v = "a value whose type its flags name";
+            REQUIRE(shmc_set(t.c, k.data(), k.size(), v.data(), v.size(), 7, 0) == 0);
+            {
+                unit::RawSegment raw(t.name);
+                for (uint32_t i = 0; i < raw.g.n_stripes; ++i) {
+                    StripeRef s = raw.stripe(i);
+                    for (uint32_t b = 0; b <= s.bucket_mask; ++b)
+                        if (s.buckets[b] != kNil) {
+                            EntryHeader* e = s.entry(s.buckets[b]);
+                            if (field == 0) e->flags = 8;
+                            else e->l2_epoch = 3;
+                            if (dirty) s.ctl->dirty.store(1);
+                        }
+                }
+            }
+            char buf[64];
+            size_t len = 0;
+            uint32_t flags = 0;
+            CHECK(shmc_get(t.c, k.data(), k.size(), buf, sizeof buf, &len, &flags, nullptr) ==
+                  SHMC_E_NOTFOUND);
+            expect_clean_after_check(t);
+        }
+    }
+}
+
 TEST_CASE("random byte damage never crashes, never returns a torn value") {
     std::mt19937 rng(1234);
     for (int round = 0; round < 60; ++round) {
