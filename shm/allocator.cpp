@@ -111,6 +111,9 @@ uint32_t take_largest(const StripeRef& s, uint32_t max, uint32_t* got) {
     corrupt("free block count says blocks are free but no list has any");
 }
 
+// Runs gather_fits looks at, at most: a bound on the walk under the lock.
+constexpr uint32_t kGatherCheckRuns = 64;
+
 // Whether gathering `data` bytes would succeed now: walks the runs in the order alloc_entry takes
 // them (highest class first, each list from its head), looking at no more than max_runs. False
 // when that is not enough to tell, so the caller evicts once more: eviction alone always ends
@@ -148,7 +151,7 @@ uint32_t alloc_entry(const StripeRef& s, uint64_t data) {
     }
     // Enough gatherable blocks for the worst case; or, for fewer, runs long enough in fact.
     if (s.ctl->free_blocks - s.ctl->fragment_blocks < worst_case_blocks(data) &&
-        !gather_fits(s, data, 64))
+        !gather_fits(s, data, kGatherCheckRuns))
         return kNil;
     // Gather runs, largest first, so every run taken has at least kGatherMinBlocks (some class
     // at or above kGatherMinBlocks' is not empty while gatherable blocks remain). Each extent

@@ -20,6 +20,11 @@ namespace shmcache::shm {
 
 namespace {
 
+// The timing a store records: the stale window only means something with a TTL.
+EntryTiming timing_of(const EntryMeta& meta) {
+    return EntryTiming{meta.expires_ms ? meta.stale_ms : 0, meta.compute_ms};
+}
+
 uint32_t value_checksum(uint64_t key_hash, const EntryHeader* e, const void* value) {
     const EntryTiming t = entry_timing(e);
     return entry_checksum(key_hash, e->flags, e->l2_epoch, t.stale_ms, t.compute_ms, value,
@@ -307,7 +312,7 @@ void overwrite_in_place(const StripeRef& s, const Key& k, uint32_t idx, const vo
     StripeCtl* c = s.ctl;
     EntryHeader* e = s.entry(idx);
     // The caller checked that the timing keeps its presence, so the key stays where it is.
-    const EntryTiming t{meta.expires_ms ? meta.stale_ms : 0, meta.compute_ms};
+    const EntryTiming t = timing_of(meta);
     e->checksum = entry_checksum(k.hash, meta.flags, meta.l2_epoch, t.stale_ms, t.compute_ms,
                                  value, value_len);
     SHMC_CRASH_POINT();
@@ -335,8 +340,8 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
     uint64_t now = 0;
     uint32_t prev;
     SlotGuard slot{s};
-    // The stale window only means something with a TTL; the timing is stored only when set.
-    const EntryTiming timing_set{meta.expires_ms ? meta.stale_ms : 0, meta.compute_ms};
+    // The timing is stored only when set.
+    const EntryTiming timing_set = timing_of(meta);
     const uint32_t timing = timing_bytes(timing_set.stale_ms, timing_set.compute_ms);
     uint32_t old = find(s, k, &prev);
     if (old != kNil) {
