@@ -155,7 +155,7 @@ void build_workload(Workload &w, unsigned max_procs, double hit_ratio) {
 // every get takes its stripe lock (as before layout 6): the lock-free read's gain, side by side.
 enum class Kind { kShmcache, kShmcacheLocked, kMap, kLmdb };
 const char *strategy_name(uint32_t s) {
-    static const char *const names[] = {"default", "lru", "lfu", "fifo", "ttl", "sieve", "s3fifo"};
+    static const char *const names[] = {"default", "lru", "lfu", "fifo", "ttl", "sieve", "s3fifo", "wtinylfu"};
     return s < sizeof names / sizeof names[0] ? names[s] : "?";
 }
 
@@ -731,8 +731,8 @@ int main(int argc, char **argv) {
         else if (a == "--strategy") {
             std::string v = val();
             uint32_t i = 0;
-            while (i < 7 && v != strategy_name(i)) ++i;
-            if (i == 7) {
+            while (i < 8 && v != strategy_name(i)) ++i;
+            if (i == 8) {
                 usage();
                 return 2;
             }

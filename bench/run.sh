@@ -184,6 +184,11 @@ per process: +-0.05). Before commit 2dd3929 a store into an empty stripe of a
 full cache searched the others from a per-process random point, and small caches' figures moved
 by a point or more between runs.
 
+The default is W-TinyLFU (\`wtinylfu\`, strategy 7): S3-FIFO's two queues with TinyLFU's
+admission between them, by a count-min sketch kept in each stripe (docs/architecture.md,
+"Eviction"). S3-FIFO, the default of earlier builds, stays in the bar as s3fifo/64; wtinylfu/1 beside default/64 shows what 64 stripes cost a small cache (each of the
+64 stripes of c=60 holds one entry or two, and a policy cannot choose among so few).
+
 Two more simulations, for issue 15's design and not part of the bar: "sim W-TinyLFU climber" is
 adaptive W-TinyLFU with Caffeine-style hill climbing of the window (1% start, 3% steps), and "sim
 W-TinyLFU shadows" steers the window by two key-only shadow caches 5% of c smaller and larger

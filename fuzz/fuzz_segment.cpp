@@ -54,7 +54,7 @@ namespace shm = shmcache::shm;
 namespace {
 
 constexpr uint64_t kSize = 1u << 20;
-constexpr uint32_t kNumImages = 4;
+constexpr uint32_t kNumImages = 5;
 const char kPrefix[] = "shmc-fuzz-seg-";
 
 struct ImageConfig {
@@ -67,6 +67,7 @@ const ImageConfig kConfigs[kNumImages] = {
     {1, SHMC_STRATEGY_LRU, 0},
     {2, SHMC_STRATEGY_SIEVE, 200},
     {2, SHMC_STRATEGY_TTL, 0},
+    {2, SHMC_STRATEGY_WTINYLFU, 300},
 };
 
 // The helpers that build and verify values carry no coverage instrumentation: they are the

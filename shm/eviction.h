@@ -1,7 +1,8 @@
 // eviction.h - eviction metadata inside the segment, and the policies that use it.
 //
 // Every policy works on at most two intrusive doubly linked queues per stripe (links in the
-// entry header), a per-entry counter byte, and for S3-FIFO a small table of ghost fingerprints.
+// entry header), a per-entry counter byte, and a per-stripe policy table: S3-FIFO's ghost
+// fingerprints, or W-TinyLFU's frequency sketch (shm/sketch.h).
 // Policies that need a full ordering (LFU, TTL) sample the 8 oldest entries, as Redis does,
 // rather than keep a sorted structure. See docs/architecture.md, "Eviction".
 //

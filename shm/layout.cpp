@@ -94,14 +94,14 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
         *why = "max_value_len must be 0 (the default) or at least 1024 bytes";
         return false;
     }
-    if (strategy > SHMC_STRATEGY_S3FIFO) {
+    if (strategy > SHMC_STRATEGY_WTINYLFU) {
         *why = "unknown strategy";
         return false;
     }
     g->size_bytes = size_bytes;
     g->max_entries = max_entries;
     g->n_stripes = n_stripes;
-    g->strategy = strategy == SHMC_STRATEGY_DEFAULT ? uint32_t(SHMC_STRATEGY_S3FIFO) : strategy;
+    g->strategy = strategy == SHMC_STRATEGY_DEFAULT ? uint32_t(SHMC_STRATEGY_WTINYLFU) : strategy;
     g->counters_offset = kHeaderBytes;
     g->stripes_offset = kHeaderBytes + kProcessCountersBytes;
     g->regions_offset = round_up(g->stripes_offset + uint64_t(n_stripes) * sizeof(StripeCtl), 4096);
@@ -121,7 +121,10 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     const uint64_t expected =
         share ? std::min(share, most) : std::max<uint64_t>(g->region_bytes / 256, 1);
     g->buckets_per_stripe = uint32_t(std::bit_ceil(std::max<uint64_t>(expected, 16)));
-    g->ghost_per_stripe = g->strategy == SHMC_STRATEGY_S3FIFO ? g->buckets_per_stripe : 0;
+    // The policy table: S3-FIFO's ghosts, or W-TinyLFU's frequency sketch (16 counters a word).
+    const bool policy_table =
+        g->strategy == SHMC_STRATEGY_S3FIFO || g->strategy == SHMC_STRATEGY_WTINYLFU;
+    g->ghost_per_stripe = policy_table ? g->buckets_per_stripe : 0;
 
     g->buckets_off = 0;
     g->ghost_off = round_up(uint64_t(g->buckets_per_stripe) * 4, 64);

@@ -243,7 +243,7 @@ struct alignas(64) StripeCtl {
     uint32_t q_entries[kQueues];
     uint32_t q_blocks[kQueues];
     uint32_t sieve_hand;
-    uint32_t ghost_clock;
+    uint32_t ghost_clock;  // S3-FIFO: ghost insertions; W-TinyLFU: sketch additions since halving
     // LFU's clock: it moves once per as many inserts into the stripe as the stripe holds
     // entries (one turnover), so counters age with the traffic, not with wall time. Written
     // under the lock with relaxed atomic stores; the optimistic reader loads it relaxed.
@@ -284,7 +284,7 @@ constexpr uint8_t kFreeTag = 0xF4;
 struct EntryHeader {
     uint8_t tag;    // kEntryTag
     uint8_t queue;  // kMainQueue or kSmallQueue
-    uint8_t freq;   // policy counter: LFU log counter, S3-FIFO frequency, SIEVE visited bit
+    uint8_t freq;   // policy counter: LFU log counter, S3-FIFO/W-TinyLFU hits, SIEVE visited bit
     uint8_t l2_epoch;  // 0, or an L2 copy's coherence epoch (epoch8() of L2Coherence::epoch)
     uint16_t key_len : 13;    // 1 to SHMC_MAX_KEY_LEN
     uint16_t has_timing : 1;  // an EntryTiming follows the header

@@ -13,12 +13,12 @@ namespace shmcache::shm {
 struct StripeRef {
     StripeCtl* ctl;
     uint32_t* buckets;
-    uint64_t* ghost;
+    uint64_t* ghost;  // the policy table: S3-FIFO's ghosts, or W-TinyLFU's sketch (sketch.h)
     uint64_t* freemap;  // bit set: block is free
     uint8_t* blocks;
     uint32_t nblocks;
     uint32_t bucket_mask;
-    uint32_t ghost_mask;  // 0 when the strategy keeps no ghosts
+    uint32_t ghost_mask;  // its words - 1; 0 when the strategy keeps no policy table
     uint32_t max_value_len;
     uint32_t strategy;
     uint32_t index;        // this stripe's number

@@ -487,7 +487,7 @@ static void test_info(shmc_cache *c, shmc_info *info) {
     EXPECT(info->max_entries == 0);
     EXPECT(info->max_key_len == SHMC_MAX_KEY_LEN);
     EXPECT(info->max_value_len > 0 && info->max_value_len <= 1024u * 1024);
-    EXPECT(info->strategy == SHMC_STRATEGY_S3FIFO); /* DEFAULT resolved */
+    EXPECT(info->strategy == SHMC_STRATEGY_WTINYLFU); /* DEFAULT resolved */
     EXPECT(info->block_size == 16);
     EXPECT(info->owner_uid == (uint32_t)getuid());
     EXPECT((info->mode & 0777) == 0600);
@@ -536,7 +536,7 @@ static void test_second_handle(shmc_cache *c) {
 
 /* Each strategy can be chosen at creation and then works. */
 static void test_strategies(void) {
-    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_S3FIFO; s++) {
+    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_WTINYLFU; s++) {
         char name[160];
         snprintf(name, sizeof name, "%s-strat%u", g_name, s);
         shmc_unlink(name, 1);

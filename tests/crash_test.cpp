@@ -682,8 +682,8 @@ void crash_points_on(uint32_t strategy, uint64_t max_entries, int iters, uint64_
 int run_crash_points(const Args &a, uint64_t seed) {
     const int iters = a.iters ? a.iters : 1020;
     std::string summary;
-    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_S3FIFO; ++s)
-        crash_points_on(s, s % 2 ? 0 : 400, (iters + 5) / 6, seed + s, &summary);
+    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_WTINYLFU; ++s)
+        crash_points_on(s, s % 2 ? 0 : 400, (iters + 6) / 7, seed + s, &summary);
     return finish("crash/crash-points", seed, summary);
 }
 
@@ -1555,8 +1555,8 @@ int hot_checker(const std::string &name, const shmc_options &so, HotShared *sh, 
 }
 
 const char *strategy_name(uint32_t s) {
-    static const char *names[] = {"default", "lru", "lfu", "fifo", "ttl", "sieve", "s3fifo"};
-    return s < 7 ? names[s] : "?";
+    static const char *names[] = {"default", "lru", "lfu", "fifo", "ttl", "sieve", "s3fifo", "wtinylfu"};
+    return s < sizeof names / sizeof *names ? names[s] : "?";
 }
 
 // One segment of the given strategy, for `seconds`: 3 readers, 3 writer slots whose processes
@@ -1744,8 +1744,8 @@ void hot_key_race_on(uint32_t strategy, uint64_t max_entries, double seconds, ui
 int run_hot_key_race(const Args &a, uint64_t seed) {
     const double seconds = a.seconds > 0 ? a.seconds : 24;
     std::string summary;
-    const uint32_t n = SHMC_STRATEGY_S3FIFO - SHMC_STRATEGY_LRU + 1;
-    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_S3FIFO; ++s)
+    const uint32_t n = SHMC_STRATEGY_WTINYLFU - SHMC_STRATEGY_LRU + 1;
+    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_WTINYLFU; ++s)
         hot_key_race_on(s, s % 2 ? 0 : 400, seconds / n, seed + s, &summary);
     return finish("crash/hot-key-race", seed, summary);
 }

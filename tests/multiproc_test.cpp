@@ -37,8 +37,8 @@ struct Args {
 };
 
 const char *strategy_name(uint32_t s) {
-    static const char *names[] = {"default", "lru", "lfu", "fifo", "ttl", "sieve", "s3fifo"};
-    return s < 7 ? names[s] : "?";
+    static const char *names[] = {"default", "lru", "lfu", "fifo", "ttl", "sieve", "s3fifo", "wtinylfu"};
+    return s < sizeof names / sizeof *names ? names[s] : "?";
 }
 
 // Wait (bounded) until *count reaches n: a barrier in shared memory.
@@ -150,7 +150,7 @@ int run_stress(const Args &a, uint64_t seed) {
     // Small segment: 16 stripes of ~128 KiB, values up to 20 KiB: every few sets evict.
     storm("stress", small_options(2u << 20, 16), a.procs, a.seconds, seed, true, &summary);
     // Every strategy once, with an entry limit below the key space (so count-driven eviction).
-    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_S3FIFO; ++s) {
+    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_WTINYLFU; ++s) {
         shmc_options o = small_options(8u << 20, 8);
         o.strategy = s;
         o.max_entries = 512;

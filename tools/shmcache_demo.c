@@ -245,6 +245,7 @@ static const char *strategy_name(uint32_t s) {
         case SHMC_STRATEGY_TTL: return "TTL";
         case SHMC_STRATEGY_SIEVE: return "SIEVE";
         case SHMC_STRATEGY_S3FIFO: return "S3-FIFO";
+        case SHMC_STRATEGY_WTINYLFU: return "W-TinyLFU";
         default: return "default";
     }
 }

@@ -22,14 +22,14 @@ def test_info(cli):
     for label in ["layout version", "library version", "stripes", "capacity", "max value",
                   "strategy", "owner", "attached", "creator pid", "created"]:
         assert label in p.out
-    assert "mode 0600" in p.out and "S3-FIFO" in p.out
+    assert "mode 0600" in p.out and "W-TinyLFU" in p.out
     j = json.loads(cli("info", "--json").out)
     # The layout version changes with the segment format; text and JSON must agree on it.
     assert j["name"] == cli.name and j["layout_version"] >= 1
     assert f"layout version   {j['layout_version']}\n" in p.out
     assert j["size_bytes"] == 8 << 20 and j["n_stripes"] == 16
     assert j["owner_uid"] == os.getuid() and j["mode"] == "0600"
-    assert j["attached_others"] == 0 and j["strategy"] == "S3-FIFO"
+    assert j["attached_others"] == 0 and j["strategy"] == "W-TinyLFU"
     assert 0 < j["max_value_len"] <= 8 << 20
     holder = cli.helper("hold")
     try:

@@ -86,7 +86,7 @@ def test_stats_prometheus(cli):
     info = families["shmcache_info"].samples[0]
     layout = json.loads(cli("info", "--json").out)["layout_version"]
     assert info.value == 1 and info.labels["layout_version"] == str(layout)
-    assert info.labels["strategy"] == "S3-FIFO"
+    assert info.labels["strategy"] == "W-TinyLFU"
     # every sample has HELP and TYPE lines
     names = [l.split()[2] for l in p.out.splitlines() if l.startswith("# TYPE")]
     assert len(names) == len(set(names)) == len(families)

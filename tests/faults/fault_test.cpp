@@ -805,10 +805,11 @@ int run_badargs() {
     opt("open: n_stripes 2^31", [](shmc_options &o) { o.n_stripes = 1u << 31; }, {INVAL});
     opt("open: n_stripes UINT32_MAX", [](shmc_options &o) { o.n_stripes = UINT32_MAX; }, {INVAL});
     opt("open: n_stripes 65536 in 1 MiB", [](shmc_options &o) { o.n_stripes = 65536; }, {INVAL});
-    for (uint32_t s = 0; s <= 6; ++s)
+    for (uint32_t s = 0; s <= SHMC_STRATEGY_WTINYLFU; ++s)
         opt(("open: strategy " + std::to_string(s)).c_str(),
             [s](shmc_options &o) { o.strategy = s; }, {0});
-    opt("open: strategy 7", [](shmc_options &o) { o.strategy = 7; }, {INVAL});
+    opt("open: strategy past the last", [](shmc_options &o) { o.strategy = SHMC_STRATEGY_WTINYLFU + 1; },
+        {INVAL});
     opt("open: strategy UINT32_MAX", [](shmc_options &o) { o.strategy = UINT32_MAX; }, {INVAL});
     opt("open: max_entries 1", [](shmc_options &o) { o.max_entries = 1; }, {0});
     opt("open: max_entries UINT64_MAX", [](shmc_options &o) { o.max_entries = UINT64_MAX; }, {0});

@@ -306,7 +306,8 @@ TEST_CASE("a full cache levels its stripes: none stays below its fair share") {
     // (about 6 to 30 each), and evicting from the own stripe keeps that share for good. A store
     // into a stripe below the fair share (1000 / 64, rounded down: 15) evicts from a fuller
     // stripe instead, so churn brings every stripe up to it.
-    for (uint32_t strategy : {uint32_t(SHMC_STRATEGY_S3FIFO), uint32_t(SHMC_STRATEGY_LRU),
+    for (uint32_t strategy : {uint32_t(SHMC_STRATEGY_WTINYLFU), uint32_t(SHMC_STRATEGY_S3FIFO),
+                              uint32_t(SHMC_STRATEGY_LRU),
                               uint32_t(SHMC_STRATEGY_SIEVE), uint32_t(SHMC_STRATEGY_LFU),
                               uint32_t(SHMC_STRATEGY_FIFO)}) {
         CAPTURE(strategy);

@@ -176,6 +176,7 @@ std::string strategy_name(uint32_t s) {
         case SHMC_STRATEGY_TTL: return "TTL";
         case SHMC_STRATEGY_SIEVE: return "SIEVE";
         case SHMC_STRATEGY_S3FIFO: return "S3-FIFO";
+        case SHMC_STRATEGY_WTINYLFU: return "W-TinyLFU";
         default: return strf("strategy %u", s);
     }
 }

@@ -206,15 +206,15 @@ class CacheCore:
         # service, or before a config change) keeps its own. Say so once, at open.
         info = seg.info()
         cfg = self.config
+        # A segment made with the default keeps the default of the build that made it (S3-FIFO
+        # before W-TinyLFU): only a strategy the config names is worth a warning.
         wanted_strategy = cfg.memory_cache_strategy
-        if wanted_strategy == CacheStrategy.DEFAULT:
-            wanted_strategy = CacheStrategy.S3FIFO
         diffs = []
         if info.size_bytes != cfg.shm_size:
             diffs.append(f"size {info.size_bytes} bytes (config: {cfg.shm_size})")
         if info.max_entries != cfg.memory_cache_size:
             diffs.append(f"max entries {info.max_entries} (config: {cfg.memory_cache_size})")
-        if info.strategy != wanted_strategy:
+        if wanted_strategy != CacheStrategy.DEFAULT and info.strategy != wanted_strategy:
             diffs.append(f"strategy {CacheStrategy(info.strategy).name} "
                          f"(config: {wanted_strategy.name})")
         if diffs:

@@ -30,13 +30,14 @@ class CacheStrategy(enum.IntEnum):
     CacheStrategy("TTL"), CacheStrategy("lru"), CacheStrategy(os.getenv("CACHE_STRATEGY",
     "TTL"))."""
 
-    DEFAULT = 0  # the engine's default: S3-FIFO
+    DEFAULT = 0  # the engine's default: W-TinyLFU
     LRU = 1
     LFU = 2
     FIFO = 3
     TTL = 4  # soonest to expire first
     SIEVE = 5
     S3FIFO = 6
+    WTINYLFU = 7  # a FIFO window, then admission by a frequency sketch ("w-tinylfu")
 
     @classmethod
     def parse(cls, value):

@@ -19,13 +19,14 @@ def test_defaults_are_the_guides_and_valid():
 def test_enum_values_are_the_librarys():
     assert [(m.name, m.value) for m in CacheStrategy] == [
         ("DEFAULT", 0), ("LRU", 1), ("LFU", 2), ("FIFO", 3), ("TTL", 4), ("SIEVE", 5),
-        ("S3FIFO", 6)]
+        ("S3FIFO", 6), ("WTINYLFU", 7)]
     assert (CacheTier.L1, CacheTier.L2, CacheTier.BOTH) == (1, 2, 3)
 
 
 @pytest.mark.parametrize("text,expected", [
     ("lru", CacheStrategy.LRU), ("LFU", CacheStrategy.LFU), ("s3-fifo", CacheStrategy.S3FIFO),
     ("S3FIFO", CacheStrategy.S3FIFO), ("sieve", CacheStrategy.SIEVE), ("ttl", CacheStrategy.TTL),
+    ("w-tinylfu", CacheStrategy.WTINYLFU), ("W_TinyLFU", CacheStrategy.WTINYLFU),
     (3, CacheStrategy.FIFO), (CacheStrategy.DEFAULT, CacheStrategy.DEFAULT)])
 def test_strategy_accepts_names_and_values(text, expected):
     assert CacheConfig(memory_cache_strategy=text).memory_cache_strategy is expected
@@ -184,3 +185,27 @@ def test_sentinel_and_cluster_urls_with_ipv6_hosts_are_accepted():
                       redis_ssl_ca_certs="/etc/my ca.pem")
     assert cfg.l2_url == "rediss+sentinel://h1:26379,[::1]:26379/m/2?ssl_ca_certs=/etc/my%20ca.pem"
     CacheConfig(redis_url="redis+cluster://[::1]:7000,[::1]:7001")
+
+
+def test_the_default_strategy_is_w_tinylfu_and_an_older_default_is_no_mismatch(shm_name, caplog):
+    # A segment keeps the strategy it was made with. One made by the default of an older build
+    # (S3-FIFO) is what a default config asks for too: no warning. A config that names another
+    # strategy is told that the segment's differs.
+    from shmcache import SyncCacheManager
+
+    def open_stats(strategy):
+        config = CacheConfig(shm_name=shm_name, shm_size=8 << 20, enable_monitoring=False,
+                             memory_cache_strategy=strategy)
+        with SyncCacheManager(config) as cache:
+            return cache.get_stats()["segment"]["strategy"]
+
+    assert open_stats(CacheStrategy.DEFAULT) == "WTINYLFU"
+    import shmcache
+    shmcache.destroy_segment(shm_name, force=True)
+    assert open_stats(CacheStrategy.S3FIFO) == "S3FIFO"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="shmcache"):
+        assert open_stats(CacheStrategy.DEFAULT) == "S3FIFO"
+        assert "strategy" not in caplog.text
+        assert open_stats("lru") == "S3FIFO"
+        assert "strategy S3FIFO (config: LRU)" in caplog.text

@@ -78,13 +78,14 @@ typedef struct shmc_cache shmc_cache;
 
 /* Eviction strategies. Values are stored in the segment: pinned. */
 typedef enum shmc_strategy {
-    SHMC_STRATEGY_DEFAULT = 0, /* the engine's default: S3-FIFO (see docs/architecture.md) */
+    SHMC_STRATEGY_DEFAULT = 0, /* the engine's default: W-TinyLFU (S3-FIFO before it) */
     SHMC_STRATEGY_LRU = 1,     /* least recently used */
     SHMC_STRATEGY_LFU = 2,     /* least frequently used (sampled, with aging) */
     SHMC_STRATEGY_FIFO = 3,    /* first in, first out */
     SHMC_STRATEGY_TTL = 4,     /* soonest to expire first (sampled) */
     SHMC_STRATEGY_SIEVE = 5,   /* SIEVE (Zhang et al., NSDI 2024) */
-    SHMC_STRATEGY_S3FIFO = 6   /* S3-FIFO (Yang et al., SOSP 2023) */
+    SHMC_STRATEGY_S3FIFO = 6,  /* S3-FIFO (Yang et al., SOSP 2023) */
+    SHMC_STRATEGY_WTINYLFU = 7 /* W-TinyLFU: a FIFO window, then admission by a frequency sketch */
 } shmc_strategy;
 
 /* shmc_options.flags */
