@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 CITATION = ('Traces and "paper" figures: Megiddo & Modha, "ARC: A Self-Tuning, Low Overhead '
             'Replacement Cache", USENIX FAST 2003')
 # Engine columns worth a line (the others are duplicates or checks).
-ENGINE_COLUMNS = ["lru/1", "lru/64", "s3fifo/64", "sieve/64", "fifo/64", "lfu/64"]
+ENGINE_COLUMNS = ["lru/1", "lru/64", "s3fifo/64", "sieve/64", "fifo/64", "lfu/64", "default/64"]
 PAPER_COLUMNS = ["paper LRU", "paper ARC", "paper OPT", "sim W-TinyLFU"]
 
 
@@ -60,12 +60,13 @@ def plot(trace, header, rows, out_dir):
             if any(y is not None for y in ys):
                 ax.plot(sizes, ys, linestyle="--", marker=".", label=name, alpha=0.8)
     for name in ENGINE_COLUMNS:
-        if name in header:
-            i = header.index(name)
-            label = name + (" (default)" if name == "s3fifo/64" else "")
-            width = 2.6 if name == "s3fifo/64" else 1.4
+        # The default's header names what it resolved to: "default/64 (= wtinylfu/64)".
+        found = [h for h in header if h == name or h.startswith(name + " ")]
+        if found:
+            i = header.index(found[0])
+            width = 2.6 if name == "default/64" else 1.4
             ax.plot(sizes, [number(r[i]) for r in rows], marker="o", markersize=3,
-                    linewidth=width, label=label)
+                    linewidth=width, label=found[0])
     ax.set_xscale("log")
     ax.set_xlabel("cache size (entries)")
     ax.set_ylabel("hit ratio (%)")

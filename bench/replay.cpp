@@ -1084,6 +1084,8 @@ int run_table(const std::string &dir, bool full, unsigned jobs, const std::vecto
             if (alias[ci] >= 0)
                 printf(" %s (= %s) |", configs[ci].label().c_str(),
                        configs[size_t(alias[ci])].label().c_str());
+            else if (configs[ci].strategy == SHMC_STRATEGY_DEFAULT)
+                printf(" %s (%s) |", configs[ci].label().c_str(), strategy_name(resolved_default));
             else
                 printf(" %s |", configs[ci].label().c_str());
         }

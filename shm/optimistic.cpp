@@ -9,7 +9,6 @@
 
 #include "shm/clock.h"
 #include "shm/eviction.h"
-#include "shm/sketch.h"
 
 // The reads below race with writers by design (a seqlock); they are validated afterwards.
 // ThreadSanitizer cannot know that, so the functions that make them are not instrumented, and
@@ -179,9 +178,6 @@ SHMC_SEQLOCK_READ __attribute__((target("prfchw"))) void prefetch_for_store(cons
                                                                              const Key& k,
                                                                              size_t vlen) {
     __builtin_prefetch(s.ctl, 1);
-    // W-TinyLFU counts the store in the key's line of the sketch.
-    if (s.strategy == SHMC_STRATEGY_WTINYLFU)
-        __builtin_prefetch(s.ghost + sketch_slots(k.tag(), s.ghost_mask).word[0], 1);
     const uint32_t idx = racy_load(s.buckets[k.tag() & s.bucket_mask]);
     if (!s.head_in_range(idx)) return;
     // The cache lines the entry's first extent spans (blocks are smaller than a line and an
