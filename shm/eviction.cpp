@@ -203,7 +203,8 @@ void tiny_record(const StripeRef& s, uint32_t hash_tag, uint32_t n) {
     StripeCtl* c = s.ctl;
     sketch_add(s.ghost, s.ghost_mask, hash_tag, n);
     c->ghost_clock += n;
-    if (c->ghost_clock >= kTinySampleFactor * std::max(c->entries, 1u)) {
+    // In 64 bits: a stripe of over 214 million entries would overflow the product in 32.
+    if (c->ghost_clock >= uint64_t(kTinySampleFactor) * std::max(c->entries, 1u)) {
         c->ghost_clock = 0;
         sketch_halve(s.ghost, s.ghost_mask);
     }
