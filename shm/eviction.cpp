@@ -251,7 +251,8 @@ bool tiny_admit(const StripeRef& s, const EntryHeader* candidate, const EntryHea
 // oldest entry, once the window is over its share, goes to main if it was hit meanwhile (as in
 // S3-FIFO) or if main has room; otherwise it competes with main's victim (S3-FIFO's: the
 // entry nearest main's tail without hits left), and the less used of the two is evicted.
-uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
+// kNil instead if that entry's estimate is not below worth_below (kAnyWorth: any will do).
+uint32_t victim_wtinylfu(const StripeRef& s, bool by_count, uint32_t worth_below) {
     StripeCtl* c = s.ctl;
     for (uint64_t steps = 0;;) {
         if (++steps > kTinyStepsPerEntry * (s.entry_bound() + 1))
@@ -262,7 +263,10 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
         const uint32_t cand = c->q_tail[kSmallQueue];
         const bool from_small = cand != kNil && (small * 100 >= total * kTinyWindowPct ||
                                                  c->q_tail[kMainQueue] == kNil);
-        if (!from_small) return tiny_main_victim(s, &steps);
+        if (!from_small) {
+            const uint32_t v = tiny_main_victim(s, &steps);
+            return v != kNil && tiny_estimate(s, s.entry(v)) >= worth_below ? kNil : v;
+        }
         EntryHeader* ce = s.entry(cand);
         const uint64_t size = by_count ? 1 : entry_blocks(s, cand);
         if (ce->freq || (main + size) * 100 <= total * (100 - kTinyWindowPct)) {
@@ -271,11 +275,13 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
             continue;
         }
         const uint32_t victim = tiny_main_victim(s, &steps);
-        if (victim != kNil && tiny_admit(s, ce, s.entry(victim))) {
-            move_to_head(s, kMainQueue, cand);
-            return victim;
-        }
-        return cand;
+        const bool admit = victim != kNil && tiny_admit(s, ce, s.entry(victim));
+        const uint32_t loser = admit ? victim : cand;
+        // Another stripe's store asking (worth_below set): the candidate is promoted only if
+        // its loser is evicted, so that asking changes nothing the stripe would not do itself.
+        if (tiny_estimate(s, s.entry(loser)) >= worth_below) return kNil;
+        if (admit) move_to_head(s, kMainQueue, cand);
+        return loser;
     }
 }
 
@@ -417,15 +423,21 @@ void policy_hit(const StripeRef& s, uint32_t idx) {
     }
 }
 
-uint32_t policy_victim(const StripeRef& s, bool by_count) {
+uint32_t policy_victim(const StripeRef& s, bool by_count, uint32_t worth_below) {
+    if (worth_below != kAnyWorth && s.strategy != SHMC_STRATEGY_WTINYLFU) return kNil;
     switch (s.strategy) {
         case SHMC_STRATEGY_LFU: return victim_lfu(s);
         case SHMC_STRATEGY_TTL: return victim_ttl(s);
         case SHMC_STRATEGY_SIEVE: return victim_sieve(s);
         case SHMC_STRATEGY_S3FIFO: return victim_s3fifo(s, by_count);
-        case SHMC_STRATEGY_WTINYLFU: return victim_wtinylfu(s, by_count);
+        case SHMC_STRATEGY_WTINYLFU: return victim_wtinylfu(s, by_count, worth_below);
         default: return s.ctl->q_tail[kMainQueue];  // LRU, FIFO
     }
+}
+
+uint32_t policy_worth(const StripeRef& s, uint32_t idx) {
+    if (s.strategy == SHMC_STRATEGY_WTINYLFU) return tiny_estimate(s, s.entry(idx));
+    return kAnyWorth;
 }
 
 void policy_forget(const StripeRef& s, uint32_t idx) {

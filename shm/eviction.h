@@ -16,6 +16,9 @@
 #include "shm/stripe.h"
 
 namespace shmcache::shm {
+// policy_victim's worth_below when any victim will do; policy_worth's answer when the policy
+// has no worth to compare (every worth is below it).
+constexpr uint32_t kAnyWorth = UINT32_MAX;
 
 void queue_push_head(const StripeRef& s, uint32_t q, uint32_t idx);
 void queue_push_tail(const StripeRef& s, uint32_t q, uint32_t idx);
@@ -41,8 +44,16 @@ void clear_policy_decision();
 
 // Chooses the entry to evict (moving others as the policy says) and returns it, still linked;
 // kNil if the stripe is empty. by_count: the entry limit, not memory, is what binds.
-uint32_t policy_victim(const StripeRef& s, bool by_count);
+// worth_below (another stripe's store sampling this one, see policy_worth): returns the victim
+// only if it is worth less, else kNil, having made only the moves the policy makes anyway;
+// kNil at once for the policies without a worth.
+uint32_t policy_victim(const StripeRef& s, bool by_count, uint32_t worth_below = kAnyWorth);
 
+// What keeping the linked entry idx is worth to the policy, in units that every stripe of the
+// segment shares (W-TinyLFU: its frequency estimate; each stripe's sketch sees a like share of
+// the keys), so that a store may evict another stripe's victim instead of its own when that
+// one is worth less. kAnyWorth for the policies that do not compare entries across stripes.
+uint32_t policy_worth(const StripeRef& s, uint32_t idx);
 // Called before an entry is unlinked for any reason (keeps the SIEVE hand valid).
 void policy_forget(const StripeRef& s, uint32_t idx);
 

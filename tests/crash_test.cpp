@@ -614,7 +614,7 @@ void crash_points_on(uint32_t strategy, uint64_t max_entries, int iters, uint64_
                      std::string *summary) {
     const int survivors = 3;
     char label[32];
-    std::snprintf(label, sizeof label, "crashpoints-%u", strategy);
+    std::snprintf(label, sizeof label, "crashpoints-%u%s", strategy, max_entries ? "-limit" : "");
     // Slots 0..2: survivors; slot 3: the dying workers, one after another.
     Fleet f{
         unique_name(label),       small_options(2u << 20, kStripes), new_counters(survivors + 1),
@@ -678,12 +678,17 @@ void crash_points_on(uint32_t strategy, uint64_t max_entries, int iters, uint64_
 }
 
 // Every strategy has its own eviction code inside the dirty sections: kill each of them. Half
-// also get an entry limit, so count-driven eviction is killed too.
+// also get an entry limit, so count-driven eviction is killed too. W-TinyLFU, the default, runs
+// both ways (half its share each): under the limit (400 over 16 stripes) its stores also sample
+// other stripes' victims (table.cpp, evict_for_slot).
 int run_crash_points(const Args &a, uint64_t seed) {
     const int iters = a.iters ? a.iters : 1020;
+    const int share = (iters + 6) / 7;
     std::string summary;
-    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_WTINYLFU; ++s)
-        crash_points_on(s, s % 2 ? 0 : 400, (iters + 6) / 7, seed + s, &summary);
+    for (uint32_t s = SHMC_STRATEGY_LRU; s < SHMC_STRATEGY_WTINYLFU; ++s)
+        crash_points_on(s, s % 2 ? 0 : 400, share, seed + s, &summary);
+    crash_points_on(SHMC_STRATEGY_WTINYLFU, 0, (share + 1) / 2, seed + 7, &summary);
+    crash_points_on(SHMC_STRATEGY_WTINYLFU, 400, (share + 1) / 2, seed + 8, &summary);
     return finish("crash/crash-points", seed, summary);
 }
 
@@ -1745,8 +1750,11 @@ int run_hot_key_race(const Args &a, uint64_t seed) {
     const double seconds = a.seconds > 0 ? a.seconds : 24;
     std::string summary;
     const uint32_t n = SHMC_STRATEGY_WTINYLFU - SHMC_STRATEGY_LRU + 1;
-    for (uint32_t s = SHMC_STRATEGY_LRU; s <= SHMC_STRATEGY_WTINYLFU; ++s)
+    for (uint32_t s = SHMC_STRATEGY_LRU; s < SHMC_STRATEGY_WTINYLFU; ++s)
         hot_key_race_on(s, s % 2 ? 0 : 400, seconds / n, seed + s, &summary);
+    // W-TinyLFU both ways, as in run_crash_points.
+    hot_key_race_on(SHMC_STRATEGY_WTINYLFU, 0, seconds / n / 2, seed + 7, &summary);
+    hot_key_race_on(SHMC_STRATEGY_WTINYLFU, 400, seconds / n / 2, seed + 8, &summary);
     return finish("crash/hot-key-race", seed, summary);
 }
 
