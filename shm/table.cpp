@@ -197,11 +197,12 @@ void evict_one(const StripeRef& s, bool by_count) {
 // kSampleBelowShare entries per stripe, a stripe is too small a cache for its policy alone
 // (with 64 stripes, a limit of 60 leaves about one entry each, and W-TinyLFU's hit ratio on
 // the cpp trace fell from 60% on one stripe to 33%). So a store that must evict for a slot
-// compares its own victim with those of up to kSampleStripes other stripes (locks only tried,
-// never waited for) and evicts the first one worth less by at least kSampleMargin; capacity
-// then moves to the stripes whose keys are used more. A margin of 0 moved it back and forth on
-// looping traces (gli 500: -9 points); 4 kept those and 4 stripes gained most (bench/replay:
-// mean distance to the bar -2.65 to -1.84 over the 47 rows; docs/architecture.md, "Eviction").
+// compares its own victim with those of a few other stripes (Engine::evict_less_worth_locked:
+// locks only tried, never waited for) and evicts the first one worth less by at least
+// kSampleMargin; capacity then moves to the stripes whose keys are used more. A margin of 0
+// moved it back and forth on looping traces (gli c=500: -9 points); with 4 those keep their
+// figures (bench/replay: mean distance to the bar -2.65 to -1.94 over the 47 rows, no row
+// down by more than 0.14; docs/architecture.md, "Eviction").
 constexpr uint64_t kSampleBelowShare = 64;
 constexpr uint32_t kSampleMargin = 4;
 
