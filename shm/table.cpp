@@ -440,8 +440,9 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
             // one can be had without waiting. Otherwise each stripe keeps for good the share it
             // happened to have when the count filled (binomial: 6 to 30 entries for 1000 over
             // 64 stripes), and the small ones evict useful entries early. Once level, stores
-            // evict from their own stripe: a second lock is taken only while levelling. The
-            // search starts where the key's hash says, so a replay is deterministic.
+            // evict from their own stripe, unless W-TinyLFU samples other stripes' victims
+            // (evict_for_slot): a second lock is taken only then. The search starts where the
+            // key's hash says, so a replay is deterministic.
             const uint64_t fair = s.max_entries / (uint64_t(s.stripe_mask) + 1);
             const bool level = broker && c->entries < fair && !levelled;
             levelled = levelled || level;
@@ -585,7 +586,8 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result,
 SlotEvict table_evict_for_slot(const StripeRef& s, uint32_t worth_below) {
     if (!s.ctl->entries) return SlotEvict::kNothing;
     // No clock read when no entry of the stripe has a TTL (as table_store's reclaim_once).
-    if (s.ctl->min_expiry_lb && reclaim_expired(s, monotonic_ms()) > 0) return SlotEvict::kReclaimed;
+    if (s.ctl->min_expiry_lb && reclaim_expired(s, monotonic_ms()) > 0)
+        return SlotEvict::kReclaimed;
     mark_dirty(s);
     const uint32_t v = policy_victim(s, true, worth_below);
     if (v == kNil) {

@@ -356,7 +356,8 @@ double hot_hit_ratio(TestCache& t, const std::vector<std::string>& hot, int roun
             if (!hit) REQUIRE(set_key(t.c, k) == 0);
             if (r >= rounds / 2) hits += hit, ++gets;
         }
-        for (int i = 0; i < cold; ++i) REQUIRE(set_key(t.c, "cold" + std::to_string(next_cold++)) == 0);
+        for (int i = 0; i < cold; ++i)
+            REQUIRE(set_key(t.c, "cold" + std::to_string(next_cold++)) == 0);
     }
     return double(hits) / gets;
 }
