@@ -24,7 +24,7 @@ namespace shmcache::shm {
 bool fill_guard_holds(const SegmentHeader& h, const FillGuard& g);
 
 // The engine is the SlotBroker of its stores (table.h): under a host-wide entry limit, a store
-// whose own stripe is empty gets its slot from an entry of another stripe.
+// may get its slot from an entry of another stripe (its own empty, levelling, sampling).
 class Engine final : private SlotBroker {
 public:
     static int open(const char* name, const shmc_options* opts, std::unique_ptr<Engine>* out);

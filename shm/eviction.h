@@ -20,6 +20,16 @@ namespace shmcache::shm {
 // has no worth to compare (every worth is below it).
 constexpr uint32_t kAnyWorth = UINT32_MAX;
 
+// Whether a store of this stripe that must evict for a slot of the entry limit compares its
+// victim with other stripes' (table.cpp, evict_for_slot): W-TinyLFU under a limit that leaves
+// fewer than kSampleBelowShare entries a stripe, where a stripe is too small a cache for its
+// policy alone.
+constexpr uint64_t kSampleBelowShare = 64;
+inline bool samples_other_stripes(const StripeRef& s) {
+    return s.strategy == SHMC_STRATEGY_WTINYLFU && s.max_entries &&
+           s.max_entries / (uint64_t(s.stripe_mask) + 1) < kSampleBelowShare;
+}
+
 void queue_push_head(const StripeRef& s, uint32_t q, uint32_t idx);
 void queue_push_tail(const StripeRef& s, uint32_t q, uint32_t idx);
 void queue_unlink(const StripeRef& s, uint32_t idx);

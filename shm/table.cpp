@@ -193,17 +193,16 @@ void evict_one(const StripeRef& s, bool by_count) {
     evict_entry(s, v, by_count);
 }
 
-// Sampling across stripes, for entry limits that leave each stripe a small share: below
-// kSampleBelowShare entries per stripe, a stripe is too small a cache for its policy alone
-// (with 64 stripes, a limit of 60 leaves about one entry each, and W-TinyLFU's hit ratio on
-// the cpp trace fell from 60% on one stripe to 33%). So a store that must evict for a slot
-// compares its own victim with those of a few other stripes (Engine::evict_less_worth_locked:
-// locks only tried, never waited for) and evicts the first one worth less by at least
-// kSampleMargin; capacity then moves to the stripes whose keys are used more. A margin of 0
-// moved it back and forth on looping traces (gli c=500: -9 points); with 4 those keep their
-// figures (bench/replay: mean distance to the bar -2.65 to -1.94 over the 47 rows, no row
-// down by more than 0.14; docs/architecture.md, "Eviction").
-constexpr uint64_t kSampleBelowShare = 64;
+// Sampling across stripes, for entry limits that leave each stripe a small share
+// (samples_other_stripes, eviction.h): a stripe of a few entries is too small a cache for its
+// policy alone (with 64 stripes, a limit of 60 leaves about one entry each, and W-TinyLFU's hit
+// ratio on the cpp trace fell from 60% on one stripe to 33%). So a store that must evict for a
+// slot compares its own victim with those of a few other stripes
+// (Engine::evict_less_worth_locked: locks only tried, never waited for) and evicts the first
+// one worth more than kSampleMargin less; capacity then moves to the stripes whose keys are used
+// more. A margin of 0 moved it back and forth on looping traces (gli c=500: -9 points); with
+// 4 those keep their figures (bench/replay: mean distance to the bar -2.65 to -1.94 over the
+// 47 rows, no row down by more than 0.14; docs/architecture.md, "Entry limit").
 constexpr uint32_t kSampleMargin = 4;
 
 // Makes room for a store's slot under the entry limit, levelling (table_store) or sampling
@@ -220,9 +219,7 @@ SlotBroker::Outcome evict_for_slot(const StripeRef& s, SlotBroker* broker, uint6
         const Outcome r = broker->evict_from_richer_locked(s.index, uint32_t(fair_share), seed);
         if (r != Outcome::kGiveUp) return r;
     }
-    const bool sampling = broker && fair_share < kSampleBelowShare &&
-                          s.strategy == SHMC_STRATEGY_WTINYLFU;
-    if (!sampling) {
+    if (!broker || !samples_other_stripes(s)) {
         evict_one(s, true);
         return Outcome::kHandedOver;
     }

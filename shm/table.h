@@ -112,10 +112,10 @@ int table_peek(const StripeRef& s, const Key& k, uint64_t now, void* buf, size_t
 
 enum class StoreMode { kSet, kAdd };
 
-// Where a store gets a slot of the host-wide entry limit when the count is full and its own
-// stripe has no entry to evict: the engine evicts one from another stripe
-// (Engine::evict_elsewhere_locked), because only the engine knows the other stripes and how
-// to lock them.
+// Where a store gets a slot of the host-wide entry limit from another stripe when the count is
+// full: its own stripe has no entry to evict, is below its fair share (levelling), or W-TinyLFU
+// samples other stripes' victims (table.cpp, evict_for_slot). The engine evicts there, because
+// only the engine knows the other stripes and how to lock them.
 class SlotBroker {
 public:
     enum class Outcome {
