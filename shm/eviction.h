@@ -59,10 +59,11 @@ void clear_policy_decision();
 // kNil at once for the policies without a worth.
 uint32_t policy_victim(const StripeRef& s, bool by_count, uint32_t worth_below = kAnyWorth);
 
-// What keeping the linked entry idx is worth to the policy, in units that every stripe of the
-// segment shares (W-TinyLFU: its frequency estimate; each stripe's sketch sees a like share of
-// the keys), so that a store may evict another stripe's victim instead of its own when that
-// one is worth less. kAnyWorth for the policies that do not compare entries across stripes.
+// What keeping the linked entry idx is worth to the policy, comparable between the stripes of
+// the segment (W-TinyLFU: its frequency estimate; each stripe's sketch counts its share of the
+// keys, and ages by its own entries, see tiny_record), so that a store may evict another
+// stripe's victim instead of its own when that one is worth less. kAnyWorth for the policies
+// that do not compare entries across stripes.
 uint32_t policy_worth(const StripeRef& s, uint32_t idx);
 // Called before an entry is unlinked for any reason (keeps the SIEVE hand valid).
 void policy_forget(const StripeRef& s, uint32_t idx);

@@ -186,11 +186,17 @@ void evict_entry(const StripeRef& s, uint32_t victim, bool by_count) {
     bump(s.ctl->stats.evictions);
 }
 
-void evict_one(const StripeRef& s, bool by_count) {
+// The policy's victim of a stripe that must evict (marked dirty first: the search may move
+// entries between queues).
+uint32_t choose_victim(const StripeRef& s, bool by_count) {
     mark_dirty(s);
     const uint32_t v = policy_victim(s, by_count);
     if (v == kNil) corrupt("nothing to evict in a full stripe");
-    evict_entry(s, v, by_count);
+    return v;
+}
+
+void evict_one(const StripeRef& s, bool by_count) {
+    evict_entry(s, choose_victim(s, by_count), by_count);
 }
 
 // Sampling across stripes, for entry limits that leave each stripe a small share
@@ -223,9 +229,7 @@ SlotBroker::Outcome evict_for_slot(const StripeRef& s, SlotBroker* broker, uint6
         evict_one(s, true);
         return Outcome::kHandedOver;
     }
-    mark_dirty(s);
-    const uint32_t v = policy_victim(s, true);
-    if (v == kNil) corrupt("nothing to evict in a full stripe");
+    const uint32_t v = choose_victim(s, true);
     const uint32_t worth = policy_worth(s, v);
     if (worth > kSampleMargin) {
         const Outcome r = broker->evict_less_worth_locked(s.index, worth - kSampleMargin, seed);
