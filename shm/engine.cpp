@@ -459,13 +459,12 @@ SlotBroker::Outcome Engine::evict_from_richer_locked(uint32_t own, uint32_t rich
 
 SlotBroker::Outcome Engine::evict_less_worth_locked(uint32_t own, uint32_t worth, uint64_t seed) {
     // Stripes picked by an xorshift of the key's hash, as evict_elsewhere_locked's start: a
-    // replay evicts the same entries every time. 2 sampled: 4 gained 0.1 point more over the
-    // replay table (mean distance to the bar -1.84 against -1.94) but added about four times
-    // as much per evicting store (each look takes a lock and runs the policy's search).
-    constexpr uint32_t kSampleStripes = 2;
-    uint64_t rng = (seed ^ 0x9e3779b97f4a7c15ull) | 1;
+    // replay evicts the same entries every time. How many: stripes_to_sample (eviction.h); each
+    // look tries a lock and runs the policy's search, so looks cost where stripes are larger.
     const uint32_t n = g_.n_stripes;
-    for (uint32_t i = 0; i < kSampleStripes && n > 1; ++i) {
+    const uint32_t looks = stripes_to_sample(g_.max_entries, n);
+    uint64_t rng = (seed ^ 0x9e3779b97f4a7c15ull) | 1;
+    for (uint32_t i = 0; i < looks && n > 1; ++i) {
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
         uint32_t j = uint32_t(rng) & (n - 1);
         if (j == own) j = (j + 1) & (n - 1);
