@@ -190,8 +190,9 @@ admission between them, by a count-min sketch kept in each stripe (docs/architec
 beside default/64 shows what 64 stripes cost a small cache (each of the 64 stripes of c=60
 holds one entry or two, and a policy cannot choose among so few). Under these limits (fewer than
 64 entries a stripe) W-TinyLFU's evicting stores also compare their victim with 2 other
-stripes' and evict the less used (docs/architecture.md, "Entry limit"): that took the default's
-mean distance from the bar from -2.65 to -1.94 (cpp c=60 32.9 -> 42.7).
+stripes' (8 below 8 entries a stripe) and evict the less used (docs/architecture.md, "Entry
+limit"): that took the default's mean distance from the bar from -2.65 to -1.79 (cpp c=60
+32.9 -> 47.1).
 
 Two more simulations, for issue 15's design and not part of the bar: "sim W-TinyLFU climber" is
 adaptive W-TinyLFU with Caffeine-style hill climbing of the window (1% start, 3% steps), and "sim
