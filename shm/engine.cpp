@@ -462,7 +462,8 @@ SlotBroker::Outcome Engine::evict_less_worth_locked(uint32_t own, uint32_t worth
     // replay evicts the same entries every time. How many: stripes_to_sample (eviction.h); each
     // look tries a lock and runs the policy's search, so looks cost where stripes are larger.
     const uint32_t n = g_.n_stripes;
-    const uint32_t looks = stripes_to_sample(g_.max_entries, n);
+    // No more looks than other stripes: with fewer, a second look at one is only a cost.
+    const uint32_t looks = std::min(stripes_to_sample(g_.max_entries, n), n - 1);
     uint64_t rng = (seed ^ 0x9e3779b97f4a7c15ull) | 1;
     for (uint32_t i = 0; i < looks && n > 1; ++i) {
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;

@@ -34,7 +34,7 @@ inline bool samples_other_stripes(const StripeRef& s) {
 // victim says, and the more its store gains from looking wider (bench/replay --full, 64
 // stripes: cpp c=60 42.7 -> 47.1, c=120 74.4 -> 76.4, multi3 c=370 39.1 -> 39.4; mean distance
 // to the bar -1.94 -> -1.79, no row down by more than 0.1). Sampling 8 everywhere scored the
-// same over the table, at four times the cost of an evicting store where shares are larger.
+// same over the table, at four times the added cost of an evicting store where shares are larger.
 // 8 with a margin of 3 instead of 4 gained 0.05 point more on the table but lost 0.5 point at
 // OLTP c=500, a size the table does not have.
 constexpr uint64_t kSampleWideBelowShare = 8;

@@ -1754,7 +1754,8 @@ int run_hot_key_race(const Args &a, uint64_t seed) {
     for (uint32_t s = SHMC_STRATEGY_LRU; s < SHMC_STRATEGY_WTINYLFU; ++s)
         hot_key_race_on(s, s % 2 ? 0 : 400, seconds / n, seed + s, &summary);
     // W-TinyLFU both ways, as in run_crash_points: 200 over these 4 stripes leaves 50 a stripe,
-    // below the 64 under which its stores sample other stripes' victims.
+    // below the 64 under which its stores sample other stripes' victims (2 of them: 8 only
+    // below 8 a stripe, which crash-points kills).
     hot_key_race_on(SHMC_STRATEGY_WTINYLFU, 0, seconds / n / 2, seed + 7, &summary);
     hot_key_race_on(SHMC_STRATEGY_WTINYLFU, 200, seconds / n / 2, seed + 8, &summary);
     return finish("crash/hot-key-race", seed, summary);
