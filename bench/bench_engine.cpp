@@ -50,6 +50,8 @@
 #include <unistd.h>
 #include <unordered_map>
 #include <vector>
+
+#include "strategy.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
 #define BENCH_HAVE_TSC 1
@@ -59,6 +61,8 @@
 #endif
 
 namespace {
+
+using shmcache::bench::strategy_name;
 
 // ---------------------------------------------------------------------------------------------
 // Clocks
@@ -154,11 +158,6 @@ void build_workload(Workload &w, unsigned max_procs, double hit_ratio) {
 // kShmcacheLocked: the same library with SHMCACHE_OPTIMISTIC_READS=0 in its processes, so that
 // every get takes its stripe lock (as before layout 6): the lock-free read's gain, side by side.
 enum class Kind { kShmcache, kShmcacheLocked, kMap, kLmdb };
-const char *strategy_name(uint32_t s) {
-    static const char *const names[] = {"default", "lru", "lfu", "fifo", "ttl", "sieve", "s3fifo", "wtinylfu"};
-    return s < sizeof names / sizeof names[0] ? names[s] : "?";
-}
-
 const char *kind_name(Kind k) {
     return k == Kind::kShmcache         ? "shmcache"
            : k == Kind::kShmcacheLocked ? "shmcache, locked gets"

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "memcached_peer.h"
+#include "strategy.h"
 
 #include <algorithm>
 #include <chrono>
@@ -161,25 +162,6 @@ Result run_case(const Case& c, uint64_t size_mb, double seconds) {
 
 size_t clamp_size(double v) { return size_t(std::clamp(v, 64.0, 65536.0)); }
 
-// The strategy the engine resolves the default to, as the cases run it (they set none), named
-// for the table's heading; found by creating a small segment and asking it.
-std::string default_strategy_name() {
-    static const char* const kNames[] = {"default", "LRU",   "LFU",     "FIFO",
-                                         "TTL",     "SIEVE", "S3-FIFO", "W-TinyLFU"};
-    const std::string name = "shmc-bench-mem-probe-" + std::to_string(getpid());
-    shmc_unlink(name.c_str(), 1);
-    shmc_options o;
-    shmc_options_default(&o);
-    o.size_bytes = 8u << 20;
-    shmc_cache* cache = nullptr;
-    shmc_info info{};
-    const bool ok = shmc_open(name.c_str(), &o, &cache) == 0 && shmc_get_info(cache, &info) == 0;
-    if (cache) shmc_close(cache);
-    shmc_unlink(name.c_str(), 1);
-    if (!ok || info.strategy >= sizeof kNames / sizeof kNames[0]) return "unknown";
-    return kNames[info.strategy];
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -208,7 +190,7 @@ int main(int argc, char** argv) {
     };
     std::printf("Segment %llu MiB, default geometry and strategy (64 stripes, %s), %.0f s of churn "
                 "per case after a warm-up of 3x the capacity written.\n\n",
-                (unsigned long long)size_mb, default_strategy_name().c_str(), seconds);
+                (unsigned long long)size_mb, shmcache::bench::strategy_name(shmcache::bench::resolve_default_strategy()), seconds);
     std::printf("| values | live data, mean | live data, min | blocks in use | overhead per entry | entries | evictions | memcached -m %llu entries | memcached items' bytes | shmcache / memcached entries |\n"
                 "|---|---|---|---|---|---|---|---|---|---|\n",
                 (unsigned long long)size_mb);

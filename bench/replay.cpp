@@ -39,7 +39,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "strategy.h"
+
 namespace {
+
+using shmcache::bench::resolve_default_strategy;
+using shmcache::bench::strategy_name;
 
 // ---------------------------------------------------------------------------------------------
 // Trace decoding
@@ -196,13 +201,6 @@ bool parse_strategy(const std::string &s, uint32_t &out) {
     return false;
 }
 
-const char *strategy_name(uint32_t v) {
-    for (const auto &st : kStrategies) {
-        if (st.value == v) return st.name;
-    }
-    return "?";
-}
-
 struct Config {
     uint32_t strategy = SHMC_STRATEGY_LRU;
     uint32_t stripes = 1;
@@ -335,26 +333,6 @@ void replay(const std::vector<uint64_t> &keys, uint64_t c, const Config &cfg, Re
     shmc_unlink(g_current_segment, 1);
     g_current_segment[0] = 0;
     r.done = 1;
-}
-
-// The strategy the engine picks for SHMC_STRATEGY_DEFAULT (DEFAULT itself if it cannot tell).
-uint32_t resolve_default_strategy() {
-    char name[96];
-    snprintf(name, sizeof name, "shmc-replay-probe-%d", int(getpid()));
-    shmc_options o;
-    shmc_options_default(&o);
-    o.size_bytes = 1u << 20;
-    o.n_stripes = 1;
-    o.strategy = SHMC_STRATEGY_DEFAULT;
-    shmc_cache *cache = nullptr;
-    uint32_t out = SHMC_STRATEGY_DEFAULT;
-    if (shmc_open(name, &o, &cache) == 0) {
-        shmc_info info;
-        if (shmc_get_info(cache, &info) == 0) out = info.strategy;
-        shmc_close(cache);
-        shmc_unlink(name, 1);
-    }
-    return out;
 }
 
 // Exact LRU in process memory: the yardstick for the trace decoding and for the engine's LRU.
