@@ -465,7 +465,7 @@ SlotBroker::Outcome Engine::evict_less_worth_locked(uint32_t own, uint32_t worth
     // No more looks than other stripes: with fewer, a second look at one is only a cost.
     const uint32_t looks = std::min(stripes_to_sample(g_.max_entries, n), n - 1);
     uint64_t rng = (seed ^ 0x9e3779b97f4a7c15ull) | 1;
-    for (uint32_t i = 0; i < looks && n > 1; ++i) {
+    for (uint32_t i = 0; i < looks; ++i) {
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
         uint32_t j = uint32_t(rng) & (n - 1);
         if (j == own) j = (j + 1) & (n - 1);
