@@ -65,7 +65,7 @@ struct ImageConfig {
 const ImageConfig kConfigs[kNumImages] = {
     {4, SHMC_STRATEGY_S3FIFO, 0},
     {1, SHMC_STRATEGY_LRU, 0},
-    {2, SHMC_STRATEGY_SIEVE, 200},
+    {2, SHMC_STRATEGY_SIEVE, 256},  // a limit leaves each stripe at least 128 entries
     {2, SHMC_STRATEGY_TTL, 0},
     {2, SHMC_STRATEGY_WTINYLFU, 300},
 };

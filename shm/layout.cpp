@@ -75,6 +75,13 @@ uint64_t abi_fingerprint() {
     return XXH3_64bits(facts, sizeof facts);
 }
 
+uint32_t stripes_for_entry_limit(uint32_t n_stripes, uint64_t max_entries) {
+    // An invalid count is left for compute_geometry to refuse with its message.
+    if (!max_entries || !std::has_single_bit(n_stripes)) return n_stripes;
+    const uint64_t most = std::bit_floor(std::max<uint64_t>(max_entries / kMinEntriesPerStripe, 1));
+    return uint32_t(std::min<uint64_t>(n_stripes, most));
+}
+
 bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stripes,
                       uint32_t strategy, uint32_t max_value_len, Geometry* g, const char** why) {
     *g = Geometry{};

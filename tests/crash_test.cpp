@@ -678,10 +678,9 @@ void crash_points_on(uint32_t strategy, uint64_t max_entries, int iters, uint64_
 }
 
 // Every strategy has its own eviction code inside the dirty sections: kill each of them. Half
-// also get an entry limit, so count-driven eviction is killed too. W-TinyLFU, the default, runs
-// both ways (half its share each): under the limit (100 over 16 stripes, 6 a stripe) its stores
-// also sample 8 other stripes' victims (table.cpp, evict_for_slot; stripes_to_sample). The
-// hot-key race kills the 2-stripe sampling of larger shares.
+// also get an entry limit, so count-driven eviction is killed too (400 leaves 2 stripes of 200,
+// stripes_for_entry_limit: stores also level across them). W-TinyLFU, the default, runs both
+// ways (half its share each).
 int run_crash_points(const Args &a, uint64_t seed) {
     const int iters = a.iters ? a.iters : 1020;
     const int share = (iters + 6) / 7;
@@ -689,7 +688,7 @@ int run_crash_points(const Args &a, uint64_t seed) {
     for (uint32_t s = SHMC_STRATEGY_LRU; s < SHMC_STRATEGY_WTINYLFU; ++s)
         crash_points_on(s, s % 2 ? 0 : 400, share, seed + s, &summary);
     crash_points_on(SHMC_STRATEGY_WTINYLFU, 0, (share + 1) / 2, seed + 7, &summary);
-    crash_points_on(SHMC_STRATEGY_WTINYLFU, 100, (share + 1) / 2, seed + 8, &summary);
+    crash_points_on(SHMC_STRATEGY_WTINYLFU, 400, (share + 1) / 2, seed + 8, &summary);
     return finish("crash/crash-points", seed, summary);
 }
 
@@ -1575,7 +1574,7 @@ void hot_key_race_on(uint32_t strategy, uint64_t max_entries, double seconds, ui
     std::snprintf(label, sizeof label, "hotkey-%u", strategy);
     const std::string name = unique_name(label);
     SegmentGuard guard(name);
-    shmc_options so = small_options(2u << 20, 4);  // 512 KiB stripes: evictions all the time
+    shmc_options so = small_options(2u << 20, 4);  // 512 KiB stripes (1 MiB under the limit)
     so.strategy = strategy;
     so.max_entries = max_entries;
     shmc_cache *c = open_or_die(name.c_str(), so);
@@ -1753,11 +1752,9 @@ int run_hot_key_race(const Args &a, uint64_t seed) {
     const uint32_t n = SHMC_STRATEGY_WTINYLFU - SHMC_STRATEGY_LRU + 1;
     for (uint32_t s = SHMC_STRATEGY_LRU; s < SHMC_STRATEGY_WTINYLFU; ++s)
         hot_key_race_on(s, s % 2 ? 0 : 400, seconds / n, seed + s, &summary);
-    // W-TinyLFU both ways, as in run_crash_points: 200 over these 4 stripes leaves 50 a stripe,
-    // below the 64 under which its stores sample other stripes' victims (2 of them: 8 only
-    // below 8 a stripe, which crash-points kills).
+    // W-TinyLFU both ways, as in run_crash_points.
     hot_key_race_on(SHMC_STRATEGY_WTINYLFU, 0, seconds / n / 2, seed + 7, &summary);
-    hot_key_race_on(SHMC_STRATEGY_WTINYLFU, 200, seconds / n / 2, seed + 8, &summary);
+    hot_key_race_on(SHMC_STRATEGY_WTINYLFU, 400, seconds / n / 2, seed + 8, &summary);
     return finish("crash/hot-key-race", seed, summary);
 }
 

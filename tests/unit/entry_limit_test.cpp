@@ -2,8 +2,9 @@
 // limit"): no eviction below it, never an entry above it, from threads and from processes, and a
 // count left wrong by a process killed mid-insert is repaired by the recovery path.
 //
-// The segments have 64 stripes, so that a per-stripe limit (what max_entries used to be: ceil of
-// N / 64 per stripe) fails every test here: it holds 64 entries for N = 10, and evicts early.
+// The segments ask for 64 stripes and get as many as the limit leaves 128 entries each
+// (stripes_for_entry_limit): 4 for N = 1000, 64 for N = 100000, so a per-stripe limit (what
+// max_entries used to be: ceil of N / stripes per stripe) fails the tests here: it evicts early.
 // Besides shmc_get_stats, the tests read the segment itself (unit::RawSegment): the host-wide
 // count in the header, and the exact entries of every stripe once nothing runs.
 #include <doctest/doctest.h>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "shm/hash.h"
+#include "shm/layout.h"
 #include "shm/test_hooks.h"
 #include "support.h"
 
@@ -303,22 +305,25 @@ TEST_CASE("a segment of layout version 3 is refused with the version error") {
 }
 
 TEST_CASE("a full cache levels its stripes: none stays below its fair share") {
-    // 1000 entries over 64 stripes: when the count fills, the stripes hold a binomial share
-    // (about 6 to 30 each), and evicting from the own stripe keeps that share for good. A store
-    // into a stripe below the fair share (1000 / 64, rounded down: 15) evicts from a fuller
-    // stripe instead, so churn brings every stripe up to it.
+    // 8192 entries over 64 stripes: when the count fills, the stripes hold a binomial share
+    // (about 100 to 155 each), and evicting from the own stripe keeps that share for good. A
+    // store into a stripe below the fair share (8192 / 64: 128) evicts from a fuller stripe
+    // instead, so churn brings every stripe up to it.
     for (uint32_t strategy : {uint32_t(SHMC_STRATEGY_WTINYLFU), uint32_t(SHMC_STRATEGY_S3FIFO),
                               uint32_t(SHMC_STRATEGY_LRU),
                               uint32_t(SHMC_STRATEGY_SIEVE), uint32_t(SHMC_STRATEGY_LFU),
                               uint32_t(SHMC_STRATEGY_FIFO)}) {
         CAPTURE(strategy);
-        shmc_options o = limited(1000);
+        shmc_options o = limited(8192);
         o.strategy = strategy;
         TestCache t("limit-level", o);
-        for (int i = 0; i < 30000; ++i) REQUIRE(set_key(t.c, "k" + std::to_string(i)) == 0);
+        shmc_info info{};
+        REQUIRE(shmc_get_info(t.c, &info) == 0);
+        REQUIRE(info.n_stripes == 64);
+        for (int i = 0; i < 60000; ++i) REQUIRE(set_key(t.c, "k" + std::to_string(i)) == 0);
         const shmc_stats st = t.stats();
-        CHECK(st.entries == 1000);
-        CHECK(st.evictions == 29000);
+        CHECK(st.entries == 8192);
+        CHECK(st.evictions == 60000 - 8192);
         uint64_t lo = UINT64_MAX, hi = 0;
         for (uint32_t i = 0; i < 64; ++i) {
             shmc_stats ss{};
@@ -328,9 +333,9 @@ TEST_CASE("a full cache levels its stripes: none stays below its fair share") {
         }
         CAPTURE(lo);
         CAPTURE(hi);
-        CHECK(lo >= 15);
-        CHECK(raw_counts(t.name).stripes == 1000);
-        CHECK(scanned_keys(t.c) == 1000);
+        CHECK(lo >= 128);
+        CHECK(raw_counts(t.name).stripes == 8192);
+        CHECK(scanned_keys(t.c) == 8192);
     }
 }
 
@@ -364,30 +369,60 @@ double hot_hit_ratio(TestCache& t, const std::vector<std::string>& hot, int roun
 
 }  // namespace
 
-TEST_CASE("W-TinyLFU under a small limit lets a stripe of hot keys grow past its share") {
-    // 128 entries over 64 stripes: 2 per stripe. 12 hot keys of one stripe, each read every
-    // round among 40 stores of keys used once: a policy that only evicts from the store's own
-    // stripe keeps about 2 of them (S3-FIFO here: 8% hits; W-TinyLFU without sampling: 5%).
-    // W-TinyLFU's store compares its victim with other stripes' and evicts a cold key
-    // elsewhere, so the stripe grows past its share (76%; not all 12 all the time: levelling
-    // still lets the stripes below their share take slots from the richest).
+TEST_CASE("an entry limit leaves each stripe at least 128 entries") {
+    // A stripe's policy chooses only among the stripe's own entries (shm/layout.h,
+    // stripes_for_entry_limit): a new segment gets no more stripes than leave 128 entries each.
+    struct Case {
+        uint32_t asked;
+        uint64_t limit;
+        uint32_t got;
+    };
+    for (const Case k : {Case{64, 0, 64}, Case{64, 1, 1}, Case{64, 255, 1}, Case{64, 256, 2},
+                         Case{64, 1000, 4}, Case{64, 8191, 32}, Case{64, 8192, 64},
+                         Case{64, 100000, 64}, Case{8, 100000, 8}, Case{16, 2047, 8}}) {
+        CAPTURE(k.asked);
+        CAPTURE(k.limit);
+        CHECK(shmcache::shm::stripes_for_entry_limit(k.asked, k.limit) == k.got);
+        shmc_options o = limited(k.limit);
+        o.n_stripes = k.asked;
+        TestCache t("limit-stripes", o);
+        shmc_info info{};
+        REQUIRE(shmc_get_info(t.c, &info) == 0);
+        CHECK(info.n_stripes == k.got);
+        CHECK(info.max_entries == k.limit);
+        // A process attaching with other options gets the segment as it was made.
+        shmc_options other = limited(100000);
+        other.n_stripes = 64;
+        shmc_cache* c2 = nullptr;
+        REQUIRE(shmc_open(t.name.c_str(), &other, &c2) == 0);
+        shmc_info info2{};
+        REQUIRE(shmc_get_info(c2, &info2) == 0);
+        CHECK(info2.n_stripes == k.got);
+        CHECK(info2.max_entries == k.limit);
+        shmc_close(c2);
+    }
+}
+
+TEST_CASE("a small limit keeps hot keys that 64 stripes would have crowded into one") {
+    // 128 entries, 64 stripes asked: 12 hot keys that all hash into one stripe of 64, each read
+    // every round among 40 stores of keys used once. Split 64 ways, that stripe would hold 2
+    // entries and keep about 2 of the 12 (S3-FIFO 8% hits, W-TinyLFU 5%, before 64 stripes
+    // were refused for so small a limit); on the one stripe the limit leaves, every policy
+    // that favours reused keys keeps them all.
     const std::vector<std::string> hot = keys_of_one_stripe(12);
-    shmc_options o = limited(128);
-    o.strategy = SHMC_STRATEGY_WTINYLFU;
-    TestCache t("limit-sample", o);
-    const double tlfu = hot_hit_ratio(t, hot, 60, 40);
-    o.strategy = SHMC_STRATEGY_S3FIFO;
-    TestCache s3("limit-nosample", o);
-    const double s3fifo = hot_hit_ratio(s3, hot, 60, 40);
-    CAPTURE(tlfu);
-    CAPTURE(s3fifo);
-    CHECK(s3fifo < 0.2);
-    CHECK(tlfu > 0.6);
-    // The limit still holds exactly, and the count matches the stripes.
-    CHECK(t.stats().entries == 128);
-    CHECK(raw_counts(t.name).stripes == 128);
-    CHECK(scanned_keys(t.c) == 128);
-    shmc_check_report rep{};
-    CHECK(shmc_check(t.c, &rep) == 0);
-    CHECK(rep.stripes_damaged == 0);
+    for (uint32_t strategy : {uint32_t(SHMC_STRATEGY_WTINYLFU), uint32_t(SHMC_STRATEGY_S3FIFO)}) {
+        CAPTURE(strategy);
+        shmc_options o = limited(128);
+        o.strategy = strategy;
+        TestCache t("limit-hot", o);
+        const double ratio = hot_hit_ratio(t, hot, 60, 40);
+        CAPTURE(ratio);
+        CHECK(ratio > 0.95);
+        CHECK(t.stats().entries == 128);
+        CHECK(raw_counts(t.name).stripes == 128);
+        CHECK(scanned_keys(t.c) == 128);
+        shmc_check_report rep{};
+        CHECK(shmc_check(t.c, &rep) == 0);
+        CHECK(rep.stripes_damaged == 0);
+    }
 }
