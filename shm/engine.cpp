@@ -458,27 +458,6 @@ SlotBroker::Outcome Engine::evict_from_richer_locked(uint32_t own, uint32_t rich
     return evict_pass_locked(own, uint32_t(seed), richer_than);
 }
 
-SlotBroker::Outcome Engine::evict_less_worth_locked(uint32_t own, uint32_t worth, uint64_t seed) {
-    // Stripes picked by an xorshift of the key's hash, as evict_elsewhere_locked's start: a
-    // replay evicts the same entries every time. How many: stripes_to_sample (eviction.h); each
-    // look tries a lock and runs the policy's search, so looks cost where stripes are larger.
-    const uint32_t n = g_.n_stripes;
-    // No more looks than other stripes: with fewer, a second look at one is only a cost.
-    const uint32_t looks = std::min(stripes_to_sample(g_.max_entries, n), n - 1);
-    uint64_t rng = (seed ^ 0x9e3779b97f4a7c15ull) | 1;
-    for (uint32_t i = 0; i < looks; ++i) {
-        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-        uint32_t j = uint32_t(rng) & (n - 1);
-        if (j == own) j = (j + 1) & (n - 1);
-        switch (evict_from_other_locked(j, worth)) {
-            case SlotEvict::kHandedOver: return Outcome::kHandedOver;
-            case SlotEvict::kReclaimed: return Outcome::kRetry;
-            case SlotEvict::kNothing: break;
-        }
-    }
-    return Outcome::kGiveUp;
-}
-
 SlotBroker::Outcome Engine::evict_pass_locked(uint32_t own, uint32_t start, uint32_t richer_than) {
     const uint32_t n = g_.n_stripes;
     for (uint32_t step = 0; step < n; ++step) {
@@ -493,7 +472,7 @@ SlotBroker::Outcome Engine::evict_pass_locked(uint32_t own, uint32_t start, uint
     return Outcome::kGiveUp;
 }
 
-SlotEvict Engine::evict_from_other_locked(uint32_t j, uint32_t worth_below) {
+SlotEvict Engine::evict_from_other_locked(uint32_t j) {
     const StripeRef& t = stripes_[j];
     StripeCtl* c = t.ctl;
     const LockResult got = stripe_trylock(&c->mutex);
@@ -504,7 +483,7 @@ SlotEvict Engine::evict_from_other_locked(uint32_t j, uint32_t worth_below) {
     try {
         if (c->dirty.load(std::memory_order_acquire)) repair(t);
         try {
-            out = table_evict_for_slot(t, worth_below);
+            out = table_evict_for_slot(t);
         } catch (const StripeCorrupt&) {
             repair(t);  // a victim unlinked before the throw leaves the count high: recounted
             out = SlotEvict::kNothing;

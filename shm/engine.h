@@ -24,7 +24,7 @@ namespace shmcache::shm {
 bool fill_guard_holds(const SegmentHeader& h, const FillGuard& g);
 
 // The engine is the SlotBroker of its stores (table.h): under a host-wide entry limit, a store
-// may get its slot from an entry of another stripe (its own empty, levelling, sampling).
+// may get its slot from an entry of another stripe (its own empty, or levelling).
 class Engine final : private SlotBroker {
 public:
     static int open(const char* name, const shmc_options* opts, std::unique_ptr<Engine>* out);
@@ -111,13 +111,12 @@ private:
     // SlotBroker: evicts one entry of another stripe for a store holding stripe own.
     Outcome evict_elsewhere_locked(uint32_t own, uint64_t* deadline_ms, uint64_t seed) override;
     Outcome evict_from_richer_locked(uint32_t own, uint32_t richer_than, uint64_t seed) override;
-    Outcome evict_less_worth_locked(uint32_t own, uint32_t worth, uint64_t seed) override;
     // One pass over the stripes other than own, from start, trying those that appear to hold
     // more than richer_than entries (evict_from_other_locked); kGiveUp if none made room.
     Outcome evict_pass_locked(uint32_t own, uint32_t start, uint32_t richer_than);
     // REQUIRES: the lock of some other stripe held. Tries stripe j's lock (never waits) and, if
     // it gets it, makes room there (table_evict_for_slot).
-    SlotEvict evict_from_other_locked(uint32_t j, uint32_t worth_below = kAnyWorth);
+    SlotEvict evict_from_other_locked(uint32_t j);
     // Makes the host-wide entry count equal to the stripes' entries, holding every stripe lock
     // (taken in index order, each with the lock timeout). Only if a rebuild asked for it (the
     // segment's recount flag), unless force. Returns false if a lock could not be had in time;

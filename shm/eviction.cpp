@@ -198,12 +198,7 @@ constexpr uint32_t kAdmitHashDosThreshold = 6;
 constexpr uint64_t kTinyStepsPerEntry = 2 * (1 + kTinyFreqMax) + 2;
 
 // Adds n uses of the key to the sketch, and halves the sketch once it has taken as many
-// additions as kTinySampleFactor times the stripe's entries (TinyLFU's sample). Its own
-// entries, also where stores sample other stripes' victims (table.cpp, evict_for_slot): a
-// stripe that grew by sampling halves less often and keeps higher counts, which is what lets
-// a stripe of hot keys hold them. Halving every stripe at the pace of its fair share of the
-// limit gained 0.07 point over the replay table but halved the hits of unit-entry_limit's
-// hot stripe (76% -> 36%).
+// additions as kTinySampleFactor times the stripe's entries (TinyLFU's sample).
 void tiny_record(const StripeRef& s, uint32_t hash_tag, uint32_t n) {
     StripeCtl* c = s.ctl;
     sketch_add(s.ghost, s.ghost_mask, hash_tag, n);
@@ -256,8 +251,7 @@ bool tiny_admit(const StripeRef& s, const EntryHeader* candidate, const EntryHea
 // oldest entry, once the window is over its share, goes to main if it was hit meanwhile (as in
 // S3-FIFO) or if main has room; otherwise it competes with main's victim (S3-FIFO's: the
 // entry nearest main's tail without hits left), and the less used of the two is evicted.
-// kNil instead if that entry's estimate is not below worth_below (kAnyWorth: any will do).
-uint32_t victim_wtinylfu(const StripeRef& s, bool by_count, uint32_t worth_below) {
+uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
     StripeCtl* c = s.ctl;
     for (uint64_t steps = 0;;) {
         if (++steps > kTinyStepsPerEntry * (s.entry_bound() + 1))
@@ -268,10 +262,7 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count, uint32_t worth_below
         const uint32_t cand = c->q_tail[kSmallQueue];
         const bool from_small = cand != kNil && (small * 100 >= total * kTinyWindowPct ||
                                                  c->q_tail[kMainQueue] == kNil);
-        if (!from_small) {
-            const uint32_t v = tiny_main_victim(s, &steps);
-            return v != kNil && tiny_estimate(s, s.entry(v)) >= worth_below ? kNil : v;
-        }
+        if (!from_small) return tiny_main_victim(s, &steps);
         EntryHeader* ce = s.entry(cand);
         const uint64_t size = by_count ? 1 : entry_blocks(s, cand);
         if (ce->freq || (main + size) * 100 <= total * (100 - kTinyWindowPct)) {
@@ -280,13 +271,11 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count, uint32_t worth_below
             continue;
         }
         const uint32_t victim = tiny_main_victim(s, &steps);
-        const bool admit = victim != kNil && tiny_admit(s, ce, s.entry(victim));
-        const uint32_t loser = admit ? victim : cand;
-        // Another stripe's store asking (worth_below set): the candidate is promoted only if
-        // its loser is evicted, so that asking changes nothing the stripe would not do itself.
-        if (tiny_estimate(s, s.entry(loser)) >= worth_below) return kNil;
-        if (admit) move_to_head(s, kMainQueue, cand);
-        return loser;
+        if (victim != kNil && tiny_admit(s, ce, s.entry(victim))) {
+            move_to_head(s, kMainQueue, cand);
+            return victim;
+        }
+        return cand;
     }
 }
 
@@ -428,21 +417,15 @@ void policy_hit(const StripeRef& s, uint32_t idx) {
     }
 }
 
-uint32_t policy_victim(const StripeRef& s, bool by_count, uint32_t worth_below) {
-    if (worth_below != kAnyWorth && s.strategy != SHMC_STRATEGY_WTINYLFU) return kNil;
+uint32_t policy_victim(const StripeRef& s, bool by_count) {
     switch (s.strategy) {
         case SHMC_STRATEGY_LFU: return victim_lfu(s);
         case SHMC_STRATEGY_TTL: return victim_ttl(s);
         case SHMC_STRATEGY_SIEVE: return victim_sieve(s);
         case SHMC_STRATEGY_S3FIFO: return victim_s3fifo(s, by_count);
-        case SHMC_STRATEGY_WTINYLFU: return victim_wtinylfu(s, by_count, worth_below);
+        case SHMC_STRATEGY_WTINYLFU: return victim_wtinylfu(s, by_count);
         default: return s.ctl->q_tail[kMainQueue];  // LRU, FIFO
     }
-}
-
-uint32_t policy_worth(const StripeRef& s, uint32_t idx) {
-    if (s.strategy == SHMC_STRATEGY_WTINYLFU) return tiny_estimate(s, s.entry(idx));
-    return kAnyWorth;
 }
 
 void policy_forget(const StripeRef& s, uint32_t idx) {

@@ -16,32 +16,6 @@
 #include "shm/stripe.h"
 
 namespace shmcache::shm {
-// policy_victim's worth_below when any victim will do; policy_worth's answer when the policy
-// has no worth to compare (every worth is below it).
-constexpr uint32_t kAnyWorth = UINT32_MAX;
-
-// Whether a store of this stripe that must evict for a slot of the entry limit compares its
-// victim with other stripes' (table.cpp, evict_for_slot): W-TinyLFU under a limit that leaves
-// fewer than kSampleBelowShare entries a stripe, where a stripe is too small a cache for its
-// policy alone.
-constexpr uint64_t kSampleBelowShare = 64;
-inline bool samples_other_stripes(const StripeRef& s) {
-    return s.strategy == SHMC_STRATEGY_WTINYLFU && s.max_entries &&
-           s.max_entries / (uint64_t(s.stripe_mask) + 1) < kSampleBelowShare;
-}
-// How many other stripes such a store looks at: 2, or 8 where the limit leaves fewer than
-// kSampleWideBelowShare entries a stripe. The fewer entries a stripe holds, the less its own
-// victim says, and the more its store gains from looking wider (bench/replay --full, 64
-// stripes: cpp c=60 42.7 -> 47.1, c=120 74.4 -> 76.4, multi3 c=370 39.1 -> 39.4; mean distance
-// to the bar -1.94 -> -1.79, no row down by more than 0.1). Sampling 8 everywhere scored the
-// same over the table, at four times the added cost of an evicting store where shares are larger.
-// 8 with a margin of 3 instead of 4 gained 0.05 point more on the table but lost 0.5 point at
-// OLTP c=500, a size the table does not have.
-constexpr uint64_t kSampleWideBelowShare = 8;
-inline uint32_t stripes_to_sample(uint64_t max_entries, uint32_t n_stripes) {
-    return max_entries / n_stripes < kSampleWideBelowShare ? 8 : 2;
-}
-
 void queue_push_head(const StripeRef& s, uint32_t q, uint32_t idx);
 void queue_push_tail(const StripeRef& s, uint32_t q, uint32_t idx);
 void queue_unlink(const StripeRef& s, uint32_t idx);
@@ -66,17 +40,8 @@ void clear_policy_decision();
 
 // Chooses the entry to evict (moving others as the policy says) and returns it, still linked;
 // kNil if the stripe is empty. by_count: the entry limit, not memory, is what binds.
-// worth_below (another stripe's store sampling this one, see policy_worth): returns the victim
-// only if it is worth less, else kNil, having made only the moves the policy makes anyway;
-// kNil at once for the policies without a worth.
-uint32_t policy_victim(const StripeRef& s, bool by_count, uint32_t worth_below = kAnyWorth);
+uint32_t policy_victim(const StripeRef& s, bool by_count);
 
-// What keeping the linked entry idx is worth to the policy, comparable between the stripes of
-// the segment (W-TinyLFU: its frequency estimate; each stripe's sketch counts its share of the
-// keys, and ages by its own entries, see tiny_record), so that a store may evict another
-// stripe's victim instead of its own when that one is worth less. kAnyWorth for the policies
-// that do not compare entries across stripes.
-uint32_t policy_worth(const StripeRef& s, uint32_t idx);
 // Called before an entry is unlinked for any reason (keeps the SIEVE hand valid).
 void policy_forget(const StripeRef& s, uint32_t idx);
 

@@ -381,7 +381,8 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
 // stripe, 30.3% on 4 (125 entries each), 28.2% on 16 and 27.4% on 64 (8 each); an exact
 // W-TinyLFU split by key hash into 64 caches of c/64 loses as much, so it is the split, not the
 // engine. With 128 the replay table's mean distance to its bar goes from -1.79 (64 stripes) to
-// -0.72, that of one stripe (-0.70). An unlimited cache, or a limit of 8192 entries or more,
+// -0.79, about that of one stripe (-0.76; docs/architecture.md, "Stripes for small limits").
+// An unlimited cache, or a limit of 8192 entries or more,
 // keeps every stripe asked; fewer stripes only concentrate the stores of small caches, which
 // take a stripe lock for about 0.1 us. Applied when a segment is created (Engine::open), never
 // to an existing segment's header: its geometry comes from the stripes it was made with.

@@ -199,44 +199,18 @@ void evict_one(const StripeRef& s, bool by_count) {
     evict_entry(s, choose_victim(s, by_count), by_count);
 }
 
-// Sampling across stripes, for entry limits that leave each stripe a small share
-// (samples_other_stripes, eviction.h): a stripe of a few entries is too small a cache for its
-// policy alone (with 64 stripes, a limit of 60 leaves about one entry each, and W-TinyLFU's hit
-// ratio on the cpp trace fell from 60% on one stripe to 33%). So a store that must evict for a
-// slot compares its own victim with those of a few other stripes
-// (Engine::evict_less_worth_locked: locks only tried, never waited for) and evicts the first
-// one worth more than kSampleMargin less; capacity then moves to the stripes whose keys are used
-// more. A margin of 0 moved it back and forth on looping traces (gli c=500: -9 points); with
-// 4 those keep their figures (bench/replay: mean distance to the bar -2.65 to -1.94 over the
-// 47 rows, no row down by more than 0.14; docs/architecture.md, "Entry limit").
-constexpr uint32_t kSampleMargin = 4;
-
-// Makes room for a store's slot under the entry limit, levelling (table_store) or sampling
-// from other stripes or else from this one: kHandedOver once a victim's slot is the store's,
-// kRetry if the count may have room now (another stripe reclaimed expired entries).
+// Makes room for a store's slot under the entry limit, levelling (table_store) or else from
+// this stripe: kHandedOver once a victim's slot is the store's, kRetry if the count may have
+// room now (another stripe reclaimed expired entries).
 SlotBroker::Outcome evict_for_slot(const StripeRef& s, SlotBroker* broker, uint64_t fair_share,
                                    bool level, uint64_t seed) {
-    using Outcome = SlotBroker::Outcome;
-    // Levelling first, whatever the worth of the richer stripe's victim: it keeps sampling
-    // stable. Worth grows with hits, and only a cached key is hit, so stripes that lost
-    // entries would lose the comparisons too; levelling that yielded to worth let a few stripes
-    // starve the others (OLTP c=1000: 39.4% to 16.1%).
     if (level) {
-        const Outcome r = broker->evict_from_richer_locked(s.index, uint32_t(fair_share), seed);
-        if (r != Outcome::kGiveUp) return r;
+        const SlotBroker::Outcome r =
+            broker->evict_from_richer_locked(s.index, uint32_t(fair_share), seed);
+        if (r != SlotBroker::Outcome::kGiveUp) return r;
     }
-    if (!broker || !samples_other_stripes(s)) {
-        evict_one(s, true);
-        return Outcome::kHandedOver;
-    }
-    const uint32_t v = choose_victim(s, true);
-    const uint32_t worth = policy_worth(s, v);
-    if (worth > kSampleMargin) {
-        const Outcome r = broker->evict_less_worth_locked(s.index, worth - kSampleMargin, seed);
-        if (r != Outcome::kGiveUp) return r;
-    }
-    evict_entry(s, v, true);
-    return Outcome::kHandedOver;
+    evict_one(s, true);
+    return SlotBroker::Outcome::kHandedOver;
 }
 
 }  // namespace
@@ -439,11 +413,10 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
             // Keep the stripes level: a stripe below its fair share (the limit over the
             // stripes, rounded down) takes the slot from a stripe above it, once per store, if
             // one can be had without waiting. Otherwise each stripe keeps for good the share it
-            // happened to have when the count filled (binomial: 6 to 30 entries for 1000 over
-            // 64 stripes), and the small ones evict useful entries early. Once level, stores
-            // evict from their own stripe, unless W-TinyLFU samples other stripes' victims
-            // (evict_for_slot): a second lock is taken only then. The search starts where the
-            // key's hash says, so a replay is deterministic.
+            // happened to have when the count filled (binomial: about 100 to 155 entries for
+            // 8192 over 64 stripes), and the small ones evict useful entries early. Once level, stores
+            // evict from their own stripe: a second lock is taken only to level. The search
+            // starts where the key's hash says, so a replay is deterministic.
             const uint64_t fair = s.max_entries / (uint64_t(s.stripe_mask) + 1);
             const bool level = broker && c->entries < fair && !levelled;
             levelled = levelled || level;
@@ -584,18 +557,12 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result,
     return table_store(s, k, out, size_t(res.ptr - out), meta, StoreMode::kSet, broker);
 }
 
-SlotEvict table_evict_for_slot(const StripeRef& s, uint32_t worth_below) {
+SlotEvict table_evict_for_slot(const StripeRef& s) {
     if (!s.ctl->entries) return SlotEvict::kNothing;
     // No clock read when no entry of the stripe has a TTL (as table_store's reclaim_once).
     if (s.ctl->min_expiry_lb && reclaim_expired(s, monotonic_ms()) > 0)
         return SlotEvict::kReclaimed;
-    mark_dirty(s);
-    const uint32_t v = policy_victim(s, true, worth_below);
-    if (v == kNil) {
-        if (worth_below == kAnyWorth) corrupt("nothing to evict in a stripe with entries");
-        return SlotEvict::kNothing;
-    }
-    evict_entry(s, v, true);
+    evict_one(s, true);
     return SlotEvict::kHandedOver;
 }
 

@@ -113,9 +113,8 @@ int table_peek(const StripeRef& s, const Key& k, uint64_t now, void* buf, size_t
 enum class StoreMode { kSet, kAdd };
 
 // Where a store gets a slot of the host-wide entry limit from another stripe when the count is
-// full: its own stripe has no entry to evict, is below its fair share (levelling), or W-TinyLFU
-// samples other stripes' victims (table.cpp, evict_for_slot). The engine evicts there, because
-// only the engine knows the other stripes and how to lock them.
+// full: its own stripe has no entry to evict, or is below its fair share (levelling). The
+// engine evicts there, because only the engine knows the other stripes and how to lock them.
 class SlotBroker {
 public:
     enum class Outcome {
@@ -135,11 +134,6 @@ public:
     // Never waits for a lock either.
     virtual Outcome evict_from_richer_locked(uint32_t own, uint32_t richer_than,
                                              uint64_t seed) = 0;
-    // Sampling across stripes (table_store, small shares): tries a few other stripes, picked
-    // from seed, and evicts the first victim found that is worth less than worth (policy_worth).
-    // kRetry if one reclaimed expired entries instead; kGiveUp if none (the caller evicts its
-    // own victim). Never waits for a lock.
-    virtual Outcome evict_less_worth_locked(uint32_t own, uint32_t worth, uint64_t seed) = 0;
 
 protected:
     ~SlotBroker() = default;
@@ -203,9 +197,8 @@ enum class SlotEvict { kNothing, kReclaimed, kHandedOver };
 // Makes room under the entry limit for a store that holds another stripe's lock: removes this
 // stripe's expired entries if any may exist (their slots go back to the count: kReclaimed), else
 // evicts one entry by the policy and keeps its slot for the caller (kHandedOver). kNothing if
-// the stripe is empty, or if worth_below is set and the policy's victim is not worth less
-// (policy_worth: another stripe's store sampling this one).
-SlotEvict table_evict_for_slot(const StripeRef& s, uint32_t worth_below = kAnyWorth);
+// the stripe is empty.
+SlotEvict table_evict_for_slot(const StripeRef& s);
 // Removes the entries whose keys match the (validated) glob, adding each to *removed.
 void table_purge(const StripeRef& s, const char* pat, size_t plen, uint64_t* removed);
 // Removes the entries with any of the flag bits in mask set, adding each to *removed.
