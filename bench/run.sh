@@ -175,7 +175,8 @@ issue 15, not met yet). The limit c is host-wide and exact
 (layout version 4 on): nothing is evicted before the cache holds c entries and it never holds more;
 a store into a stripe below its fair share (c / n, rounded down) evicts from a fuller stripe, so
 churn levels the stripes (before, they kept the sizes they had when the cache filled: 6 to 30
-entries each for c=1000 over 64 stripes; before version 4 each of the n stripes held at most
+entries each for c=1000 over 64 stripes, when a limit did not cap the stripes; before version 4
+each of the n stripes held at most
 ceil(c / n)); the "run details" give what each run held at its first eviction, at the end, and
 per stripe. LFU ages its counters by the stripe's turnover (layout version 7; until version 6 it
 aged by wall-clock minutes, so these replays, which last seconds, showed LFU without aging).
@@ -186,13 +187,13 @@ by a point or more between runs.
 
 The default is W-TinyLFU (\`wtinylfu\`, strategy 7): S3-FIFO's two queues with TinyLFU's
 admission between them, by a count-min sketch kept in each stripe (docs/architecture.md,
-"Eviction"). S3-FIFO, the default of earlier builds, stays in the bar as s3fifo/64; wtinylfu/1
-beside default/64 shows what 64 stripes cost a small cache (each of the 64 stripes of c=60
-holds one entry or two, and a policy cannot choose among so few). Under these limits (fewer than
-64 entries a stripe) W-TinyLFU's evicting stores also compare their victim with 2 other
-stripes' (8 below 8 entries a stripe) and evict the less used (docs/architecture.md, "Entry
-limit"): that took the default's mean distance from the bar from -2.65 to -1.79 (cpp c=60
-32.9 -> 47.1).
+"Eviction"). S3-FIFO, the default of earlier builds, stays in the bar as s3fifo/64. "/64" is the stripes
+asked: under an entry limit a segment is made with no more stripes than leave each 128 entries
+(docs/architecture.md, "Stripes for small limits"), so below c=8192 the runs use fewer ("stripes
+made" in the run details; 1 at c=60, 4 at c=1000), because a policy cannot choose well among
+the few entries of a stripe (on 64 stripes each of c=60's held one entry or two). That took
+the default's mean distance from the bar from -1.79 to -0.79; wtinylfu/1 beside it shows what
+the remaining stripes cost.
 
 Two more simulations, for issue 15's design and not part of the bar: "sim W-TinyLFU climber" is
 adaptive W-TinyLFU with Caffeine-style hill climbing of the window (1% start, 3% steps), and "sim
