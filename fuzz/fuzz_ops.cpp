@@ -1,9 +1,11 @@
 // fuzz_ops.cpp - random operation sequences through the C ABI, checked against a model.
 //
-// One 1 MiB segment per configuration (1, 2 or 4 stripes x six strategies x with or without an
-// entry limit), opened on first use and kept for the whole run (cleared at the start of each
-// input) so that an input costs its operations, not a segment creation. Each is unlinked right
-// after opening: the mapping stays valid and nothing is left in /dev/shm if the run dies.
+// One 1 MiB segment per configuration (1, 2 or 4 stripes x the seven strategies x with or
+// without an entry limit: 24 entries on 1 stripe, so that inputs reach it, or 128 a stripe on 2
+// and 4, the least that leaves them their stripes, see stripes_for_entry_limit), opened on first
+// use and kept for the whole run (cleared at the start of each input) so that an input costs
+// its operations, not a segment creation. Each is unlinked right after opening: the mapping
+// stays valid and nothing is left in /dev/shm if the run dies.
 //
 // The model is a map from key to what the cache may hold. A cache may evict at any time, so a
 // key is either Absent (the cache must miss) or Maybe(value, flags, ttl) (the cache holds
@@ -40,7 +42,7 @@
 
 namespace {
 
-constexpr uint32_t kNumConfigs = 3 * 6 * 2;
+constexpr uint32_t kNumConfigs = 3 * 7 * 2;
 
 struct Config {
     uint32_t n_stripes;
@@ -51,7 +53,8 @@ struct Config {
 Config config_of(uint32_t c) {
     c %= kNumConfigs;
     static const uint32_t stripes[] = {1, 2, 4};
-    return Config{stripes[c % 3], 1 + (c / 3) % 6, (c / 18) % 2 ? 24u : 0u};
+    const uint32_t n = stripes[c % 3];
+    return Config{n, 1 + (c / 3) % 7, (c / 21) % 2 ? (n == 1 ? 24u : 128u * n) : 0u};
 }
 
 struct Seg {

@@ -235,7 +235,10 @@ Image build_image(const ImageConfig& cfg) {
     shmc_close(c);
     shmc_unlink(name.c_str(), 1);
 
-    // Geometry and structures of the image, read as the engine would.
+    // Geometry and structures of the image, read as the engine would. The config's stripes must
+    // be those the image was made with: an entry limit can lower them (stripes_for_entry_limit).
+    FUZZ_CHECK(shm::stripes_for_entry_limit(cfg.n_stripes, cfg.max_entries, kSize) == cfg.n_stripes,
+               "an image config whose entry limit lowers its stripes");
     const char* why = "";
     FUZZ_CHECK(shm::compute_geometry(kSize, cfg.max_entries, cfg.n_stripes, cfg.strategy, 0, &im.g,
                                      &why),

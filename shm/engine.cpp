@@ -51,7 +51,8 @@ int Engine::open(const char* name, const shmc_options* opts, std::unique_ptr<Eng
     if (opts) o = *opts;
     if (!o.size_bytes) o.size_bytes = 64ull << 20;
     if (!o.n_stripes) o.n_stripes = 64;
-    o.n_stripes = stripes_for_entry_limit(o.n_stripes, o.max_entries);  // a new segment's
+    // A new segment's stripes (an existing one keeps its own).
+    o.n_stripes = stripes_for_entry_limit(o.n_stripes, o.max_entries, o.size_bytes);
     if (!o.lock_timeout_ms) o.lock_timeout_ms = 50;
     std::string resolved;
     if (int rc = resolve_name(name, &resolved)) return rc;

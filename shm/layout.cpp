@@ -75,17 +75,22 @@ uint64_t abi_fingerprint() {
     return XXH3_64bits(facts, sizeof facts);
 }
 
-uint32_t stripes_for_entry_limit(uint32_t n_stripes, uint64_t max_entries) {
+uint32_t stripes_for_entry_limit(uint32_t n_stripes, uint64_t max_entries, uint64_t size_bytes) {
     // An invalid count is left for compute_geometry to refuse with its message.
-    if (!max_entries || !std::has_single_bit(n_stripes)) return n_stripes;
-    const uint64_t most = std::bit_floor(std::max<uint64_t>(max_entries / kMinEntriesPerStripe, 1));
-    return uint32_t(std::min<uint64_t>(n_stripes, most));
+    if (!max_entries || !std::has_single_bit(n_stripes) || n_stripes > kMaxStripes)
+        return n_stripes;
+    const uint64_t by_entries =
+        std::bit_floor(std::max<uint64_t>(max_entries / kMinEntriesPerStripe, 1));
+    const uint64_t stripes_of_max_bytes =  // rounded up, without overflow for any size_bytes
+        size_bytes / kMaxCappedStripeBytes + (size_bytes % kMaxCappedStripeBytes != 0);
+    const uint64_t by_bytes = std::bit_ceil(std::max<uint64_t>(stripes_of_max_bytes, 1));
+    return uint32_t(std::min<uint64_t>(n_stripes, std::max(by_entries, by_bytes)));
 }
 
 bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stripes,
                       uint32_t strategy, uint32_t max_value_len, Geometry* g, const char** why) {
     *g = Geometry{};
-    if (n_stripes == 0 || !std::has_single_bit(n_stripes) || n_stripes > 65536) {
+    if (n_stripes == 0 || !std::has_single_bit(n_stripes) || n_stripes > kMaxStripes) {
         *why = "n_stripes must be a power of two between 1 and 65536";
         return false;
     }

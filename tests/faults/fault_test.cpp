@@ -805,6 +805,11 @@ int run_badargs() {
     opt("open: n_stripes 2^31", [](shmc_options &o) { o.n_stripes = 1u << 31; }, {INVAL});
     opt("open: n_stripes UINT32_MAX", [](shmc_options &o) { o.n_stripes = UINT32_MAX; }, {INVAL});
     opt("open: n_stripes 65536 in 1 MiB", [](shmc_options &o) { o.n_stripes = 65536; }, {INVAL});
+    // An entry limit lowers the stripes of a new segment, never makes a refused count valid.
+    opt("open: n_stripes 2^31 with a limit",
+        [](shmc_options &o) { o.n_stripes = 1u << 31, o.max_entries = 1000; }, {INVAL});
+    opt("open: n_stripes 3 with a limit",
+        [](shmc_options &o) { o.n_stripes = 3, o.max_entries = 1000; }, {INVAL});
     for (uint32_t s = 0; s <= SHMC_STRATEGY_WTINYLFU; ++s)
         opt(("open: strategy " + std::to_string(s)).c_str(),
             [s](shmc_options &o) { o.strategy = s; }, {0});

@@ -95,17 +95,41 @@ TEST_CASE("max_entries N: N keys evict nothing, more keep exactly N") {
     }
 }
 
+namespace {
+
+// n keys whose stripe, in a segment of mask + 1 stripes, is `stripe` (engine: hash & mask).
+std::vector<std::string> keys_of_stripe(const char* prefix, uint64_t stripe, uint64_t mask, int n) {
+    std::vector<std::string> out;
+    for (int i = 0; int(out.size()) < n; ++i) {
+        std::string k = prefix + std::to_string(i);
+        if ((shmcache::shm::hash_key(k.data(), k.size()) & mask) == stripe) out.push_back(k);
+    }
+    return out;
+}
+
+}  // namespace
+
 TEST_CASE("a store into an empty stripe of a full cache evicts from another stripe") {
-    TestCache t("limit-other", limited(1));
-    t.set("first", "1");
-    for (int i = 0; i < 200; ++i) {  // most of these land in a stripe other than the entry's
-        const std::string k = "k" + std::to_string(i);
+    // 256 entries: 2 stripes, fair share 128. All 256 in stripe 0, then stores into stripe 1:
+    // the first finds its stripe empty (evicts elsewhere), the next ones below the fair share
+    // (level from stripe 0); from 128 on, stripe 1 evicts its own.
+    TestCache t("limit-other", limited(256));
+    shmc_info info{};
+    REQUIRE(shmc_get_info(t.c, &info) == 0);
+    REQUIRE(info.n_stripes == 2);
+    for (const std::string& k : keys_of_stripe("a", 0, 1, 256)) t.set(k, "1");
+    REQUIRE(t.stats().entries == 256);
+    int n = 0;
+    for (const std::string& k : keys_of_stripe("b", 1, 1, 200)) {
         t.set(k, "v");
         CHECK(t.has(k));
-        REQUIRE(t.stats().entries == 1);
+        REQUIRE(t.stats().entries == 256);
+        shmc_stats s1{};
+        REQUIRE(shmc_stripe_stats(t.c, 1, &s1) == 0);
+        CHECK(s1.entries == std::min(++n, 128));
     }
-    CHECK_FALSE(t.has("first"));
     CHECK(t.stats().evictions == 200);
+    CHECK(raw_counts(t.name).stripes == 256);
 }
 
 TEST_CASE("deletes, expiry and clear give slots back") {
@@ -257,7 +281,7 @@ TEST_CASE("a process killed while inserting leaves a count that recovery repairs
             CHECK(dead.header <= n);
             if (dead.header > dead.stripes) ++seen_high;  // a slot held by the dead process
             // Recovery: the next locker of the dead process's stripe rebuilds it and recounts.
-            // Reading many keys touches every one of the 64 stripes.
+            // Reading many keys touches every stripe.
             for (int i = 0; i < 2000; ++i) t.has("probe" + std::to_string(i));
             const Counts c = raw_counts(t.name);
             CHECK_FALSE(c.recount);
@@ -341,16 +365,6 @@ TEST_CASE("a full cache levels its stripes: none stays below its fair share") {
 
 namespace {
 
-// Keys that all hash into one stripe of a 64-stripe segment (engine: stripe = hash & 63).
-std::vector<std::string> keys_of_one_stripe(int n) {
-    std::vector<std::string> out;
-    for (int i = 0; int(out.size()) < n; ++i) {
-        std::string k = "hot" + std::to_string(i);
-        if ((shmcache::shm::hash_key(k.data(), k.size()) & 63) == 0) out.push_back(k);
-    }
-    return out;
-}
-
 // Rounds of: a get of each hot key (a set on a miss), then `cold` keys stored once each and
 // never read. Returns the hot keys' hit ratio over the second half of the rounds.
 double hot_hit_ratio(TestCache& t, const std::vector<std::string>& hot, int rounds, int cold) {
@@ -371,7 +385,20 @@ double hot_hit_ratio(TestCache& t, const std::vector<std::string>& hot, int roun
 
 TEST_CASE("an entry limit leaves each stripe at least 128 entries") {
     // A stripe's policy chooses only among the stripe's own entries (shm/layout.h,
-    // stripes_for_entry_limit): a new segment gets no more stripes than leave 128 entries each.
+    // stripes_for_entry_limit): a new segment gets no more stripes than leave 128 entries each,
+    // but none larger than 32 MiB for that (a rebuild walks the whole stripe under its lock).
+    using shmcache::shm::stripes_for_entry_limit;
+    constexpr uint64_t MiB = 1ull << 20;
+    CHECK(stripes_for_entry_limit(64, 200, 256 * MiB) == 8);
+    CHECK(stripes_for_entry_limit(64, 200, 256 * MiB + 1) == 16);
+    CHECK(stripes_for_entry_limit(64, 1000, 32 * MiB) == 4);
+    CHECK(stripes_for_entry_limit(64, 1000, 1024 * MiB) == 32);
+    CHECK(stripes_for_entry_limit(16, 1000, 1024 * MiB) == 16);  // never more than asked
+    CHECK(stripes_for_entry_limit(64, 100, UINT64_MAX) == 64);    // no overflow
+    CHECK(stripes_for_entry_limit(64, 0, 8 * MiB) == 64);
+    // Counts compute_geometry refuses are left for it to refuse, limit or not.
+    CHECK(stripes_for_entry_limit(3, 1000, 8 * MiB) == 3);
+    CHECK(stripes_for_entry_limit(1u << 31, 1000, 8 * MiB) == 1u << 31);
     struct Case {
         uint32_t asked;
         uint64_t limit;
@@ -382,16 +409,17 @@ TEST_CASE("an entry limit leaves each stripe at least 128 entries") {
                          Case{64, 100000, 64}, Case{8, 100000, 8}, Case{16, 2047, 8}}) {
         CAPTURE(k.asked);
         CAPTURE(k.limit);
-        CHECK(shmcache::shm::stripes_for_entry_limit(k.asked, k.limit) == k.got);
         shmc_options o = limited(k.limit);
+        CHECK(stripes_for_entry_limit(k.asked, k.limit, o.size_bytes) == k.got);
         o.n_stripes = k.asked;
         TestCache t("limit-stripes", o);
         shmc_info info{};
         REQUIRE(shmc_get_info(t.c, &info) == 0);
         CHECK(info.n_stripes == k.got);
         CHECK(info.max_entries == k.limit);
-        // A process attaching with other options gets the segment as it was made.
-        shmc_options other = limited(100000);
+        // A process attaching with other options (which would make 1 stripe) gets the segment
+        // as it was made.
+        shmc_options other = limited(1);
         other.n_stripes = 64;
         shmc_cache* c2 = nullptr;
         REQUIRE(shmc_open(t.name.c_str(), &other, &c2) == 0);
@@ -409,12 +437,15 @@ TEST_CASE("a small limit keeps hot keys that 64 stripes would have crowded into 
     // entries and keep about 2 of the 12 (S3-FIFO 8% hits, W-TinyLFU 5%, before 64 stripes
     // were refused for so small a limit); on the one stripe the limit leaves, every policy
     // that favours reused keys keeps them all.
-    const std::vector<std::string> hot = keys_of_one_stripe(12);
+    const std::vector<std::string> hot = keys_of_stripe("hot", 0, 63, 12);
     for (uint32_t strategy : {uint32_t(SHMC_STRATEGY_WTINYLFU), uint32_t(SHMC_STRATEGY_S3FIFO)}) {
         CAPTURE(strategy);
         shmc_options o = limited(128);
         o.strategy = strategy;
         TestCache t("limit-hot", o);
+        shmc_info info{};
+        REQUIRE(shmc_get_info(t.c, &info) == 0);
+        CHECK(info.n_stripes == 1);
         const double ratio = hot_hit_ratio(t, hot, 60, 40);
         CAPTURE(ratio);
         CHECK(ratio > 0.95);
