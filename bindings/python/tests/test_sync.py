@@ -52,7 +52,7 @@ async def test_manager_sync_shares_the_handle(config_for):
 
 
 def test_many_threads_share_one_manager(config_for):
-    # No entry limit: with the default 1000 (16 per stripe), eviction could take a value
+    # No entry limit: with the default 1000 (250 per stripe), eviction could take a value
     # between its set and its get, which is a cache doing its job, not a failure.
     with SyncCacheManager(config_for(memory_cache_size=0)) as cache:
         def work(t):
