@@ -186,17 +186,13 @@ void evict_entry(const StripeRef& s, uint32_t victim, bool by_count) {
     bump(s.ctl->stats.evictions);
 }
 
-// The policy's victim of a stripe that must evict (marked dirty first: the search may move
-// entries between queues).
-uint32_t choose_victim(const StripeRef& s, bool by_count) {
+// Evicts the policy's victim of a stripe that must evict (marked dirty first: the search may
+// move entries between queues).
+void evict_one(const StripeRef& s, bool by_count) {
     mark_dirty(s);
     const uint32_t v = policy_victim(s, by_count);
     if (v == kNil) corrupt("nothing to evict in a full stripe");
-    return v;
-}
-
-void evict_one(const StripeRef& s, bool by_count) {
-    evict_entry(s, choose_victim(s, by_count), by_count);
+    evict_entry(s, v, by_count);
 }
 
 // Makes room for a store's slot under the entry limit, levelling (table_store) or else from
@@ -414,9 +410,9 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
             // stripes, rounded down) takes the slot from a stripe above it, once per store, if
             // one can be had without waiting. Otherwise each stripe keeps for good the share it
             // happened to have when the count filled (binomial: about 100 to 155 entries for
-            // 8192 over 64 stripes), and the small ones evict useful entries early. Once level, stores
-            // evict from their own stripe: a second lock is taken only to level. The search
-            // starts where the key's hash says, so a replay is deterministic.
+            // 8192 over 64 stripes), and the small ones evict useful entries early. Once level,
+            // stores evict from their own stripe: a second lock is taken only to level. The
+            // search starts where the key's hash says, so a replay is deterministic.
             const uint64_t fair = s.max_entries / (uint64_t(s.stripe_mask) + 1);
             const bool level = broker && c->entries < fair && !levelled;
             levelled = levelled || level;
