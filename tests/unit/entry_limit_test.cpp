@@ -61,6 +61,13 @@ uint64_t scanned_keys(shmc_cache* c) {
     return n;
 }
 
+// The stripes the segment was made with.
+uint32_t stripes_of(shmc_cache* c) {
+    shmc_info info{};
+    REQUIRE(shmc_get_info(c, &info) == 0);
+    return info.n_stripes;
+}
+
 int set_key(shmc_cache* c, const std::string& k) {
     return shmc_set(c, k.data(), k.size(), "v", 1, 0, 0);
 }
@@ -114,9 +121,7 @@ TEST_CASE("a store into an empty stripe of a full cache evicts from another stri
     // the first finds its stripe empty (evicts elsewhere), the next ones below the fair share
     // (level from stripe 0); from 128 on, stripe 1 evicts its own.
     TestCache t("limit-other", limited(256));
-    shmc_info info{};
-    REQUIRE(shmc_get_info(t.c, &info) == 0);
-    REQUIRE(info.n_stripes == 2);
+    REQUIRE(stripes_of(t.c) == 2);
     for (const std::string& k : keys_of_stripe("a", 0, 1, 256)) t.set(k, "1");
     REQUIRE(t.stats().entries == 256);
     int n = 0;
@@ -341,9 +346,7 @@ TEST_CASE("a full cache levels its stripes: none stays below its fair share") {
         shmc_options o = limited(8192);
         o.strategy = strategy;
         TestCache t("limit-level", o);
-        shmc_info info{};
-        REQUIRE(shmc_get_info(t.c, &info) == 0);
-        REQUIRE(info.n_stripes == 64);
+        REQUIRE(stripes_of(t.c) == 64);
         for (int i = 0; i < 60000; ++i) REQUIRE(set_key(t.c, "k" + std::to_string(i)) == 0);
         const shmc_stats st = t.stats();
         CHECK(st.entries == 8192);
@@ -443,9 +446,7 @@ TEST_CASE("a small limit keeps hot keys that 64 stripes would have crowded into 
         shmc_options o = limited(128);
         o.strategy = strategy;
         TestCache t("limit-hot", o);
-        shmc_info info{};
-        REQUIRE(shmc_get_info(t.c, &info) == 0);
-        CHECK(info.n_stripes == 1);
+        CHECK(stripes_of(t.c) == 1);
         const double ratio = hot_hit_ratio(t, hot, 60, 40);
         CAPTURE(ratio);
         CHECK(ratio > 0.95);
