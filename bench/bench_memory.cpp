@@ -190,7 +190,8 @@ int main(int argc, char** argv) {
     };
     std::printf("Segment %llu MiB, default geometry and strategy (64 stripes, %s), %.0f s of churn "
                 "per case after a warm-up of 3x the capacity written.\n\n",
-                (unsigned long long)size_mb, shmcache::bench::strategy_name(shmcache::bench::resolve_default_strategy()), seconds);
+                (unsigned long long)size_mb,
+                shmcache::bench::strategy_name(shmcache::bench::resolve_default_strategy()), seconds);
     std::printf("| values | live data, mean | live data, min | blocks in use | overhead per entry | entries | evictions | memcached -m %llu entries | memcached items' bytes | shmcache / memcached entries |\n"
                 "|---|---|---|---|---|---|---|---|---|---|\n",
                 (unsigned long long)size_mb);
