@@ -59,6 +59,7 @@ uint64_t abi_fingerprint() {
         sizeof(StripeCounters),
         offsetof(StripeCtl, leases),
         offsetof(StripeCtl, lfu_epoch),
+        offsetof(StripeCtl, window_share),
         sizeof(LeaseSlot),
         kLeaseSlots,
         offsetof(LeaseSlot, owner_pid),
@@ -137,10 +138,16 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     const bool policy_table =
         g->strategy == SHMC_STRATEGY_S3FIFO || g->strategy == SHMC_STRATEGY_WTINYLFU;
     g->ghost_per_stripe = policy_table ? g->buckets_per_stripe : 0;
+    // W-TinyLFU's steering ghosts (eviction.cpp): they need to remember the last
+    // kSteerReachPct% of each side's evictions, so an eighth of the sketch's words (an entry
+    // for 5-10% of the entries a stripe is expected to hold) is enough; 1 byte per bucket.
+    g->steer_per_stripe =
+        g->strategy == SHMC_STRATEGY_WTINYLFU ? std::max(g->buckets_per_stripe / 8, 8u) : 0;
 
     g->buckets_off = 0;
     g->ghost_off = round_up(uint64_t(g->buckets_per_stripe) * 4, 64);
-    g->freemap_off = g->ghost_off + uint64_t(g->ghost_per_stripe) * 8;
+    g->steer_off = g->ghost_off + uint64_t(g->ghost_per_stripe) * 8;
+    g->freemap_off = g->steer_off + uint64_t(g->steer_per_stripe) * 8;
     if (g->freemap_off + 2 * kBlockSize >= g->region_bytes) {
         *why = "size_bytes is too small for that many stripes and entries";
         return false;

@@ -29,8 +29,9 @@ constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endi
 // 7: LFU ages by the stripe's turnover (StripeCtl::lfu_epoch, EntryHeader::lfu_epoch) instead
 // of by wall-clock minutes. 8: 16-byte blocks (64 before) and a 52-byte entry header (64 before:
 // no total_blocks, and the stale window and compute time stored after it only when set): an
-// entry wastes at most 15 bytes to rounding instead of 63.
-constexpr uint32_t kLayoutVersion = 8;
+// entry wastes at most 15 bytes to rounding instead of 63. 9: W-TinyLFU's window adapts
+// (StripeCtl::window_share and steer_clock, and a table of steering ghosts after the sketch).
+constexpr uint32_t kLayoutVersion = 9;
 // The allocation unit. Small, so that rounding wastes little (8 bytes an entry on average); a
 // free run's head (FreeRun) must fit in one.
 constexpr uint32_t kBlockSize = 16;
@@ -249,6 +250,12 @@ struct alignas(64) StripeCtl {
     // under the lock with relaxed atomic stores; the optimistic reader loads it relaxed.
     uint32_t lfu_epoch;
     uint32_t lfu_inserts;  // inserts since lfu_epoch last moved
+    // W-TinyLFU's window: its share of the stripe in 1/65536ths (0: not moved yet, the start
+    // share), and the two clocks of the steering ghosts (eviction.cpp): [0] counts evictions
+    // from main, [1] window candidates refused by admission. Any value is valid: the share is
+    // clamped where it is read, and a wrong clock only makes a few ghosts look older or newer.
+    uint32_t window_share;
+    uint32_t steer_clock[2];
     uint64_t min_expiry_lb;  // no entry expires before this monotonic ms (0: none has a TTL)
     uint64_t data_bytes;     // key + value bytes of live entries
     uint64_t rng;            // xorshift state for probabilistic policy decisions
@@ -360,13 +367,14 @@ struct Geometry {
     uint32_t blocks_per_stripe;
     uint32_t buckets_per_stripe;
     uint32_t ghost_per_stripe;
+    uint32_t steer_per_stripe;  // W-TinyLFU's steering ghosts (words, after the policy table)
     uint32_t expected_per_stripe;  // entries a stripe is expected to hold (sizes the hash index)
     uint64_t counters_offset;  // ProcessCounters[kProcessCounterSlots]
     uint64_t stripes_offset;
     uint64_t regions_offset;
     uint64_t region_bytes;
     // Offsets within one stripe's region.
-    uint64_t buckets_off, ghost_off, freemap_off, blocks_off;
+    uint64_t buckets_off, ghost_off, steer_off, freemap_off, blocks_off;
 };
 
 // Computes the geometry; returns false (with *why set) if the parameters cannot make a usable

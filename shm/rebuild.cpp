@@ -24,6 +24,8 @@ StripeRef stripe_ref(uint8_t* base, const Geometry& g, uint32_t i) {
     s.nblocks = g.blocks_per_stripe;
     s.bucket_mask = g.buckets_per_stripe - 1;
     s.ghost_mask = g.ghost_per_stripe ? g.ghost_per_stripe - 1 : 0;
+    s.steer = reinterpret_cast<uint64_t*>(region + g.steer_off);
+    s.steer_mask = g.steer_per_stripe ? g.steer_per_stripe - 1 : 0;
     s.max_value_len = g.max_value_len;
     s.strategy = g.strategy;
     s.index = i;
@@ -44,6 +46,7 @@ void clear_structures(const StripeRef& s) {
     StripeCtl* c = s.ctl;
     std::fill_n(s.buckets, s.bucket_mask + 1, kNil);
     if (s.ghost_mask) std::fill_n(s.ghost, s.ghost_mask + 1, 0);
+    if (s.steer_mask) std::fill_n(s.steer, s.steer_mask + 1, 0);
     std::fill_n(s.freemap, s.nblocks / 64, 0);
     std::fill_n(c->free_heads, kFreeClasses, kNil);
     for (uint32_t q = 0; q < kQueues; ++q) {

@@ -19,6 +19,8 @@ struct StripeRef {
     uint32_t nblocks;
     uint32_t bucket_mask;
     uint32_t ghost_mask;  // its words - 1; 0 when the strategy keeps no policy table
+    uint64_t* steer;      // W-TinyLFU's steering ghosts (eviction.cpp)
+    uint32_t steer_mask;  // their words - 1; 0 for every other strategy
     uint32_t max_value_len;
     uint32_t strategy;
     uint32_t index;        // this stripe's number
