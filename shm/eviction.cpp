@@ -275,8 +275,13 @@ uint32_t steer_tag(uint32_t hash_tag, uint32_t side) {
     return t ? t : 2;
 }
 
-uint32_t steer_reach(const StripeCtl* c) {
-    return std::max<uint32_t>(1, uint32_t(uint64_t(c->entries) * kSteerReachPct / 100));
+// The reach, in evictions of one side: kSteerReachPct% of the stripe's entries, but no more than
+// half the table holds (each side gets about half), so that when a stripe holds more entries
+// than its table was sized for (small entries where memory binds) both sides are still judged
+// by the same margin instead of the one whose ghosts were pushed out sooner.
+uint32_t steer_reach(const StripeRef& s) {
+    const uint64_t reach = uint64_t(s.ctl->entries) * kSteerReachPct / 100;
+    return uint32_t(std::clamp<uint64_t>(reach, 1, (uint64_t(s.steer_mask) + 1) / 2));
 }
 
 // Remembers that the key left the stripe from `side`. The slot is the first empty or out of
@@ -285,7 +290,7 @@ void steer_remember(const StripeRef& s, uint32_t hash_tag, uint32_t side) {
     if (!s.steer_mask) return;
     StripeCtl* c = s.ctl;
     const uint32_t now = ++c->steer_clock[side];
-    const uint32_t reach = steer_reach(c);
+    const uint32_t reach = steer_reach(s);
     uint32_t best = hash_tag & s.steer_mask, best_age = 0;
     for (uint32_t w = 0; w < kGhostWays; ++w) {
         const uint32_t i = (hash_tag + w) & s.steer_mask;
@@ -311,7 +316,7 @@ void steer_window(const StripeRef& s, uint32_t hash_tag) {
         const uint32_t tag = uint32_t(slot >> 32), side = tag & 1;
         if (slot == 0 || tag != steer_tag(hash_tag, side)) continue;
         s.steer[i] = 0;
-        if (c->steer_clock[side] - uint32_t(slot) >= steer_reach(c)) return;
+        if (c->steer_clock[side] - uint32_t(slot) >= steer_reach(s)) return;
         const int64_t one = std::max<int64_t>(1, kShareOne / std::max(c->entries, 1u));
         const int64_t share = int64_t(window_share(c)) + (side == kSteerWindow ? one : -one);
         c->window_share = uint32_t(std::clamp<int64_t>(share, window_floor(c), kWindowMax));
@@ -357,9 +362,14 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
         const uint64_t small = by_count ? c->q_entries[kSmallQueue] : c->q_blocks[kSmallQueue];
         const uint64_t main = total > small ? total - small : 0;
         const uint32_t cand = c->q_tail[kSmallQueue];
+        // The window gives up its oldest entry when it is over its share and holds at least
+        // the floor's kLeaseSlots entries (counted, since when memory binds the share is of
+        // blocks, and a few large new entries could fill it), or when main is empty.
         const uint64_t share = window_share(c);
-        const bool from_small = cand != kNil && (small * kShareOne >= total * share ||
-                                                 c->q_tail[kMainQueue] == kNil);
+        const bool from_small =
+            cand != kNil && ((small * kShareOne >= total * share &&
+                              c->q_entries[kSmallQueue] >= kLeaseSlots) ||
+                             c->q_tail[kMainQueue] == kNil);
         if (!from_small) {
             const uint32_t victim = tiny_main_victim(s, &steps);
             if (victim != kNil) steer_remember(s, s.entry(victim)->hash_tag, kSteerMain);

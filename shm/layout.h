@@ -163,7 +163,7 @@ struct SegmentHeader {
     uint32_t n_stripes;
     uint32_t strategy;
     uint32_t max_value_len;
-    uint32_t reserved0;
+    uint32_t steer_per_stripe;  // derived, like the geometry below (here for want of room there)
     // Derived geometry.
     uint32_t blocks_per_stripe;
     uint32_t buckets_per_stripe;

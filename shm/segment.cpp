@@ -74,6 +74,7 @@ int initialize(uint8_t* base, const Geometry& g, const shmc_options& o) {
     h->blocks_per_stripe = g.blocks_per_stripe;
     h->buckets_per_stripe = g.buckets_per_stripe;
     h->ghost_per_stripe = g.ghost_per_stripe;
+    h->steer_per_stripe = g.steer_per_stripe;
     h->expected_per_stripe = g.expected_per_stripe;
     h->stripes_offset = g.stripes_offset;
     h->regions_offset = g.regions_offset;
@@ -115,7 +116,7 @@ int validate(const std::string& name, const SegmentHeader* h, uint64_t file_size
                     why);
     if (g->blocks_per_stripe != h->blocks_per_stripe ||
         g->buckets_per_stripe != h->buckets_per_stripe ||
-        g->ghost_per_stripe != h->ghost_per_stripe ||
+        g->ghost_per_stripe != h->ghost_per_stripe || g->steer_per_stripe != h->steer_per_stripe ||
         g->expected_per_stripe != h->expected_per_stripe ||
         g->regions_offset != h->regions_offset || g->region_bytes != h->region_bytes ||
         g->stripes_offset != h->stripes_offset || g->max_value_len != h->max_value_len ||
