@@ -138,11 +138,12 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     const bool policy_table =
         g->strategy == SHMC_STRATEGY_S3FIFO || g->strategy == SHMC_STRATEGY_WTINYLFU;
     g->ghost_per_stripe = policy_table ? g->buckets_per_stripe : 0;
-    // W-TinyLFU's steering ghosts (eviction.cpp): they need to remember the last
-    // kSteerReachPct% of each side's evictions, so an eighth of the sketch's words (an entry
-    // for 5-10% of the entries a stripe is expected to hold) is enough; 1 byte per bucket.
+    // W-TinyLFU's steering ghosts (eviction.cpp): they need to remember the sampled half of the
+    // last kSteerReachPct% of each side's evictions, about 5% of the entries, so a sixteenth of
+    // the sketch's words (an entry for 6-12% of the entries a stripe is expected to hold) is
+    // enough; half a byte per bucket (0.2% of a segment bounded by memory).
     g->steer_per_stripe =
-        g->strategy == SHMC_STRATEGY_WTINYLFU ? std::max(g->buckets_per_stripe / 8, 8u) : 0;
+        g->strategy == SHMC_STRATEGY_WTINYLFU ? std::max(g->buckets_per_stripe / 16, 8u) : 0;
 
     g->buckets_off = 0;
     g->ghost_off = round_up(uint64_t(g->buckets_per_stripe) * 4, 64);
