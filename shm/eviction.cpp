@@ -243,8 +243,9 @@ uint32_t tiny_estimate(const StripeRef& s, const EntryHeader* e) {
 // admission on one side, main's evicted victims on the other. When a missed key is stored again
 // and its ghost is still within reach (it left fewer than kSteerReachPct% of the stripe's
 // entries evictions ago, on its side's clock), a cache larger by that much on that side would
-// have kept it, so the window's share moves by one entry toward that side. Both sides are
-// measured by the same margin, so the share settles where their marginal hits balance.
+// have kept it, so the window's share moves toward that side (2 entries: only half the keys
+// steer, below). Both sides are measured by the same margin, so the share settles where their
+// marginal hits balance.
 //
 // Measured (bench/replay --table --full, 64 stripes asked): 18 of 47 rows at or above the bar,
 // mean -0.43 points, against 8 and -0.79 with a fixed 10% window. docs/architecture.md has the
@@ -256,8 +257,8 @@ uint32_t tiny_estimate(const StripeRef& s, const EntryHeader* e) {
 // stripe holds 2 entries, and a freshly computed value refused by admission at once would send
 // its waiters to compute it again. (victim_wtinylfu also keeps kLeaseSlots entries by count,
 // for when memory binds and the share is of blocks.) The cost, on stripes of a few hundred
-// entries: 20 rows at or above the bar instead of 23, mean -0.44 instead of -0.23 (4 entries:
-// 22 and -0.32).
+// entries, measured with every key steering: 20 rows at or above the bar instead of 23, mean
+// -0.44 instead of -0.23 (4 entries: 22 and -0.32).
 uint32_t window_floor(const StripeCtl* c) {
     const uint64_t entries_floor = uint64_t(kLeaseSlots) * kShareOne / std::max(c->entries, 1u);
     return uint32_t(std::min<uint64_t>(kWindowMax, std::max<uint64_t>(kWindowMin, entries_floor)));
@@ -324,8 +325,8 @@ void steer_remember(const StripeRef& s, uint32_t hash_tag, uint32_t side) {
     s.steer[best] = steer_ghost(hash_tag, side, now);
 }
 
-// A missed key is being stored: if it left recently enough, moves the window one entry toward
-// the side it left from, and forgets its ghost.
+// A missed key is being stored: if it left recently enough, moves the window 2^kSteerSampleBits
+// entries toward the side it left from, and forgets its ghost.
 void steer_window(const StripeRef& s, uint32_t hash_tag) {
     if (!s.steer_mask || !steered(hash_tag)) return;
     StripeCtl* c = s.ctl;
