@@ -388,9 +388,9 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
         // blocks, and a few large new entries could fill it), or when main is empty.
         const uint64_t share = window_share(c);
         const bool from_small =
-            cand != kNil && ((small * kShareOne >= total * share &&
-                              c->q_entries[kSmallQueue] >= kLeaseSlots) ||
-                             c->q_tail[kMainQueue] == kNil);
+            cand != kNil &&
+            ((small * kShareOne >= total * share && c->q_entries[kSmallQueue] >= kLeaseSlots) ||
+             c->q_tail[kMainQueue] == kNil);
         if (!from_small) {
             const uint32_t victim = tiny_main_victim(s, &steps);
             if (victim != kNil) steer_remember(s, s.entry(victim)->hash_tag, kSteerMain);

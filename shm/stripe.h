@@ -13,7 +13,7 @@ namespace shmcache::shm {
 struct StripeRef {
     StripeCtl* ctl;
     uint32_t* buckets;
-    uint64_t* ghost;  // the policy table: S3-FIFO's ghosts, or W-TinyLFU's sketch (sketch.h)
+    uint64_t* ghost;    // the policy table: S3-FIFO's ghosts, or W-TinyLFU's sketch (sketch.h)
     uint64_t* freemap;  // bit set: block is free
     uint8_t* blocks;
     uint32_t nblocks;

@@ -149,7 +149,8 @@ TEST_CASE("W-TinyLFU keeps the 8 newest keys when memory binds, however large th
     o.strategy = SHMC_STRATEGY_WTINYLFU;
     o.size_bytes = 1 << 20;
     TestCache t("tlfu-floor-mem", o);
-    for (int i = 0; i < 20000; ++i) t.set("small" + std::to_string(i % 5000), std::string(200, 's'));
+    for (int i = 0; i < 20000; ++i)
+        t.set("small" + std::to_string(i % 5000), std::string(200, 's'));
     for (int i = 0; i < 8; ++i) t.set("large" + std::to_string(i), std::string(3200, 'l'));
     CHECK(t.stats().evictions > 0);
     for (int i = 0; i < 8; ++i) CHECK(t.get("large" + std::to_string(i)) == std::string(3200, 'l'));
