@@ -248,7 +248,7 @@ uint32_t tiny_estimate(const StripeRef& s, const EntryHeader* e) {
 // marginal hits balance.
 //
 // Measured (bench/replay --table --full, 64 stripes asked): 18 of 47 rows at or above the bar,
-// mean -0.43 points, against 8 and -0.79 with a fixed 10% window. docs/architecture.md has the
+// mean -0.44 points, against 8 and -0.79 with a fixed 10% window. docs/architecture.md has the
 // sweeps behind the constants.
 
 // The least share the steering gives the window: 1%, and never fewer than kLeaseSlots entries,
