@@ -11,6 +11,7 @@
 #include "shm/eviction.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include <shmcache/shmcache.h>
 
@@ -38,26 +39,31 @@ uint64_t next_random(StripeCtl* c) {  // xorshift64: cheap, and state lives in t
 
 uint32_t ghost_tag(uint32_t hash_tag) { return hash_tag ? hash_tag : 1; }
 
+// Where a new ghost of hash_tag goes in a table of ghosts (a 64-bit word each, 0 when empty,
+// its low word a clock): the first of the key's kGhostWays slots that is empty or whose ghost
+// is at least `stale` old by age_of(slot), else the oldest of them. Shared by S3-FIFO's ghosts
+// and W-TinyLFU's steering ghosts.
+template <class AgeOf>
+uint32_t ghost_slot(const uint64_t* table, uint32_t mask, uint32_t hash_tag, uint64_t stale,
+                    AgeOf age_of) {
+    uint32_t best = hash_tag & mask, best_age = 0;
+    for (uint32_t w = 0; w < kGhostWays; ++w) {
+        const uint32_t i = (hash_tag + w) & mask;
+        const uint64_t slot = table[i];
+        if (slot == 0) return i;
+        const uint32_t age = age_of(slot);
+        if (age >= stale) return i;
+        if (age >= best_age) best_age = age, best = i;
+    }
+    return best;
+}
+
 void ghost_insert(const StripeRef& s, uint32_t hash_tag) {
     if (!s.ghost_mask) return;
-    const uint32_t tag = ghost_tag(hash_tag);
     const uint32_t now = ++s.ctl->ghost_clock;
-    uint32_t best = hash_tag & s.ghost_mask;
-    uint32_t best_age = 0;
-    for (uint32_t w = 0; w < kGhostWays; ++w) {
-        const uint32_t i = (hash_tag + w) & s.ghost_mask;
-        const uint64_t slot = s.ghost[i];
-        if (slot == 0) {
-            best = i;
-            break;
-        }
-        const uint32_t age = now - uint32_t(slot);
-        if (age >= best_age) {
-            best_age = age;
-            best = i;
-        }
-    }
-    s.ghost[best] = uint64_t(tag) << 32 | now;
+    const uint32_t i = ghost_slot(s.ghost, s.ghost_mask, hash_tag, UINT64_MAX,
+                                  [&](uint64_t slot) { return now - uint32_t(slot); });
+    s.ghost[i] = uint64_t(ghost_tag(hash_tag)) << 32 | now;
 }
 
 // True (and forgets it) if hash_tag was evicted from the small queue recently, i.e. within the
@@ -304,25 +310,16 @@ uint32_t steer_reach(const StripeRef& s) {
     return uint32_t(std::clamp<uint64_t>(reach, 1, (uint64_t(s.steer_mask) + 1) / 2));
 }
 
-// Remembers that the key left the stripe from `side`. The slot is the first empty or out of
-// reach of the key's kGhostWays, else the oldest of them.
+// Remembers that the key left the stripe from `side`, in a slot that is empty or out of reach
+// if the key has one, else in its oldest.
 void steer_remember(const StripeRef& s, uint32_t hash_tag, uint32_t side) {
     if (!s.steer_mask || !steered(hash_tag)) return;
-    StripeCtl* c = s.ctl;
-    const uint32_t now = ++c->steer_clock[side];
-    const uint32_t reach = steer_reach(s);
-    uint32_t best = hash_tag & s.steer_mask, best_age = 0;
-    for (uint32_t w = 0; w < kGhostWays; ++w) {
-        const uint32_t i = (hash_tag + w) & s.steer_mask;
-        const uint64_t slot = s.steer[i];
-        const uint32_t age = c->steer_clock[uint32_t(slot >> 32) & 1] - uint32_t(slot);
-        if (slot == 0 || age >= reach) {
-            best = i;
-            break;
-        }
-        if (age >= best_age) best_age = age, best = i;
-    }
-    s.steer[best] = steer_ghost(hash_tag, side, now);
+    const uint32_t* clock = s.ctl->steer_clock;
+    const uint32_t now = ++s.ctl->steer_clock[side];
+    const uint32_t i =
+        ghost_slot(s.steer, s.steer_mask, hash_tag, steer_reach(s),
+                   [&](uint64_t slot) { return clock[uint32_t(slot >> 32) & 1] - uint32_t(slot); });
+    s.steer[i] = steer_ghost(hash_tag, side, now);
 }
 
 // A missed key is being stored: if it left recently enough, moves the window 2^kSteerSampleBits
