@@ -17,6 +17,7 @@
 
 #include "shm/allocator.h"
 #include "shm/crash_point.h"
+#include "shm/lease.h"
 #include "shm/sketch.h"
 
 namespace shmcache::shm {
@@ -253,33 +254,19 @@ uint32_t tiny_estimate(const StripeRef& s, const EntryHeader* e) {
 // steer, below). Both sides are measured by the same margin, so the share settles where their
 // marginal hits balance.
 //
-// Measured (bench/replay --table --full, 64 stripes asked): 18 of 47 rows at or above the bar,
-// mean -0.44 points, against 8 and -0.79 with a fixed 10% window. docs/architecture.md has the
+// Measured (bench/replay --table --full, 64 stripes asked): 22 of 47 rows at or above the bar,
+// mean -0.27 points, against 8 and -0.79 with a fixed 10% window. docs/architecture.md has the
 // sweeps behind the constants.
 
-// The least share the steering gives the window: 1%, and never fewer than kLeaseSlots entries,
-// so that the last values stored into a stripe (as many as it may have single-flight
-// computations under way) are still there when their waiters look: a 1% window of a 250-entry
-// stripe holds 2 entries, and a freshly computed value refused by admission at once would send
-// its waiters to compute it again. (victim_wtinylfu also keeps kLeaseSlots entries by count,
-// for when memory binds and the share is of blocks.) The cost, on stripes of a few hundred
-// entries, measured with every key steering: 20 rows at or above the bar instead of 23, mean
-// -0.44 instead of -0.23 (4 entries: 22 and -0.32).
-uint32_t window_floor(const StripeCtl* c) {
-    const uint64_t entries_floor = uint64_t(kLeaseSlots) * kShareOne / std::max(c->entries, 1u);
-    return uint32_t(std::min<uint64_t>(kWindowMax, std::max<uint64_t>(kWindowMin, entries_floor)));
-}
-
-// The share in force: the stored one (any value is valid) within [floor, 80%]. On every evicting
-// store, so the floor's division is done only when a multiplication says it binds. The floor
-// must bind here too, not only in the window's count: main's room is the rest of the share, and
-// a main allowed 99% beside a window held at 8 entries would take every candidate unopposed.
+// The share in force: the stored one (any value is valid, 0 is the start) within [1%, 80%].
+//
+// There is no floor in entries: a 1% window of a 125-entry stripe holds 1 or 2 of them. Values
+// that single-flight waiters are about to look for are kept by their lease slots instead
+// (victim_wtinylfu). A floor of 8 entries (a stripe's lease slots) did that job before, less
+// well (a burst of 8 stores within a waiter's 2 ms poll defeated it) and at a cost on small
+// stripes: 18 rows of 47 at or above the bar, mean -0.44, against 22 and -0.27 without it.
 uint32_t window_share(const StripeCtl* c) {
-    const uint32_t share =
-        std::clamp(c->window_share ? c->window_share : kWindowStart, kWindowMin, kWindowMax);
-    if (uint64_t(share) * std::max(c->entries, 1u) < uint64_t(kLeaseSlots) * kShareOne)
-        return window_floor(c);
-    return share;
+    return std::clamp(c->window_share ? c->window_share : kWindowStart, kWindowMin, kWindowMax);
 }
 
 // A steering ghost: bits 63..33 are the key's hash tag without its lowest bit, bit 32 its side,
@@ -295,8 +282,9 @@ uint64_t steer_ghost(uint32_t hash_tag, uint32_t side, uint32_t now) {
 // low bits pick the bucket and the ghost's slot, so the sample is independent of both), and a
 // sampled signal moves the window 2^kSteerSampleBits entries. Sampling half the keys halves the
 // steering's cost per store (P3, c=32768, 64 stripes: replay median 0.81 s against 0.89 s
-// for all keys and 0.77 s for the fixed window) for about the same hit ratios (18 of 47 rows at
-// or above the bar, mean -0.43; all keys 20 and -0.44; a quarter of them 18 and -0.46).
+// for all keys and 0.77 s for the fixed window) for about the same hit ratios (with the 8-entry
+// floor of the time: 18 of 47 rows at or above the bar, mean -0.43; all keys 20 and -0.44; a
+// quarter of them 18 and -0.46).
 constexpr uint32_t kSteerSampleBits = 1;
 
 bool steered(uint32_t hash_tag) { return hash_tag >> (32 - kSteerSampleBits) == 0; }
@@ -337,7 +325,7 @@ void steer_window(const StripeRef& s, uint32_t hash_tag) {
         const int64_t step = std::max<int64_t>(
             1, (int64_t(kShareOne) << kSteerSampleBits) / std::max(c->entries, 1u));
         const int64_t share = int64_t(window_share(c)) + (side == kSteerWindow ? step : -step);
-        c->window_share = uint32_t(std::clamp<int64_t>(share, window_floor(c), kWindowMax));
+        c->window_share = uint32_t(std::clamp<int64_t>(share, kWindowMin, kWindowMax));
         return;
     }
 }
@@ -380,14 +368,10 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
         const uint64_t small = by_count ? c->q_entries[kSmallQueue] : c->q_blocks[kSmallQueue];
         const uint64_t main = total > small ? total - small : 0;
         const uint32_t cand = c->q_tail[kSmallQueue];
-        // The window gives up its oldest entry when it is over its share and holds at least
-        // the floor's kLeaseSlots entries (counted, since when memory binds the share is of
-        // blocks, and a few large new entries could fill it), or when main is empty.
+        // The window gives up its oldest entry when it is over its share or main is empty.
         const uint64_t share = window_share(c);
         const bool from_small =
-            cand != kNil &&
-            ((small * kShareOne >= total * share && c->q_entries[kSmallQueue] >= kLeaseSlots) ||
-             c->q_tail[kMainQueue] == kNil);
+            cand != kNil && (small * kShareOne >= total * share || c->q_tail[kMainQueue] == kNil);
         if (!from_small) {
             const uint32_t victim = tiny_main_victim(s, &steps);
             if (victim != kNil) steer_remember(s, s.entry(victim)->hash_tag, kSteerMain);
@@ -395,7 +379,11 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
         }
         EntryHeader* ce = s.entry(cand);
         const uint64_t size = by_count ? 1 : entry_blocks(s, cand);
-        if (ce->freq || (main + size) * kShareOne <= total * (kShareOne - share)) {
+        // Main takes the candidate unopposed if it was hit in the window, if main has room, or
+        // if its value was just stored for single-flight waiters (lease.h, kFilledGraceMs):
+        // refused, it would send them to compute it again.
+        if (ce->freq || (main + size) * kShareOne <= total * (kShareOne - share) ||
+            lease_recently_filled_locked(s, ce->hash_tag)) {
             tiny_flush(s, ce);
             move_to_head(s, kMainQueue, cand);
             continue;

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "shm/clock.h"
+
 namespace shmcache::shm {
 
 namespace {
@@ -31,6 +33,13 @@ uint64_t deadline_of(const LeaseSlot& l) {
 bool overdue(const LeaseSlot& l, uint64_t now) {
     const uint64_t d = deadline_of(l);
     return now >= d || d - now > kMaxLeaseMs;
+}
+
+// A free slot that still remembers a value stored for its key (lease_complete_locked). A
+// deadline more than the grace away is an abandoned lease's, or damage: it remembers nothing.
+bool remembers(const LeaseSlot& l, uint64_t now) {
+    const uint64_t d = deadline_of(l);
+    return d > now && d - now <= kFilledGraceMs;
 }
 
 void grant(LeaseSlot& l, uint32_t slot, uint64_t hash, uint64_t now, uint32_t lease_ms,
@@ -77,7 +86,9 @@ AcquireResult lease_acquire_locked(const StripeRef& s, uint64_t hash, uint64_t n
         LeaseSlot& l = slots[i];
         const int32_t owner = owner_of(l);
         if (owner <= 0) {  // free (below 0 is damage: as good as free)
-            if (free_slot < 0) free_slot = int(i);
+            // The first free slot, or a later one that, unlike it, remembers no value.
+            if (free_slot < 0 || (remembers(slots[free_slot], now) && !remembers(l, now)))
+                free_slot = int(i);
             continue;
         }
         if (l.key_hash != hash) {
@@ -117,14 +128,40 @@ bool lease_held_locked(const StripeRef& s, uint64_t hash, uint64_t now) {
     return false;
 }
 
-bool lease_release_locked(const StripeRef& s, uint64_t hash, uint64_t token) {
+namespace {
+
+// Ends the grant named by token, leaving deadline_ms in the freed slot (see remembers()).
+bool end_grant(const StripeRef& s, uint64_t hash, uint64_t token, uint64_t deadline_ms) {
     const uint64_t slot = token & kTokenSlotMask;
     if (slot >= kLeaseSlots) return false;
     LeaseSlot& l = s.ctl->leases[slot];
     if (owner_of(l) <= 0 || l.key_hash != hash || l.generation != uint32_t(token >> 32))
         return false;
+    // A holder killed between the two stores leaves a held slot with a deadline at most the
+    // grace away (or 0): it is overdue, and taken over, within the grace.
+    std::atomic_ref<uint64_t>(l.deadline_ms).store(deadline_ms, std::memory_order_relaxed);
     set_owner(l, 0);
     return true;
+}
+
+}  // namespace
+
+bool lease_release_locked(const StripeRef& s, uint64_t hash, uint64_t token) {
+    return end_grant(s, hash, token, 0);
+}
+
+bool lease_complete_locked(const StripeRef& s, uint64_t hash, uint64_t token, uint64_t now) {
+    return end_grant(s, hash, token, now + kFilledGraceMs);
+}
+
+bool lease_recently_filled_locked(const StripeRef& s, uint32_t hash_tag) {
+    uint64_t now = 0;
+    for (const LeaseSlot& l : s.ctl->leases) {
+        if (owner_of(l) != 0 || uint32_t(l.key_hash >> 32) != hash_tag) continue;
+        if (!now) now = monotonic_ms();
+        if (remembers(l, now)) return true;
+    }
+    return false;
 }
 
 bool lease_renew_locked(const StripeRef& s, uint64_t hash, uint64_t token, uint64_t now,

@@ -64,6 +64,23 @@ bool lease_held_locked(const StripeRef& s, uint64_t hash, uint64_t now);
 // Ends the grant named by token, if it is still the current one for hash. True if it was.
 bool lease_release_locked(const StripeRef& s, uint64_t hash, uint64_t token);
 
+// A lease ended by a stored value leaves its slot free but remembering the key's hash for
+// kFilledGraceMs: its waiters look for the value at most kMaxPollUs (2 ms) apart, and the
+// eviction policy keeps a value the slot remembers (lease_recently_filled_locked) instead of
+// letting a burst of other stores push it out before they see it. Five poll intervals, so that
+// a waiter descheduled for a while still finds it; the slot is reusable at once (a grant prefers
+// slots that remember nothing).
+constexpr uint64_t kFilledGraceMs = 10;
+
+// lease_release_locked for an owner that stored the key's value: the slot remembers hash until
+// now + kFilledGraceMs.
+bool lease_complete_locked(const StripeRef& s, uint64_t hash, uint64_t token, uint64_t now);
+
+// True if a free slot remembers a value stored for a key whose hash's high 32 bits are
+// hash_tag (an entry's EntryHeader::hash_tag) less than kFilledGraceMs ago. Reads the clock
+// only when some slot's hash matches.
+bool lease_recently_filled_locked(const StripeRef& s, uint32_t hash_tag);
+
 // Moves the deadline of the grant named by token to now + lease_ms, if it is still current.
 bool lease_renew_locked(const StripeRef& s, uint64_t hash, uint64_t token, uint64_t now,
                         uint32_t lease_ms);
