@@ -171,8 +171,9 @@ TEST_CASE("waiters are served by the owner's computation") {
 
 // Stores "computed" (by fetch and complete, or by a plain set) into a one-stripe W-TinyLFU
 // cache of 200 entries after 8 rounds over 250 keys (main full of keys used several times),
-// then 50 new keys, and returns whether "computed" is still there. Each new key pushes the window's oldest out to
-// compete with main's victim, and a key used once loses. *took: ms from the store to the look.
+// then 50 new keys, and returns whether "computed" is still there. Each new key pushes the
+// window's oldest out to compete with main's victim, and a key used once loses. *took: ms from
+// the store to the look.
 bool kept_through_burst(bool by_fetch, double* took) {
     shmc_options opts = one_stripe();
     opts.strategy = SHMC_STRATEGY_WTINYLFU;
