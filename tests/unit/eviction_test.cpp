@@ -273,6 +273,29 @@ TEST_CASE("W-TinyLFU admits a key used more often than main's victim") {
     CHECK(once_kept == 0);  // the first 20 were candidates tied with idle victims: refused
 }
 
+// Whether `key`, stored and then hit `hits` times while it is the newest, is still there after
+// 50 new keys follow it into a one-stripe W-TinyLFU cache of 200 whose main holds keys used
+// several times (8 rounds over 250 keys).
+static bool kept_after_window_hits(int hits) {
+    TestCache t("tlfu-window-hits", one_stripe(SHMC_STRATEGY_WTINYLFU, 200));
+    for (int round = 0; round < 8; ++round)
+        for (int i = 0; i < 250; ++i) request(t, "hot" + std::to_string(i));
+    t.set("key", "v");
+    for (int i = 0; i < hits; ++i) CHECK(t.has("key"));
+    for (int i = 0; i < 50; ++i) t.set("burst" + std::to_string(i), "b");
+    return t.has("key");
+}
+
+TEST_CASE(
+    "W-TinyLFU: two hits in the window send a key to main; one hit only counts in the contest") {
+    // One hit is a loop's or a pair's second request as often as a sign of reuse: the key still
+    // competes with main's victim (and loses to keys used more). Two hits admit it unopposed.
+    CHECK_FALSE(kept_after_window_hits(0));
+    CHECK_FALSE(kept_after_window_hits(1));
+    CHECK(kept_after_window_hits(2));
+    CHECK(kept_after_window_hits(3));
+}
+
 TEST_CASE("every strategy stays consistent under churn") {
     for (uint32_t strat = SHMC_STRATEGY_LRU; strat <= SHMC_STRATEGY_WTINYLFU; ++strat) {
         CAPTURE(strat);
