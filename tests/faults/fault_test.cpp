@@ -114,44 +114,38 @@ std::vector<std::string> write_keys(shmc_cache *c, const char *prefix, int n, si
     return keys;
 }
 
+// Reads keys back: the number that are not there as written, or with missing_ok, the number
+// that are there with another value (torn or mixed up). *present, if given: how many are there.
+int count_mismatches(shmc_cache *c, const std::vector<std::string> &keys,
+                     const std::vector<std::string> &values, bool missing_ok, int *present) {
+    std::string buf(1 << 16, '\0');
+    int bad = 0, found = 0;
+    for (size_t i = 0; i < keys.size(); ++i) {
+        size_t len = 0;
+        int rc = shmc_get(c, keys[i].data(), keys[i].size(), buf.data(), buf.size(), &len, nullptr,
+                          nullptr);
+        if (rc == SHMC_E_NOTFOUND && missing_ok) continue;
+        found += rc != SHMC_E_NOTFOUND;
+        if (rc != 0 || len != values[i].size() || std::memcmp(buf.data(), values[i].data(), len)) {
+            std::fprintf(stderr, "key %s: rc %d, len %zu: not the value written\n", keys[i].c_str(),
+                         rc, len);
+            ++bad;
+        }
+    }
+    if (present) *present = found;
+    return bad;
+}
+
 // Every key reads back exactly as written. Returns the number that did not.
 int count_lost(shmc_cache *c, const std::vector<std::string> &keys,
                const std::vector<std::string> &values) {
-    std::string buf(1 << 16, '\0');
-    int lost = 0;
-    for (size_t i = 0; i < keys.size(); ++i) {
-        size_t len = 0;
-        int rc = shmc_get(c, keys[i].data(), keys[i].size(), buf.data(), buf.size(), &len, nullptr,
-                          nullptr);
-        if (rc != 0 || len != values[i].size() || std::memcmp(buf.data(), values[i].data(), len)) {
-            std::fprintf(stderr, "key %s: rc %d, len %zu: not the value written\n", keys[i].c_str(),
-                         rc, len);
-            ++lost;
-        }
-    }
-    return lost;
+    return count_mismatches(c, keys, values, false, nullptr);
 }
 
-// Keys present whose value is not the one written (torn or mixed up); *present: how many
-// of the keys are present.
+// Keys present whose value is not the one written; *present: how many of the keys are present.
 int count_wrong(shmc_cache *c, const std::vector<std::string> &keys,
                 const std::vector<std::string> &values, int *present) {
-    std::string buf(1 << 16, '\0');
-    int wrong = 0;
-    *present = 0;
-    for (size_t i = 0; i < keys.size(); ++i) {
-        size_t len = 0;
-        int rc = shmc_get(c, keys[i].data(), keys[i].size(), buf.data(), buf.size(), &len, nullptr,
-                          nullptr);
-        if (rc == SHMC_E_NOTFOUND) continue;
-        ++*present;
-        if (rc != 0 || len != values[i].size() || std::memcmp(buf.data(), values[i].data(), len)) {
-            std::fprintf(stderr, "key %s: rc %d, len %zu: not the value written\n", keys[i].c_str(),
-                         rc, len);
-            ++wrong;
-        }
-    }
-    return wrong;
+    return count_mismatches(c, keys, values, true, present);
 }
 
 void expect_check_clean(shmc_cache *c, const char *who) {
