@@ -286,7 +286,6 @@ int Engine::fetch_complete(const void* key, size_t klen, const void* value, size
             fresh_until > UINT64_MAX - st.stale_ms ? UINT64_MAX : fresh_until + st.stale_ms;
     }
     const SegmentHeader& h = *seg_->header();
-    const uint64_t now = lease ? monotonic_ms() : 0;
     return locked(stripe_of(k), [&](const StripeRef& s) {
         int rc = refused;
         if (!rc && st.guard && !fill_guard_holds(h, *st.guard))
@@ -298,8 +297,9 @@ int Engine::fetch_complete(const void* key, size_t klen, const void* value, size
             rc = table_store(s, k, value, vlen, meta,
                              st.guard && !st.overwrite ? StoreMode::kAdd : StoreMode::kSet,
                              this);
-        // A stored value is kept while its waiters may still be looking for it.
-        if (lease && !rc) lease_complete_locked(s, k.hash, lease, now);
+        // A stored value is kept while its waiters may still be looking for it: for the grace
+        // from now, not from before a wait for the lock.
+        if (lease && !rc) lease_complete_locked(s, k.hash, lease, monotonic_ms());
         if (lease && rc) lease_release_locked(s, k.hash, lease);
         return rc;
     });
