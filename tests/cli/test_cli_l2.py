@@ -217,10 +217,18 @@ def test_set_tier_l2_and_l2_ttl(cli, l2, redis, subscriber):
     assert redis.get("big") is None
 
     subscriber()  # on the 1 MiB segment just made
-    p = l2("set", "k", "v", "--ttl", "60", "--l2-ttl", "600")
-    assert p.returncode == 0 and "L1 expires in 1:00, L2 expires in 10:00" in p.out, p.out
-    assert 590000 < redis.pttl("k") <= 600000
-    assert 55 <= int(l2("ttl", "k", "--tier", "l1").out) <= 60
+    # A write to both tiers keeps its L1 copy if this host's own tracking echo is applied within
+    # 5 ms (docs/l2.md, "Own writes"); an echo applied later drops the copy (a Redis read on the
+    # next get, never a stale value). A subscriber descheduled that long (a sanitizer build on 2
+    # busy CPUs) is why the write may be made again.
+    for _ in range(5):
+        p = l2("set", "k", "v", "--ttl", "60", "--l2-ttl", "600")
+        assert p.returncode == 0 and "L1 expires in 1:00, L2 expires in 10:00" in p.out, p.out
+        assert 590000 < redis.pttl("k") <= 600000
+        l1_ttl = l2("ttl", "k", "--tier", "l1").out
+        if l1_ttl:
+            break
+    assert 55 <= int(l1_ttl) <= 60
     assert 590 <= int(l2("ttl", "k", "--tier", "l2").out) <= 600
     # L2 only: Redis gets the value and this host's L1 copy, now stale, is dropped.
     p = l2("set", "k", "new", "--tier", "l2")
