@@ -129,6 +129,9 @@ Result run_case(const Case& c, uint64_t size_mb, double seconds) {
         } else {
             if (shmc_set(cache, op.key, size_t(op.klen), value.data(), op.vlen, 0, 0) != 0) {
                 std::fprintf(stderr, "set: %s\n", shmc_errmsg());
+                // Not left behind in /dev/shm: a bench run that fails must not eat its memory.
+                shmc_close(cache);
+                shmc_unlink(name.c_str(), 1);
                 std::exit(1);
             }
             written += op.vlen + size_t(op.klen);
