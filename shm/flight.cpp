@@ -299,8 +299,11 @@ int Engine::fetch_complete(const void* key, size_t klen, const void* value, size
                              this);
         // A stored value is kept while its waiters may still be looking for it: for the grace
         // from now, not from before a wait for the lock.
-        if (lease && !rc) lease_complete_locked(s, k.hash, lease, monotonic_ms());
-        if (lease && rc) lease_release_locked(s, k.hash, lease);
+        if (!lease) return rc;
+        if (rc == 0)
+            lease_complete_locked(s, k.hash, lease, monotonic_ms());
+        else
+            lease_release_locked(s, k.hash, lease);
         return rc;
     });
 }
