@@ -64,6 +64,39 @@ struct Host {
             uint64_t l1_ttl = 0, uint64_t l2_ttl = 0) {
         return shmc_tset(c, k.data(), k.size(), v.data(), v.size(), 0, l1_ttl, l2_ttl, tiers);
     }
+    // set(), for a test that then counts on this host's L1: a write to both tiers keeps its L1
+    // copy, and an L2 value read next is kept, only once this host's own tracking echo of the
+    // write is applied. The write waits 5 ms for it (docs/l2.md, "Own writes"); an echo applied
+    // later drops the copy by design (the next get reads Redis, never a stale value), as when the
+    // subscriber is descheduled that long (a sanitizer build on 2 busy CPUs). So in tracking mode
+    // this waits for the echo (await_echo), and a write to both tiers whose copy did not stay is
+    // made again, up to 5 times. For a host that hears of no other write meanwhile.
+    int set_settled(const std::string& k, const std::string& v, uint32_t tiers = SHMC_TIER_BOTH,
+                    uint64_t l1_ttl = 0, uint64_t l2_ttl = 0) {
+        int rc = 0;
+        for (int i = 0; i < 5; ++i) {
+            const shmc_l2_stats s = stats();
+            rc = set(k, v, tiers, l1_ttl, l2_ttl);
+            if (rc || s.invalidation_mode != SHMC_INVAL_TRACKING) return rc;
+            await_echo(s.invalidations_applied);
+            if (tiers != SHMC_TIER_BOTH || in_l1(k)) break;
+        }
+        return rc;
+    }
+    // Waits (at most 1 s) until this host has applied more invalidations than `applied`, then
+    // none for 5 ms: the echoes of the writes made since (applied in order, after any of earlier
+    // writes that were still on their way).
+    void await_echo(uint64_t applied) {
+        uint64_t last = applied;
+        eventually(
+            [&] {
+                const uint64_t now = stats().invalidations_applied;
+                const bool settled = now > applied && now == last;
+                last = now;
+                return settled;
+            },
+            1000);
+    }
     // The value ("" with *rc set on a miss); served_by and ttl via out-params.
     std::string get(const std::string& k, uint32_t tiers = SHMC_TIER_BOTH, int* rc = nullptr,
                     uint32_t* served = nullptr, int64_t* ttl = nullptr, uint64_t fill_ttl = 0,

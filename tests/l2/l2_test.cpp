@@ -35,7 +35,8 @@ TEST_CASE("tiers: BOTH writes both tiers; an L2 hit fills L1 with the TTL capped
     Host a("tiers", redis.url());
     REQUIRE(a.wait_subscribed());
 
-    CHECK(a.set("k1", "v1", SHMC_TIER_BOTH, 60000, 800) == 0);
+    // set_settled (l2_host.h): the checks below count on this host's L1 keeping the copies.
+    CHECK(a.set_settled("k1", "v1", SHMC_TIER_BOTH, 60000, 800) == 0);
     CHECK(redis.command("GET", "t:k1") == "$2\r\nv1\r\n");  // the namespace prefix applies
     CHECK(a.in_l1("k1"));
     uint32_t flags = 0;
@@ -61,7 +62,7 @@ TEST_CASE("tiers: BOTH writes both tiers; an L2 hit fills L1 with the TTL capped
     CHECK(a.stats().fills >= 1);
 
     // No L2 TTL: the fill TTL alone caps the copy.
-    CHECK(a.set("k2", "v2", SHMC_TIER_L2) == 0);
+    CHECK(a.set_settled("k2", "v2", SHMC_TIER_L2) == 0);
     CHECK_FALSE(a.in_l1("k2"));
     CHECK(a.get("k2", SHMC_TIER_BOTH, &rc, &served, nullptr, 300) == "v2");
     REQUIRE(shmc_get(a.c, "k2", 2, buf, sizeof buf, &len, nullptr, &l1_ttl) == 0);
@@ -77,12 +78,12 @@ TEST_CASE("tiers: BOTH writes both tiers; an L2 hit fills L1 with the TTL capped
     CHECK(served == SHMC_TIER_L1);
 
     // An L2-only set drops this host's stale L1 copy.
-    CHECK(a.set("k3", "remote", SHMC_TIER_L2) == 0);
+    CHECK(a.set_settled("k3", "remote", SHMC_TIER_L2) == 0);
     CHECK_FALSE(a.in_l1("k3"));
     CHECK(a.get("k3") == "remote");
 
     // A small buffer after an L2 hit: L1 is already filled, the retry hits L1.
-    CHECK(a.set("k4", "0123456789", SHMC_TIER_L2) == 0);
+    CHECK(a.set_settled("k4", "0123456789", SHMC_TIER_L2) == 0);
     len = 0;
     CHECK(shmc_tget(a.c, "k4", 2, buf, 4, &len, nullptr, nullptr, SHMC_TIER_BOTH, 0, nullptr) ==
           SHMC_E_BUFFER_TOO_SMALL);
@@ -148,11 +149,12 @@ TEST_CASE("delete and purge act on the tiers asked for, inside the namespace") {
     Host a("ns-a", redis.url(), "app1");
     Host other("ns-b", redis.url(), "app2");
     REQUIRE(a.wait_subscribed());  // subscribing drops the L1 copies of L2 data made before it
+    // set_settled (l2_host.h): the purges below count this host's L1 copies.
     for (int i = 0; i < 30; ++i) {
-        REQUIRE(a.set("user:" + std::to_string(i), "a") == 0);
+        REQUIRE(a.set_settled("user:" + std::to_string(i), "a") == 0);
         REQUIRE(other.set("user:" + std::to_string(i), "b") == 0);
     }
-    REQUIRE(a.set("order:1", "a") == 0);
+    REQUIRE(a.set_settled("order:1", "a") == 0);
 
     CHECK(shmc_tdel(a.c, "user:0", 6, SHMC_TIER_L1) == 0);
     CHECK(redis.command("EXISTS", "app1:user:0") == ":1\r\n");  // L1 only: L2 keeps it
@@ -172,9 +174,9 @@ TEST_CASE("delete and purge act on the tiers asked for, inside the namespace") {
     CHECK(a.in_l1("order:1"));
 
     // Classes, negated classes and escapes mean the same in both tiers.
-    REQUIRE(a.set("x:a", "1") == 0);
-    REQUIRE(a.set("x:b", "1") == 0);
-    REQUIRE(a.set("x:*", "1") == 0);
+    REQUIRE(a.set_settled("x:a", "1") == 0);
+    REQUIRE(a.set_settled("x:b", "1") == 0);
+    REQUIRE(a.set_settled("x:*", "1") == 0);
     CHECK(shmc_tpurge(a.c, "x:[!a]", 6, SHMC_TIER_BOTH, &n1, &n2) == 0);
     CHECK(n1 == 2);  // x:b and x:*
     CHECK(n2 == 2);
@@ -223,7 +225,7 @@ TEST_CASE("outage: a hung Redis costs one timeout, then the breaker answers at o
     RedisServer redis;
     Host a("hung", redis.url());
     REQUIRE(a.wait_subscribed());  // (subscribing drops L1 copies of L2 data made before it)
-    REQUIRE(a.set("hot", "v") == 0);
+    REQUIRE(a.set_settled("hot", "v") == 0);  // in L1 before Redis hangs (l2_host.h)
     redis.stop();
 
     int rc = 0;
@@ -377,7 +379,7 @@ TEST_CASE("two hosts: a delete, set or purge on one reaches the other's L1 withi
     REQUIRE(a.set("k", "v2") == 0);
     REQUIRE(b.get_filled("k", "v2"));
     t0 = Clock::now();
-    REQUIRE(a.set("k", "v3") == 0);
+    REQUIRE(a.set_settled("k", "v3") == 0);  // (l2_host.h: a keeps its copy, checked below)
     CHECK(eventually([&] { return !b.in_l1("k"); }, 2000));
     CHECK(b.get("k") == "v3");
     CHECK(a.get("k") == "v3");  // a's own message did not drop a's fresh copy
@@ -522,7 +524,7 @@ TEST_CASE("tiers: a value L1 refuses is stored nowhere; a get after an L1 miss c
     CHECK(redis.command("EXISTS", "t:big") == ":1\r\n");
 
     // The fast path: shmc_get misses (one miss counted), then the tier call goes to L2 only.
-    REQUIRE(a.set("k", "v", SHMC_TIER_L2) == 0);
+    REQUIRE(a.set_settled("k", "v", SHMC_TIER_L2) == 0);  // so that the copy below stays
     shmc_stats before, after;
     REQUIRE(shmc_get_stats(a.c, &before) == 0);
     size_t len = 0;
@@ -570,8 +572,9 @@ TEST_CASE("read_into: shmc_tget's call with its arguments in one structure") {
     RedisServer redis;
     Host a("read-into", redis.url());
     REQUIRE(a.wait_subscribed());
-    REQUIRE(a.set("both", "value-1") == 0);
-    REQUIRE(a.set("l2only", "value-2", SHMC_TIER_L2) == 0);
+    // set_settled (l2_host.h): the reads below count on this host's L1.
+    REQUIRE(a.set_settled("both", "value-1") == 0);
+    REQUIRE(a.set_settled("l2only", "value-2", SHMC_TIER_L2) == 0);
     char buf[64];
     shmc_read r;
     std::memset(&r, 0, sizeof r);
@@ -607,7 +610,7 @@ TEST_CASE("tracking_prefix: tracking reports only the watched keys") {
     RedisServer redis;
     Host a("watch", redis.url(), nullptr, [](shmc_l2_options& l) { l.tracking_prefix = "app1:"; });
     REQUIRE(a.stats().invalidation_mode == SHMC_INVAL_TRACKING);
-    REQUIRE(a.set("app1:k", "v") == 0);
+    REQUIRE(a.set_settled("app1:k", "v") == 0);  // its own echo is counted before `applied`
     REQUIRE(a.get_filled("app1:k", "v"));
     const uint64_t applied = a.stats().invalidations_applied;
     for (int i = 0; i < 20; ++i)

@@ -5,11 +5,13 @@ would then find whichever was loaded first. Hence also this module's unlikely na
 import asyncio
 import ctypes
 import os
+import re
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PKG_ROOT = os.path.dirname(HERE)  # bindings/python
 REPO = os.path.dirname(os.path.dirname(PKG_ROOT))
+INVAL_TRACKING = 2  # shmc_l2_stats.invalidation_mode: SHMC_INVAL_TRACKING
 
 
 def cli_path():
@@ -86,3 +88,74 @@ class RawSegment:
             return None
         assert rc == 0, rc
         return ctypes.string_at(buf, n.value), flags.value, ttl.value
+
+    def holds(self, key):
+        """Whether L1 serves key, seen by shmc_scan: unlike get(), counts no hit or miss in the
+        host's figures."""
+        pattern = re.sub(rb"([*?[\\])", rb"\\\1", key)
+        found = []
+        visit = self.ffi.SCAN_FN(lambda *_: found.append(key) or 1)
+        self.ffi.lib.shmc_scan(self.h, pattern, len(pattern), visit, None)
+        return bool(found)
+
+    def l2_stats(self):
+        """The host's L2 figures (shmc_l2_get_stats), whichever process holds the Redis link."""
+        out = self.ffi.L2Stats()
+        self.ffi.lib.shmc_l2_get_stats(self.h, ctypes.byref(out))
+        return out
+
+    def await_echoes(self, applied, timeout=2.0):
+        """In tracking mode, until this host has applied at least `applied` invalidations and
+        then none for 5 ms: the echoes of the writes made so far are in (they are applied in
+        order)."""
+        if self.l2_stats().invalidation_mode != INVAL_TRACKING:
+            return
+        last, deadline = None, time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self.l2_stats().invalidations_applied
+            if now >= applied and now == last:
+                return
+            last = now
+            time.sleep(0.005)
+
+
+# A write to both tiers keeps its L1 copy only if this host's own tracking echo of it is applied
+# within the 5 ms the write waits for it (docs/l2.md, "Own writes"); an echo applied later drops
+# the copy by design (the next get reads Redis, never a stale value), as when the subscriber is
+# descheduled that long (a sanitizer build on 2 busy CPUs). The copy is still there when the write
+# returns and goes a moment later, so a test that counts on it writes through write_kept: each try
+# waits for the write's echoes (one per key), then the write is made again, up to 5 times, until
+# its copies are still there. For a host that hears of no other writes meanwhile.
+def write_kept(write, shm_name, *keys, undo=None):
+    """write(): the call that writes the stored keys `keys` (bytes) to both tiers; made until
+    their L1 copies stay. undo(), for a write() that writes on a miss only (a cached function, a
+    cached route): deletes the keys before the next try. Returns the number of tries."""
+    with RawSegment(shm_name) as raw:
+        for n in range(1, 6):
+            applied = raw.l2_stats().invalidations_applied
+            assert write() is not False, "the write failed"
+            raw.await_echoes(applied + len(keys))
+            if all(map(raw.holds, keys)):
+                break
+            if undo is not None:
+                applied = raw.l2_stats().invalidations_applied
+                undo()
+                raw.await_echoes(applied + len(keys))
+    return n
+
+
+async def awrite_kept(write, shm_name, *keys, undo=None):
+    """write_kept for a write() (and undo()) that return an awaitable."""
+    loop = asyncio.get_running_loop()
+    with RawSegment(shm_name) as raw:
+        for n in range(1, 6):
+            applied = raw.l2_stats().invalidations_applied
+            assert await write() is not False, "the write failed"
+            await loop.run_in_executor(None, raw.await_echoes, applied + len(keys))
+            if all(map(raw.holds, keys)):
+                break
+            if undo is not None:
+                applied = raw.l2_stats().invalidations_applied
+                await undo()
+                await loop.run_in_executor(None, raw.await_echoes, applied + len(keys))
+    return n

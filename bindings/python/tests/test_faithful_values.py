@@ -21,7 +21,7 @@ import uuid
 import pydantic
 import pytest
 
-from shmc_test_support import cli_path
+from shmc_test_support import cli_path, write_kept
 from shmcache import CacheManager, SyncCacheManager
 
 
@@ -226,7 +226,9 @@ def test_the_wire_format_stays_json_for_the_cli_and_other_readers(config_for, sh
     with SyncCacheManager(config_for()) as cache:
         f = cache.cached(ttl=60, key_prefix="wire")(_annotated(lambda i: CASES["dataclass"][1],
                                                                Profile))
-        f(1)
+        # Kept in L1 (shmc_test_support.write_kept), where the CLI reads it below.
+        write_kept(lambda: f(1), shm_name, f.cache_key(1).encode(),
+                   undo=lambda: cache.delete(f.cache_key(1)))
         raw = cache.get(f.cache_key(1))  # the plain get: JSON, no reviver
         assert raw["created"] == NOW.isoformat() and raw["tags"] == ["a", "b"]
         out = subprocess.run([cli_path(), "--name", shm_name, "get", "--tier", "l1", f.cache_key(1)],
@@ -272,7 +274,9 @@ def test_user_code_that_uses_the_cache_while_a_value_is_rebuilt_changes_nothing(
 
 def test_json_nested_too_deep_is_a_miss_not_an_error(config_for):
     with SyncCacheManager(config_for()) as cache:
-        cache.set("deep", b"")  # the key exists; now store JSON no decoder can follow
+        # The key exists; now store JSON no decoder can follow. (Through write_kept,
+        # shmc_test_support: its own echo, applied late, would drop what is stored below.)
+        write_kept(lambda: cache.set("deep", b""), cache.config.shm_name, b"deep")
         from shmcache import _segment
         raw = _segment.encode(1, b"[" * 20_000 + b"]" * 20_000)  # SER_JSON, far too deep
         assert cache.core.segment().store(cache.core.stored_key("deep"), raw, len(raw), 60_000,

@@ -28,6 +28,7 @@ import time
 import pytest
 
 from gunicorn_support import HttpError, cli_path, running, segment_exists
+from shmc_test_support import write_kept
 
 # With --preload, gunicorn imports this module in the master, before forking. The example app
 # opens its cache in each worker's lifespan, after the fork; this opens it at import instead,
@@ -97,8 +98,13 @@ def test_l1_and_redis_l2(tmp_path, segment, redis_server):
     from shmcache import CacheConfig, CacheTier, SyncCacheManager
 
     with running(tmp_path, segment, workers=2, env={"REDIS_URL": redis_server.url}) as g:
-        first = g.get("/users/5")
         r = redis.Redis.from_url(redis_server.url)
+        # Computed and set in both tiers by a worker: kept in L1 (shmc_test_support.write_kept),
+        # where it is dropped from below.
+        responses = []
+        write_kept(lambda: responses.append(g.get("/users/5")), segment, b"user_profile:5",
+                   undo=lambda: r.delete("user_profile:5"))
+        first = responses[-1]
         keys = list(r.scan_iter(match="*user_profile:5"))
         assert len(keys) == 1, f"user_profile:5 not in Redis: {list(r.scan_iter())}"
         assert r.get(keys[0])[0] == 0xC5  # the library's value envelope

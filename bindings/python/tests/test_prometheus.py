@@ -6,14 +6,15 @@ import subprocess
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shmc_test_support import cli_path
+from shmc_test_support import cli_path, write_kept
 from shmcache import SyncCacheManager
 from shmcache.prometheus import CacheCollector, exposition
 
 
 def test_every_family_has_help_and_type_and_parses(config_for, mode):
     with SyncCacheManager(config_for()) as cache:
-        cache.set("a", 1)
+        # Kept in L1 (shmc_test_support.write_kept), for the L1 hit counted below.
+        write_kept(lambda: cache.set("a", 1), cache.config.shm_name, b"a")
         cache.get("a")
         cache.get("b")
         text = exposition(cache.get_stats()).decode()
@@ -55,7 +56,8 @@ def test_collector_on_a_registry_reads_at_each_scrape(config_for):
         registry = CollectorRegistry(auto_describe=False)
         registry.register(CacheCollector(cache))
         first = generate_latest(registry).decode()
-        cache.set("new", 1)
+        # Kept in L1 (shmc_test_support.write_kept), where it is counted below.
+        write_kept(lambda: cache.set("new", 1), cache.config.shm_name, b"new")
         second = generate_latest(registry).decode()
     assert 'shmcache_entries{segment=' in first
     entries = [line for line in second.splitlines() if line.startswith("shmcache_entries{")]

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from shmcache import CacheConfig, CacheManager, CacheTier, SyncCacheManager
-from shmc_test_support import await_until, wait_subscribed, wait_subscribed_sync
+from shmc_test_support import await_until, awrite_kept, wait_subscribed, wait_subscribed_sync
 
 # redis_command_timeout 0.1 s (the default): one call waits at most that, once more with
 # redis_retry_on_timeout, and the circuit breaker then fails calls at once. 0.5 s leaves room
@@ -111,7 +111,8 @@ async def test_a_hung_redis_does_not_block_the_event_loop(shm_name, redis_server
     async with CacheManager(cfg(shm_name, redis_server, redis_command_timeout=0.4,
                                 redis_retry_on_timeout=False)) as cache:
         await wait_subscribed(cache)
-        await cache.set("hot", 1)
+        # Kept in L1 (shmc_test_support.write_kept) before Redis hangs.
+        await awrite_kept(lambda: cache.set("hot", 1), shm_name, b"hot")
         redis_server.stop()
         try:
             slow = asyncio.ensure_future(cache.get("cold"))  # waits ~0.4 s in a pool thread
