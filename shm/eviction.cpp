@@ -6,8 +6,9 @@
 // inserted while still a ghost goes straight to main; main reinserts entries hit since their
 // last pass (2-bit frequency). SIEVE (Zhang et al., NSDI 2024): one FIFO and a hand that sweeps
 // from the tail, clearing visited bits, evicting the first unvisited entry. W-TinyLFU (Einziger,
-// Friedman & Manes, ACM ToS 2017), the default: S3-FIFO's queues, where a window entry without
-// hits enters main only if a frequency sketch says it is used more than main's victim.
+// Friedman & Manes, ACM ToS 2017), the default: a window, then a main area split into probation
+// and protected (segmented, as in Caffeine), where a window entry without hits enters main only
+// if a frequency sketch says it is used more than main's victim.
 #include "shm/eviction.h"
 
 #include <algorithm>
@@ -204,7 +205,9 @@ constexpr uint32_t kWindowMax = kShareOne * 80 / 100;
 // against 5% when both started at 10%).
 constexpr uint32_t kSteerReachPct = 5;
 // The sketch is halved after this many additions per entry of the stripe (TinyLFU's sample,
-// 10 in the paper; 20 was best over the replay table's 44 rows, by 0.1 point on average).
+// 10 in the paper; 20 was best over the replay table's 44 rows, by 0.1 point on average; with
+// main segmented, 10: 30 of 47 rows at or above the bar, mean +0.19; 20: 30, +0.18; 40: 28,
+// +0.08, so the one that halves less often stays).
 constexpr uint32_t kTinySampleFactor = 20;
 // Hits an entry counts itself before it is next looked at; beyond, hits are lock-free no-ops.
 constexpr uint8_t kTinyFreqMax = 3;
@@ -215,13 +218,20 @@ constexpr uint32_t kAdmitHashDosThreshold = 6;
 // contest (tiny_estimate). Over the replay table (64 stripes asked; rows at or above the bar,
 // mean distance): 1 hit (S3-FIFO's rule) 22, -0.27; 2 hits 27, -0.01; 3 hits 25, -0.08; never
 // (Caffeine: every candidate contests) 24, -0.11. On one stripe: 1 hit 19, -0.10; 2 hits 27,
-// +0.09.
+// +0.09. Measured again with main segmented (layout 10): 1 hit 28, +0.10; 2 hits 30, +0.18;
+// 3 hits 29, +0.11; never 26, +0.05.
 constexpr uint8_t kWindowHitsToMain = 2;
 static_assert(kWindowHitsToMain <= kTinyFreqMax, "an entry counts at most kTinyFreqMax hits");
-// A bound on one eviction's steps, so that queues damaged into a cycle raise StripeCorrupt:
-// each entry moves from the window at most once and round main at most kTinyFreqMax times,
-// and each move may be counted twice (by the loop and by the main victim's search).
-constexpr uint64_t kTinyStepsPerEntry = 2 * (1 + kTinyFreqMax) + 2;
+// Main's protected segment holds at most this share of main (Caffeine's 80%; over the replay
+// table, 64 stripes asked, rows at or above the bar and mean distance: 60% 28, +0.09; 70% 28,
+// +0.11; 80% 30, +0.18; 90% 28, +0.17).
+constexpr uint32_t kProtectedPct = 80;
+// A bound on one eviction's steps, so that queues damaged into a cycle raise StripeCorrupt. No
+// hit can be counted meanwhile (counting one takes the lock), so each entry moves at most
+// kTinyFreqMax + 3 times: out of the window, from probation to protected (which spends its
+// hits), round protected once per hit left, back to probation; and each move may be counted
+// twice (by the loop and by the main victim's search).
+constexpr uint64_t kTinyStepsPerEntry = 2 * (3 + kTinyFreqMax) + 2;
 
 // Adds n uses of the key to the sketch, and halves the sketch once it has taken as many
 // additions as kTinySampleFactor times the stripe's entries (TinyLFU's sample).
@@ -340,19 +350,45 @@ void steer_window(const StripeRef& s, uint32_t hash_tag) {
     }
 }
 
-// The main queue's victim, by CLOCK: the entry nearest the tail not used since it last came
-// there; entries used meanwhile go round again (their uses flushed to the sketch).
-uint32_t tiny_main_victim(const StripeRef& s, uint64_t* steps) {
+// Main's victim. Main is segmented as in Caffeine: entries admitted from the window enter
+// probation, entries hit there move to protected, and protected, when over kProtectedPct of
+// main, hands its oldest entry back to probation; the victim is probation's oldest entry without
+// hits. So a key admitted on a guess competes with other recent guesses and the keys that stopped
+// being used, not with those that proved themselves. A hit only bumps the entry's counter, without
+// the lock (Caffeine moves the entry at once), so the moves happen here, when an entry reaches
+// a tail: probation's oldest entry with hits goes to protected (its hits to the sketch), and
+// protected's oldest goes round again while it has hits (one spent per pass, as in CLOCK).
+// Against one CLOCK queue for main (the form before layout 10), over the replay table (64
+// stripes asked): 30 of 47 rows at or above the bar, mean +0.18, against 27 and -0.01 (gli
+// c=125 6.00% -> 7.73%, multi1 c=1040 67.68% -> 68.50%); demoting protected's oldest whatever
+// its hits, as an LRU would: 29, +0.12.
+uint32_t tiny_main_victim(const StripeRef& s, uint64_t* steps, bool by_count) {
+    StripeCtl* c = s.ctl;
     for (;;) {
         if (++*steps > kTinyStepsPerEntry * (s.entry_bound() + 1))
             corrupt("W-TinyLFU eviction did not stop");
-        const uint32_t idx = s.ctl->q_tail[kMainQueue];
+        const uint32_t guarded = c->q_tail[kProtectedQueue];
+        const uint64_t prot =
+            by_count ? c->q_entries[kProtectedQueue] : c->q_blocks[kProtectedQueue];
+        const uint64_t prob = by_count ? c->q_entries[kMainQueue] : c->q_blocks[kMainQueue];
+        if (guarded != kNil &&
+            (prot * 100 > (prot + prob) * kProtectedPct || c->q_tail[kMainQueue] == kNil)) {
+            EntryHeader* e = s.entry(guarded);
+            if (e->freq) {
+                tiny_record(s, e->hash_tag, 1);
+                --e->freq;
+                move_to_head(s, kProtectedQueue, guarded);
+            } else {
+                move_to_head(s, kMainQueue, guarded);
+            }
+            continue;
+        }
+        const uint32_t idx = c->q_tail[kMainQueue];
         if (idx == kNil) return kNil;
         EntryHeader* e = s.entry(idx);
         if (!e->freq) return idx;
-        tiny_record(s, e->hash_tag, 1);
-        --e->freq;
-        move_to_head(s, kMainQueue, idx);
+        tiny_flush(s, e);
+        move_to_head(s, kProtectedQueue, idx);
     }
 }
 
@@ -365,11 +401,10 @@ bool tiny_admit(const StripeRef& s, const EntryHeader* candidate, const EntryHea
     return fc >= kAdmitHashDosThreshold && (next_random(s.ctl) & 127) == 0;
 }
 
-// S3-FIFO's queues with TinyLFU's admission. New keys enter the small queue (the window); its
-// oldest entry, once the window is over its share, goes to main if it was hit there at least
-// kWindowHitsToMain times or if main has room; otherwise it competes with main's victim
-// (S3-FIFO's: the entry nearest main's tail without hits left), and the less used of the two is
-// evicted.
+// TinyLFU's admission in front of a segmented main. New keys enter the small queue (the window);
+// its oldest entry, once the window is over its share, goes to main's probation if it was hit
+// there at least kWindowHitsToMain times or if main has room; otherwise it competes with main's
+// victim (tiny_main_victim), and the less used of the two is evicted.
 uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
     StripeCtl* c = s.ctl;
     for (uint64_t steps = 0;;) {
@@ -381,10 +416,10 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
         const uint32_t cand = c->q_tail[kSmallQueue];
         // The window gives up its oldest entry when it is over its share or main is empty.
         const uint64_t share = window_share(c);
-        const bool from_small =
-            cand != kNil && (small * kShareOne >= total * share || c->q_tail[kMainQueue] == kNil);
+        const bool main_empty = c->q_tail[kMainQueue] == kNil && c->q_tail[kProtectedQueue] == kNil;
+        const bool from_small = cand != kNil && (small * kShareOne >= total * share || main_empty);
         if (!from_small) {
-            const uint32_t victim = tiny_main_victim(s, &steps);
+            const uint32_t victim = tiny_main_victim(s, &steps, by_count);
             if (victim != kNil) steer_remember(s, s.entry(victim)->hash_tag, kSteerMain);
             return victim;
         }
@@ -400,7 +435,7 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
             move_to_head(s, kMainQueue, cand);
             continue;
         }
-        const uint32_t victim = tiny_main_victim(s, &steps);
+        const uint32_t victim = tiny_main_victim(s, &steps, by_count);
         if (victim != kNil && tiny_admit(s, ce, s.entry(victim))) {
             steer_remember(s, s.entry(victim)->hash_tag, kSteerMain);
             move_to_head(s, kMainQueue, cand);

@@ -31,7 +31,8 @@ constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endi
 // no total_blocks, and the stale window and compute time stored after it only when set): an
 // entry wastes at most 15 bytes to rounding instead of 63. 9: W-TinyLFU's window adapts
 // (StripeCtl::window_share and steer_clock, and a table of steering ghosts after the sketch).
-constexpr uint32_t kLayoutVersion = 9;
+// 10: W-TinyLFU's main is segmented (a third queue in StripeCtl, kProtectedQueue).
+constexpr uint32_t kLayoutVersion = 10;
 // The allocation unit. Small, so that rounding wastes little (8 bytes an entry on average); a
 // free run's head (FreeRun) must fit in one.
 constexpr uint32_t kBlockSize = 16;
@@ -39,9 +40,10 @@ constexpr uint32_t kNil = 0xffffffffu;
 constexpr uint32_t kHeaderBytes = 4096;
 constexpr uint32_t kAttachSlots = 256;
 constexpr uint32_t kFreeClasses = 32;  // class c holds free runs of [2^c, 2^(c+1)) blocks
-constexpr uint32_t kQueues = 2;        // S3-FIFO uses both (main, small); the others only main
-constexpr uint32_t kMainQueue = 0;
-constexpr uint32_t kSmallQueue = 1;
+constexpr uint32_t kQueues = 3;      // W-TinyLFU uses all three, S3-FIFO the first two, others main
+constexpr uint32_t kMainQueue = 0;   // W-TinyLFU: main's probation segment
+constexpr uint32_t kSmallQueue = 1;  // S3-FIFO's small queue, W-TinyLFU's window
+constexpr uint32_t kProtectedQueue = 2;  // W-TinyLFU: main's protected segment
 
 enum InitState : uint32_t { kInitNone = 0, kInitRunning = 1, kInitReady = 2 };
 
@@ -290,7 +292,7 @@ constexpr uint8_t kFreeTag = 0xF4;
 #pragma pack(push, 4)
 struct EntryHeader {
     uint8_t tag;    // kEntryTag
-    uint8_t queue;  // kMainQueue or kSmallQueue
+    uint8_t queue;  // which of the stripe's queues (below kQueues) links it
     uint8_t freq;   // policy counter: LFU log counter, S3-FIFO/W-TinyLFU hits, SIEVE visited bit
     uint8_t l2_epoch;  // 0, or an L2 copy's coherence epoch (epoch8() of L2Coherence::epoch)
     uint16_t key_len : 13;    // 1 to SHMC_MAX_KEY_LEN

@@ -296,6 +296,37 @@ TEST_CASE(
     CHECK(kept_after_window_hits(3));
 }
 
+TEST_CASE("W-TinyLFU protects a key hit in main from a stream of admitted newcomers") {
+    // Main is segmented: a key hit in main moves to protected, and the victims come from
+    // probation, among the keys admitted on a guess and those never used again. So a key that
+    // proved itself outlives newcomers that each win admission (made popular before their store),
+    // for as long as protected is within its share of main. With one CLOCK queue for main (layout
+    // 9) its hit bought it one more pass only: once the sketch was halved, the newcomers beat it
+    // and it was evicted (this test failed).
+    TestCache t("tlfu-protected", one_stripe(SHMC_STRATEGY_WTINYLFU, 100));
+    // A key stored n times (each store counts in the sketch) wins admission over a key seen less.
+    auto store_popular = [&](const std::string& k, int n) {
+        for (int round = 1; round < n; ++round) {
+            t.set(k, "v");
+            REQUIRE(shmc_del(t.c, k.data(), k.size()) == 0);
+        }
+        t.set(k, "v");
+    };
+    for (int i = 0; i < 100; ++i) t.set("old" + std::to_string(i), "o");
+    store_popular("keeper", 5);
+    store_popular("plain", 5);  // the control: stored as keeper is, never hit
+    for (int i = 0; i < 5; ++i) store_popular("filler" + std::to_string(i), 5);  // window's next
+    REQUIRE(t.has("keeper"));  // its one hit, in main
+    // Newcomers counted more often than keeper (5 stores and a hit): were keeper their victim,
+    // each would win.
+    for (int i = 0; i < 600; ++i) store_popular("new" + std::to_string(i), 8);
+    CHECK(t.has("keeper"));
+    CHECK_FALSE(t.has("plain"));
+    int old_kept = 0;
+    for (int i = 0; i < 100; ++i) old_kept += t.has("old" + std::to_string(i));
+    CHECK(old_kept == 0);  // the newcomers did win admission
+}
+
 TEST_CASE("every strategy stays consistent under churn") {
     for (uint32_t strat = SHMC_STRATEGY_LRU; strat <= SHMC_STRATEGY_WTINYLFU; ++strat) {
         CAPTURE(strat);
