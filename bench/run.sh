@@ -185,11 +185,12 @@ per process: +-0.05). Before commit 2dd3929 a store into an empty stripe of a
 full cache searched the others from a per-process random point, and small caches' figures moved
 by a point or more between runs.
 
-The default is W-TinyLFU (\`wtinylfu\`, strategy 7): S3-FIFO's two queues with TinyLFU's
-admission between them, by a count-min sketch kept in each stripe, and a window whose share
+The default is W-TinyLFU (\`wtinylfu\`, strategy 7): a window, then TinyLFU's admission by a
+count-min sketch kept in each stripe into a main area segmented into probation and protected
+(layout version 10; main as one CLOCK queue scored 27 rows and -0.01), and a window whose share
 of the stripe adapts while it runs, steered by ghosts of the keys it let go (docs/architecture.md,
-"Eviction", "Adaptive window"; a fixed 10% window scored a mean of -0.79 below, 8 rows at or
-above the bar). A window entry goes to main unopposed only after two hits there (one hit, S3-FIFO's
+"Eviction", "Segmented main" and "Adaptive window"; a fixed 10% window scored a mean of -0.79,
+8 rows at or above the bar, in a build before the two-hit rule and the segmented main). A window entry goes to main unopposed only after two hits there (one hit, S3-FIFO's
 rule, scored 22 rows and -0.27), and a value just computed for single-flight waiters is kept by
 its lease slot rather than by a floor of 8 entries under the window (18 rows and -0.44 with it). S3-FIFO, the default of earlier builds, stays in the bar as s3fifo/64. "/64" is the stripes
 asked: under an entry limit a segment is made with no more stripes than leave each 128 entries
