@@ -19,6 +19,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 namespace l2test {
 
@@ -62,28 +63,34 @@ pid_t spawn(const std::vector<std::string>& args, int out_fd) {
     return pid;
 }
 
-// Runs argv with stdout captured, killed after 10 s (redis-cli would wait for ever on a stopped
-// node); "" unless it exits 0.
-std::string capture(std::vector<std::string> args) {
-    args.insert(args.begin(), {"timeout", "-s", "KILL", "10"});
+// Runs argv with stdout captured into *out, killed after timeout_s (redis-cli would wait for ever
+// on a stopped node); whether it exited 0.
+bool run(std::vector<std::string> args, int timeout_s, std::string* out) {
+    args.insert(args.begin(), {"timeout", "-s", "KILL", std::to_string(timeout_s)});
+    out->clear();
     int fds[2];
     // Close-on-exec: only this child gets the write end (as its stdout), so EOF comes with it.
-    if (pipe2(fds, O_CLOEXEC) != 0) return "";
+    if (pipe2(fds, O_CLOEXEC) != 0) return false;
     const pid_t pid = spawn(args, fds[1]);
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);
-        return "";
+        return false;
     }
-    std::string out;
     char buf[4096];
     for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR);)
-        if (n > 0) out.append(buf, size_t(n));
+        if (n > 0) out->append(buf, size_t(n));
     close(fds[0]);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? out : "";
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// run() with a 10 s limit; its output, "" unless it exits 0.
+std::string capture(std::vector<std::string> args) {
+    std::string out;
+    return run(std::move(args), 10, &out) ? out : "";
 }
 
 std::string trim(std::string s) {
@@ -241,27 +248,36 @@ RedisCluster::RedisCluster(size_t masters, bool tls, size_t replicas)
             throw;
         }
     }
-    nodes_.resize(masters * (1 + replicas));
-    for (Node& n : nodes_) {
-        bool ok = false;
-        for (int attempt = 0; attempt < 8 && !ok; ++attempt) ok = start(&n);
-        if (!ok) {
-            cleanup();
-            throw std::runtime_error("could not start a cluster-enabled redis-server");
+    // The cluster is made again on fresh nodes if redis-cli cannot make it: it failed once on
+    // CI's loaded 2 CPUs, with its output (the reason) thrown away, which the error now carries.
+    std::string output;
+    for (int made = 0;; ++made) {
+        nodes_.assign(masters * (1 + replicas), Node{});
+        for (Node& n : nodes_) {
+            bool ok = false;
+            for (int attempt = 0; attempt < 8 && !ok; ++attempt) ok = start(&n);
+            if (!ok) {
+                cleanup();
+                throw std::runtime_error("could not start a cluster-enabled redis-server");
+            }
         }
-    }
-    std::vector<std::string> create{"redis-cli"};
-    for (const std::string& a : tls_args()) create.push_back(a);
-    for (const char* a : {"--cluster", "create"}) create.push_back(a);
-    for (const Node& n : nodes_) create.push_back("127.0.0.1:" + std::to_string(n.port));
-    if (replicas_) {
-        create.push_back("--cluster-replicas");
-        create.push_back(std::to_string(replicas_));
-    }
-    create.push_back("--cluster-yes");
-    if (capture(create).empty()) {
-        cleanup();
-        throw std::runtime_error("redis-cli --cluster create failed");
+        std::vector<std::string> create{"redis-cli"};
+        for (const std::string& a : tls_args()) create.push_back(a);
+        for (const char* a : {"--cluster", "create"}) create.push_back(a);
+        for (const Node& n : nodes_) create.push_back("127.0.0.1:" + std::to_string(n.port));
+        if (replicas_) {
+            create.push_back("--cluster-replicas");
+            create.push_back(std::to_string(replicas_));
+        }
+        create.push_back("--cluster-yes");
+        if (run(create, 30, &output)) break;
+        if (made == 2) {
+            cleanup();
+            const size_t tail = output.size() > 2000 ? output.size() - 2000 : 0;
+            throw std::runtime_error("redis-cli --cluster create failed 3 times; its output:\n" +
+                                     output.substr(tail));
+        }
+        discard_nodes();
     }
     // Up when every node says ok and knows every slot's owner.
     for (int i = 0; i < 1000; ++i) {
@@ -287,15 +303,20 @@ RedisCluster::RedisCluster(size_t masters, bool tls, size_t replicas)
 
 RedisCluster::~RedisCluster() { cleanup(); }
 
-void RedisCluster::cleanup() {
+void RedisCluster::discard_nodes() {
     for (size_t i = 0; i < nodes_.size(); ++i) kill(i);
+    if (dir_.empty()) return;
+    // Only what the servers wrote: their nodes.conf and logs.
+    for (const Node& n : nodes_) {
+        const std::string p = std::to_string(n.port);
+        unlink((dir_ + "/nodes-" + p + ".conf").c_str());
+        unlink((dir_ + "/redis-" + p + ".log").c_str());
+    }
+}
+
+void RedisCluster::cleanup() {
+    discard_nodes();
     if (!dir_.empty()) {
-        // Only what the servers wrote: their nodes.conf and logs.
-        for (const Node& n : nodes_) {
-            const std::string p = std::to_string(n.port);
-            unlink((dir_ + "/nodes-" + p + ".conf").c_str());
-            unlink((dir_ + "/redis-" + p + ".log").c_str());
-        }
         for (const char* f : {"ca.key", "ca.crt", "ca.srl", "other-ca.key", "other-ca.crt",
                               "server.key", "server.csr", "server.crt", "client.key", "client.csr",
                               "client.crt", "openssl.log", "dump.rdb"})

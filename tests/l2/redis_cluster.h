@@ -69,7 +69,8 @@ private:
         std::string id;
     };
     bool start(Node* n);
-    void cleanup();                             // kills every node, removes the directory
+    void discard_nodes();                       // kills every node, removes what they wrote
+    void cleanup();                             // discard_nodes(), and removes the directory
     size_t live() const;                        // a node still running
     std::vector<std::string> tls_args() const;  // for redis-cli
     bool tls_ = false;
