@@ -119,7 +119,7 @@ constexpr uint32_t kGatherCheckRuns = 64;
 // when that is not enough to tell, so the caller evicts once more: eviction alone always ends
 // with room (an empty stripe is one run).
 bool gather_fits(const StripeRef& s, uint64_t data, uint32_t max_runs) {
-    uint64_t capacity = 0, need = data + kEntryHeader - kExtentHeader;
+    uint64_t capacity = 0, need = data + kEntryHeader;  // each run below counts its Extent
     for (uint32_t k = kFreeClasses; k-- > 0 && max_runs;) {
         for (uint32_t idx = s.ctl->free_heads[k]; idx != kNil && max_runs; --max_runs) {
             const FreeRun* r = run_at(s, idx);
@@ -145,8 +145,7 @@ uint32_t alloc_entry(const StripeRef& s, uint64_t data) {
     uint32_t start, len;
     if (n <= s.ctl->free_blocks && find_run(s, n, &start, &len)) {
         take_from_run(s, start, len, n);
-        auto* e = reinterpret_cast<EntryHeader*>(s.block(start));
-        e->ext = Extent{n, kNil};
+        reinterpret_cast<EntryHeader*>(s.block(start))->chained = 0;
         return start;
     }
     // Enough gatherable blocks for the worst case; or, for fewer, runs long enough in fact.
@@ -154,14 +153,16 @@ uint32_t alloc_entry(const StripeRef& s, uint64_t data) {
         !gather_fits(s, data, kGatherCheckRuns))
         return kNil;
     // Gather runs, largest first, so every run taken has at least kGatherMinBlocks (some class
-    // at or above kGatherMinBlocks' is not empty while gatherable blocks remain). Each extent
-    // after the first spends 8 bytes on its header.
+    // at or above kGatherMinBlocks' is not empty while gatherable blocks remain). Every extent
+    // spends 8 bytes on its Extent, the first one after the entry header.
     uint32_t got;
     const uint32_t head = take_largest(s, n, &got);
     auto* e = reinterpret_cast<EntryHeader*>(s.block(head));
-    e->ext = Extent{got, kNil};
-    Extent* last = &e->ext;
-    uint64_t left = data - std::min<uint64_t>(data, uint64_t(got) * kBlockSize - kEntryHeader);
+    e->chained = 1;
+    auto* last = reinterpret_cast<Extent*>(s.block(head) + kEntryHeader);
+    *last = Extent{got, kNil};
+    const uint64_t first = uint64_t(got) * kBlockSize - kEntryHeader - kExtentHeader;
+    uint64_t left = data - std::min<uint64_t>(data, first);
     while (left > 0) {
         const uint32_t want = uint32_t((left + kExtentHeader + kBlockSize - 1) / kBlockSize);
         const uint32_t idx = take_largest(s, want, &got);

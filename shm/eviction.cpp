@@ -108,7 +108,7 @@ void lfu_tick(const StripeRef& s) {
 // The LFU counter after aging: one point per turnover since its last decay, so an entry that
 // was hot long ago cools down.
 uint8_t lfu_decayed(const EntryHeader* e, uint16_t now) {
-    const uint16_t elapsed = uint16_t(now - e->lfu_epoch);
+    const uint16_t elapsed = uint16_t(now - uint16_t(e->lfu_epoch));
     return elapsed >= e->freq ? 0 : uint8_t(e->freq - elapsed);
 }
 
@@ -135,8 +135,8 @@ uint32_t victim_ttl(const StripeRef& s) {
     uint64_t soonest = UINT64_MAX;
     for (uint32_t idx = victim; idx != kNil && n < kSample; ++n) {
         const EntryHeader* e = s.entry(idx);
-        if (e->expires_ms && e->expires_ms < soonest) {
-            soonest = e->expires_ms;
+        if (const uint64_t x = entry_expires(e); x && x < soonest) {
+            soonest = x;
             victim = idx;
         }
         idx = e->q_prev;
@@ -536,7 +536,7 @@ bool policy_hit_is_noop(const StripeRef& s, uint32_t idx, const EntryHeader& e, 
     switch (s.strategy) {
         case SHMC_STRATEGY_LRU: return q_head == idx;  // exact LRU: any other hit relinks
         case SHMC_STRATEGY_LFU: {
-            if (e.lfu_epoch != lfu_now(s)) return false;  // the counter's decay is due
+            if (uint16_t(e.lfu_epoch) != lfu_now(s)) return false;  // the counter's decay is due
             if (e.freq == 255) return true;
             // The increment's roll, made here with a per-thread generator: a winning roll takes
             // the lock and increments there without rolling again (t_lfu_increment), so the

@@ -64,10 +64,10 @@ uint64_t abi_fingerprint() {
         kLeaseSlots,
         offsetof(LeaseSlot, owner_pid),
         sizeof(EntryHeader),
-        offsetof(EntryHeader, lfu_epoch),
-        offsetof(EntryHeader, expires_ms),
+        offsetof(EntryHeader, bucket_next),
+        offsetof(EntryHeader, expires_lo),
         sizeof(EntryTiming),
-        offsetof(EntryHeader, ext),
+        sizeof(EntryHead),
         sizeof(FreeRun),
         offsetof(FreeRun, nblocks),
         sizeof(Extent),
@@ -169,7 +169,7 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     // A value must fit in half of a stripe even when gathered from the shortest runs gathering
     // takes, so that eviction can always make room for it (docs/architecture.md, "Memory").
     const uint64_t half = blocks / 2;
-    const uint64_t fixed = kEntryHeader - kExtentHeader + kTimingBytes + SHMC_MAX_KEY_LEN;
+    const uint64_t fixed = kEntryHeader + kTimingBytes + kFlagsBytes + SHMC_MAX_KEY_LEN;
     uint64_t limit = half * kGatherBytesPerBlock;
     limit = limit > fixed ? limit - fixed : 0;
     uint64_t want = max_value_len ? max_value_len : (1u << 20);

@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include <shmcache/shmcache.h>
+
 namespace shmcache::shm {
 
 constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endian bytes
@@ -31,8 +33,10 @@ constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endi
 // no total_blocks, and the stale window and compute time stored after it only when set): an
 // entry wastes at most 15 bytes to rounding instead of 63. 9: W-TinyLFU's window adapts
 // (StripeCtl::window_share and steer_clock, and a table of steering ghosts after the sketch).
-// 10: W-TinyLFU's main is segmented (a third queue in StripeCtl, kProtectedQueue).
-constexpr uint32_t kLayoutVersion = 10;
+// 10: W-TinyLFU's main is segmented (a third queue in StripeCtl, kProtectedQueue). 11: a
+// 36-byte entry header: the first extent, the flags and the top of the expiry stored only when
+// needed (EntryHeader).
+constexpr uint32_t kLayoutVersion = 11;
 // The allocation unit. Small, so that rounding wastes little (8 bytes an entry on average); a
 // free run's head (FreeRun) must fit in one.
 constexpr uint32_t kBlockSize = 16;
@@ -276,37 +280,44 @@ struct Extent {
 constexpr uint8_t kEntryTag = 0xE7;
 constexpr uint8_t kFreeTag = 0xF4;
 
-// The header of an entry, at the start of its first block. An EntryTiming follows it when the
-// entry has a stale window or a compute time (has_timing), then the key bytes, then the value
-// bytes, continuing into later extents (each of which starts with an Extent). The checksum
-// covers the key (through the hash seed), the value and the timing (see entry_checksum); the
-// metadata fields that change while the entry is linked (links, freq, queue, expiry) are outside
-// it on purpose.
+// The header of an entry, at the start of its first block. Up to three optional fields follow
+// it, in this order, each only when the header says so: an Extent (chained: the entry was
+// gathered from several runs), an EntryTiming (has_timing: a stale window or a compute time),
+// the flags (has_flags: nonzero flags). Then the key bytes, then the value bytes, continuing
+// into later extents (each of which starts with an Extent). An entry that is not chained is one
+// run of contiguous_blocks(entry_payload(e)) blocks (allocator.h): the length is not stored.
+// The checksum covers the key (through the hash seed), the value, the flags and the timing (see
+// entry_checksum); the metadata fields that change while the entry is linked (links, freq,
+// queue, expiry) are outside it on purpose.
 //
 // Expiry has two steps (docs/stampede.md): the entry is fresh until expires_ms - stale_ms, then
 // stale until expires_ms, when it is gone. Only shmc_fetch ever returns a stale entry; every
-// other call treats it as absent. Plain sets have stale_ms 0, so both instants coincide.
+// other call treats it as absent. Plain sets have stale_ms 0, so both instants coincide. The
+// expiry is kept in 40 bits of monotonic ms (34 years after boot; later instants are clamped
+// there, which only makes an entry live that long): entry_expires and set_entry_expires.
 //
-// Packed to 4-byte alignment so that it takes 52 bytes, not 56: blocks start on 16-byte
-// boundaries, so expires_ms (at offset 32) is still 8-byte aligned in memory.
+// 36 bytes (52 in layout 10): the first extent, the flags and the top of the expiry left the
+// fixed part, so a 100-byte value with an 8-byte key takes 9 blocks (144 bytes) instead of 10.
+// Packed to 4-byte alignment: no field needs more (the expiry is two 32-bit halves).
 #pragma pack(push, 4)
 struct EntryHeader {
-    uint8_t tag;    // kEntryTag
-    uint8_t queue;  // which of the stripe's queues (below kQueues) links it
-    uint8_t freq;   // policy counter: LFU log counter, S3-FIFO/W-TinyLFU hits, SIEVE visited bit
+    uint8_t tag;             // kEntryTag
+    uint8_t queue : 2;       // which of the stripe's queues (below kQueues) links it
+    uint8_t has_timing : 1;  // an EntryTiming follows the header (and its Extent, if chained)
+    uint8_t chained : 1;     // an Extent follows the header: the entry spans several runs
+    uint8_t has_flags : 1;   // the flags follow the timing (absent: flags 0)
+    uint8_t unused_bits : 3;
+    uint8_t freq;      // policy counter: LFU log counter, S3-FIFO/W-TinyLFU hits, SIEVE visited bit
     uint8_t l2_epoch;  // 0, or an L2 copy's coherence epoch (epoch8() of L2Coherence::epoch)
-    uint16_t key_len : 13;    // 1 to SHMC_MAX_KEY_LEN
-    uint16_t has_timing : 1;  // an EntryTiming follows the header
-    uint16_t unused_bits : 2;
-    uint16_t lfu_epoch;  // LFU: the stripe's lfu_epoch (mod 2^16) at the counter's last decay
-    uint32_t value_len;
-    uint32_t flags;
-    uint32_t bucket_next;  // next entry in the hash chain
+    uint64_t key_len : 13;    // 1 to SHMC_MAX_KEY_LEN
+    uint64_t value_len : 27;  // up to SHMC_MAX_VALUE_LEN
+    uint64_t expires_hi : 8;  // bits 32-39 of the expiry
+    uint64_t lfu_epoch : 16;  // LFU: the stripe's lfu_epoch (mod 2^16) at the counter's last decay
+    uint32_t bucket_next;     // next entry in the hash chain
     uint32_t q_prev, q_next;
-    uint32_t hash_tag;    // high 32 bits of the key hash
-    uint64_t expires_ms;  // monotonic ms; 0: never
+    uint32_t hash_tag;  // high 32 bits of the key hash
     uint32_t checksum;
-    Extent ext;  // the first extent (this one)
+    uint32_t expires_lo;  // bits 0-31 of the expiry (monotonic ms; 0 in both halves: never)
 };
 // Stored after the header only when one of them is not 0 (most entries: a plain set, no
 // single flight): 8 bytes saved per entry.
@@ -314,17 +325,17 @@ struct EntryTiming {
     uint32_t stale_ms;    // the last stale_ms before expires_ms are stale (0 with no TTL)
     uint32_t compute_ms;  // how long the value took to compute, for XFetch (0: unknown)
 };
-// A header with the timing that may follow it, as they lie in the segment: what a lock-free
-// reader copies (the first extent always holds both, see kGatherMinBlocks).
+// A header with the optional fields that may follow it, as they lie in the segment: what a
+// lock-free reader copies (the first extent always holds them all, see kGatherMinBlocks).
 struct EntryHead {
     EntryHeader h;
-    EntryTiming timing;
+    uint8_t optional[sizeof(Extent) + sizeof(EntryTiming) + sizeof(uint32_t)];
 };
 #pragma pack(pop)
-static_assert(sizeof(EntryHeader) == 52 && alignof(EntryHeader) == 4);
-static_assert(offsetof(EntryHeader, expires_ms) % 8 == 0 && kBlockSize % 8 == 0,
-              "expires_ms must stay 8-byte aligned in every block");
-static_assert(offsetof(EntryHead, timing) == sizeof(EntryHeader) && sizeof(EntryTiming) == 8);
+static_assert(sizeof(EntryHeader) == 36 && alignof(EntryHeader) == 4);
+static_assert(sizeof(EntryTiming) == 8 && sizeof(EntryHead) == 56);
+static_assert((uint64_t(1) << 27) > SHMC_MAX_VALUE_LEN && (1u << 13) > SHMC_MAX_KEY_LEN,
+              "the length fields must hold the longest key and value");
 
 // The head block of a free run; the run's last block ends with a copy of nblocks (the tail tag)
 // so that a block being freed can find and merge with a free run on its left. nblocks is the
@@ -341,22 +352,69 @@ static_assert(sizeof(FreeRun) == kBlockSize && offsetof(FreeRun, nblocks) == kBl
 constexpr uint32_t kExtentHeader = sizeof(Extent);
 constexpr uint32_t kEntryHeader = sizeof(EntryHeader);
 constexpr uint32_t kTimingBytes = sizeof(EntryTiming);
+constexpr uint32_t kFlagsBytes = sizeof(uint32_t);
+constexpr uint32_t kMaxOptionalBytes = kExtentHeader + kTimingBytes + kFlagsBytes;
 
 // Bytes of timing an entry with these values stores after its header.
 inline uint32_t timing_bytes(uint32_t stale_ms, uint32_t compute_ms) {
     return stale_ms || compute_ms ? kTimingBytes : 0;
 }
+// Bytes of optional fields a store of this timing and these flags puts after the header,
+// besides the Extent of a chained entry (the allocator's to add): the `data` of allocator.h
+// is these, the key and the value.
+inline uint32_t optional_bytes(uint32_t timing, uint32_t flags) {
+    return timing + (flags ? kFlagsBytes : 0);
+}
+
+inline const uint8_t* entry_bytes(const EntryHeader* e) {
+    return reinterpret_cast<const uint8_t*>(e);
+}
+// Where each optional field is, from the start of the header.
+inline uint32_t entry_timing_offset(const EntryHeader* e) {
+    return kEntryHeader + (e->chained ? kExtentHeader : 0);
+}
+inline uint32_t entry_flags_offset(const EntryHeader* e) {
+    return entry_timing_offset(e) + (e->has_timing ? kTimingBytes : 0);
+}
 // Where the entry's key starts, from the start of its header.
 inline uint32_t entry_data_offset(const EntryHeader* e) {
-    return kEntryHeader + (e->has_timing ? kTimingBytes : 0);
+    return entry_flags_offset(e) + (e->has_flags ? kFlagsBytes : 0);
 }
-// The entry's timing, zeros when it has none. REQUIRES: e is in the segment (its first extent
-// holds kEntryHeader + kTimingBytes bytes) or inside an EntryHead.
+// What follows the header of an entry that is not chained: the blocks it takes derive from it.
+inline uint64_t entry_payload(const EntryHeader* e) {
+    return uint64_t(e->has_timing ? kTimingBytes : 0) + (e->has_flags ? kFlagsBytes : 0) +
+           e->key_len + e->value_len;
+}
+// The optional fields. REQUIRES: e is in the segment (its first extent holds every optional
+// field it has) or inside an EntryHead.
 inline EntryTiming entry_timing(const EntryHeader* e) {
     EntryTiming t{0, 0};
-    if (e->has_timing)
-        std::memcpy(&t, reinterpret_cast<const uint8_t*>(e) + kEntryHeader, sizeof t);
+    if (e->has_timing) std::memcpy(&t, entry_bytes(e) + entry_timing_offset(e), sizeof t);
     return t;
+}
+inline uint32_t entry_flags(const EntryHeader* e) {
+    uint32_t f = 0;
+    if (e->has_flags) std::memcpy(&f, entry_bytes(e) + entry_flags_offset(e), sizeof f);
+    return f;
+}
+// The Extent of a chained entry (after its header). REQUIRES: e->chained.
+inline Extent entry_chain(const EntryHeader* e) {
+    Extent x;
+    std::memcpy(&x, entry_bytes(e) + kEntryHeader, sizeof x);
+    return x;
+}
+
+constexpr uint64_t kMaxExpiresMs = (uint64_t(1) << 40) - 1;
+inline uint64_t entry_expires(const EntryHeader* e) {
+    return uint64_t(e->expires_hi) << 32 | e->expires_lo;
+}
+// Stores ms (0: never), clamped to the 40 bits kept. Callers clamp the expiry they compute with
+// clamp_expires first, so that what they compare with (min_expiry_lb) is what is stored.
+inline uint64_t clamp_expires(uint64_t ms) { return std::min(ms, kMaxExpiresMs); }
+inline void set_entry_expires(EntryHeader* e, uint64_t ms) {
+    ms = clamp_expires(ms);
+    e->expires_lo = uint32_t(ms);
+    e->expires_hi = uint8_t(ms >> 32);
 }
 
 // Geometry computed from creation parameters; identical in every process that attaches.
@@ -369,9 +427,9 @@ struct Geometry {
     uint32_t blocks_per_stripe;
     uint32_t buckets_per_stripe;
     uint32_t ghost_per_stripe;
-    uint32_t steer_per_stripe;  // W-TinyLFU's steering ghosts (words, after the policy table)
+    uint32_t steer_per_stripe;     // W-TinyLFU's steering ghosts (words, after the policy table)
     uint32_t expected_per_stripe;  // entries a stripe is expected to hold (sizes the hash index)
-    uint64_t counters_offset;  // ProcessCounters[kProcessCounterSlots]
+    uint64_t counters_offset;      // ProcessCounters[kProcessCounterSlots]
     uint64_t stripes_offset;
     uint64_t regions_offset;
     uint64_t region_bytes;
@@ -410,21 +468,24 @@ const char* library_version();
 uint64_t abi_fingerprint();
 
 // Gathering (allocator.h) takes only free runs of at least kGatherMinBlocks: one holds an entry
-// header and its timing, and the extents gathered keep 56 of every 64 bytes for data, as 64-byte
-// blocks did. "data" below is what follows the header: timing, key and value.
-// Shorter runs (fragments left where an allocation split a run) wait for a neighbour to free.
-constexpr uint32_t kGatherMinBlocks = (kEntryHeader + kTimingBytes + kBlockSize - 1) / kBlockSize;
-static_assert(kGatherMinBlocks * kBlockSize >= kEntryHeader + kTimingBytes);
+// header with every optional field (the Extent a gathered entry has, the timing, the flags), and
+// the extents gathered keep 56 of every 64 bytes for data, as 64-byte blocks did. "data" below
+// is what follows the header besides that Extent: timing, flags, key and value. Shorter runs
+// (fragments left where an allocation split a run) wait for a neighbour to free. No entry is
+// shorter either (contiguous_blocks), so a head always has kGatherMinBlocks blocks to read.
+constexpr uint32_t kGatherMinBlocks =
+    (kEntryHeader + kMaxOptionalBytes + kBlockSize - 1) / kBlockSize;
+static_assert(kGatherMinBlocks * kBlockSize >= sizeof(EntryHead));
 
 // Blocks of gatherable runs (kGatherMinBlocks or longer) that always hold an entry of `data`
 // bytes after its header, whatever those runs are: a run of g >= kGatherMinBlocks blocks carries
-// g * kBlockSize - kExtentHeader >= g * kGatherBytesPerBlock bytes, the head's run
-// kEntryHeader - kExtentHeader fewer.
+// g * kBlockSize - kExtentHeader >= g * kGatherBytesPerBlock bytes, the head's run kEntryHeader
+// fewer.
 constexpr uint64_t kGatherBytesPerBlock = kBlockSize - kExtentHeader / kGatherMinBlocks;
 static_assert(kGatherMinBlocks * kBlockSize - kExtentHeader >=
               kGatherMinBlocks * kGatherBytesPerBlock);
 inline uint64_t worst_case_blocks(uint64_t data) {
-    const uint64_t bytes = data + kEntryHeader - kExtentHeader;
+    const uint64_t bytes = data + kEntryHeader;
     return std::max<uint64_t>((bytes + kGatherBytesPerBlock - 1) / kGatherBytesPerBlock,
                               kGatherMinBlocks);
 }

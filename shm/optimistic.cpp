@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "shm/allocator.h"
 #include "shm/clock.h"
 #include "shm/eviction.h"
 
@@ -42,7 +43,7 @@ enum class Look { kFound, kAbsent, kRetry, kLock };
 
 // What one pass read: a copy of the entry's header and of the eviction state a hit depends on.
 struct Seen {
-    EntryHead head;  // the header and the timing that may follow it
+    EntryHead head;  // the header and the optional fields that may follow it
     const EntryHeader& h() const { return head.h; }
     uint32_t idx;
     uint32_t q_head;
@@ -89,7 +90,7 @@ SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t 
         const EntryHeader& h = out->head.h;
         if (h.tag != kEntryTag) return Look::kRetry;
         if (h.hash_tag == k.tag() && h.key_len == k.len) {
-            const uint32_t n = h.ext.nblocks;
+            const uint32_t n = first_extent(&h).nblocks;  // torn: bounded below
             if (n == 0 || n > s.nblocks - idx) return Look::kRetry;
             if (h.value_len > s.max_value_len) return Look::kRetry;
             // Key and value must lie in this first extent; longer entries take the lock.
@@ -114,9 +115,9 @@ Optimistic decide(const StripeRef& s, const Key& k, const Seen& seen, void* buf,
     const EntryHeader& e = seen.h();
     out->ttl_left_ms = -1;
     uint64_t now = 0;
-    if (e.expires_ms) {
+    if (const uint64_t expires_ms = entry_expires(&e)) {
         now = monotonic_ms();
-        if (now >= e.expires_ms) return Optimistic::kLock;  // the locked get removes it
+        if (now >= expires_ms) return Optimistic::kLock;  // the locked get removes it
         if (soft_expired(&e, now)) {
             count_miss(s);
             return Optimistic::kMiss;
@@ -132,11 +133,12 @@ Optimistic decide(const StripeRef& s, const Key& k, const Seen& seen, void* buf,
         }
     }
     out->value_len = e.value_len;
-    out->flags = e.flags;
+    const uint32_t flags = entry_flags(&e);
+    out->flags = flags;
     // Not a use of the entry (the locked get does not tell the policy either): nothing to write.
     if (!seen.copied) return Optimistic::kTooSmall;
     const EntryTiming t = entry_timing(&e);
-    if (entry_checksum(k.hash, e.flags, e.l2_epoch, t.stale_ms, t.compute_ms, buf, e.value_len) !=
+    if (entry_checksum(k.hash, flags, e.l2_epoch, t.stale_ms, t.compute_ms, buf, e.value_len) !=
         e.checksum)
         return Optimistic::kLock;  // damage in the segment: the locked get rebuilds the stripe
     if (!policy_hit_is_noop(s, seen.idx, e, seen.q_head))

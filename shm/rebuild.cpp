@@ -69,12 +69,12 @@ uint32_t validate_entry(const StripeRef& s, uint32_t idx, uint32_t b,
     if (e->tag != kEntryTag || e->key_len == 0 || e->key_len > SHMC_MAX_KEY_LEN ||
         e->value_len > s.max_value_len || (e->hash_tag & s.bucket_mask) != b)
         return 0;
-    const uint32_t first_skip = entry_data_offset(e);  // the header, and the timing if any
-    if (uint64_t(e->ext.nblocks) * kBlockSize < first_skip) return 0;
+    const uint32_t first_skip = entry_data_offset(e);  // the header and its optional fields
+    Extent ext = first_extent(e);
+    if (uint64_t(ext.nblocks) * kBlockSize < first_skip) return 0;
     extents->clear();
     uint64_t capacity = 0, total = 0;
     uint32_t at = idx;
-    Extent ext = e->ext;
     for (uint32_t hops = 0;; ++hops) {
         if (hops >= s.nblocks || ext.nblocks == 0 || ext.nblocks > s.nblocks - at) return 0;
         extents->emplace_back(at, ext.nblocks);
@@ -101,7 +101,7 @@ uint32_t validate_entry(const StripeRef& s, uint32_t idx, uint32_t b,
     const uint64_t h = hash_key(data->data(), e->key_len);
     if (uint32_t(h >> 32) != e->hash_tag || (h & s.stripe_mask) != s.index) return 0;
     const EntryTiming t = entry_timing(e);
-    if (entry_checksum(h, e->flags, e->l2_epoch, t.stale_ms, t.compute_ms,
+    if (entry_checksum(h, entry_flags(e), e->l2_epoch, t.stale_ms, t.compute_ms,
                        data->data() + e->key_len, e->value_len) != e->checksum)
         return 0;
     return uint32_t(total);
@@ -181,8 +181,9 @@ RebuildResult rebuild_stripe(const StripeRef& s) {
         c->entries += 1;
         c->used_blocks += entry_blocks(s, idx);
         c->data_bytes += uint64_t(e->key_len) + e->value_len;
-        if (e->expires_ms && (c->min_expiry_lb == 0 || e->expires_ms < c->min_expiry_lb))
-            c->min_expiry_lb = e->expires_ms;
+        const uint64_t expires_ms = entry_expires(e);
+        if (expires_ms && (c->min_expiry_lb == 0 || expires_ms < c->min_expiry_lb))
+            c->min_expiry_lb = expires_ms;
     }
     for (uint32_t i = 0; i < s.nblocks;) {  // every unclaimed maximal run becomes free
         if (v.claim[i]) {

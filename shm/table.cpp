@@ -27,12 +27,13 @@ EntryTiming timing_of(const EntryMeta& meta) {
 
 uint32_t value_checksum(uint64_t key_hash, const EntryHeader* e, const void* value) {
     const EntryTiming t = entry_timing(e);
-    return entry_checksum(key_hash, e->flags, e->l2_epoch, t.stale_ms, t.compute_ms, value,
+    return entry_checksum(key_hash, entry_flags(e), e->l2_epoch, t.stale_ms, t.compute_ms, value,
                           e->value_len);
 }
 
 // Calls fn(ptr, n) for each stretch of key and value bytes in [off, off+len) of the entry at
-// head (offset 0 is the key's first byte). The header's has_timing must be set already.
+// head (offset 0 is the key's first byte). The header's lengths and optional-field bits must be
+// set already.
 template <class Fn>
 void for_each_data_span(const StripeRef& s, uint32_t head, uint64_t off, uint64_t len, Fn&& fn) {
     bool first = true;
@@ -57,7 +58,8 @@ void for_each_data_span(const StripeRef& s, uint32_t head, uint64_t off, uint64_
 
 bool key_equals(const StripeRef& s, uint32_t idx, const EntryHeader* e, const Key& k) {
     const uint32_t at = entry_data_offset(e);
-    if (at + k.len <= uint64_t(e->ext.nblocks) * kBlockSize)  // key in first extent
+    // An entry that is not chained is one extent: the key is in it.
+    if (!e->chained || at + k.len <= uint64_t(entry_chain(e).nblocks) * kBlockSize)
         return std::memcmp(reinterpret_cast<const uint8_t*>(e) + at, k.data, k.len) == 0;
     const char* want = k.data;
     bool same = true;
@@ -158,7 +160,10 @@ void remove_entry(const StripeRef& s, uint32_t idx, uint32_t prev, bool release_
     free_entry(s, idx);
 }
 
-bool expired(const EntryHeader* e, uint64_t now) { return e->expires_ms && now >= e->expires_ms; }
+bool expired(const EntryHeader* e, uint64_t now) {
+    const uint64_t expires_ms = entry_expires(e);
+    return expires_ms && now >= expires_ms;
+}
 
 // Removes every expired entry if one may exist (the stripe's lower bound on expiry has passed)
 // and recomputes that bound. Returns how many were removed.
@@ -171,8 +176,8 @@ uint64_t reclaim_expired(const StripeRef& s, uint64_t now) {
         if (expired(e, now)) {
             remove_entry(s, idx, chain_prev(s, idx));
             ++removed;
-        } else if (e->expires_ms && (next_lb == 0 || e->expires_ms < next_lb)) {
-            next_lb = e->expires_ms;
+        } else if (const uint64_t x = entry_expires(e); x && (next_lb == 0 || x < next_lb)) {
+            next_lb = x;
         }
     });
     c->min_expiry_lb = next_lb;
@@ -251,9 +256,9 @@ int table_get(const StripeRef& s, const Key& k, void* buf, size_t cap, GetResult
     if (e->value_len > s.max_value_len) corrupt("value longer than the segment allows");
     out->ttl_left_ms = -1;
     uint64_t now = 0;
-    if (e->expires_ms) {
+    if (const uint64_t expires_ms = entry_expires(e)) {
         now = monotonic_ms();
-        if (now >= e->expires_ms) {
+        if (now >= expires_ms) {
             remove_entry(s, idx, prev);
             bump(c->stats.expirations);
             count_miss(s);
@@ -280,7 +285,7 @@ int table_get(const StripeRef& s, const Key& k, void* buf, size_t cap, GetResult
         }
     }
     out->value_len = e->value_len;
-    out->flags = e->flags;
+    out->flags = entry_flags(e);
     if (e->value_len > cap) return SHMC_E_BUFFER_TOO_SMALL;
     copy_value_verified(s, k, idx, e, buf);
     note_use(s, idx, true);
@@ -303,7 +308,7 @@ int table_peek(const StripeRef& s, const Key& k, uint64_t now, void* buf, size_t
         if (e->value_len > s.max_value_len) corrupt("value longer than the segment allows");
         out->state = soft_expired(e, now) ? Freshness::kStale : Freshness::kFresh;
         out->value_len = e->value_len;
-        out->flags = e->flags;
+        out->flags = entry_flags(e);
         out->compute_ms = entry_timing(e).compute_ms;
         out->fresh_until = fresh_until(e);
         if (e->value_len > cap) return SHMC_E_BUFFER_TOO_SMALL;
@@ -317,37 +322,40 @@ int table_peek(const StripeRef& s, const Key& k, uint64_t now, void* buf, size_t
 
 namespace {
 
-// A set of a key whose entry is one extent of exactly the blocks the new value needs: the new
-// header fields and value are written over the old ones, in place. The chain, the queues, the
-// allocator and the entry count are not touched, so a contended set writes a few cache lines
-// instead of a dozen (bench/bench_engine). Crash-safe as the rest: the stripe is dirty (and
-// seq odd) throughout, and the new checksum is written first, so a writer killed anywhere before
-// the last value byte leaves an entry whose checksum the rebuild finds wrong and drops, which is
-// what an interrupted replace leaves too (the key absent). Never the old value under the new
-// flags or expiry: the checksum covers the flags, and the old value fails the new checksum. The
-// overwrite counts as a use of the key for the eviction policy, as a hit would.
+// A set of a key whose entry is one extent of exactly the blocks the new value needs, with the
+// same optional fields: the new header fields and value are written over the old ones, in place.
+// The chain, the queues, the allocator and the entry count are not touched, so a contended set
+// writes a few cache lines instead of a dozen (bench/bench_engine). Crash-safe as the rest: the
+// stripe is dirty (and seq odd) throughout, and the new checksum is written first, so a writer
+// killed anywhere before the last value byte leaves an entry whose checksum the rebuild finds wrong
+// and drops, which is what an interrupted replace leaves too (the key absent). Never the old value
+// under the new flags or expiry: the checksum covers the flags, and the old value fails the new
+// checksum. The overwrite counts as a use of the key for the eviction policy, as a hit would.
 void overwrite_in_place(const StripeRef& s, const Key& k, uint32_t idx, const void* value,
                         size_t value_len, const EntryMeta& meta) {
     mark_dirty(s);
     StripeCtl* c = s.ctl;
     EntryHeader* e = s.entry(idx);
-    // The caller checked that the timing keeps its presence, so the key stays where it is.
+    // The caller checked that the timing and the flags keep their presence, so the key stays
+    // where it is.
     const EntryTiming t = timing_of(meta);
-    e->checksum = entry_checksum(k.hash, meta.flags, meta.l2_epoch, t.stale_ms, t.compute_ms,
-                                 value, value_len);
+    const uint64_t expires_ms = clamp_expires(meta.expires_ms);
+    e->checksum = entry_checksum(k.hash, meta.flags, meta.l2_epoch, t.stale_ms, t.compute_ms, value,
+                                 value_len);
     SHMC_CRASH_POINT();
     c->data_bytes = c->data_bytes - e->value_len + value_len;
     e->value_len = uint32_t(value_len);
-    e->flags = meta.flags;
-    e->expires_ms = meta.expires_ms;
-    if (e->has_timing) std::memcpy(reinterpret_cast<uint8_t*>(e) + kEntryHeader, &t, sizeof t);
+    set_entry_expires(e, expires_ms);
+    auto* bytes = reinterpret_cast<uint8_t*>(e);
+    if (e->has_timing) std::memcpy(bytes + entry_timing_offset(e), &t, sizeof t);
+    if (e->has_flags) std::memcpy(bytes + entry_flags_offset(e), &meta.flags, kFlagsBytes);
     e->l2_epoch = meta.l2_epoch;
     SHMC_CRASH_POINT();
     if (value_len)  // value may be NULL for an empty value
         std::memcpy(reinterpret_cast<uint8_t*>(e) + entry_data_offset(e) + k.len, value, value_len);
     SHMC_CRASH_POINT();
-    if (meta.expires_ms && (c->min_expiry_lb == 0 || meta.expires_ms < c->min_expiry_lb))
-        c->min_expiry_lb = meta.expires_ms;
+    if (expires_ms && (c->min_expiry_lb == 0 || expires_ms < c->min_expiry_lb))
+        c->min_expiry_lb = expires_ms;
     policy_hit(s, idx);
     bump(c->stats.sets);
 }
@@ -363,16 +371,19 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
     // The timing is stored only when set.
     const EntryTiming timing_set = timing_of(meta);
     const uint32_t timing = timing_bytes(timing_set.stale_ms, timing_set.compute_ms);
+    const uint32_t optional = optional_bytes(timing, meta.flags);
     uint32_t old = find(s, k, &prev);
     if (old != kNil) {
         const EntryHeader* e = s.entry(old);
         // No longer fresh counts as absent: an add (an L2 fill) may replace a stale value.
         // So does an L2 copy that may not be served (layout.h, L2Coherence).
-        const bool dead = (e->expires_ms && soft_expired(e, now = monotonic_ms())) ||
+        const bool dead = (entry_expires(e) && soft_expired(e, now = monotonic_ms())) ||
                           (e->l2_epoch && l2_unservable(s, e, now ? now : (now = monotonic_ms())));
         if (mode == StoreMode::kAdd && !dead) return SHMC_E_EXISTS;
-        if (e->ext.next == kNil && bool(e->has_timing) == (timing > 0) &&
-            e->ext.nblocks == contiguous_blocks(timing + k.len + value_len)) {
+        if (!e->chained && bool(e->has_timing) == (timing > 0) &&
+            bool(e->has_flags) == (meta.flags != 0) &&
+            contiguous_blocks(entry_payload(e)) ==
+                contiguous_blocks(optional + k.len + value_len)) {
             overwrite_in_place(s, k, old, value, value_len, meta);
             if (dead) bump(c->stats.expirations);
             return 0;
@@ -382,7 +393,7 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
         slot.held = s.max_entries != 0;
         if (dead) bump(c->stats.expirations);
     }
-    const uint64_t expires_ms = meta.expires_ms;
+    const uint64_t expires_ms = clamp_expires(meta.expires_ms);
     mark_dirty(s);  // before any reservation: a holder killed with a slot leaves a dirty stripe
     const uint64_t data = uint64_t(k.len) + value_len;
     bool reclaimed = false;
@@ -416,8 +427,7 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
             const uint64_t fair = s.max_entries / (uint64_t(s.stripe_mask) + 1);
             const bool level = broker && c->entries < fair && !levelled;
             levelled = levelled || level;
-            if (evict_for_slot(s, broker, fair, level, k.hash >> 20) ==
-                SlotBroker::Outcome::kRetry)
+            if (evict_for_slot(s, broker, fair, level, k.hash >> 20) == SlotBroker::Outcome::kRetry)
                 continue;
             slot.held = true;  // only once a victim is unlinked: a throw before leaves it counted
         } else {
@@ -433,21 +443,23 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
         }
     }
     uint32_t head;
-    while ((head = alloc_entry(s, timing + data)) == kNil)
+    while ((head = alloc_entry(s, optional + data)) == kNil)
         if (!reclaim_once()) evict_one(s, false);
 
     // Fill the entry while nothing links to it.
     auto* e = reinterpret_cast<EntryHeader*>(s.block(head));
-    const Extent first = e->ext;
+    const bool chained = e->chained;  // the allocator's, with the Extent after the header
     std::memset(static_cast<void*>(e), 0, sizeof *e);
-    e->ext = first;
-    e->key_len = uint16_t(k.len);
+    e->chained = chained;
+    e->key_len = uint32_t(k.len);
     e->value_len = uint32_t(value_len);
-    e->flags = meta.flags;
     e->hash_tag = k.tag();
-    e->expires_ms = expires_ms;
+    set_entry_expires(e, expires_ms);
     e->has_timing = timing != 0;
-    if (timing) std::memcpy(reinterpret_cast<uint8_t*>(e) + kEntryHeader, &timing_set, timing);
+    e->has_flags = meta.flags != 0;
+    auto* bytes = reinterpret_cast<uint8_t*>(e);
+    if (timing) std::memcpy(bytes + entry_timing_offset(e), &timing_set, timing);
+    if (meta.flags) std::memcpy(bytes + entry_flags_offset(e), &meta.flags, kFlagsBytes);
     e->l2_epoch = meta.l2_epoch;
     e->checksum = value_checksum(k.hash, e, value);
     const uint32_t total = entry_blocks(s, head);
@@ -504,18 +516,24 @@ int table_touch(const StripeRef& s, const Key& k, uint64_t fresh_until_ms) {
         bump(s.ctl->stats.expirations);
         return SHMC_E_NOTFOUND;
     }
-    if (soft_expired(e, now)) return SHMC_E_NOTFOUND;  // absent for all but shmc_fetch; kept
+    if (soft_expired(e, now)) return SHMC_E_NOTFOUND;      // absent for all but shmc_fetch; kept
     if (l2_unservable(s, e, now)) return SHMC_E_NOTFOUND;  // an L2 copy not vouched for
     // The stale window keeps its length; with no TTL there is nothing to be stale after.
     uint64_t expires_ms = 0;
     if (fresh_until_ms) {
         const uint32_t stale_ms = entry_timing(e).stale_ms;
-        expires_ms =
-            fresh_until_ms > UINT64_MAX - stale_ms ? UINT64_MAX : fresh_until_ms + stale_ms;
+        expires_ms = clamp_expires(
+            fresh_until_ms > UINT64_MAX - stale_ms ? UINT64_MAX : fresh_until_ms + stale_ms);
     }
     // stale_ms is under the checksum, so it is kept even when expires_ms becomes 0 (never):
-    // fresh_until() ignores it then.
-    e->expires_ms = expires_ms;  // one aligned store: no dirty mark needed
+    // fresh_until() ignores it then. The low half alone is one aligned store, which a lock-free
+    // reader sees whole and a dead writer leaves whole: no dirty mark needed. Both halves (once
+    // in 49 days of monotonic time) are two stores, so the stripe is marked first.
+    if (uint8_t(expires_ms >> 32) != e->expires_hi) {
+        mark_dirty(s);
+        e->expires_hi = uint8_t(expires_ms >> 32);
+    }
+    e->expires_lo = uint32_t(expires_ms);
     if (expires_ms && (s.ctl->min_expiry_lb == 0 || expires_ms < s.ctl->min_expiry_lb))
         s.ctl->min_expiry_lb = expires_ms;
     return 0;
@@ -533,7 +551,7 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result,
         bump(s.ctl->stats.expirations);
         return SHMC_E_NOTFOUND;
     }
-    if (soft_expired(e, now)) return SHMC_E_NOTFOUND;  // stale: absent for incr, kept
+    if (soft_expired(e, now)) return SHMC_E_NOTFOUND;      // stale: absent for incr, kept
     if (l2_unservable(s, e, now)) return SHMC_E_NOTFOUND;  // an L2 copy not vouched for
     char digits[24];
     if (e->value_len == 0 || e->value_len > 20) return SHMC_E_NOT_NUMBER;
@@ -549,7 +567,7 @@ int table_incr(const StripeRef& s, const Key& k, int64_t delta, int64_t* result,
     const auto res = std::to_chars(out, out + sizeof out, next);
     if (result) *result = next;
     const EntryTiming t = entry_timing(e);
-    const EntryMeta meta{e->flags, e->expires_ms, t.stale_ms, t.compute_ms, e->l2_epoch};
+    const EntryMeta meta{entry_flags(e), entry_expires(e), t.stale_ms, t.compute_ms, e->l2_epoch};
     return table_store(s, k, out, size_t(res.ptr - out), meta, StoreMode::kSet, broker);
 }
 
@@ -571,7 +589,7 @@ const char* key_of(const StripeRef& s, uint32_t idx, const EntryHeader* e) {
     if (e->key_len == 0 || e->key_len > SHMC_MAX_KEY_LEN) corrupt("bad key length");
     const char* key;
     const uint32_t at = entry_data_offset(e);
-    if (at + uint64_t(e->key_len) <= uint64_t(e->ext.nblocks) * kBlockSize) {
+    if (at + uint64_t(e->key_len) <= uint64_t(first_extent(e).nblocks) * kBlockSize) {
         key = reinterpret_cast<const char*>(e) + at;
     } else {
         thread_local std::string scratch;
@@ -600,7 +618,7 @@ void table_purge(const StripeRef& s, const char* pat, size_t plen, uint64_t* rem
 
 void table_purge_flagged(const StripeRef& s, uint32_t mask, uint64_t* removed) {
     for_each_entry(s, [&](uint32_t idx) {
-        if (s.entry(idx)->flags & mask) {
+        if (entry_flags(s.entry(idx)) & mask) {
             remove_entry(s, idx, chain_prev(s, idx));
             ++*removed;
             bump(s.ctl->stats.deletes);
@@ -636,8 +654,8 @@ void table_collect(const StripeRef& s, const char* pat, size_t plen, std::vector
         if (soft_expired(e, now) || l2_unservable(s, e, now)) return;
         const char* key = key_of(s, idx, e);
         if (!glob_match(pat, plen, key, e->key_len)) return;
-        out->push_back(ScanItem{std::string(key, e->key_len), e->value_len,
-                                e->expires_ms ? ttl_left(fresh_until(e), now) : -1});
+        out->push_back(ScanItem{std::string(key, e->key_len), uint32_t(e->value_len),
+                                entry_expires(e) ? ttl_left(fresh_until(e), now) : -1});
     });
 }
 

@@ -27,12 +27,13 @@ struct Key {
     uint32_t tag() const { return uint32_t(hash >> 32); }
 };
 
-// When the entry stops being fresh: expires_ms - stale_ms (0: never). Clamped, so that a damaged
+// When the entry stops being fresh: its expiry - stale_ms (0: never). Clamped, so that a damaged
 // stale_ms larger than expires_ms makes the entry stale at once rather than fresh forever.
 inline uint64_t fresh_until(const EntryHeader* e) {
-    if (!e->expires_ms) return 0;
+    const uint64_t expires_ms = entry_expires(e);
+    if (!expires_ms) return 0;
     const uint32_t stale_ms = entry_timing(e).stale_ms;
-    return e->expires_ms > stale_ms ? e->expires_ms - stale_ms : 1;
+    return expires_ms > stale_ms ? expires_ms - stale_ms : 1;
 }
 inline bool soft_expired(const EntryHeader* e, uint64_t now) {
     const uint64_t f = fresh_until(e);

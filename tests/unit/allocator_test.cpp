@@ -35,9 +35,16 @@ uint32_t fragments_listed(const StripeRef& s) {
 // Key+value bytes of an entry that takes exactly `blocks` blocks as one extent.
 uint64_t data_for(uint32_t blocks) { return uint64_t(blocks) * kBlockSize - kEntryHeader; }
 
+// An entry allocated and given the lengths a store would write (an entry that is not chained
+// knows its blocks only from them).
 uint32_t alloc_tagged(const StripeRef& s, uint64_t data) {
     uint32_t head = alloc_entry(s, data);
-    if (head != kNil) reinterpret_cast<EntryHeader*>(s.block(head))->tag = kEntryTag;
+    if (head == kNil) return head;
+    auto* e = reinterpret_cast<EntryHeader*>(s.block(head));
+    e->tag = kEntryTag;
+    e->has_timing = e->has_flags = 0;
+    e->key_len = 0;
+    e->value_len = data;
     return head;
 }
 
@@ -92,7 +99,7 @@ TEST_CASE("a value fits in a fragmented stripe by gathering extents") {
     for_each_extent_raw(s, head, [&](uint32_t, uint32_t n) {
         CHECK(n >= (extents ? 1 : kGatherMinBlocks));
         blocks += n;
-        capacity += uint64_t(n) * kBlockSize - (extents ? kExtentHeader : kEntryHeader);
+        capacity += uint64_t(n) * kBlockSize - kExtentHeader - (extents ? 0 : kEntryHeader);
         ++extents;
     });
     CHECK(extents > 1);
@@ -120,9 +127,9 @@ TEST_CASE("gathering needs only the runs it takes, not the worst case") {
     for (uint32_t h; (h = alloc_tagged(s, data_for(kGatherMinBlocks))) != kNil;) (void)h;
     free_entry(s, entries[0]);
     free_entry(s, entries[2]);  // two runs of 20 blocks, apart
-    // As much as the two runs carry (the second extent's header taken off): more than the
-    // worst case allows, exactly what is free.
-    const uint64_t data = data_for(40) - kExtentHeader;
+    // As much as the two runs carry (both extents' headers taken off): more than the worst case
+    // allows, exactly what is free.
+    const uint64_t data = data_for(40) - 2 * kExtentHeader;
     REQUIRE(s.ctl->free_blocks - s.ctl->fragment_blocks < worst_case_blocks(data));
     const uint32_t head = alloc_tagged(s, data);
     REQUIRE(head != kNil);

@@ -87,7 +87,7 @@ pid_t dead_pid() {
 
 TEST_CASE("layout version 3 and later: entries carry a stale window and a compute time") {
     CHECK(kLayoutVersion >= 3);
-    CHECK(sizeof(EntryHeader) == 52);
+    CHECK(sizeof(EntryHeader) == 36);
     CHECK(sizeof(EntryTiming) == 8);
     CHECK(sizeof(LeaseSlot) == 32);
     CHECK(sizeof(StripeCtl) % 64 == 0);
@@ -577,7 +577,8 @@ TEST_CASE("the checksum covers the stale window and the compute time") {
     CHECK(entry_timing(e).compute_ms == 12);
     CHECK(entry_timing(e).stale_ms == 60000);
     // A stray write: the entry must read as a miss, never as altered data.
-    auto* timing = reinterpret_cast<EntryTiming*>(reinterpret_cast<uint8_t*>(e) + kEntryHeader);
+    auto* timing =
+        reinterpret_cast<EntryTiming*>(reinterpret_cast<uint8_t*>(e) + entry_timing_offset(e));
     timing->compute_ms = 13;
     CHECK(fetch(t.c, "k", o).r.outcome == SHMC_FETCH_COMPUTE);
     CHECK(t.stats().entries == 0);
@@ -593,7 +594,7 @@ const EntryHeader* header_of(const RawSegment& raw, const std::string& k, uint32
             const EntryHeader* e = s.entry(i);
             const auto* key = reinterpret_cast<const char*>(e) + entry_data_offset(e);
             if (e->key_len == k.size() && std::string(key, k.size()) == k) {
-                *blocks = e->ext.nblocks;
+                *blocks = first_extent(e).nblocks;
                 return e;
             }
         }

@@ -131,8 +131,14 @@ TEST_CASE("new flags over an old value (a writer killed mid-overwrite) are never
                     for (uint32_t b = 0; b <= s.bucket_mask; ++b)
                         if (s.buckets[b] != kNil) {
                             EntryHeader* e = s.entry(s.buckets[b]);
-                            if (field == 0) e->flags = 8;
-                            else e->l2_epoch = 3;
+                            if (field == 0) {
+                                REQUIRE(bool(e->has_flags));
+                                const uint32_t eight = 8;
+                                std::memcpy(reinterpret_cast<uint8_t*>(e) + entry_flags_offset(e),
+                                            &eight, sizeof eight);
+                            } else {
+                                e->l2_epoch = 3;
+                            }
                             if (dirty) s.ctl->dirty.store(1);
                         }
                 }

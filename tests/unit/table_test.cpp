@@ -4,6 +4,7 @@
 
 #include <random>
 #include <string>
+#include <vector>
 
 #include "support.h"
 
@@ -160,4 +161,114 @@ TEST_CASE("purge, scan and clear") {
     CHECK(t.stats().entries == 0);
     shmc_check_report r;
     CHECK(shmc_check(t.c, &r) == 0);
+}
+
+namespace {
+
+struct Stored {
+    std::string k, v;
+    uint32_t flags;
+};
+
+// Every entry's value and flags, through shmc_get (lock-free when the entry is one extent).
+void check_stored(TestCache& t, const std::vector<Stored>& all) {
+    std::string buf(8192, '\0');
+    for (const Stored& w : all) {
+        CAPTURE(w.k);
+        size_t n = 0;
+        uint32_t flags = 1234;
+        REQUIRE(shmc_get(t.c, w.k.data(), w.k.size(), buf.data(), buf.size(), &n, &flags,
+                         nullptr) == 0);
+        CHECK(std::string(buf.data(), n) == w.v);
+        CHECK(flags == w.flags);
+    }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "the optional fields (flags, a gathered entry's extent) read back, and survive a rebuild") {
+    using namespace shmcache::shm;
+    shmc_options o = TestCache::defaults();
+    o.n_stripes = 1;
+    o.size_bytes = 2 << 20;
+    TestCache t("optional", o);
+    // Fill the stripe until it evicts, then free every other entry: the free space is short runs,
+    // so a large value must be gathered from several.
+    int filled = 0;
+    for (; t.stats().evictions == 0; ++filled)
+        t.set("small" + std::to_string(filled), std::string(100, 's'));
+    for (int i = 0; i < filled; i += 2) {
+        const std::string k = "small" + std::to_string(i);
+        shmc_del(t.c, k.data(), k.size());
+    }
+    std::vector<Stored> all;
+    for (int i = 0; i < 8; ++i) {
+        const uint32_t flags = i % 2 ? 0xC0FFEE00u + uint32_t(i) : 0;
+        const size_t len = i < 4 ? 3000 + 17 * size_t(i) : 100 + size_t(i);
+        all.push_back({"opt" + std::to_string(i), std::string(len, char('a' + i)), flags});
+        REQUIRE(shmc_set(t.c, all.back().k.data(), all.back().k.size(), all.back().v.data(), len,
+                         flags, 0) == 0);
+    }
+    check_stored(t, all);
+    // Overwrites in place that add and drop the flags of a value of the same size.
+    for (uint32_t flags : {7u, 0u, 0xFFFFFFFFu}) {
+        all[4].flags = flags;
+        REQUIRE(shmc_set(t.c, all[4].k.data(), all[4].k.size(), all[4].v.data(), all[4].v.size(),
+                         flags, 0) == 0);
+        check_stored(t, all);
+    }
+    const uint64_t entries = t.stats().entries;
+    {
+        unit::RawSegment raw(t.name);
+        StripeRef s = raw.stripe(0);
+        int chained = 0, chained_flagged = 0, flagged = 0;
+        for (uint32_t b = 0; b <= s.bucket_mask; ++b)
+            for (uint32_t i = s.buckets[b]; i != kNil; i = s.entry(i)->bucket_next) {
+                const EntryHeader* e = s.entry(i);
+                chained += e->chained;
+                chained_flagged += e->chained && e->has_flags;
+                flagged += e->has_flags;
+            }
+        // Not vacuous: some entries were gathered, with and without flags.
+        CHECK(chained >= 2);
+        CHECK(chained_flagged >= 1);
+        CHECK(flagged == 5);  // opt1, 3, 5, 7 and opt4 (its last flags)
+        // Make the next locker rebuild the stripe, with a count it must recompute.
+        s.ctl->entries = 12345;
+        s.ctl->dirty.store(1);
+        if (!(s.ctl->seq.load() & 1)) s.ctl->seq.fetch_add(1);
+    }
+    t.set("after-rebuild", "x");
+    CHECK(t.stats().entries == entries + 1);
+    check_stored(t, all);
+}
+
+TEST_CASE("expiry instants past 2^32 ms and past the 40 bits kept") {
+    TestCache t("far-expiry");
+    int64_t ttl = 0;
+    char buf[8];
+    size_t n = 0;
+    // 60 days: the expiry (monotonic ms) needs more than 32 bits.
+    const uint64_t days60 = 60ull * 24 * 3600 * 1000;
+    REQUIRE(days60 > (1ull << 32));
+    t.set("far", "v", days60);
+    REQUIRE(shmc_get(t.c, "far", 3, buf, sizeof buf, &n, nullptr, &ttl) == 0);
+    CHECK((ttl > int64_t(days60) - 5000 && ttl <= int64_t(days60)));
+    CHECK(shmc_touch(t.c, "far", 3, days60 + 1000) == 0);
+    REQUIRE(shmc_get(t.c, "far", 3, buf, sizeof buf, &n, nullptr, &ttl) == 0);
+    CHECK((ttl > int64_t(days60) - 4000 && ttl <= int64_t(days60) + 1000));
+    // Back under 2^32 ms (both halves change: the stripe is marked around the two stores).
+    CHECK(shmc_touch(t.c, "far", 3, 60000) == 0);
+    REQUIRE(shmc_get(t.c, "far", 3, buf, sizeof buf, &n, nullptr, &ttl) == 0);
+    CHECK((ttl > 55000 && ttl <= 60000));
+    // A TTL beyond what 40 bits of monotonic ms hold (34 years after boot) is clamped there:
+    // the entry lives, with a TTL of decades, never a wrapped one.
+    t.set("forever-ish", "v", UINT64_MAX / 2);
+    REQUIRE(shmc_get(t.c, "forever-ish", 11, buf, sizeof buf, &n, nullptr, &ttl) == 0);
+    CHECK(ttl > int64_t(30ull * 365 * 24 * 3600 * 1000));
+    CHECK(ttl <= int64_t(shmcache::shm::kMaxExpiresMs));
+    CHECK(shmc_touch(t.c, "forever-ish", 11, UINT64_MAX) == 0);
+    REQUIRE(shmc_get(t.c, "forever-ish", 11, buf, sizeof buf, &n, nullptr, &ttl) == 0);
+    CHECK(ttl > int64_t(30ull * 365 * 24 * 3600 * 1000));
 }
