@@ -241,11 +241,13 @@ How much of the segment holds live key and value bytes at steady state, with a k
 times larger than what fits (eviction all the time), fresh value sizes on every set and 5%
 deletes, and how many entries memcached holds in the same memory given the same operations.
 Targets: at least 85% live with log-normal values of 64 B to 64 KiB (met); at 100 B values, 1.3x
-the entries of memcached (issue 15, not met). Layout 8 (16-byte blocks, a 52-byte header) took
-100 B entries from 192 to 160-176 bytes (53 B of overhead each, 85 before) and from 0.95x to 1.13x
-memcached, whose 100 B items take 192-byte slab chunks; 1.3x needs about 40 bytes of overhead per
-entry, hash index included, which the header's fixed fields (docs/architecture.md, "Memory")
-cannot reach.
+the entries of memcached, and 85% live there (issue 15, not met). Layout 8 (16-byte blocks, a
+52-byte header) took 100 B entries from 192 to 160 bytes and from 0.95x to 1.13x memcached, whose
+100 B items take 192-byte slab chunks; layout 11 (a 36-byte header: the first extent, the flags
+and the expiry's top bytes stored only when needed) took them to 144 bytes, 1.26x memcached and
+75% live. 1.3x needs at most 128 bytes an entry with 16-byte blocks (20 bytes of header), and 85%
+live about 127 bytes with no rounding: more than the header's remaining fixed fields (links, hash
+tag, checksum, expiry; docs/architecture.md, "Memory") allow.
 
 MEM
     cat "$tmp/memory.md"
