@@ -90,12 +90,19 @@ SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t 
         const EntryHeader& h = out->head.h;
         if (h.tag != kEntryTag) return Look::kRetry;
         if (h.hash_tag == k.tag() && h.key_len == k.len) {
-            const uint32_t n = first_extent(&h).nblocks;  // torn: bounded below
-            if (n == 0 || n > s.nblocks - idx) return Look::kRetry;
             if (h.value_len > s.max_value_len) return Look::kRetry;
-            // Key and value must lie in this first extent; longer entries take the lock.
+            // Key and value must lie in this first extent (an entry that is not chained is one
+            // extent; a torn one must still not run past the blocks); chained entries take the
+            // lock unless their first extent holds both.
             const uint32_t at = entry_data_offset(&h);
-            if (at + uint64_t(k.len) + h.value_len > uint64_t(n) * kBlockSize) return Look::kLock;
+            const uint64_t end = at + uint64_t(k.len) + h.value_len;
+            if (h.chained) {
+                const uint32_t n = entry_chain(&h).nblocks;  // torn: bounded here
+                if (n == 0 || n > s.nblocks - idx) return Look::kRetry;
+                if (end > uint64_t(n) * kBlockSize) return Look::kLock;
+            } else if (end > uint64_t(s.nblocks - idx) * kBlockSize) {
+                return Look::kRetry;
+            }
             if (racy_equal(p + at, k.data, k.len)) {
                 out->idx = idx;
                 out->q_head = racy_load(s.ctl->q_head[kMainQueue]);

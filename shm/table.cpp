@@ -337,22 +337,28 @@ void overwrite_in_place(const StripeRef& s, const Key& k, uint32_t idx, const vo
     StripeCtl* c = s.ctl;
     EntryHeader* e = s.entry(idx);
     // The caller checked that the timing and the flags keep their presence, so the key stays
-    // where it is.
-    const EntryTiming t = timing_of(meta);
+    // where it is. The offsets are read once, before the stores into the header. The timing's
+    // halves are stored one by one from scalars: an EntryTiming built on the stack and reread as
+    // one 8-byte word after two 4-byte stores stalled store forwarding (12 ns a set).
+    const OptionalOffsets& at = kOptionalOffsets[optional_index(e)];
+    const uint32_t stale_ms = meta.expires_ms ? meta.stale_ms : 0;
     const uint64_t expires_ms = clamp_expires(meta.expires_ms);
-    e->checksum = entry_checksum(k.hash, meta.flags, meta.l2_epoch, t.stale_ms, t.compute_ms, value,
-                                 value_len);
+    e->checksum = entry_checksum(k.hash, meta.flags, meta.l2_epoch, stale_ms, meta.compute_ms,
+                                 value, value_len);
     SHMC_CRASH_POINT();
     c->data_bytes = c->data_bytes - e->value_len + value_len;
     e->value_len = uint32_t(value_len);
     set_entry_expires(e, expires_ms);
     auto* bytes = reinterpret_cast<uint8_t*>(e);
-    if (e->has_timing) std::memcpy(bytes + entry_timing_offset(e), &t, sizeof t);
-    if (e->has_flags) std::memcpy(bytes + entry_flags_offset(e), &meta.flags, kFlagsBytes);
+    if (e->has_timing) {
+        std::memcpy(bytes + at.timing, &stale_ms, sizeof stale_ms);
+        std::memcpy(bytes + at.timing + 4, &meta.compute_ms, sizeof meta.compute_ms);
+    }
+    if (e->has_flags) std::memcpy(bytes + at.flags, &meta.flags, kFlagsBytes);
     e->l2_epoch = meta.l2_epoch;
     SHMC_CRASH_POINT();
     if (value_len)  // value may be NULL for an empty value
-        std::memcpy(reinterpret_cast<uint8_t*>(e) + entry_data_offset(e) + k.len, value, value_len);
+        std::memcpy(bytes + at.data + k.len, value, value_len);
     SHMC_CRASH_POINT();
     if (expires_ms && (c->min_expiry_lb == 0 || expires_ms < c->min_expiry_lb))
         c->min_expiry_lb = expires_ms;
@@ -380,9 +386,10 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
         const bool dead = (entry_expires(e) && soft_expired(e, now = monotonic_ms())) ||
                           (e->l2_epoch && l2_unservable(s, e, now ? now : (now = monotonic_ms())));
         if (mode == StoreMode::kAdd && !dead) return SHMC_E_EXISTS;
-        if (!e->chained && bool(e->has_timing) == (timing > 0) &&
-            bool(e->has_flags) == (meta.flags != 0) &&
-            contiguous_blocks(entry_payload(e)) ==
+        // One extent (not chained), the same optional fields, the same blocks.
+        const uint32_t same_fields = (timing ? 1u : 0u) | (meta.flags ? 4u : 0u);
+        if (optional_index(e) == same_fields &&
+            contiguous_blocks(optional + k.len + e->value_len) ==
                 contiguous_blocks(optional + k.len + value_len)) {
             overwrite_in_place(s, k, old, value, value_len, meta);
             if (dead) bump(c->stats.expirations);
@@ -458,7 +465,11 @@ int table_store(const StripeRef& s, const Key& k, const void* value, size_t valu
     e->has_timing = timing != 0;
     e->has_flags = meta.flags != 0;
     auto* bytes = reinterpret_cast<uint8_t*>(e);
-    if (timing) std::memcpy(bytes + entry_timing_offset(e), &timing_set, timing);
+    if (timing) {  // half by half, as overwrite_in_place does (store forwarding)
+        const uint32_t at = entry_timing_offset(e);
+        std::memcpy(bytes + at, &timing_set.stale_ms, sizeof timing_set.stale_ms);
+        std::memcpy(bytes + at + 4, &timing_set.compute_ms, sizeof timing_set.compute_ms);
+    }
     if (meta.flags) std::memcpy(bytes + entry_flags_offset(e), &meta.flags, kFlagsBytes);
     e->l2_epoch = meta.l2_epoch;
     e->checksum = value_checksum(k.hash, e, value);

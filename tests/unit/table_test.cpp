@@ -272,3 +272,26 @@ TEST_CASE("expiry instants past 2^32 ms and past the 40 bits kept") {
     REQUIRE(shmc_get(t.c, "forever-ish", 11, buf, sizeof buf, &n, nullptr, &ttl) == 0);
     CHECK(ttl > int64_t(30ull * 365 * 24 * 3600 * 1000));
 }
+
+TEST_CASE("optional_index reads the three optional-field bits where the compiler put them") {
+    using namespace shmcache::shm;
+    for (uint32_t bits = 0; bits < 8; ++bits) {
+        for (uint32_t queue = 0; queue < kQueues; ++queue) {
+            EntryHeader e{};
+            e.tag = 0xff;  // neighbours of the byte set, to catch a read of the wrong one
+            e.freq = 0xff;
+            e.queue = queue;
+            e.unused_bits = 7;
+            e.has_timing = bits & 1;
+            e.chained = (bits >> 1) & 1;
+            e.has_flags = (bits >> 2) & 1;
+            CAPTURE(bits);
+            CHECK(optional_index(&e) == bits);
+            const OptionalOffsets& o = kOptionalOffsets[bits];
+            CHECK(o.timing == kEntryHeader + (e.chained ? kExtentHeader : 0));
+            CHECK(o.flags == o.timing + (e.has_timing ? kTimingBytes : 0));
+            CHECK(o.data == o.flags + (e.has_flags ? kFlagsBytes : 0));
+            CHECK(o.payload == o.data - o.timing);
+        }
+    }
+}
