@@ -95,7 +95,9 @@ class RawSegment:
         pattern = re.sub(rb"([*?[\\])", rb"\\\1", key)
         found = []
         visit = self.ffi.SCAN_FN(lambda *_: found.append(key) or 1)
-        self.ffi.lib.shmc_scan(self.h, pattern, len(pattern), visit, None)
+        rc = self.ffi.lib.shmc_scan(self.h, pattern, len(pattern), visit, None)
+        if rc != 0:  # not "absent": a failed scan must not read as a dropped copy
+            self.ffi.raise_for(rc)
         return bool(found)
 
     def l2_stats(self):
