@@ -20,6 +20,8 @@
 
 #include <shmcache/shmcache.h>
 
+#include "shm/crash_point.h"
+
 namespace shmcache::shm {
 
 constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endian bytes
@@ -434,12 +436,24 @@ inline uint64_t entry_expires(const EntryHeader* e) {
     return uint64_t(e->expires_hi) << 32 | e->expires_lo;
 }
 // Stores ms (0: never), clamped to the 40 bits kept. Callers clamp the expiry they compute with
-// clamp_expires first, so that what they compare with (min_expiry_lb) is what is stored.
+// clamp_expires first, so that what they compare with (min_expiry_lb) is what is stored. The
+// halves are two stores, ordered so that a writer killed between them leaves an expiry no later
+// than the later of the old and the new one (an earlier one only costs a miss): moving up, the
+// low half first; moving down (or to 0, never), the high half first. (An entry rewritten in
+// place with the same value and flags keeps its checksum, so the expiry it is left with counts.)
 inline uint64_t clamp_expires(uint64_t ms) { return std::min(ms, kMaxExpiresMs); }
 inline void set_entry_expires(EntryHeader* e, uint64_t ms) {
     ms = clamp_expires(ms);
-    e->expires_lo = uint32_t(ms);
-    e->expires_hi = uint8_t(ms >> 32);
+    const uint8_t hi = uint8_t(ms >> 32);
+    if (hi >= e->expires_hi) {
+        e->expires_lo = uint32_t(ms);
+        SHMC_CRASH_POINT();
+        e->expires_hi = hi;
+    } else {
+        e->expires_hi = hi;
+        SHMC_CRASH_POINT();
+        e->expires_lo = uint32_t(ms);
+    }
 }
 
 // Geometry computed from creation parameters; identical in every process that attaches.

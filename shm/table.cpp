@@ -539,12 +539,15 @@ int table_touch(const StripeRef& s, const Key& k, uint64_t fresh_until_ms) {
     // stale_ms is under the checksum, so it is kept even when expires_ms becomes 0 (never):
     // fresh_until() ignores it then. The low half alone is one aligned store, which a lock-free
     // reader sees whole and a dead writer leaves whole: no dirty mark needed. Both halves (once
-    // in 49 days of monotonic time) are two stores, so the stripe is marked first.
-    if (uint8_t(expires_ms >> 32) != e->expires_hi) {
+    // in 49 days of monotonic time) are two stores, so the stripe is marked first, and
+    // set_entry_expires orders them so that a writer killed between them never leaves the entry
+    // a longer life than the old or the new expiry gives it.
+    if (uint8_t(expires_ms >> 32) == e->expires_hi) {
+        e->expires_lo = uint32_t(expires_ms);
+    } else {
         mark_dirty(s);
-        e->expires_hi = uint8_t(expires_ms >> 32);
+        set_entry_expires(e, expires_ms);
     }
-    e->expires_lo = uint32_t(expires_ms);
     if (expires_ms && (s.ctl->min_expiry_lb == 0 || expires_ms < s.ctl->min_expiry_lb))
         s.ctl->min_expiry_lb = expires_ms;
     return 0;

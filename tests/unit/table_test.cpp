@@ -1,11 +1,17 @@
 // table_test.cpp - the single-key operations, TTLs, limits and capacity, through the C ABI.
 #include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <random>
 #include <string>
 #include <vector>
 
+#include "shm/clock.h"
+#include "shm/test_hooks.h"
 #include "support.h"
 
 using unit::TestCache;
@@ -293,5 +299,75 @@ TEST_CASE("optional_index reads the three optional-field bits where the compiler
             CHECK(o.data == o.flags + (e.has_flags ? kFlagsBytes : 0));
             CHECK(o.payload == o.data - o.timing);
         }
+    }
+}
+
+namespace {
+
+// The expiry the segment holds for key (0 if the key is not found), read without the engine.
+uint64_t raw_expiry(const std::string& name, const std::string& key) {
+    using namespace shmcache::shm;
+    unit::RawSegment raw(name);
+    for (uint32_t i = 0; i < raw.g.n_stripes; ++i) {
+        StripeRef s = raw.stripe(i);
+        for (uint32_t b = 0; b <= s.bucket_mask; ++b)
+            for (uint32_t x = s.buckets[b]; x != kNil; x = s.entry(x)->bucket_next) {
+                const EntryHeader* e = s.entry(x);
+                const char* k = reinterpret_cast<const char*>(e) + entry_data_offset(e);
+                if (e->key_len == key.size() && std::memcmp(k, key.data(), key.size()) == 0)
+                    return entry_expires(e);
+            }
+    }
+    return 0;
+}
+
+// A child process touches key with ttl_ms and is killed at the first crash point it reaches.
+// Returns whether it was killed (it must be, for the test to mean anything).
+bool touch_killed(const std::string& name, const std::string& key, uint64_t ttl_ms) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+        shmc_cache* c = nullptr;
+        if (shmc_open(name.c_str(), nullptr, &c) != 0) _exit(2);
+        shmc_test_crash_after(1);
+        shmc_touch(c, key.data(), key.size(), ttl_ms);
+        _exit(3);  // no crash point reached
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+}
+
+}  // namespace
+
+TEST_CASE("a touch killed between the expiry's two halves never leaves it later than both") {
+    // Expiries on either side of a multiple of 2^32 ms differ in both halves, so the touch writes
+    // two words. Killed between them, the entry must never be kept past the later of its old and
+    // new expiries (an earlier expiry only costs a miss): a high half written first on the way up
+    // would keep it 49 days too long.
+    const uint64_t now = shmcache::shm::monotonic_ms();
+    const uint64_t boundary = ((now >> 32) + 1) << 32;
+    const uint64_t below = boundary - now - 600'000, above = boundary - now + 600'000;
+    for (const bool up : {true, false}) {
+        CAPTURE(up);
+        TestCache t(up ? "touch-up" : "touch-down");
+        const uint64_t from = up ? below : above, to = up ? above : below;
+        t.set("k", "v", from);
+        const uint64_t old_expiry = raw_expiry(t.name, "k");
+        REQUIRE(old_expiry != 0);
+        REQUIRE(touch_killed(t.name, "k", to));
+        // The kill landed between the two stores: the segment holds neither expiry, and nothing
+        // later than both.
+        const uint64_t left = raw_expiry(t.name, "k");
+        const uint64_t latest = std::max(old_expiry, now + std::max(from, to) + 60'000);
+        CHECK(left != old_expiry);
+        CHECK(left <= latest);
+        // And the engine, which rebuilds the stripe on its next lock, never serves it longer.
+        char buf[8];
+        size_t n = 0;
+        int64_t ttl = 0;
+        const int rc = shmc_get(t.c, "k", 1, buf, sizeof buf, &n, nullptr, &ttl);
+        if (rc == 0) CHECK(uint64_t(ttl) <= std::max(from, to));
+        else CHECK(rc == SHMC_E_NOTFOUND);
+        CHECK(t.stats().lock_recoveries >= 1);
     }
 }
