@@ -275,11 +275,13 @@ TEST_CASE("W-TinyLFU admits a key used more often than main's victim") {
 
 // Whether `key`, stored and then hit `hits` times while it is the newest, is still there after
 // 50 new keys follow it into a one-stripe W-TinyLFU cache of 200 whose main holds keys used
-// several times (8 rounds over 250 keys).
-static bool kept_after_window_hits(int hits) {
+// several times (8 rounds over 250 keys), its window's share set to `share` (in 1/65536ths of
+// the stripe) before the key is stored. New keys leave no steering ghosts, so the share stays.
+static bool kept_after_window_hits(int hits, uint32_t share) {
     TestCache t("tlfu-window-hits", one_stripe(SHMC_STRATEGY_WTINYLFU, 200));
     for (int round = 0; round < 8; ++round)
         for (int i = 0; i < 250; ++i) request(t, "hot" + std::to_string(i));
+    unit::RawSegment(t.name).stripe(0).ctl->window_share = share;
     t.set("key", "v");
     for (int i = 0; i < hits; ++i) CHECK(t.has("key"));
     for (int i = 0; i < 50; ++i) t.set("burst" + std::to_string(i), "b");
@@ -290,10 +292,25 @@ TEST_CASE(
     "W-TinyLFU: two hits in the window send a key to main; one hit only counts in the contest") {
     // One hit is a loop's or a pair's second request as often as a sign of reuse: the key still
     // competes with main's victim (and loses to keys used more). Two hits admit it unopposed.
-    CHECK_FALSE(kept_after_window_hits(0));
-    CHECK_FALSE(kept_after_window_hits(1));
-    CHECK(kept_after_window_hits(2));
-    CHECK(kept_after_window_hits(3));
+    const uint32_t small = 65536 / 100;  // 1%: the start, where frequency-biased traffic keeps it
+    CHECK_FALSE(kept_after_window_hits(0, small));
+    CHECK_FALSE(kept_after_window_hits(1, small));
+    CHECK(kept_after_window_hits(2, small));
+    CHECK(kept_after_window_hits(3, small));
+}
+
+TEST_CASE("W-TinyLFU: in a window grown past 5% of the stripe, one hit sends a key to main") {
+    // The steering grows the window where the traffic is recency-biased; there a key hit once
+    // soon after its store is admitted unopposed, as in S3-FIFO (eviction.cpp,
+    // window_hits_to_main). 10% of 200 entries: the key leaves the window after 20 of the 50.
+    const uint32_t large = 65536 / 10;
+    CHECK_FALSE(kept_after_window_hits(0, large));
+    CHECK(kept_after_window_hits(1, large));
+    CHECK(kept_after_window_hits(2, large));
+    // Just under 5% two hits are still needed.
+    const uint32_t edge = 65536 * 5 / 100;
+    CHECK_FALSE(kept_after_window_hits(1, edge));
+    CHECK(kept_after_window_hits(2, edge));
 }
 
 TEST_CASE("W-TinyLFU protects a key hit in main from a stream of admitted newcomers") {
