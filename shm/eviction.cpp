@@ -214,8 +214,8 @@ constexpr uint8_t kTinyFreqMax = 3;
 constexpr uint32_t kAdmitHashDosThreshold = 6;
 // Hits in the window that send its candidate to main unopposed. One hit is not enough: in loops
 // and in traffic where keys come in pairs (P12, the LIRS traces) a key's second request often
-// falls in the window, and its first hit says nothing of a third; that hit still counts in the
-// contest (tiny_estimate). Over the replay table (64 stripes asked; rows at or above the bar,
+// falls in the window, and its first hit says nothing of a third (nor does it count in the
+// contest: tiny_estimate). Over the replay table (64 stripes asked; rows at or above the bar,
 // mean distance): 1 hit (S3-FIFO's rule) 22, -0.27; 2 hits 27, -0.01; 3 hits 25, -0.08; never
 // (Caffeine: every candidate contests) 24, -0.11. On one stripe: 1 hit 19, -0.10; 2 hits 27,
 // +0.09. Measured again with main segmented (layout 10): 1 hit 28, +0.10; 2 hits 30, +0.18;
@@ -266,8 +266,16 @@ void tiny_flush(const StripeRef& s, EntryHeader* e) {
     tiny_record(s, e->hash_tag, n);
 }
 
+// A key's estimate in admission's contest: the sketch's count, without the hits the entry has
+// counted since its last flush. The victim has none (tiny_main_victim); the candidate's are its
+// hits in the window, which a loop's or a pair's second request earns as often as reuse does.
+// They reach the sketch later, so they count in its next contest instead: a refused
+// candidate's as it goes (victim_wtinylfu), an admitted one's when main's tail next reaches it. Over four key seeds (bench/replay --key-seed 0-3;
+// rows of 47 at or above the bar, mean distance): counted in this contest and lost with a
+// refused candidate 29.0, +0.15; left out and kept 31.0, +0.24 (docs/architecture.md, "A
+// window hit counts in the key's next contest").
 uint32_t tiny_estimate(const StripeRef& s, const EntryHeader* e) {
-    return sketch_estimate(s.ghost, s.ghost_mask, e->hash_tag) + e->freq;
+    return sketch_estimate(s.ghost, s.ghost_mask, e->hash_tag);
 }
 
 // --- The adaptive window ----------------------------------------------------------------------
@@ -453,6 +461,7 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
             move_to_head(s, kMainQueue, cand);
             return victim;
         }
+        tiny_flush(s, ce);  // its window hits still count for its next visit (tiny_estimate)
         steer_remember(s, ce->hash_tag, kSteerWindow);
         return cand;
     }
