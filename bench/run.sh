@@ -202,7 +202,7 @@ of the stripe adapts while it runs, steered by ghosts of the keys it let go (doc
 "Eviction", "Segmented main" and "Adaptive window"; a fixed 10% window scored a mean of -0.79,
 8 rows at or above the bar, in a build before the two-hit rule and the segmented main). A window entry goes to main unopposed only after two hits there (one hit, S3-FIFO's
 rule, scored 22 rows and -0.27), or after one once the window has grown past 5% of its stripe
-(recency-biased traffic; over four key seeds 29.0 rows and +0.15 against 28.5 and +0.13), and a value just computed for single-flight waiters is kept by
+(recency-biased traffic; over four key seeds 29.0 rows and +0.15 against 28.5 and +0.13). The contest compares the sketch's counts alone: a candidate's window hits are left out of it and go to the sketch when it is refused, so they count in its next contest (31.0 rows and +0.24 over four key seeds, against 29.0 and +0.15 when they counted at once and were lost with a refused candidate). A value just computed for single-flight waiters is kept by
 its lease slot rather than by a floor of 8 entries under the window (18 rows and -0.44 with it). S3-FIFO, the default of earlier builds, stays in the bar as s3fifo/64. "/64" is the stripes
 asked: under an entry limit a segment is made with no more stripes than leave each 128 entries
 (docs/architecture.md, "Stripes for small limits"), so below c=8192 the runs use fewer ("stripes

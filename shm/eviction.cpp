@@ -234,6 +234,7 @@ constexpr uint64_t kRecencyWindowPct = 5;
 uint8_t window_hits_to_main(uint64_t share) {
     return share * 100 > uint64_t(kShareOne) * kRecencyWindowPct ? 1 : kWindowHitsToMain;
 }
+
 // Main's protected segment holds at most this share of main (Caffeine's 80%; over the replay
 // table, 64 stripes asked, rows at or above the bar and mean distance: 60% 28, +0.09; 70% 28,
 // +0.11; 80% 30, +0.18; 90% 28, +0.17).
