@@ -271,10 +271,10 @@ void tiny_flush(const StripeRef& s, EntryHeader* e) {
 // counted since its last flush. The victim has none (tiny_main_victim); the candidate's are its
 // hits in the window, which a loop's or a pair's second request earns as often as reuse does.
 // They reach the sketch later, so they count in its next contest instead: a refused
-// candidate's as it goes (victim_wtinylfu), an admitted one's when main's tail next reaches it. Over four key seeds (bench/replay --key-seed 0-3;
-// rows of 47 at or above the bar, mean distance): counted in this contest and lost with a
-// refused candidate 29.0, +0.15; left out and kept 31.0, +0.24 (docs/architecture.md, "A
-// window hit counts in the key's next contest").
+// candidate's as it goes (victim_wtinylfu), an admitted one's when main's tail next reaches it.
+// Over four key seeds (bench/replay --key-seed 0-3; rows of 47 at or above the bar, mean
+// distance): counted in this contest and lost with a refused candidate 29.0, +0.15; left out
+// and kept 31.0, +0.24 (docs/architecture.md, "A window hit counts in the key's next contest").
 uint32_t tiny_estimate(const StripeRef& s, const EntryHeader* e) {
     return sketch_estimate(s.ghost, s.ghost_mask, e->hash_tag);
 }
