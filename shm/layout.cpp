@@ -134,14 +134,24 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     const uint64_t expected =
         share ? std::min(share, most) : std::max<uint64_t>(g->region_bytes / 256, 1);
     g->buckets_per_stripe = uint32_t(std::bit_ceil(std::max<uint64_t>(expected, 16)));
-    // The policy table: S3-FIFO's ghosts, or W-TinyLFU's frequency sketch (16 counters a word).
+    // The policy table: S3-FIFO's ghosts (a word a bucket), or W-TinyLFU's frequency sketch (16
+    // counters a word, 4 per key). When an entry limit says how many entries a stripe will hold,
+    // the sketch has two words for each (8 counters a row per entry, as the W-TinyLFU reference
+    // of bench/replay; sketch.h): fewer collisions between keys' counters, and over four key
+    // seeds 33.0 rows of the replay table's 47 at or above the bar, mean +0.39, against 31.0 and
+    // +0.24 with one word (four words: 32.5, +0.45). When memory binds, the count is a guess
+    // (an entry per 256 bytes) and every word is memory entries could have used, so it keeps
+    // one (8 bytes per 256, 3% of the stripe); so does a limit that would make two words cost
+    // more than 1/16 of the stripe (entries averaging under 256 bytes of it).
     const bool policy_table =
         g->strategy == SHMC_STRATEGY_S3FIFO || g->strategy == SHMC_STRATEGY_WTINYLFU;
-    g->ghost_per_stripe = policy_table ? g->buckets_per_stripe : 0;
+    const bool wide_sketch = g->strategy == SHMC_STRATEGY_WTINYLFU && share &&
+                             uint64_t(g->buckets_per_stripe) * 2 * 8 <= g->region_bytes / 16;
+    g->ghost_per_stripe = policy_table ? g->buckets_per_stripe * (wide_sketch ? 2 : 1) : 0;
     // W-TinyLFU's steering ghosts (eviction.cpp): they need to remember the sampled half of the
     // last kSteerReachPct% of each side's evictions, about 5% of the entries, so a sixteenth of
-    // the sketch's words (an entry for 6-12% of the entries a stripe is expected to hold) is
-    // enough; half a byte per bucket (0.2% of a segment bounded by memory).
+    // the buckets (an entry for 6-12% of the entries a stripe is expected to hold) is enough;
+    // half a byte per bucket (0.2% of a segment bounded by memory).
     g->steer_per_stripe =
         g->strategy == SHMC_STRATEGY_WTINYLFU ? std::max(g->buckets_per_stripe / 16, 8u) : 0;
 

@@ -358,6 +358,42 @@ TEST_CASE("W-TinyLFU: a window hit counts in the key's next contest, not in this
     CHECK_FALSE(u.has("hit"));
 }
 
+TEST_CASE("W-TinyLFU's sketch: two words an entry under an entry limit, one when memory binds") {
+    // shm/layout.cpp: 32 counters (8 a row) for each entry a limit says a stripe will hold, as
+    // the reference W-TinyLFU of bench/replay has; 16 for each 256 bytes of stripe when memory
+    // binds, or when two words an entry would cost more than 1/16 of the stripe.
+    using shmcache::shm::compute_geometry;
+    using shmcache::shm::Geometry;
+    constexpr uint64_t MiB = 1ull << 20;
+    const char* why = "";
+    Geometry g{};
+    REQUIRE(compute_geometry(8 * MiB, 1000, 4, SHMC_STRATEGY_WTINYLFU, 0, &g, &why));
+    CHECK(g.buckets_per_stripe == 256);
+    CHECK(g.ghost_per_stripe == 512);
+    CHECK(g.steer_per_stripe == 16);  // the steering ghosts follow the buckets, not the sketch
+    // S3-FIFO's ghosts stay one a bucket.
+    REQUIRE(compute_geometry(8 * MiB, 1000, 4, SHMC_STRATEGY_S3FIFO, 0, &g, &why));
+    CHECK(g.ghost_per_stripe == 256);
+    // No limit: one word per 256 bytes of stripe, as before.
+    REQUIRE(compute_geometry(64 * MiB, 0, 64, SHMC_STRATEGY_WTINYLFU, 0, &g, &why));
+    CHECK(g.buckets_per_stripe == 4096);
+    CHECK(g.ghost_per_stripe == 4096);
+    // A limit of 100,000 entries in one 8 MiB stripe: two words each would take 2 MiB of it.
+    REQUIRE(compute_geometry(8 * MiB, 100000, 1, SHMC_STRATEGY_WTINYLFU, 0, &g, &why));
+    CHECK(g.buckets_per_stripe == 131072);
+    CHECK(g.ghost_per_stripe == 131072);
+    // A segment made with a limit has the wide sketch, and a second process attaches to it.
+    const shmc_options o = one_stripe(SHMC_STRATEGY_DEFAULT, 1000);
+    TestCache t("tiny-sketch", o);
+    unit::RawSegment raw(t.name);
+    CHECK(raw.header()->ghost_per_stripe == 2048);
+    shmc_cache* c2 = nullptr;
+    REQUIRE(shmc_open(t.name.c_str(), &o, &c2) == 0);
+    shmc_close(c2);
+    for (int i = 0; i < 3000; ++i) t.set("k" + std::to_string(i), "v");
+    CHECK(t.has("k2999"));
+}
+
 TEST_CASE("W-TinyLFU protects a key hit in main from a stream of admitted newcomers") {
     // Main is segmented: a key hit in main moves to protected, and the victims come from
     // probation, among the keys admitted on a guess and those never used again. So a key that
