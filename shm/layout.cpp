@@ -138,7 +138,7 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     // counters a word, 4 per key). When an entry limit says how many entries a stripe will hold,
     // the sketch has two words for each (8 counters a row per entry, as the W-TinyLFU reference
     // of bench/replay; sketch.h): fewer collisions between keys' counters, and over four key
-    // seeds 33.0 rows of the replay table's 47 at or above the bar, mean +0.39, against 31.0 and
+    // seeds 33.0 rows of the replay table's 47 at or above the bar, mean +0.40, against 31.0 and
     // +0.24 with one word (four words: 32.5, +0.45). When memory binds, the count is a guess
     // (an entry per 256 bytes) and every word is memory entries could have used, so it keeps
     // one (8 bytes per 256, 3% of the stripe); so does a limit that would make two words cost

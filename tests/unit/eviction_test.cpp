@@ -382,7 +382,8 @@ TEST_CASE("W-TinyLFU's sketch: two words an entry under an entry limit, one when
     REQUIRE(compute_geometry(8 * MiB, 100000, 1, SHMC_STRATEGY_WTINYLFU, 0, &g, &why));
     CHECK(g.buckets_per_stripe == 131072);
     CHECK(g.ghost_per_stripe == 131072);
-    // A segment made with a limit has the wide sketch, and a second process attaches to it.
+    // A segment made with a limit has the wide sketch, and a second open (which recomputes the
+    // geometry and checks it against the header) attaches to it.
     const shmc_options o = one_stripe(SHMC_STRATEGY_DEFAULT, 1000);
     TestCache t("tiny-sketch", o);
     unit::RawSegment raw(t.name);
