@@ -141,12 +141,12 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     // seeds 33.0 rows of the replay table's 47 at or above the bar, mean +0.40, against 31.0 and
     // +0.24 with one word (four words: 32.5, +0.45). When memory binds, the count is a guess
     // (an entry per 256 bytes) and every word is memory entries could have used, so it keeps
-    // one (8 bytes per 256, 3% of the stripe); so does a limit that would make two words cost
-    // more than 1/16 of the stripe (entries averaging under 256 bytes of it).
+    // one (8 bytes per 256, 3% of the stripe); so does a limit that expects more buckets than
+    // that guess would make (one per 256 bytes), where two words would cost over 1/16 of it.
     const bool policy_table =
         g->strategy == SHMC_STRATEGY_S3FIFO || g->strategy == SHMC_STRATEGY_WTINYLFU;
     const bool wide_sketch = g->strategy == SHMC_STRATEGY_WTINYLFU && share &&
-                             uint64_t(g->buckets_per_stripe) * 2 * 8 <= g->region_bytes / 16;
+                             g->buckets_per_stripe <= g->region_bytes / 256;
     g->ghost_per_stripe = policy_table ? g->buckets_per_stripe * (wide_sketch ? 2 : 1) : 0;
     // W-TinyLFU's steering ghosts (eviction.cpp): they need to remember the sampled half of the
     // last kSteerReachPct% of each side's evictions, about 5% of the entries, so a sixteenth of
