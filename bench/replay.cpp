@@ -1238,6 +1238,30 @@ void usage() {
             "Hit ratios on the ARC traces: cite Megiddo & Modha, USENIX FAST 2003.\n");
 }
 
+// The value of a numeric option, or exit 2 naming it: strtoull alone reads "x" as 0 and "12x" as
+// 12, so a mistyped --key-seed used to replay seed 0 without a word.
+uint64_t parse_count(const char *option, const std::string &text) {
+    char *end = nullptr;
+    errno = 0;
+    const unsigned long long v = strtoull(text.c_str(), &end, 10);
+    if (text.empty() || text[0] == '-' || *end || errno) {
+        fprintf(stderr, "replay: %s wants a whole number, not '%s'\n", option, text.c_str());
+        exit(2);
+    }
+    return v;
+}
+
+double parse_real(const char *option, const std::string &text) {
+    char *end = nullptr;
+    errno = 0;
+    const double v = strtod(text.c_str(), &end);
+    if (text.empty() || *end || errno || !std::isfinite(v) || v < 0) {
+        fprintf(stderr, "replay: %s wants a number of 0 or more, not '%s'\n", option, text.c_str());
+        exit(2);
+    }
+    return v;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -1265,9 +1289,9 @@ int main(int argc, char **argv) {
         else if (a == "--trace")
             trace = val();
         else if (a == "--size")
-            size = strtoull(val().c_str(), nullptr, 10);
+            size = parse_count("--size", val());
         else if (a == "--stripes")
-            stripes = uint32_t(strtoul(val().c_str(), nullptr, 10));
+            stripes = uint32_t(std::min<uint64_t>(parse_count("--stripes", val()), UINT32_MAX));
         else if (a == "--strategy")
             strategy = val();
         else if (a == "--table")
@@ -1275,15 +1299,15 @@ int main(int argc, char **argv) {
         else if (a == "--full")
             full = true;
         else if (a == "--jobs")
-            jobs = unsigned(strtoul(val().c_str(), nullptr, 10));
+            jobs = unsigned(std::min<uint64_t>(parse_count("--jobs", val()), UINT32_MAX));
         else if (a == "--configs")
             configs_arg = val();
         else if (a == "--tolerance")
-            tolerance = strtod(val().c_str(), nullptr);
+            tolerance = parse_real("--tolerance", val());
         else if (a == "--json")
             json = true;
         else if (a == "--key-seed")
-            g_key_mask = strtoull(val().c_str(), nullptr, 10) * 0x9e3779b97f4a7c15ull;
+            g_key_mask = parse_count("--key-seed", val()) * 0x9e3779b97f4a7c15ull;
         else if (a == "--traces-only")
             only = "," + val() + ",";
         else {
