@@ -23,10 +23,12 @@ void queue_unlink(const StripeRef& s, uint32_t idx);
 // Places a new entry in its queue. hash_tag lets S3-FIFO recognise a recently evicted key.
 void policy_insert(const StripeRef& s, uint32_t idx);
 
-// Records a hit. Needs the stripe dirty only for LRU (the one policy that relinks on a hit):
-// policy_hit_relinks() says whether it will.
+// Records a hit, or with by_set an overwrite of the entry in place (a use too). Needs the stripe
+// dirty only for LRU and W-TinyLFU (the policies that relink on a hit): policy_hit_relinks()
+// says whether it will. W-TinyLFU relinks only on a get: an overwrite in place writes the
+// entry's own lines and no neighbour's (table.cpp).
 bool policy_hit_relinks(const StripeRef& s);
-void policy_hit(const StripeRef& s, uint32_t idx);
+void policy_hit(const StripeRef& s, uint32_t idx, bool by_set = false);
 
 // Whether a hit on the entry e (a copy, at block idx) would change nothing policy_hit writes,
 // judged from values a lock-free reader took (shm/optimistic.h): the main queue's head. Needs

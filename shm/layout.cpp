@@ -148,12 +148,15 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
     const bool wide_sketch = g->strategy == SHMC_STRATEGY_WTINYLFU && share &&
                              g->buckets_per_stripe <= g->region_bytes / 256;
     g->ghost_per_stripe = policy_table ? g->buckets_per_stripe * (wide_sketch ? 2 : 1) : 0;
-    // W-TinyLFU's steering ghosts (eviction.cpp): they need to remember the sampled half of the
-    // last kSteerReachPct% of each side's evictions, about 5% of the entries, so a sixteenth of
-    // the buckets (an entry for 6-12% of the entries a stripe is expected to hold) is enough;
-    // half a byte per bucket (0.2% of a segment bounded by memory).
+    // W-TinyLFU's steering ghosts (eviction.cpp): they remember the sampled half of the last
+    // kSteerReachPct% of each side's evictions, as far as half the table per side allows. A
+    // sixteenth of the buckets (an entry for 6-12% of the entries a stripe is expected to hold;
+    // half a byte per bucket, 0.2% of a segment bounded by memory), and at least 64 words, so
+    // that a stripe of a few hundred entries reaches its 15% instead of 4 evictions a side
+    // (layout 13; the 8 words before clamped cpp c=120's reach to 4 sampled evictions). The
+    // minimum costs 512 bytes a stripe, only where the bucket array is under 1024.
     g->steer_per_stripe =
-        g->strategy == SHMC_STRATEGY_WTINYLFU ? std::max(g->buckets_per_stripe / 16, 8u) : 0;
+        g->strategy == SHMC_STRATEGY_WTINYLFU ? std::max(g->buckets_per_stripe / 16, 64u) : 0;
 
     g->buckets_off = 0;
     g->ghost_off = round_up(uint64_t(g->buckets_per_stripe) * 4, 64);

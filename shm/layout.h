@@ -38,8 +38,10 @@ constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endi
 // 10: W-TinyLFU's main is segmented (a third queue in StripeCtl, kProtectedQueue). 11: a
 // 36-byte entry header: the first extent, the flags and the top of the expiry stored only when
 // needed (EntryHeader). 12: W-TinyLFU's sketch has two words per entry when an entry limit
-// sets the count (compute_geometry), so a build of 11 would find the geometry changed.
-constexpr uint32_t kLayoutVersion = 12;
+// sets the count (compute_geometry), so a build of 11 would find the geometry changed. 13: the
+// steering table has at least 64 words (8 before), so a build of 12 would place the free map
+// and the blocks of a small stripe elsewhere; and W-TinyLFU's counted hits relink their entry.
+constexpr uint32_t kLayoutVersion = 13;
 // The allocation unit. Small, so that rounding wastes little (8 bytes an entry on average); a
 // free run's head (FreeRun) must fit in one.
 constexpr uint32_t kBlockSize = 16;

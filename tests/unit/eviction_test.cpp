@@ -326,11 +326,15 @@ TEST_CASE("W-TinyLFU: a window hit counts in the key's next contest, not in this
         t.set(k, "v");
     };
     for (int i = 0; i < 100; ++i) store_twice("idle" + std::to_string(i));
-    int pushed = 0;  // keys stored once: each loses its own contest, so main stays as it is
+    // Keys stored once: each loses its own contest, so main stays as it is. Ten of them push a
+    // key out of the window, which starts at 1% of 100 (one entry) but grows by 2 entries each
+    // time a refused key ("hit", "plain") comes back within the steering's reach.
+    constexpr int kPush = 10;
+    int pushed = 0;
     auto push_out_of_window = [&] {
-        for (int i = 0; i < 5; ++i) t.set("once" + std::to_string(pushed++), "o");
+        for (int i = 0; i < kPush; ++i) t.set("once" + std::to_string(pushed++), "o");
     };
-    // Each in turn, as the window (1% of 100) holds one entry.
+    // Each in turn.
     auto store_and_push_out = [&](const std::string& k, bool hit_it) {
         t.set(k, "v");
         if (hit_it) REQUIRE(t.has(k));
@@ -344,8 +348,8 @@ TEST_CASE("W-TinyLFU: a window hit counts in the key's next contest, not in this
     store_and_push_out("plain", false);
     CHECK(t.has("hit"));
     CHECK_FALSE(t.has("plain"));
-    int once_kept = 0;  // all but the last 5, which may still be in the (steered) window
-    for (int i = 0; i < pushed - 5; ++i) once_kept += t.has("once" + std::to_string(i));
+    int once_kept = 0;  // all but the last kPush, which may still be in the (steered) window
+    for (int i = 0; i < pushed - kPush; ++i) once_kept += t.has("once" + std::to_string(i));
     CHECK(once_kept == 0);
 
     // Against victims stored once, a key stored once and hit once in the window ties: refused.
@@ -356,6 +360,40 @@ TEST_CASE("W-TinyLFU: a window hit counts in the key's next contest, not in this
     REQUIRE(u.has("hit"));
     for (int i = 0; i < 5; ++i) u.set("once" + std::to_string(i), "o");
     CHECK_FALSE(u.has("hit"));
+}
+
+// Whether a key is stored, without a get: a scan counts no hit and moves nothing.
+static bool stored(TestCache& t, const std::string& k) {
+    bool seen = false;
+    auto found = [](const void*, size_t, size_t, int64_t, void* ctx) -> int {
+        *static_cast<bool*>(ctx) = true;
+        return 1;
+    };
+    REQUIRE(shmc_scan(t.c, k.data(), k.size(), found, &seen) == 0);
+    return seen;
+}
+
+TEST_CASE("W-TinyLFU: a hit that takes the lock moves a window entry to the window's head") {
+    // policy_hit: the window gives up its least recently used entry, not its oldest. "a" and "b"
+    // enter the window in that order and "a" is hit once; each key stored after them pushes the
+    // window's last entry into a contest it loses (stored once, against main's keys stored
+    // twice), so "b" must go first. Without the move "a", the older, went first (this failed).
+    TestCache t("tlfu-window-lru", one_stripe(SHMC_STRATEGY_WTINYLFU, 1000));
+    for (int i = 0; i < 1000; ++i) {
+        const std::string k = "main" + std::to_string(i);
+        t.set(k, "m");
+        REQUIRE(shmc_del(t.c, k.data(), k.size()) == 0);
+        t.set(k, "m");
+    }
+    for (int i = 0; i < 20; ++i) t.set("settle" + std::to_string(i), "s");  // window: 1%, 10
+    t.set("a", "v");
+    t.set("b", "v");
+    REQUIRE(t.has("a"));  // its first hit since its store: counted, under the lock
+    int pushed = 0;
+    while (stored(t, "b") && pushed < 100) t.set("push" + std::to_string(pushed++), "p");
+    REQUIRE_FALSE(stored(t, "b"));
+    CHECK(stored(t, "a"));
+    CHECK(pushed < 20);  // the window held about 10 entries
 }
 
 TEST_CASE("W-TinyLFU's sketch: two words an entry under an entry limit, one when memory binds") {
@@ -370,7 +408,9 @@ TEST_CASE("W-TinyLFU's sketch: two words an entry under an entry limit, one when
     REQUIRE(compute_geometry(8 * MiB, 1000, 4, SHMC_STRATEGY_WTINYLFU, 0, &g, &why));
     CHECK(g.buckets_per_stripe == 256);
     CHECK(g.ghost_per_stripe == 512);
-    CHECK(g.steer_per_stripe == 16);  // the steering ghosts follow the buckets, not the sketch
+    // The steering ghosts follow the buckets, not the sketch: a sixteenth of them, but at least
+    // 64 words (layout 13), so that this stripe of 250 entries can reach 15% of them.
+    CHECK(g.steer_per_stripe == 64);
     // S3-FIFO's ghosts stay one a bucket.
     REQUIRE(compute_geometry(8 * MiB, 1000, 4, SHMC_STRATEGY_S3FIFO, 0, &g, &why));
     CHECK(g.ghost_per_stripe == 256);
