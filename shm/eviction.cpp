@@ -607,16 +607,18 @@ void policy_hit(const StripeRef& s, uint32_t idx, bool by_set) {
             if (e->freq < kS3FreqMax) ++e->freq;
             return;
         case SHMC_STRATEGY_WTINYLFU:
-            // Only hits that count come here (policy_hit_is_noop: the entry's first kTinyFreqMax
-            // since it was last looked at), and they take the lock anyway: a window or protected
-            // entry moves to its queue's head, so those queues are in order of recent use where
-            // it is cheap to know it, nearer to the reference's LRU (probation's hits still
-            // promote at its tail, tiny_main_victim). Over four key seeds, with the steering of
-            // layout 13: 34.0 rows of 47 at or above the bar, mean +0.48, against 33.75 and +0.42
-            // without (multi3 c=370 +0.40, sprite c=700 +0.20, OLTP +0.10 to +0.15).
-            // An overwrite in place counts but does not move: relinking would write two
-            // neighbours' lines, which took bench_engine's sets of a million keys from 560 to
-            // 670-730 ns p50 (the replay has no overwrites: every store there is a miss).
+            // A get comes here only while its hit counts (policy_hit_is_noop: the entry's first
+            // kTinyFreqMax since it was last looked at), and takes the lock anyway: a window or
+            // protected entry moves to its queue's head, so those queues are in order of recent
+            // use where it is cheap to know it, nearer to the reference's LRU (probation's hits
+            // still promote at its tail, tiny_main_victim). Over four key seeds, with the
+            // steering of layout 13: 34.0 rows of 47 at or above the bar, mean +0.48, against
+            // 33.75 and +0.42 without (multi3 c=370 +0.40, sprite c=700 +0.20, OLTP +0.10 to
+            // +0.15).
+            // An overwrite in place (by_set) counts but does not move: relinking would write two
+            // neighbours' lines, which the in-place set exists to avoid (in one noisy comparison
+            // bench_engine's sets of a million keys took 670-730 ns p50 with it, 560 without;
+            // the replay has no overwrites: every store there is a miss).
             if (e->freq < kTinyFreqMax) ++e->freq;
             if (!by_set && (e->queue == kSmallQueue || e->queue == kProtectedQueue) &&
                 s.ctl->q_head[e->queue] != idx)
