@@ -473,6 +473,13 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
     }
 }
 
+// Whether a get's hit on the entry moves it (W-TinyLFU): a window or protected entry not already
+// at its queue's head. A probation entry's hits promote it at probation's tail instead.
+bool tiny_hit_moves(const StripeRef& s, const EntryHeader* e, uint32_t idx) {
+    return (e->queue == kSmallQueue || e->queue == kProtectedQueue) &&
+           s.ctl->q_head[e->queue] != idx;
+}
+
 }  // namespace
 
 void queue_push_head(const StripeRef& s, uint32_t q, uint32_t idx) {
@@ -552,8 +559,12 @@ void policy_insert(const StripeRef& s, uint32_t idx) {
     queue_push_head(s, kMainQueue, idx);
 }
 
-bool policy_hit_relinks(const StripeRef& s) {
-    return s.strategy == SHMC_STRATEGY_LRU || s.strategy == SHMC_STRATEGY_WTINYLFU;
+bool policy_hit_relinks(const StripeRef& s, uint32_t idx) {
+    switch (s.strategy) {
+        case SHMC_STRATEGY_LRU: return s.ctl->q_head[kMainQueue] != idx;
+        case SHMC_STRATEGY_WTINYLFU: return tiny_hit_moves(s, s.entry(idx), idx);
+        default: return false;
+    }
 }
 
 // Initial-exec, like errors.cpp's flag: cleared after every get that took the lock.
@@ -620,9 +631,7 @@ void policy_hit(const StripeRef& s, uint32_t idx, bool by_set) {
             // bench_engine's sets of a million keys took 670-730 ns p50 with it, 560 without;
             // the replay has no overwrites: every store there is a miss).
             if (e->freq < kTinyFreqMax) ++e->freq;
-            if (!by_set && (e->queue == kSmallQueue || e->queue == kProtectedQueue) &&
-                s.ctl->q_head[e->queue] != idx)
-                move_to_head(s, e->queue, idx);
+            if (!by_set && tiny_hit_moves(s, e, idx)) move_to_head(s, e->queue, idx);
             return;
         default:  // FIFO and TTL ignore hits
             return;

@@ -23,11 +23,13 @@ void queue_unlink(const StripeRef& s, uint32_t idx);
 // Places a new entry in its queue. hash_tag lets S3-FIFO recognise a recently evicted key.
 void policy_insert(const StripeRef& s, uint32_t idx);
 
-// Records a hit, or with by_set an overwrite of the entry in place (a use too). Needs the stripe
-// dirty only for LRU and W-TinyLFU (the policies that relink on a hit): policy_hit_relinks()
-// says whether it will. W-TinyLFU relinks only on a get: an overwrite in place writes the
-// entry's own lines and no neighbour's (table.cpp).
-bool policy_hit_relinks(const StripeRef& s);
+// Records a hit, or with by_set an overwrite of the entry in place (a use too). A get's hit
+// needs the stripe dirty only when it relinks the entry (LRU: not at the head; W-TinyLFU: a
+// window or protected entry not at its queue's head): policy_hit_relinks() says whether it
+// will, so that other locked hits do not open a write section that readers would retry on.
+// W-TinyLFU relinks only on a get: an overwrite in place writes the entry's own lines and no
+// neighbour's (table.cpp).
+bool policy_hit_relinks(const StripeRef& s, uint32_t idx);
 void policy_hit(const StripeRef& s, uint32_t idx, bool by_set = false);
 
 // Whether a hit on the entry e (a copy, at block idx) would change nothing policy_hit writes,

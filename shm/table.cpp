@@ -245,7 +245,7 @@ void copy_value_verified(const StripeRef& s, const Key& k, uint32_t idx, const E
 
 // The eviction policy learns of every use; the hit counter only of those asked to count.
 void note_use(const StripeRef& s, uint32_t idx, bool count_hit) {
-    if (policy_hit_relinks(s)) mark_dirty(s);
+    if (policy_hit_relinks(s, idx)) mark_dirty(s);
     policy_hit(s, idx);
     if (count_hit) shm::count_hit(s);
 }
