@@ -25,6 +25,7 @@
 #include <shmcache/shmcache.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -1244,7 +1245,8 @@ uint64_t parse_count(const char *option, const std::string &text) {
     char *end = nullptr;
     errno = 0;
     const unsigned long long v = strtoull(text.c_str(), &end, 10);
-    if (text.empty() || text[0] == '-' || *end || errno) {
+    // strtoull skips blanks and negates a '-': " -1" would read as 2^64 - 1. Digits only.
+    if (text.empty() || !isdigit(static_cast<unsigned char>(text[0])) || *end || errno) {
         fprintf(stderr, "replay: %s wants a whole number, not '%s'\n", option, text.c_str());
         exit(2);
     }
