@@ -204,12 +204,14 @@ of the stripe adapts while it runs, steered by ghosts of the keys it let go (doc
 rule, scored 22 rows and -0.27), or after one once the window has grown past 5% of its stripe
 (recency-biased traffic; over four key seeds 29.0 rows and +0.15 against 28.5 and +0.13). The contest compares the sketch's counts alone: a candidate's window hits are left out of it and go to the sketch when it is refused, so they count in its next contest (31.0 rows and +0.24 over four key seeds, against 29.0 and +0.15 when they counted at once and were lost with a refused candidate). Under an entry limit, as here, the sketch has 32 counters for each entry a stripe holds, as the reference has (layout version 12; 33.0 rows and +0.40 over four key seeds, against 31.0 and +0.24 with 16). The steering ghosts of a small stripe reach back 15% of its entries (a table of at least 64 words), and a hit that counts moves a window or protected entry to its queue's head (layout version 13; 34.0 rows and +0.48 over four key seeds, against 33.0 and +0.40). A value just computed for single-flight waiters is kept by
 its lease slot rather than by a floor of 8 entries under the window (18 rows and -0.44 with it). S3-FIFO, the default of earlier builds, stays in the bar as s3fifo/64. "/64" is the stripes
-asked: under an entry limit a segment is made with no more stripes than leave each 128 entries
-(docs/architecture.md, "Stripes for small limits"), so below c=8192 the runs use fewer ("stripes
-made" in the run details; 1 at c=60, 4 at c=1000), because a policy cannot choose well among
-the few entries of a stripe (on 64 stripes each of c=60's held one entry or two). That took
-the default's mean distance from the bar from -1.79 to -0.79 (with the fixed window); wtinylfu/1
-beside it shows what the remaining stripes cost.
+asked: under an entry limit a segment is made with no more stripes than leave each 256 entries
+(docs/architecture.md, "Stripes for small limits"), so below c=16384 the runs use fewer
+("stripes made" in the run details; 1 at c=60, 2 at c=1000), because a policy cannot choose
+well among the few entries of a stripe (on 64 stripes each of c=60's held one entry or two).
+That took the default's mean distance from the bar from -1.79 to -0.79 with 128 entries a
+stripe (and the fixed window); 256 (layout version 14) took today's policy from 34.0 rows and
++0.48 over four key seeds to 34.75 and +0.51. wtinylfu/1 beside it shows what the remaining
+stripes cost.
 
 Two more simulations, for comparison and not part of the bar: "sim W-TinyLFU climber" is
 adaptive W-TinyLFU with Caffeine-style hill climbing of the window (1% start, 3% steps), and "sim

@@ -1,8 +1,9 @@
 // fuzz_ops.cpp - random operation sequences through the C ABI, checked against a model.
 //
 // One 1 MiB segment per configuration (1, 2 or 4 stripes x the seven strategies x with or
-// without an entry limit: 24 entries on 1 stripe, so that inputs reach it, or 128 a stripe on 2
-// and 4, the least that leaves them their stripes, see stripes_for_entry_limit), opened on first
+// without an entry limit: 24 entries on 1 stripe, so that inputs reach it, or 128 times the
+// stripes on 2 and 4, which the limit makes 1 and 2 stripes of 256, see stripes_for_entry_limit;
+// a limit that kept 4 stripes would be 1024, beyond the 256 keys of an input), opened on first
 // use and kept for the whole run (cleared at the start of each input) so that an input costs
 // its operations, not a segment creation. Each is unlinked right after opening: the mapping
 // stays valid and nothing is left in /dev/shm if the run dies.

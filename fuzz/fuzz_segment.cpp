@@ -65,9 +65,9 @@ struct ImageConfig {
 const ImageConfig kConfigs[kNumImages] = {
     {4, SHMC_STRATEGY_S3FIFO, 0},
     {1, SHMC_STRATEGY_LRU, 0},
-    {2, SHMC_STRATEGY_SIEVE, 256},  // a limit leaves each stripe at least 128 entries
+    {2, SHMC_STRATEGY_SIEVE, 512},  // a limit leaves each stripe at least 256 entries
     {2, SHMC_STRATEGY_TTL, 0},
-    {2, SHMC_STRATEGY_WTINYLFU, 300},
+    {2, SHMC_STRATEGY_WTINYLFU, 600},
 };
 
 // The helpers that build and verify values carry no coverage instrumentation: they are the

@@ -41,7 +41,9 @@ constexpr uint64_t kMagic = 0x4548434143484d53ull;  // "SHMCACHE" in little-endi
 // sets the count (compute_geometry), so a build of 11 would find the geometry changed. 13: the
 // steering table has at least 64 words (8 before), so a build of 12 would place the free map
 // and the blocks of a small stripe elsewhere; and W-TinyLFU's counted hits relink their entry.
-constexpr uint32_t kLayoutVersion = 13;
+// 14: 16 lease slots a stripe (8 before), since an entry limit now leaves each stripe 256
+// entries instead of 128 (stripes_for_entry_limit) and so gives half as many stripes.
+constexpr uint32_t kLayoutVersion = 14;
 // The allocation unit. Small, so that rounding wastes little (8 bytes an entry on average); a
 // free run's head (FreeRun) must fit in one.
 constexpr uint32_t kBlockSize = 16;
@@ -228,7 +230,10 @@ struct LeaseSlot {
     int32_t owner_pid;     // 0: the slot is free
     uint32_t generation;   // bumped by every grant; a lease token names one grant (never 0)
 };
-constexpr uint32_t kLeaseSlots = 8;
+// 16: under an entry limit a stripe holds 256 entries of it or more (kMinEntriesPerStripe), so
+// Python's default limit of 1000 makes 2 stripes, which keep the 32 slots 4 stripes of 8 had.
+// A miss looks through its stripe's slots under the lock: 16 slots are 8 cache lines.
+constexpr uint32_t kLeaseSlots = 16;
 // Longest lease a caller may ask for. Also the bound rebuild and check apply to deadlines read
 // from the segment: a deadline further away than this is damage, not a lease.
 constexpr uint32_t kMaxLeaseMs = 3600 * 1000;
@@ -490,16 +495,18 @@ bool compute_geometry(uint64_t size_bytes, uint64_t max_entries, uint32_t n_stri
 // few entries chooses badly: W-TinyLFU's hit ratio on the LIRS gli trace at c=500 is 30.5% on 1
 // stripe, 30.3% on 4 (125 entries each), 28.2% on 16 and 27.4% on 64 (8 each); an exact
 // W-TinyLFU split by key hash into 64 caches of c/64 loses as much, so it is the split, not the
-// engine. With 128 the replay table's mean distance to its bar goes from -1.79 (64 stripes) to
-// -0.79, about that of one stripe (-0.76; docs/architecture.md, "Stripes for small limits").
+// engine. With 128 the replay table's mean distance to its bar went from -1.79 (64 stripes) to
+// -0.79, about that of one stripe (-0.76); 256 (layout 14) takes today's policy from 34.0 rows
+// of 47 at or above the bar to 34.75 over four key seeds, mean +0.48 to +0.51 (cs c=560 -1.25 ->
+// +0.06, ps c=1200 -1.19 -> -0.55; docs/architecture.md, "Stripes for small limits").
 // But no stripe is made larger than kMaxCappedStripeBytes by the cap: a process that dies
 // mid-write leaves its stripe to be rebuilt by the next locker, a walk of the stripe's every
 // block under its lock (a 64 MiB stripe took 17 ms, a 256 MiB one 71 ms, against the 50 ms
-// lock timeout of the others). An unlimited cache, or one whose limit leaves 128 entries a
+// lock timeout of the others). An unlimited cache, or one whose limit leaves 256 entries a
 // stripe asked, keeps every stripe asked. Applied when a segment is created (Engine::open),
 // never to an existing segment's header: its geometry comes from the stripes it was made with.
 constexpr uint32_t kMaxStripes = 65536;
-constexpr uint64_t kMinEntriesPerStripe = 128;
+constexpr uint64_t kMinEntriesPerStripe = 256;
 constexpr uint64_t kMaxCappedStripeBytes = 32ull << 20;
 uint32_t stripes_for_entry_limit(uint32_t n_stripes, uint64_t max_entries, uint64_t size_bytes);
 

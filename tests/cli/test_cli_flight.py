@@ -79,8 +79,8 @@ def flight_prometheus(cli):
 
 
 def expect(**nonzero):
-    """Every figure, zero unless given; 512 lease slots (64 stripes x 8)."""
-    return {k: nonzero.get(k, 0) for k in COUNTERS + GAUGES} | {"lease_slots": 512}
+    """Every figure, zero unless given; 1024 lease slots (64 stripes x 16)."""
+    return {k: nonzero.get(k, 0) for k in COUNTERS + GAUGES} | {"lease_slots": 1024}
 
 
 def wait_for(fn, timeout=10):
@@ -122,7 +122,7 @@ def test_structures_match_the_header(tmp_path):
 def test_stats_flight_figures(cli, cache):
     # Before any fetch: one line in the table, zeros (and the slots) in JSON and Prometheus.
     out = cli("stats").out
-    assert "single flight (shmc_fetch): not used on this host yet; 512 lease slots" in out
+    assert "single flight (shmc_fetch): not used on this host yet; 1,024 lease slots" in out
     assert HEADER not in out
     assert flight_json(cli) == expect()
     assert flight_prometheus(cli) == expect()
@@ -258,4 +258,4 @@ def test_stats_watch_has_flight_rates(cli, cache):
     # Counters get a per-second column; the "now" gauges do not.
     assert row(frames[1], "leases granted").split()[2:] == ["1", "0.0"]
     assert row(frames[1], "leases held now").split()[3:] == ["0"]
-    assert row(frames[1], "lease slots").split()[2:] == ["512"]
+    assert row(frames[1], "lease slots").split()[2:] == ["1,024"]

@@ -2,8 +2,8 @@
 // limit"): no eviction below it, never an entry above it, from threads and from processes, and a
 // count left wrong by a process killed mid-insert is repaired by the recovery path.
 //
-// The segments ask for 64 stripes and get as many as the limit leaves 128 entries each
-// (stripes_for_entry_limit): 4 for N = 1000, 64 for N = 100000, so a per-stripe limit (what
+// The segments ask for 64 stripes and get as many as the limit leaves 256 entries each
+// (stripes_for_entry_limit): 2 for N = 1000, 64 for N = 100000, so a per-stripe limit (what
 // max_entries used to be: ceil of N / stripes per stripe) fails the tests here: it evicts early.
 // Besides shmc_get_stats, the tests read the segment itself (unit::RawSegment): the host-wide
 // count in the header, and the exact entries of every stripe once nothing runs.
@@ -117,24 +117,24 @@ std::vector<std::string> keys_of_stripe(const char* prefix, uint64_t stripe, uin
 }  // namespace
 
 TEST_CASE("a store into an empty stripe of a full cache evicts from another stripe") {
-    // 256 entries: 2 stripes, fair share 128. All 256 in stripe 0, then stores into stripe 1:
+    // 512 entries: 2 stripes, fair share 256. All 512 in stripe 0, then stores into stripe 1:
     // the first finds its stripe empty (evicts elsewhere), the next ones below the fair share
-    // (level from stripe 0); from 128 on, stripe 1 evicts its own.
-    TestCache t("limit-other", limited(256));
+    // (level from stripe 0); from 256 on, stripe 1 evicts its own.
+    TestCache t("limit-other", limited(512));
     REQUIRE(stripes_of(t.c) == 2);
-    for (const std::string& k : keys_of_stripe("a", 0, 1, 256)) t.set(k, "1");
-    REQUIRE(t.stats().entries == 256);
+    for (const std::string& k : keys_of_stripe("a", 0, 1, 512)) t.set(k, "1");
+    REQUIRE(t.stats().entries == 512);
     int n = 0;
-    for (const std::string& k : keys_of_stripe("b", 1, 1, 200)) {
+    for (const std::string& k : keys_of_stripe("b", 1, 1, 400)) {
         t.set(k, "v");
         CHECK(t.has(k));
-        REQUIRE(t.stats().entries == 256);
+        REQUIRE(t.stats().entries == 512);
         shmc_stats s1{};
         REQUIRE(shmc_stripe_stats(t.c, 1, &s1) == 0);
-        CHECK(s1.entries == std::min(++n, 128));
+        CHECK(s1.entries == std::min(++n, 256));
     }
-    CHECK(t.stats().evictions == 200);
-    CHECK(raw_counts(t.name).stripes == 256);
+    CHECK(t.stats().evictions == 400);
+    CHECK(raw_counts(t.name).stripes == 512);
 }
 
 TEST_CASE("deletes, expiry and clear give slots back") {
@@ -334,10 +334,10 @@ TEST_CASE("a segment of layout version 3 is refused with the version error") {
 }
 
 TEST_CASE("a full cache levels its stripes: none stays below its fair share") {
-    // 8192 entries over 64 stripes: when the count fills, the stripes hold a binomial share
-    // (about 100 to 155 each), and evicting from the own stripe keeps that share for good. A
-    // store into a stripe below the fair share (8192 / 64: 128) evicts from a fuller stripe
-    // instead, so churn brings every stripe up to it.
+    // 8192 entries over 32 stripes (64 asked; the limit leaves 256 entries a stripe): when the
+    // count fills, the stripes hold a binomial share (about 210 to 300 each), and evicting from
+    // the own stripe keeps that share for good. A store into a stripe below the fair share
+    // (8192 / 32: 256) evicts from a fuller stripe instead, so churn brings every stripe up to it.
     for (uint32_t strategy : {uint32_t(SHMC_STRATEGY_WTINYLFU), uint32_t(SHMC_STRATEGY_S3FIFO),
                               uint32_t(SHMC_STRATEGY_LRU),
                               uint32_t(SHMC_STRATEGY_SIEVE), uint32_t(SHMC_STRATEGY_LFU),
@@ -346,13 +346,13 @@ TEST_CASE("a full cache levels its stripes: none stays below its fair share") {
         shmc_options o = limited(8192);
         o.strategy = strategy;
         TestCache t("limit-level", o);
-        REQUIRE(stripes_of(t.c) == 64);
+        REQUIRE(stripes_of(t.c) == 32);
         for (int i = 0; i < 60000; ++i) REQUIRE(set_key(t.c, "k" + std::to_string(i)) == 0);
         const shmc_stats st = t.stats();
         CHECK(st.entries == 8192);
         CHECK(st.evictions == 60000 - 8192);
         uint64_t lo = UINT64_MAX, hi = 0;
-        for (uint32_t i = 0; i < 64; ++i) {
+        for (uint32_t i = 0; i < 32; ++i) {
             shmc_stats ss{};
             REQUIRE(shmc_stripe_stats(t.c, i, &ss) == 0);
             lo = std::min(lo, ss.entries);
@@ -360,7 +360,7 @@ TEST_CASE("a full cache levels its stripes: none stays below its fair share") {
         }
         CAPTURE(lo);
         CAPTURE(hi);
-        CHECK(lo >= 128);
+        CHECK(lo >= 256);
         CHECK(raw_counts(t.name).stripes == 8192);
         CHECK(scanned_keys(t.c) == 8192);
     }
@@ -386,15 +386,15 @@ double hot_hit_ratio(TestCache& t, const std::vector<std::string>& hot, int roun
 
 }  // namespace
 
-TEST_CASE("an entry limit leaves each stripe at least 128 entries") {
+TEST_CASE("an entry limit leaves each stripe at least 256 entries") {
     // A stripe's policy chooses only among the stripe's own entries (shm/layout.h,
-    // stripes_for_entry_limit): a new segment gets no more stripes than leave 128 entries each,
+    // stripes_for_entry_limit): a new segment gets no more stripes than leave 256 entries each,
     // but none larger than 32 MiB for that (a rebuild walks the whole stripe under its lock).
     using shmcache::shm::stripes_for_entry_limit;
     constexpr uint64_t MiB = 1ull << 20;
     CHECK(stripes_for_entry_limit(64, 200, 256 * MiB) == 8);
     CHECK(stripes_for_entry_limit(64, 200, 256 * MiB + 1) == 16);
-    CHECK(stripes_for_entry_limit(64, 1000, 32 * MiB) == 4);
+    CHECK(stripes_for_entry_limit(64, 1000, 32 * MiB) == 2);
     CHECK(stripes_for_entry_limit(64, 1000, 1024 * MiB) == 32);
     CHECK(stripes_for_entry_limit(16, 1000, 1024 * MiB) == 16);  // never more than asked
     CHECK(stripes_for_entry_limit(64, 100, UINT64_MAX) == 64);    // no overflow
@@ -407,9 +407,9 @@ TEST_CASE("an entry limit leaves each stripe at least 128 entries") {
         uint64_t limit;
         uint32_t got;
     };
-    for (const Case k : {Case{64, 0, 64}, Case{64, 1, 1}, Case{64, 255, 1}, Case{64, 256, 2},
-                         Case{64, 1000, 4}, Case{64, 8191, 32}, Case{64, 8192, 64},
-                         Case{64, 100000, 64}, Case{8, 100000, 8}, Case{16, 2047, 8}}) {
+    for (const Case k : {Case{64, 0, 64}, Case{64, 1, 1}, Case{64, 511, 1}, Case{64, 512, 2},
+                         Case{64, 1000, 2}, Case{64, 16383, 32}, Case{64, 16384, 64},
+                         Case{64, 100000, 64}, Case{8, 100000, 8}, Case{16, 4095, 8}}) {
         CAPTURE(k.asked);
         CAPTURE(k.limit);
         shmc_options o = limited(k.limit);

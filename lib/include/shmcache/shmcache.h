@@ -100,7 +100,7 @@ typedef struct shmc_options {
     uint64_t size_bytes;      /* total segment size; default 64 MiB, minimum 1 MiB */
     uint64_t max_entries;     /* 0: limited by memory only; else at most this many entries */
     uint32_t n_stripes;       /* lock stripes, a power of two; default 64; under max_entries at
-                                 most max_entries / 128 of them (a power of two, at least 1),
+                                 most max_entries / 256 of them (a power of two, at least 1),
                                  but at least one per 32 MiB of size_bytes */
     uint32_t strategy;        /* a shmc_strategy */
     uint32_t lock_timeout_ms; /* bound on any lock wait; default 50 */
@@ -597,7 +597,7 @@ typedef struct shmc_flight_stats {
     uint64_t leases_held;        /* now: leases whose owner lives and whose deadline is ahead */
     uint64_t leases_reclaimable; /* now: leases of dead owners or past their deadline (the next
                                     caller that wants one takes it) */
-    uint64_t lease_slots;        /* lease slots in the segment (8 per stripe) */
+    uint64_t lease_slots;        /* lease slots in the segment (16 per stripe) */
     uint64_t reserved[8];
 } shmc_flight_stats;
 
