@@ -473,10 +473,12 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
     }
 }
 
-// Whether a get's hit on the entry moves it (W-TinyLFU): a window or protected entry not already
-// at its queue's head. A probation entry's hits promote it at probation's tail instead.
+// Whether a get's hit on the entry moves it (W-TinyLFU): a hit that counts (as the lock-free
+// reader judges, policy_hit_is_noop, so a get moves the same whichever path serves it) on a
+// window or protected entry not already at its queue's head. A probation entry's hits promote
+// it at probation's tail instead.
 bool tiny_hit_moves(const StripeRef& s, const EntryHeader* e, uint32_t idx) {
-    return (e->queue == kSmallQueue || e->queue == kProtectedQueue) &&
+    return e->freq < kTinyFreqMax && (e->queue == kSmallQueue || e->queue == kProtectedQueue) &&
            s.ctl->q_head[e->queue] != idx;
 }
 
@@ -618,9 +620,10 @@ void policy_hit(const StripeRef& s, uint32_t idx, bool by_set) {
             if (e->freq < kS3FreqMax) ++e->freq;
             return;
         case SHMC_STRATEGY_WTINYLFU:
-            // A get comes here only while its hit counts (policy_hit_is_noop: the entry's first
-            // kTinyFreqMax since it was last looked at), and takes the lock anyway: a window or
-            // protected entry moves to its queue's head, so those queues are in order of recent
+            // A hit that counts (the entry's first kTinyFreqMax since it was last looked at;
+            // later ones are lock-free no-ops, policy_hit_is_noop, and a locked get of a large
+            // value moves nothing for them either) takes the lock anyway: a window or protected
+            // entry moves to its queue's head, so those queues are in order of recent
             // use where it is cheap to know it, nearer to the reference's LRU (probation's hits
             // still promote at its tail, tiny_main_victim). Over four key seeds, with the
             // steering of layout 13: 34.0 rows of 47 at or above the bar, mean +0.48, against
@@ -630,9 +633,12 @@ void policy_hit(const StripeRef& s, uint32_t idx, bool by_set) {
             // neighbours' lines, which the in-place set exists to avoid (in one noisy comparison
             // bench_engine's sets of a million keys took 670-730 ns p50 with it, 560 without;
             // the replay has no overwrites: every store there is a miss).
+        {
+            const bool moves = !by_set && tiny_hit_moves(s, e, idx);  // judged before the count
             if (e->freq < kTinyFreqMax) ++e->freq;
-            if (!by_set && tiny_hit_moves(s, e, idx)) move_to_head(s, e->queue, idx);
+            if (moves) move_to_head(s, e->queue, idx);
             return;
+        }
         default:  // FIFO and TTL ignore hits
             return;
     }
