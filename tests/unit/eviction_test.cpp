@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -394,6 +395,38 @@ TEST_CASE("W-TinyLFU: a hit that takes the lock moves a window entry to the wind
     REQUIRE_FALSE(stored(t, "b"));
     CHECK(stored(t, "a"));
     CHECK(pushed < 20);  // the window held about 10 entries
+}
+
+// SHMCACHE_OPTIMISTIC_READS=0 for one test: every get of a cache opened meanwhile takes the lock.
+struct LockedGets {
+    LockedGets() { setenv("SHMCACHE_OPTIMISTIC_READS", "0", 1); }
+    ~LockedGets() { unsetenv("SHMCACHE_OPTIMISTIC_READS"); }
+};
+
+TEST_CASE("W-TinyLFU: a get under the lock moves an entry only while its hits count") {
+    // policy_hit_relinks: the locked get moves an entry when the lock-free one would have asked
+    // for the lock (a counted hit, the first kTinyFreqMax = 3), and not on later hits. A move
+    // opens a write section (the stripe's seq turns odd, then even again), which makes the
+    // stripe's lock-free readers retry; so an uncounted hit of a hot entry read under the lock
+    // must leave seq alone. Before ed8628b every locked hit of an entry not at its queue's head
+    // moved it (this failed).
+    LockedGets locked;
+    TestCache t("tlfu-locked-hit", one_stripe(SHMC_STRATEGY_WTINYLFU, 1000));
+    unit::RawSegment raw(t.name);
+    const auto seq = [&] { return raw.stripe(0).ctl->seq.load(); };
+    t.set("hot", "v");
+    for (int hit = 1; hit <= 3; ++hit) {
+        t.set("newer" + std::to_string(hit), "n");  // "hot" is no longer the window's head
+        const uint32_t before = seq();
+        REQUIRE(t.has("hot"));
+        CHECK(seq() != before);  // counted: moved to the head, in a write section
+    }
+    for (int hit = 4; hit <= 6; ++hit) {
+        t.set("newer" + std::to_string(hit), "n");
+        const uint32_t before = seq();
+        REQUIRE(t.has("hot"));
+        CHECK(seq() == before);  // not counted: nothing written
+    }
 }
 
 TEST_CASE("W-TinyLFU's sketch: two words an entry under an entry limit, one when memory binds") {
