@@ -214,8 +214,6 @@ constexpr uint32_t kSteerReachPct = 15;
 // main segmented, 10: 30 of 47 rows at or above the bar, mean +0.19; 20: 30, +0.18; 40: 28,
 // +0.08, so the one that halves less often stays).
 constexpr uint32_t kTinySampleFactor = 20;
-// Hits an entry counts itself before it is next looked at; beyond, hits are lock-free no-ops.
-constexpr uint8_t kTinyFreqMax = 3;
 constexpr uint32_t kAdmitHashDosThreshold = 6;
 // Hits in the window that send its candidate to main unopposed. One hit is not enough: in loops
 // and in traffic where keys come in pairs (P12, the LIRS traces) a key's second request often
@@ -574,7 +572,8 @@ __attribute__((tls_model("initial-exec"))) thread_local bool t_lfu_increment = f
 
 void clear_policy_decision() { t_lfu_increment = false; }
 
-bool policy_hit_is_noop(const StripeRef& s, uint32_t idx, const EntryHeader& e, uint32_t q_head) {
+bool policy_hit_is_noop_other(const StripeRef& s, uint32_t idx, const EntryHeader& e,
+                              uint32_t q_head) {
     switch (s.strategy) {
         case SHMC_STRATEGY_LRU: return q_head == idx;  // exact LRU: any other hit relinks
         case SHMC_STRATEGY_LFU: {
@@ -592,8 +591,7 @@ bool policy_hit_is_noop(const StripeRef& s, uint32_t idx, const EntryHeader& e, 
         }
         case SHMC_STRATEGY_SIEVE: return e.freq == 1;
         case SHMC_STRATEGY_S3FIFO: return e.freq >= kS3FreqMax;
-        case SHMC_STRATEGY_WTINYLFU: return e.freq >= kTinyFreqMax;
-        default: return true;  // FIFO and TTL ignore hits
+        default: return true;  // FIFO and TTL ignore hits (W-TinyLFU: eviction.h)
     }
 }
 

@@ -90,12 +90,15 @@ SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t 
         const EntryHeader& h = out->head.h;
         if (h.tag != kEntryTag) return Look::kRetry;
         if (h.hash_tag == k.tag() && h.key_len == k.len) {
-            if (h.value_len > s.max_value_len) return Look::kRetry;
+            // Read once: a bit field costs a load, a shift and a mask, and the copy into buf
+            // below may alias *out as far as the compiler knows.
+            const uint32_t value_len = h.value_len;
+            if (value_len > s.max_value_len) return Look::kRetry;
             // Key and value must lie in this first extent (an entry that is not chained is one
             // extent; a torn one must still not run past the blocks); chained entries take the
             // lock unless their first extent holds both.
             const uint32_t at = entry_data_offset(&h);
-            const uint64_t end = at + uint64_t(k.len) + h.value_len;
+            const uint64_t end = at + uint64_t(k.len) + value_len;
             if (h.chained) {
                 const uint32_t n = entry_chain(&h).nblocks;  // torn: bounded here
                 if (n == 0 || n > s.nblocks - idx) return Look::kRetry;
@@ -106,8 +109,8 @@ SHMC_SEQLOCK_READ Look look(const StripeRef& s, const Key& k, void* buf, size_t 
             if (racy_equal(p + at, k.data, k.len)) {
                 out->idx = idx;
                 out->q_head = racy_load(s.ctl->q_head[kMainQueue]);
-                out->copied = h.value_len <= cap;
-                if (out->copied) racy_copy(buf, p + at + k.len, h.value_len);
+                out->copied = value_len <= cap;
+                if (value_len <= cap) racy_copy(buf, p + at + k.len, value_len);
                 return Look::kFound;
             }
         }
