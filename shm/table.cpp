@@ -365,7 +365,7 @@ void overwrite_in_place(const StripeRef& s, const Key& k, uint32_t idx, const vo
     SHMC_CRASH_POINT();
     if (expires_ms && (c->min_expiry_lb == 0 || expires_ms < c->min_expiry_lb))
         c->min_expiry_lb = expires_ms;
-    policy_hit(s, idx, /*by_set=*/true);
+    policy_overwrite(s, e, idx);
     bump(c->stats.sets);
 }
 
