@@ -23,7 +23,7 @@ inline uint64_t expiry_from_ttl(uint64_t ttl_ms) {
 
 // Set by whatever rebuilt a stripe of an entry-limited segment in this thread (a rebuild may
 // leave the host-wide count above the live entries): locked() recounts once it holds no lock.
-// Initial-exec, like errors.cpp's flag: locked() reads it on every call, and the default model
+// Initial-exec, like errors.h's flag: locked() reads it on every call, and the default model
 // costs a __tls_get_addr call per read (13 instructions of a hot set's ~950, callgrind).
 __attribute__((tls_model("initial-exec"))) inline thread_local bool t_recount_due = false;
 
