@@ -7,7 +7,7 @@
 # own, never the developer's debug build). Traces are read from ../shared/traces beside the
 # checkout ($SHMC_TRACES overrides); without them the replay section says it was skipped.
 # --quick runs P12 at two sizes instead of all five, under one key seed. A full run takes about
-# 15 minutes on 2 cores.
+# 17 minutes on 2 cores (1,034 s on 2026-12-06).
 #
 # Parts, in order: bench_engine (C get/set vs a private map and LMDB, 1 and 2 processes, twice:
 # 100k keys and a 1000-key hot set; then bench/ab.sh against layout 7's library), replay (hit
