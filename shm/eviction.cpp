@@ -595,7 +595,7 @@ bool policy_hit_is_noop_other(const StripeRef& s, uint32_t idx, const EntryHeade
     }
 }
 
-void policy_hit(const StripeRef& s, uint32_t idx, bool by_set) {
+void policy_hit(const StripeRef& s, uint32_t idx) {
     EntryHeader* e = s.entry(idx);
     switch (s.strategy) {
         case SHMC_STRATEGY_LRU:
@@ -626,13 +626,9 @@ void policy_hit(const StripeRef& s, uint32_t idx, bool by_set) {
             // still promote at its tail, tiny_main_victim). Over four key seeds, with the
             // steering of layout 13: 34.0 rows of 47 at or above the bar, mean +0.48, against
             // 33.75 and +0.42 without (multi3 c=370 +0.40, sprite c=700 +0.20, OLTP +0.10 to
-            // +0.15).
-            // An overwrite in place (by_set) counts but does not move: relinking would write two
-            // neighbours' lines, which the in-place set exists to avoid (in one noisy comparison
-            // bench_engine's sets of a million keys took 670-730 ns p50 with it, 560 without;
-            // the replay has no overwrites: every store there is a miss).
+            // +0.15). An overwrite in place counts but does not move (policy_overwrite).
         {
-            const bool moves = !by_set && tiny_hit_moves(s, e, idx);  // judged before the count
+            const bool moves = tiny_hit_moves(s, e, idx);  // judged before the count
             if (e->freq < kTinyFreqMax) ++e->freq;
             if (moves) move_to_head(s, e->queue, idx);
             return;

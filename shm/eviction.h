@@ -28,19 +28,22 @@ void queue_unlink(const StripeRef& s, uint32_t idx);
 // Places a new entry in its queue. hash_tag lets S3-FIFO recognise a recently evicted key.
 void policy_insert(const StripeRef& s, uint32_t idx);
 
-// Records a hit, or with by_set an overwrite of the entry in place (a use too). A get's hit
-// needs the stripe dirty only when it relinks the entry (LRU: not at the head; W-TinyLFU: a
-// window or protected entry not at its queue's head): policy_hit_relinks() says whether it
-// will, so that other locked hits do not open a write section that readers would retry on.
-// W-TinyLFU relinks only on a get: an overwrite in place writes the entry's own lines and no
-// neighbour's (table.cpp).
+// Records a get's hit. It needs the stripe dirty only when it relinks the entry (LRU: not at
+// the head; W-TinyLFU: a window or protected entry not at its queue's head):
+// policy_hit_relinks() says whether it will, so that other locked hits do not open a write
+// section that readers would retry on.
 bool policy_hit_relinks(const StripeRef& s, uint32_t idx);
-void policy_hit(const StripeRef& s, uint32_t idx, bool by_set = false);
-// policy_hit(s, idx, true) for the entry e at idx, with the default strategy's count inline: the
-// call and its second check of the entry cost 26 of a hot in-place set's ~920 instructions.
+void policy_hit(const StripeRef& s, uint32_t idx);
+// Records an overwrite in place of the entry e at idx: a use, as a hit is. W-TinyLFU counts it
+// but does not move the entry: relinking would write two neighbours' lines, which the in-place
+// set exists to avoid (table.cpp; in one noisy comparison bench_engine's sets of a million keys
+// took 670-730 ns p50 with the move, 560 without; the replay has no overwrites: every store
+// there is a miss). Its count is inline: a call to policy_hit and its second check of the entry
+// cost 31 of a hot in-place set's ~920 instructions (callgrind). The other strategies record
+// it as a hit.
 inline void policy_overwrite(const StripeRef& s, EntryHeader* e, uint32_t idx) {
-    if (s.strategy != SHMC_STRATEGY_WTINYLFU) return policy_hit(s, idx, /*by_set=*/true);
-    if (e->freq < kTinyFreqMax) ++e->freq;  // a use that moves nothing, as policy_hit's
+    if (s.strategy != SHMC_STRATEGY_WTINYLFU) return policy_hit(s, idx);
+    if (e->freq < kTinyFreqMax) ++e->freq;
 }
 
 // Whether a hit on the entry e (a copy, at block idx) would change nothing policy_hit writes,
