@@ -192,7 +192,7 @@ table, W-TinyLFU by default). \`bench/ab.sh $ab_base\` builds the library of $ab
 64-byte blocks, a 64-byte header, S3-FIFO) in a temporary worktree and runs this tree's
 bench_engine with each library in turn, one process, first on the hot set, then on 100,000
 keys. What the hot set shows is the code path: callgrind counts 574 instructions a get hit
-(577 for layout 7) and 892 an in-place set (863), net of the loop that drives them
+(577 for layout 7) and 889 an in-place set (865), net of the loop that drives them
 (docs/architecture.md, "Against layout 7, all told"); the smaller entries take fewer cache
 misses (cachegrind: 6.8 L1 misses a get against 7.5), which is what 100,000 keys, bound by
 memory latency, show instead. On a shared host the rounds spread by 10-20%: compare the best
