@@ -62,7 +62,7 @@ done
 head=$(git -C "$root" rev-parse --short HEAD)
 [ -n "$(git -C "$root" status --porcelain --untracked-files=no)" ] &&
     head="$head, with uncommitted changes"
-python3 - "$tmp" "$rounds" "$rev" "$head" "$*" <<'PY'
+/usr/bin/python3 - "$tmp" "$rounds" "$rev" "$head" "$*" <<'PY'
 import json, statistics, sys
 tmp, rounds, rev, head, args = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 rows = {}  # (side, processes, op) -> list of (ops_per_s, p50_ns)
