@@ -222,7 +222,9 @@ constexpr uint32_t kAdmitHashDosThreshold = 6;
 // mean distance): 1 hit (S3-FIFO's rule) 22, -0.27; 2 hits 27, -0.01; 3 hits 25, -0.08; never
 // (Caffeine: every candidate contests) 24, -0.11. On one stripe: 1 hit 19, -0.10; 2 hits 27,
 // +0.09. Measured again with main segmented (layout 10): 1 hit 28, +0.10; 2 hits 30, +0.18;
-// 3 hits 29, +0.11; never 26, +0.05.
+// 3 hits 29, +0.11; never 26, +0.05. Since kWindowRepassHits (below) a candidate hit twice
+// goes round the window again instead, so two hits send to main only a window's only entry
+// (which cannot go round); one hit in a grown window still does.
 constexpr uint8_t kWindowHitsToMain = 2;
 static_assert(kWindowHitsToMain <= kTinyFreqMax, "an entry counts at most kTinyFreqMax hits");
 // But once the steering has grown the window past this share of the stripe, the traffic has
@@ -233,6 +235,21 @@ static_assert(kWindowHitsToMain <= kTinyFreqMax, "an entry counts at most kTinyF
 // +0.1 to +0.2 at every size, P12 -0.2 at c <= 65536, still above its bar); above 10% 29.0,
 // +0.14; above 15% 28.5, +0.14; above 25% 28.0, +0.13.
 constexpr uint64_t kRecencyWindowPct = 5;
+// Hits in the window that send its candidate round the window again instead of out of it: its
+// hits go to the sketch, it goes back to the window's head, and from there it leaves as any
+// other candidate does (unopposed after a hit where the window is large, else by the contest,
+// where the hits now count). So a key used again and again while it is new stays in the window,
+// near the other recent keys, as in the reference's LRU window (where every hit moves the key
+// to the head), and the window gives up the keys that were not used again. A key hit this
+// often no longer goes to main unopposed: it earns its place there by its count. The window's
+// order by recent use costs nothing on a hit (no lock, no write), only this move under the
+// lock the eviction holds anyway. Over four key seeds (bench/replay --key-seed 0-3; rows of 47
+// at or above the bar, mean distance): 36.25, +0.61 against 34.75, +0.51 before (multi3 c=370
+// -1.22 -> +0.64, multi2 c=280 +0.86 -> +2.87, sprite c=700 -0.32 -> +0.13, ps c=300 -0.13 ->
+// +0.15; lower: ps c=1200 -0.55 -> -1.02, multi1 c=1040 -0.76 -> -1.10); from 3 hits 35.75,
+// +0.59; from 1 hit (every hit) 30.5, +0.11 (cs c=560 -7.9 points, multi1 c=520 -2.5).
+constexpr uint8_t kWindowRepassHits = 2;
+static_assert(kWindowRepassHits <= kTinyFreqMax, "an entry counts at most kTinyFreqMax hits");
 
 uint8_t window_hits_to_main(uint64_t share) {
     return share * 100 > uint64_t(kShareOne) * kRecencyWindowPct ? 1 : kWindowHitsToMain;
@@ -244,10 +261,10 @@ uint8_t window_hits_to_main(uint64_t share) {
 constexpr uint32_t kProtectedPct = 80;
 // A bound on one eviction's steps, so that queues damaged into a cycle raise StripeCorrupt. No
 // hit can be counted meanwhile (counting one takes the lock), so each entry moves at most
-// kTinyFreqMax + 3 times: out of the window, from probation to protected (which spends its
-// hits), round protected once per hit left, back to probation; and each move may be counted
-// twice (by the loop and by the main victim's search).
-constexpr uint64_t kTinyStepsPerEntry = 2 * (3 + kTinyFreqMax) + 2;
+// kTinyFreqMax + 4 times: round the window (which spends its hits), out of it, from probation
+// to protected (which spends them too), round protected once per hit left, back to probation;
+// and each move may be counted twice (by the loop and by the main victim's search).
+constexpr uint64_t kTinyStepsPerEntry = 2 * (4 + kTinyFreqMax) + 2;
 
 // Adds n uses of the key to the sketch, and halves the sketch once it has taken as many
 // additions as kTinySampleFactor times the stripe's entries (TinyLFU's sample).
@@ -426,9 +443,10 @@ bool tiny_admit(const StripeRef& s, const EntryHeader* candidate, const EntryHea
 }
 
 // TinyLFU's admission in front of a segmented main. New keys enter the small queue (the window);
-// its oldest entry, once the window is over its share, goes to main's probation if it was hit
-// there enough (window_hits_to_main) or if main has room; otherwise it competes with main's
-// victim (tiny_main_victim), and the less used of the two is evicted.
+// its oldest entry, once the window is over its share, goes round the window again if it was
+// hit there often (kWindowRepassHits), to main's probation if it was hit there enough
+// (window_hits_to_main) or if main has room; otherwise it competes with main's victim
+// (tiny_main_victim), and the less used of the two is evicted.
 uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
     StripeCtl* c = s.ctl;
     for (uint64_t steps = 0;;) {
@@ -448,6 +466,13 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
             return victim;
         }
         EntryHeader* ce = s.entry(cand);
+        // Hit often while in the window: round it again (kWindowRepassHits). Not when it is
+        // the window's only entry, which would come straight back.
+        if (ce->freq >= kWindowRepassHits && c->q_head[kSmallQueue] != cand) {
+            tiny_flush(s, ce);
+            move_to_head(s, kSmallQueue, cand);
+            continue;
+        }
         const uint64_t size = by_count ? 1 : entry_blocks(s, cand);
         // Main takes the candidate unopposed if it was hit enough in the window, if main has
         // room, or if its value was just stored for single-flight waiters (lease.h,
