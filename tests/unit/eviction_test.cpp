@@ -379,6 +379,19 @@ static bool stored(TestCache& t, const std::string& k) {
     return seen;
 }
 
+// Fills a one-stripe W-TinyLFU cache of 1000 with keys stored twice each (a sketch estimate of
+// 2: stored, deleted, stored), then stores 20 more once, so that its window (1%) holds about 10
+// entries stored once and main the rest.
+static void fill_main_stored_twice(TestCache& t) {
+    for (int i = 0; i < 1000; ++i) {
+        const std::string k = "main" + std::to_string(i);
+        t.set(k, "m");
+        REQUIRE(shmc_del(t.c, k.data(), k.size()) == 0);
+        t.set(k, "m");
+    }
+    for (int i = 0; i < 20; ++i) t.set("settle" + std::to_string(i), "s");
+}
+
 // Which of stripe 0's queues links the entry of key k (kMainQueue, kSmallQueue or
 // kProtectedQueue), or -1 if none does: a walk of each queue from its head.
 static int queue_of(const TestCache& t, const std::string& k) {
@@ -404,13 +417,7 @@ TEST_CASE("W-TinyLFU: a key hit twice in the window goes round it again, then co
     // contests, and the store after "c" is gone examines "a". Before, "a" went to main's
     // probation there (the second check failed).
     TestCache t("tlfu-window-repass", one_stripe(SHMC_STRATEGY_WTINYLFU, 1000));
-    for (int i = 0; i < 1000; ++i) {
-        const std::string k = "main" + std::to_string(i);
-        t.set(k, "m");
-        REQUIRE(shmc_del(t.c, k.data(), k.size()) == 0);
-        t.set(k, "m");
-    }
-    for (int i = 0; i < 20; ++i) t.set("settle" + std::to_string(i), "s");
+    fill_main_stored_twice(t);
     t.set("a", "v");
     t.set("b", "v");
     REQUIRE(t.has("a"));  // counted hits, each moving "a" to the window's head
@@ -435,13 +442,7 @@ TEST_CASE("W-TinyLFU: a hit that takes the lock moves a window entry to the wind
     // window's last entry into a contest it loses (stored once, against main's keys stored
     // twice), so "b" must go first. Without the move "a", the older, went first (this failed).
     TestCache t("tlfu-window-lru", one_stripe(SHMC_STRATEGY_WTINYLFU, 1000));
-    for (int i = 0; i < 1000; ++i) {
-        const std::string k = "main" + std::to_string(i);
-        t.set(k, "m");
-        REQUIRE(shmc_del(t.c, k.data(), k.size()) == 0);
-        t.set(k, "m");
-    }
-    for (int i = 0; i < 20; ++i) t.set("settle" + std::to_string(i), "s");  // window: 1%, 10
+    fill_main_stored_twice(t);  // window: 1%, 10
     t.set("a", "v");
     t.set("b", "v");
     REQUIRE(t.has("a"));  // its first hit since its store: counted, under the lock
