@@ -240,7 +240,7 @@ count-min sketch kept in each stripe into a main area segmented into probation a
 of the stripe adapts while it runs, steered by ghosts of the keys it let go (docs/architecture.md,
 "Eviction", "Segmented main" and "Adaptive window"; a fixed 10% window scored a mean of -0.79,
 8 rows at or above the bar, in a build before the two-hit rule and the segmented main). A window entry hit twice or more there goes round the window again instead of leaving it, and
-then contests with its hits counted (36.25 rows and +0.61 over four key seeds, against 34.75 and
+then contests with its hits counted (36.5 rows and +0.61 over four key seeds, against 34.75 and
 +0.51 when two hits sent it to main unopposed; docs/architecture.md, "Keys used again while new
 stay in the window"). One hit sends it to main unopposed only once the window has grown past 5%
 of its stripe (recency-biased traffic; over four key seeds 29.0 rows and +0.15 against 28.5 and

@@ -241,15 +241,23 @@ constexpr uint64_t kRecencyWindowPct = 5;
 // where the hits now count). So a key used again and again while it is new stays in the window,
 // near the other recent keys, as in the reference's LRU window (where every hit moves the key
 // to the head), and the window gives up the keys that were not used again. A key hit this
-// often no longer goes to main unopposed: it earns its place there by its count. The window's
-// order by recent use costs nothing on a hit (no lock, no write), only this move under the
-// lock the eviction holds anyway. Over four key seeds (bench/replay --key-seed 0-3; rows of 47
-// at or above the bar, mean distance): 36.25, +0.61 against 34.75, +0.51 before (multi3 c=370
-// -1.22 -> +0.64, multi2 c=280 +0.86 -> +2.87, sprite c=700 -0.32 -> +0.13, ps c=300 -0.13 ->
-// +0.15; lower: ps c=1200 -0.55 -> -1.02, multi1 c=1040 -0.76 -> -1.10); from 3 hits 35.75,
-// +0.59; from 1 hit (every hit) 30.5, +0.11 (cs c=560 -7.9 points, multi1 c=520 -2.5).
+// often no longer goes to main unopposed: it earns its place there by its count. It adds
+// nothing to a hit (which takes the lock and moves its entry only while it counts, as before):
+// the move is made under the lock the eviction holds anyway. Over four key seeds (bench/replay
+// --key-seed 0-3; rows of 47 at or above the bar, mean distance): 36.5, +0.61 against 34.75,
+// +0.51 before (multi3 c=370 -1.22 -> +0.64, multi2 c=280 +0.86 -> +2.87, sprite c=700 -0.32
+// -> +0.14, ps c=300 -0.13 -> +0.15; lower: ps c=1200 -0.55 -> -1.02, multi1 c=1040 -0.76 ->
+// -1.10). Without the bound below: from 2 hits 36.25, +0.61; from 3 hits 35.75, +0.59; from
+// 1 hit (every hit) 30.5, +0.11 (cs c=560 -7.9 points, multi1 c=520 -2.5).
 constexpr uint8_t kWindowRepassHits = 2;
 static_assert(kWindowRepassHits <= kTinyFreqMax, "an entry counts at most kTinyFreqMax hits");
+// At most this many candidates go round the window in one eviction; past them, two hits send
+// the candidate to main unopposed, as before the second round. A window grown to 80% of a large
+// stripe may hold thousands of keys hit twice after a burst of new hot keys, and one store must
+// not move them all while it holds the lock (lock-free readers of the stripe retry meanwhile).
+// Over four key seeds: 64, 36.5 rows, +0.61 (no bound: 36.25, +0.61); 8, 36.5, +0.56 (multi3
+// c=370 +0.64 -> -0.61: its window often sends more than 8 round in one eviction).
+constexpr uint32_t kWindowRepassesPerEviction = 64;
 
 uint8_t window_hits_to_main(uint64_t share) {
     return share * 100 > uint64_t(kShareOne) * kRecencyWindowPct ? 1 : kWindowHitsToMain;
@@ -260,10 +268,10 @@ uint8_t window_hits_to_main(uint64_t share) {
 // +0.11; 80% 30, +0.18; 90% 28, +0.17).
 constexpr uint32_t kProtectedPct = 80;
 // A bound on one eviction's steps, so that queues damaged into a cycle raise StripeCorrupt. No
-// hit can be counted meanwhile (counting one takes the lock), so each entry moves at most
-// kTinyFreqMax + 4 times: round the window (which spends its hits), out of it, from probation
-// to protected (which spends them too), round protected once per hit left, back to probation;
-// and each move may be counted twice (by the loop and by the main victim's search).
+// hit can be counted meanwhile (counting one takes the lock), so in one eviction an entry moves
+// at most kTinyFreqMax + 5 times: round the window once (which spends its hits), out of it,
+// from probation to protected, round protected once per hit, back to probation. The bound is
+// about twice that, so that only damaged queues reach it.
 constexpr uint64_t kTinyStepsPerEntry = 2 * (4 + kTinyFreqMax) + 2;
 
 // Adds n uses of the key to the sketch, and halves the sketch once it has taken as many
@@ -449,6 +457,7 @@ bool tiny_admit(const StripeRef& s, const EntryHeader* candidate, const EntryHea
 // (tiny_main_victim), and the less used of the two is evicted.
 uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
     StripeCtl* c = s.ctl;
+    uint32_t repasses = 0;
     for (uint64_t steps = 0;;) {
         if (++steps > kTinyStepsPerEntry * (s.entry_bound() + 1))
             corrupt("W-TinyLFU eviction did not stop");
@@ -467,8 +476,11 @@ uint32_t victim_wtinylfu(const StripeRef& s, bool by_count) {
         }
         EntryHeader* ce = s.entry(cand);
         // Hit often while in the window: round it again (kWindowRepassHits). Not when it is
-        // the window's only entry, which would come straight back.
-        if (ce->freq >= kWindowRepassHits && c->q_head[kSmallQueue] != cand) {
+        // the window's only entry, which would come straight back, nor past this eviction's
+        // kWindowRepassesPerEviction-th.
+        if (ce->freq >= kWindowRepassHits && c->q_head[kSmallQueue] != cand &&
+            repasses < kWindowRepassesPerEviction) {
+            ++repasses;
             tiny_flush(s, ce);
             move_to_head(s, kSmallQueue, cand);
             continue;

@@ -393,7 +393,8 @@ static void fill_main_stored_twice(TestCache& t) {
 }
 
 // Which of stripe 0's queues links the entry of key k (kMainQueue, kSmallQueue or
-// kProtectedQueue), or -1 if none does: a walk of each queue from its head.
+// kProtectedQueue), or -1 if none does: a walk of each queue from its head. For short keys:
+// one of up to 8 bytes lies whole in the entry's first extent (kGatherMinBlocks).
 static int queue_of(const TestCache& t, const std::string& k) {
     namespace shm = shmcache::shm;
     unit::RawSegment raw(t.name);
@@ -411,8 +412,8 @@ static int queue_of(const TestCache& t, const std::string& k) {
 TEST_CASE("W-TinyLFU: a key hit twice in the window goes round it again, then contests") {
     // kWindowRepassHits: at the window's tail a candidate hit twice there goes back to the
     // window's head (its hits to the sketch) instead of into main unopposed, so the window keeps
-    // the keys used again while they are new, as an LRU window does. Main holds 1000 keys stored
-    // twice (an estimate of 2), the window (1%) about 10. "a" is hit twice after "b" and "c"
+    // the keys used again while they are new, as an LRU window does. Main holds about 1000 keys
+    // stored twice (an estimate of 2), the window (1%) about 10. "a" is hit twice after "b" and "c"
     // came in behind it; they are not hit, so they reach the tail first and lose their
     // contests, and the store after "c" is gone examines "a". Before, "a" went to main's
     // probation there (the second check failed).
@@ -434,6 +435,34 @@ TEST_CASE("W-TinyLFU: a key hit twice in the window goes round it again, then co
     while (queue_of(t, "a") == shmcache::shm::kSmallQueue && pushed < 200) push();
     CHECK(queue_of(t, "a") == shmcache::shm::kMainQueue);
     CHECK(pushed < 40);  // the window held about 10 entries
+}
+
+TEST_CASE("W-TinyLFU: one eviction sends at most 64 candidates round the window") {
+    // kWindowRepassesPerEviction: a window full of keys hit twice must not all go round in one
+    // store (a window of 80% of a large stripe could hold thousands). A window of 10% holds 100
+    // keys, w0 (the oldest) to w99, each hit twice; the next store sends w0 to w63 round the
+    // window and, the bound reached, w64 to main (two hits, as before the second round).
+    // Without the bound all 100 went round and w0, back at the tail without hits, won its
+    // contest and went to main instead (the checks on w0 and w64 failed).
+    TestCache t("tlfu-repass-bound", one_stripe(SHMC_STRATEGY_WTINYLFU, 1000));
+    unit::RawSegment(t.name).stripe(0).ctl->window_share = 65536 / 10;
+    for (int i = 0; i < 1000; ++i) {
+        const std::string k = "main" + std::to_string(i);
+        t.set(k, "m");
+        REQUIRE(shmc_del(t.c, k.data(), k.size()) == 0);
+        t.set(k, "m");
+    }
+    const auto w = [](int i) { return "w" + std::to_string(i); };
+    for (int i = 0; i < 100; ++i) t.set(w(i), "v");
+    for (int i = 0; i < 100; ++i) {
+        REQUIRE(queue_of(t, w(i)) == shmcache::shm::kSmallQueue);
+        REQUIRE(t.has(w(i)));
+        REQUIRE(t.has(w(i)));
+    }
+    t.set("x", "v");
+    for (int i = 0; i < 64; ++i) CHECK(queue_of(t, w(i)) == shmcache::shm::kSmallQueue);
+    CHECK(queue_of(t, w(64)) == shmcache::shm::kMainQueue);
+    CHECK(queue_of(t, w(65)) == shmcache::shm::kSmallQueue);
 }
 
 TEST_CASE("W-TinyLFU: a hit that takes the lock moves a window entry to the window's head") {
