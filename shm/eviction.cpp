@@ -224,7 +224,8 @@ constexpr uint32_t kAdmitHashDosThreshold = 6;
 // +0.09. Measured again with main segmented (layout 10): 1 hit 28, +0.10; 2 hits 30, +0.18;
 // 3 hits 29, +0.11; never 26, +0.05. Since kWindowRepassHits (below) a candidate hit twice
 // goes round the window again instead, so two hits send to main only a window's only entry
-// (which cannot go round); one hit in a grown window still does.
+// (which cannot go round) and the candidates past kWindowRepassesPerEviction; one hit in a
+// grown window still does.
 constexpr uint8_t kWindowHitsToMain = 2;
 static_assert(kWindowHitsToMain <= kTinyFreqMax, "an entry counts at most kTinyFreqMax hits");
 // But once the steering has grown the window past this share of the stripe, the traffic has
