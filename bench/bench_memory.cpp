@@ -195,11 +195,11 @@ int main(int argc, char** argv) {
                 "per case after a warm-up of 3x the capacity written.\n\n",
                 (unsigned long long)size_mb,
                 shmcache::bench::strategy_name(shmcache::bench::resolve_default_strategy()), seconds);
-    std::printf("| values | live data, mean | live data, min | blocks in use | overhead per entry | entries | evictions | memcached -m %llu entries | memcached items' bytes | shmcache / memcached entries |\n"
-                "|---|---|---|---|---|---|---|---|---|---|\n",
+    std::printf("| values | live data, mean | live data, min | blocks in use | overhead per entry | entries | evictions | memcached -m %llu entries | memcached items' bytes | memcached hash table / resident | shmcache / memcached entries | the same, hash tables counted |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
                 (unsigned long long)size_mb);
     bool target_met = true;
-    double ratio_100 = 0;
+    double ratio_100 = 0, ratio_100_with_index = 0;
     std::string memcached_version, memcached_error;
     for (const Case& c : cases) {
         const Result r = run_case(c, size_mb, seconds);
@@ -211,11 +211,23 @@ int main(int argc, char** argv) {
                     r.entries_mean, (unsigned long long)r.evictions);
         if (have_mc && mc.curr_items) {
             const double ratio = r.entries_mean / double(mc.curr_items);
-            std::printf(" %llu | %.1f%% | %.2fx |\n", (unsigned long long)mc.curr_items,
-                        100.0 * double(mc.bytes) / double(size_mb << 20), ratio);
-            if (std::strcmp(c.name, "fixed 100 B") == 0) ratio_100 = ratio;
+            // The segment's size counts its own hash index; memcached's is outside -m. Counted
+            // in, memcached's items are scaled to what slabs and hash table would hold together
+            // in the segment's size.
+            const double mc_memory = double(size_mb << 20) + double(mc.hash_bytes);
+            const double ratio_with_index =
+                r.entries_mean / (double(mc.curr_items) * double(size_mb << 20) / mc_memory);
+            std::printf(" %llu | %.1f%% | %.1f / %.1f MiB | %.2fx | %.3fx |\n",
+                        (unsigned long long)mc.curr_items,
+                        100.0 * double(mc.bytes) / double(size_mb << 20),
+                        double(mc.hash_bytes) / (1 << 20), double(mc.resident_bytes) / (1 << 20),
+                        ratio, ratio_with_index);
+            if (std::strcmp(c.name, "fixed 100 B") == 0) {
+                ratio_100 = ratio;
+                ratio_100_with_index = ratio_with_index;
+            }
         } else {
-            std::printf(" failed | | |\n");
+            std::printf(" failed | | | | |\n");
             if (memcached_error.empty()) memcached_error = why;
         }
         if (&c == &cases[0]) target_met = r.live_mean >= 0.85;
@@ -227,10 +239,17 @@ int main(int argc, char** argv) {
         std::printf("Target (issue 15): at 100 B values, at least 1.3x the entries memcached holds "
                     "in the same memory: %.2fx, %s\n",
                     ratio_100, ratio_100 >= 1.3 ? "PASS" : "FAIL");
+    if (ratio_100_with_index > 0)
+        std::printf("(Counting memcached's hash table, which lives outside -m, as the segment "
+                    "counts its own: %.3fx.)\n",
+                    ratio_100_with_index);
     std::printf("\nmemcached: the same operations (keys, sizes, deletes, in order) sent to a "
                 "memcached -m %llu -t 1 started on loopback for each case (pipelined, noreply); "
                 "its curr_items after the last one, and its `bytes` (items with their headers) over the "
-                "memory it was given. shmcache's entries are the mean over the churn samples. With "
+                "memory it was given. Outside that memory it keeps its hash table (`hash_bytes`: a word per "
+                "bucket, doubled when it holds 1.5 items a bucket) and the rest of the process "
+                "(VmRSS, about 4.5 MiB when empty); the segment's size includes its index. "
+                "shmcache's entries are the mean over the churn samples. With "
                 "mixed sizes the counts are not like for like: memcached splits its memory among "
                 "slab classes, and the items it holds are smaller than the mix on average (its "
                 "bytes over its items), so it holds more of them; compare live data there.%s%s\n",

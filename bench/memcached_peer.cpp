@@ -13,7 +13,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -55,6 +57,15 @@ int connect_loopback(int port) {
 }
 
 constexpr size_t kBatchBytes = 256 * 1024;
+
+// VmRSS of a process, in bytes (0 if /proc does not say).
+uint64_t resident_bytes(pid_t pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+    return 0;
+}
 
 }  // namespace
 
@@ -200,6 +211,8 @@ bool MemcachedPeer::stats(MemcachedStats* out) {
     out->curr_items = field("curr_items");
     out->evictions = field("evictions");
     out->bytes = field("bytes");
+    out->hash_bytes = field("hash_bytes");
+    out->resident_bytes = resident_bytes(pid_);
     return true;
 }
 

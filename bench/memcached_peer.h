@@ -17,6 +17,10 @@ struct MemcachedStats {
     uint64_t curr_items = 0;
     uint64_t evictions = 0;
     uint64_t bytes = 0;  // memory held by stored items, headers included
+    // Outside -m: the hash table (memcached's `hash_bytes`), and everything the process holds
+    // (VmRSS: the slabs it touched, the hash table, buffers, its code), 0 if unreadable.
+    uint64_t hash_bytes = 0;
+    uint64_t resident_bytes = 0;
 };
 
 class MemcachedPeer {
