@@ -107,6 +107,10 @@ class CacheCore:
         # close(), so that stopping a worker mid-computation never leaves the host's other
         # callers waiting for a value that will not come (see decorators).
         self.held_leases = set()
+        # Background refreshes (stale-while-revalidate, early refresh) still computing: close()
+        # lets them finish and store first, so that stopping a worker does not throw away a
+        # value it is computing and make a sibling compute it again.
+        self.refreshes = PendingRefreshes()
         _FORK_AWARE.add(self)
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -146,8 +150,10 @@ class CacheCore:
             return seg
 
     def close(self):
-        """Close the handle once every call in flight has returned. A later call raises until
+        """Close the handle once every call in flight has returned, and every background
+        refresh has stored its value (or its lease has run out). A later call raises until
         open() is called again."""
+        self.refreshes.wait()
         with self._open_lock:
             seg, self._segment = self._segment, None
             if seg is not None:
@@ -929,6 +935,51 @@ def check_health(core):
     return report
 
 
+# ---- background refreshes ------------------------------------------------------------------------
+class PendingRefreshes:
+    """The background refreshes of one cache that are still computing, each with its lease's
+    deadline (and its task, for a coroutine's). Waiting for them past that deadline would be
+    pointless: by then another caller may take the lease over and compute the value itself."""
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._pending = {}  # token -> (time.monotonic() at which its lease ends, task or None)
+        self._tokens = itertools.count()
+
+    def add(self, lease_ms, task=None):
+        """A refresh begins under a lease of lease_ms; returns its token for done()."""
+        token = next(self._tokens)
+        with self._cond:
+            self._pending[token] = (time.monotonic() + lease_ms / 1000, task)
+        return token
+
+    def done(self, token):
+        with self._cond:
+            if self._pending.pop(token, None) is not None and not self._pending:
+                self._cond.notify_all()
+
+    def tasks(self, loop):
+        """(the unfinished tasks of loop among them, seconds until the last lease ends)."""
+        with self._cond:
+            pending = list(self._pending.values())
+        now = time.monotonic()
+        tasks = [t for _, t in pending if t is not None and t.get_loop() is loop and not t.done()]
+        return tasks, max([0.0] + [end - now for end, _ in pending])
+
+    def wait(self):
+        """Wait until none is in progress, or until the leases of those in progress now have
+        all ended (refreshes begun meanwhile do not move that bound)."""
+        with self._cond:
+            if not self._pending:
+                return
+            end = max(end for end, _ in self._pending.values())
+            while self._pending:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+
+
 # ---- fork ----------------------------------------------------------------------------------------
 _FORK_AWARE = weakref.WeakSet()
 
@@ -943,6 +994,7 @@ def _after_fork_in_child():
         if core.local is not None:
             core.local.clear()
         core.held_leases = set()  # the parent's: this process must not give them back
+        core.refreshes = PendingRefreshes()  # the parent's threads and tasks are not here
         core._l2_errors = collections.deque()
 
 

@@ -516,23 +516,29 @@ _wait_pool = ProcessPool("shmcache-wait", 32)
 
 
 def _refresh_in_thread(core, fn, k, args, kwargs, opts_ref, tiers, lease, returns):
+    token = core.refreshes.add(fn.policy.lease_ms)  # stop() lets it finish (see CacheCore)
+
     def refresh():
-        start = time.monotonic()
         try:
-            result = fn.func(*args, **kwargs)
-        except BaseException as e:
-            _abandon(core, k, lease)
-            log.warning("shmcache: background refresh of key %r failed: %r", k[:80], e)
-            return
-        try:
-            _store(core, fn, k, result, _compute_ms_since(start), opts_ref, tiers, lease,
-                   returns)
-        except Exception as e:
-            log.warning("shmcache: background refresh of key %r not stored: %r", k[:80], e)
+            start = time.monotonic()
+            try:
+                result = fn.func(*args, **kwargs)
+            except BaseException as e:
+                _abandon(core, k, lease)
+                log.warning("shmcache: background refresh of key %r failed: %r", k[:80], e)
+                return
+            try:
+                _store(core, fn, k, result, _compute_ms_since(start), opts_ref, tiers, lease,
+                       returns)
+            except Exception as e:
+                log.warning("shmcache: background refresh of key %r not stored: %r", k[:80], e)
+        finally:
+            core.refreshes.done(token)
 
     try:
         _background_pool.get().submit(refresh)
     except RuntimeError:  # interpreter shutting down: no refresh, the lease ends at its deadline
+        core.refreshes.done(token)
         _abandon(core, k, lease)
 
 
@@ -557,8 +563,9 @@ async def _call_async(manager, fn, key, args, kwargs, tiers, returns, first=None
                                                       wait_ref, revive, first)
     if value is not MISS:
         if outcome in _REFRESH_OUTCOMES:
-            spawn_refresh(core, k, lease, _refresh_async(manager, fn, k, args, kwargs, wait_ref,
-                                                         tiers, lease, returns))
+            spawn_refresh(core, k, lease, fn.policy.lease_ms,
+                          _refresh_async(manager, fn, k, args, kwargs, wait_ref, tiers, lease,
+                                         returns))
         return value
     return await _compute_async(manager, fn, k, args, kwargs, wait_ref, tiers, lease, returns,
                                 work)
@@ -628,14 +635,24 @@ async def acquire_async(core, policy, key, k, nowait_ref, wait_ref, revive, firs
     return outcome, lease, value, work
 
 
-def spawn_refresh(core, k, lease, coro):
-    """Run a background refresh (a coroutine holding the lease) as a task of the running loop.
-    A task cancelled before it ran (its loop shut down) still ends its lease."""
+def spawn_refresh(core, k, lease, lease_ms, coro):
+    """Run a background refresh (a coroutine holding a lease of lease_ms) as a task of the
+    running loop. A task cancelled before it ran (its loop shut down) still ends its lease.
+    stop() lets it finish first (see CacheCore.refreshes, CacheManager.stop)."""
     task = asyncio.get_running_loop().create_task(coro)
+    token = core.refreshes.add(lease_ms, task)
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
+    task.add_done_callback(lambda t: core.refreshes.done(token))
     task.add_done_callback(lambda t: t.cancelled() and _abandon_soon(core, k, lease))
     return task
+
+
+async def wait_for_refreshes(core):
+    """Let this loop's background refreshes of core finish, each until its lease ends."""
+    tasks, left = core.refreshes.tasks(asyncio.get_running_loop())
+    if tasks and left > 0:
+        await asyncio.wait(tasks, timeout=left)
 
 
 async def _waiting_fetch(core, key, k, opts_ref, revive):

@@ -110,10 +110,12 @@ class CacheManager:
         return self
 
     async def stop(self):
-        """Stop monitoring, let calls in flight finish (each is bounded), close the handle."""
+        """Stop monitoring, let calls in flight and background refreshes finish (each is
+        bounded: a refresh by its lease_timeout), close the handle."""
         if self._monitor is not None:
             monitor, self._monitor = self._monitor, None
             await monitor.stop()
+        await _decorators.wait_for_refreshes(self.core)  # their stores use the pool below
         pool = self._pool.take()
         if pool is not None:
             await asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)

@@ -283,7 +283,8 @@ class _Exchange:
         scope = dict(self.initial)
         scope["headers"] = _http.without_conditionals(scope.get("headers", ()))
         scope[_REFRESH] = (key, lease)
-        spawn_refresh(core, core.stored_key(key), lease, self.mw.replay(scope))
+        spawn_refresh(core, core.stored_key(key), lease, self.policy.flight.lease_ms,
+                      self.mw.replay(scope))
 
     # ---- sending a stored response ----
 

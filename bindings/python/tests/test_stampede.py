@@ -272,6 +272,8 @@ def test_with_stale_while_revalidate_no_caller_waits_for_the_refresh(shm_name, t
     # One refresh per expiry: the first at once, then at most one more for each 0.3 s TTL that
     # ran out while calls were made: 0.6 s per child, more if a child started late (under ASan an
     # interpreter may take longer than the second given to start; CLOCK_MONOTONIC is host-wide).
+    # A child's stop() lets its refresh store its value: a child that finishes first must not
+    # throw its refresh away and leave another to compute it again.
     window = max(r[3] for r in reports) - min(r[2] for r in reports)
     assert 2 <= _count(count_path) <= 2 + int(window / 0.3), f"calls spanned {window:.2f} s"
     print(f"16 callers, slowest call {slowest * 1000:.1f} ms, versions seen {sorted(seen)}")
@@ -626,6 +628,72 @@ async def test_stopping_a_manager_mid_computation_gives_its_lease_back(shm_name)
     task.cancel()
     with pytest.raises((asyncio.CancelledError, shmcache.ShmcacheError)):
         await task
+
+
+def test_stopping_a_sync_manager_lets_its_background_refresh_store_its_value(shm_name):
+    kw = _kw(shm_name)
+    versions = []
+    with SyncCacheManager(CacheConfig(**kw)) as cache:
+        @cache.cached(ttl=0.2, stale_ttl=60, key_prefix="drain")
+        def compute(x):
+            versions.append(len(versions) + 1)
+            if len(versions) > 1:
+                time.sleep(0.3)  # the refresh is still computing when stop() is called
+            return versions[-1]
+
+        assert compute(1) == 1
+        time.sleep(0.25)  # now stale
+        assert compute(1) == 1  # served stale; the refresh starts in the background
+    # stop() returned: the refresh finished and stored its value, for the next worker
+    with SyncCacheManager(CacheConfig(**kw)) as successor:
+        assert successor.get(compute.cache_key(1)) == 2
+        assert successor.get_stats()["single_flight"]["leases_held"] == 0
+    assert versions == [1, 2]
+
+
+def test_stop_waits_for_a_background_refresh_no_longer_than_its_lease(shm_name):
+    kw = _kw(shm_name)
+    release, calls = threading.Event(), []
+    with SyncCacheManager(CacheConfig(**kw)) as cache:
+        @cache.cached(ttl=0.2, stale_ttl=60, lease_timeout=0.3, key_prefix="hung")
+        def compute(x):
+            calls.append(x)
+            if len(calls) > 1:  # the refresh: it hangs
+                release.wait(30)
+            return "v"
+
+        assert compute(1) == "v"
+        time.sleep(0.25)
+        assert compute(1) == "v"  # the refresh starts, and hangs
+        t0 = time.monotonic()
+    took = time.monotonic() - t0  # stop() gave up at the lease's deadline, not 30 s later
+    release.set()
+    assert calls == [1, 1]
+    assert 0.1 < took < 10, f"stop() waited {took:.2f} s for a refresh with a 0.3 s lease"
+
+
+@pytest.mark.asyncio
+async def test_stopping_an_async_manager_lets_its_background_refresh_store_its_value(shm_name):
+    kw = _kw(shm_name)
+    versions = []
+    cache = CacheManager(CacheConfig(**kw))
+    await cache.start()
+
+    @cache.cached(ttl=0.2, stale_ttl=60, key_prefix="drain-async")
+    async def compute(x):
+        versions.append(len(versions) + 1)
+        if len(versions) > 1:
+            await asyncio.sleep(0.3)
+        return versions[-1]
+
+    assert await compute(1) == 1
+    await asyncio.sleep(0.25)
+    assert await compute(1) == 1  # stale; refreshed in a task of this loop
+    await cache.stop()
+    with SyncCacheManager(CacheConfig(**kw)) as successor:
+        assert successor.get(compute.cache_key(1)) == 2
+        assert successor.get_stats()["single_flight"]["leases_held"] == 0
+    assert versions == [1, 2]
 
 
 @pytest.mark.asyncio
