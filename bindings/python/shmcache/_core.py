@@ -39,6 +39,7 @@ segment and counters.
 After fork() the child keeps using the same handle (the library supports it), but this object's
 locks and counters are made fresh in the child (os.register_at_fork below).
 """
+import asyncio
 import collections
 import itertools
 import logging
@@ -937,14 +938,18 @@ def check_health(core):
 
 # ---- background refreshes ------------------------------------------------------------------------
 class PendingRefreshes:
-    """The background refreshes of one cache that are still computing, each with its lease's
-    deadline (and its task, for a coroutine's). Waiting for them past that deadline would be
-    pointless: by then another caller may take the lease over and compute the value itself."""
+    """The background refreshes of one cache that are still computing, each with its own lease's
+    deadline: close() waits for each no longer than that, since by then another caller may take
+    the lease over and compute the value itself. Never for one that cannot progress while the
+    caller blocks: a refresh running in the calling thread (a function that stops its own
+    manager), or a task of the event loop that the calling thread runs."""
+
+    _tokens = itertools.count()  # one numbering per process: a token is never reused, fork or not
 
     def __init__(self):
         self._cond = threading.Condition(threading.Lock())
-        self._pending = {}  # token -> (time.monotonic() at which its lease ends, task or None)
-        self._tokens = itertools.count()
+        self._pending = {}  # token -> (deadline (time.monotonic()), task or None)
+        self._here = threading.local()  # .token: the thread refresh this thread is running
 
     def add(self, lease_ms, task=None):
         """A refresh begins under a lease of lease_ms; returns its token for done()."""
@@ -953,31 +958,48 @@ class PendingRefreshes:
             self._pending[token] = (time.monotonic() + lease_ms / 1000, task)
         return token
 
+    def running(self, token):
+        """A thread refresh begins to run in the calling thread."""
+        self._here.token = token
+
     def done(self, token):
+        if getattr(self._here, "token", None) == token:
+            self._here.token = None
         with self._cond:
-            if self._pending.pop(token, None) is not None and not self._pending:
-                self._cond.notify_all()
+            self._pending.pop(token, None)
+            self._cond.notify_all()
 
     def tasks(self, loop):
-        """(the unfinished tasks of loop among them, seconds until the last lease ends)."""
-        with self._cond:
-            pending = list(self._pending.values())
+        """(the unfinished tasks of loop among them, seconds until the last of their leases
+        ends)."""
         now = time.monotonic()
-        tasks = [t for _, t in pending if t is not None and t.get_loop() is loop and not t.done()]
-        return tasks, max([0.0] + [end - now for end, _ in pending])
+        with self._cond:
+            mine = [(end, task) for end, task in self._pending.values()
+                    if task is not None and task.get_loop() is loop and not task.done()]
+        return [t for _, t in mine], max([0.0] + [end - now for end, _ in mine])
 
     def wait(self):
-        """Wait until none is in progress, or until the leases of those in progress now have
-        all ended (refreshes begun meanwhile do not move that bound)."""
+        """Wait until each refresh in progress now has ended, or its lease has (refreshes begun
+        meanwhile are not waited for)."""
+        try:
+            own_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            own_loop = None
+        own_token = getattr(self._here, "token", None)
         with self._cond:
-            if not self._pending:
-                return
-            end = max(end for end, _ in self._pending.values())
-            while self._pending:
-                left = end - time.monotonic()
-                if left <= 0:
+            waited = {}
+            for token, (end, task) in list(self._pending.items()):
+                if task is not None and (task.done() or task.get_loop().is_closed()):
+                    del self._pending[token]  # its loop died with it: it will never say done
+                elif token != own_token and (task is None or task.get_loop() is not own_loop):
+                    waited[token] = end
+            while True:
+                now = time.monotonic()
+                ends = [end for token, end in waited.items()
+                        if token in self._pending and end > now]
+                if not ends:
                     return
-                self._cond.wait(left)
+                self._cond.wait(min(ends) - now)
 
 
 # ---- fork ----------------------------------------------------------------------------------------

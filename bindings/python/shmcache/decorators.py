@@ -519,6 +519,7 @@ def _refresh_in_thread(core, fn, k, args, kwargs, opts_ref, tiers, lease, return
     token = core.refreshes.add(fn.policy.lease_ms)  # stop() lets it finish (see CacheCore)
 
     def refresh():
+        core.refreshes.running(token)
         try:
             start = time.monotonic()
             try:

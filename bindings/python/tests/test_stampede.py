@@ -651,24 +651,31 @@ def test_stopping_a_sync_manager_lets_its_background_refresh_store_its_value(shm
     assert versions == [1, 2]
 
 
-def test_stop_waits_for_a_background_refresh_no_longer_than_its_lease(shm_name):
+def test_stop_waits_for_each_background_refresh_no_longer_than_its_own_lease(shm_name):
     kw = _kw(shm_name)
     release, calls = threading.Event(), []
     with SyncCacheManager(CacheConfig(**kw)) as cache:
         @cache.cached(ttl=0.2, stale_ttl=60, lease_timeout=0.3, key_prefix="hung")
-        def compute(x):
-            calls.append(x)
-            if len(calls) > 1:  # the refresh: it hangs
+        def hung(x):
+            calls.append("hung")
+            if calls.count("hung") > 1:  # the refresh: it hangs
                 release.wait(30)
             return "v"
 
-        assert compute(1) == "v"
+        @cache.cached(ttl=0.2, stale_ttl=60, lease_timeout=20, key_prefix="quick")
+        def quick(x):
+            calls.append("quick")
+            return "v"
+
+        assert hung(1) == "v" and quick(1) == "v"
         time.sleep(0.25)
-        assert compute(1) == "v"  # the refresh starts, and hangs
+        assert hung(1) == "v" and quick(1) == "v"  # two refreshes start; one hangs
         t0 = time.monotonic()
-    took = time.monotonic() - t0  # stop() gave up at the lease's deadline, not 30 s later
+    # stop() gave up on the hung one at its own lease's deadline (0.3 s), not at the quick
+    # one's (20 s), which ended long before, nor when the hung one returns (30 s)
+    took = time.monotonic() - t0
     release.set()
-    assert calls == [1, 1]
+    assert sorted(calls) == ["hung", "hung", "quick", "quick"]
     assert 0.1 < took < 10, f"stop() waited {took:.2f} s for a refresh with a 0.3 s lease"
 
 
@@ -694,6 +701,29 @@ async def test_stopping_an_async_manager_lets_its_background_refresh_store_its_v
         assert successor.get(compute.cache_key(1)) == 2
         assert successor.get_stats()["single_flight"]["leases_held"] == 0
     assert versions == [1, 2]
+
+
+@pytest.mark.asyncio
+async def test_a_sync_stop_on_the_loop_thread_does_not_wait_for_that_loop_s_refreshes(shm_name):
+    cache = CacheManager(CacheConfig(**_kw(shm_name)))
+    await cache.start()
+    calls = []
+
+    @cache.cached(ttl=0.2, stale_ttl=60, lease_timeout=20, key_prefix="loop")
+    async def compute(x):
+        calls.append(x)
+        if len(calls) > 1:
+            await asyncio.sleep(0.1)  # cannot run while the loop's thread is blocked
+        return len(calls)
+
+    assert await compute(1) == 1
+    await asyncio.sleep(0.25)
+    assert await compute(1) == 1  # the refresh is a task of this loop
+    t0 = time.monotonic()
+    cache.sync.stop()  # a synchronous shutdown hook, on the loop's thread
+    took = time.monotonic() - t0
+    assert took < 10, f"the loop was blocked {took:.1f} s by a wait it could not end"
+    await asyncio.sleep(0.3)  # the refresh ends, unstored (its lease is given back)
 
 
 @pytest.mark.asyncio
