@@ -970,13 +970,14 @@ class PendingRefreshes:
             self._cond.notify_all()
 
     def tasks(self, loop):
-        """(the unfinished tasks of loop among them, seconds until the last of their leases
-        ends)."""
+        """The unfinished tasks of loop among them whose lease has not ended, with the seconds
+        left of it, soonest deadline first."""
         now = time.monotonic()
         with self._cond:
-            mine = [(end, task) for end, task in self._pending.values()
-                    if task is not None and task.get_loop() is loop and not task.done()]
-        return [t for _, t in mine], max([0.0] + [end - now for end, _ in mine])
+            mine = [(end - now, task) for end, task in self._pending.values()
+                    if task is not None and task.get_loop() is loop and not task.done()
+                    and end > now]
+        return sorted(mine, key=lambda pair: pair[0])
 
     def wait(self):
         """Wait until each refresh in progress now has ended, or its lease has (refreshes begun

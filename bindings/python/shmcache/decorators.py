@@ -650,10 +650,17 @@ def spawn_refresh(core, k, lease, lease_ms, coro):
 
 
 async def wait_for_refreshes(core):
-    """Let this loop's background refreshes of core finish, each until its lease ends."""
-    tasks, left = core.refreshes.tasks(asyncio.get_running_loop())
-    if tasks and left > 0:
-        await asyncio.wait(tasks, timeout=left)
+    """Let this loop's background refreshes of core finish, each until its own lease ends
+    (refreshes begun meanwhile are not waited for)."""
+    pending = core.refreshes.tasks(asyncio.get_running_loop())
+    started = time.monotonic()
+    while pending:
+        left = pending[0][0] - (time.monotonic() - started)  # the soonest deadline
+        if left > 0:
+            await asyncio.wait([t for _, t in pending], timeout=left,
+                               return_when=asyncio.FIRST_COMPLETED)
+        elapsed = time.monotonic() - started
+        pending = [(end, t) for end, t in pending if not t.done() and end > elapsed]
 
 
 async def _waiting_fetch(core, key, k, opts_ref, revive):

@@ -704,6 +704,36 @@ async def test_stopping_an_async_manager_lets_its_background_refresh_store_its_v
 
 
 @pytest.mark.asyncio
+async def test_an_async_stop_waits_for_each_refresh_no_longer_than_its_own_lease(shm_name):
+    cache = CacheManager(CacheConfig(**_kw(shm_name)))
+    await cache.start()
+    calls = []
+
+    @cache.cached(ttl=0.2, stale_ttl=60, lease_timeout=0.3, key_prefix="hung-async")
+    async def hung(x):
+        calls.append("hung")
+        if calls.count("hung") > 1:
+            await asyncio.sleep(30)  # the refresh hangs
+        return "v"
+
+    @cache.cached(ttl=0.2, stale_ttl=60, lease_timeout=20, key_prefix="quick-async")
+    async def quick(x):
+        calls.append("quick")
+        return "v"
+
+    assert await hung(1) == "v" and await quick(1) == "v"
+    await asyncio.sleep(0.25)
+    assert await hung(1) == "v" and await quick(1) == "v"  # two refresh tasks; one hangs
+    t0 = time.monotonic()
+    await cache.stop()
+    took = time.monotonic() - t0  # the hung one's 0.3 s lease, not the quick one's 20 s
+    assert sorted(calls) == ["hung", "hung", "quick", "quick"]
+    assert 0.1 < took < 10, f"stop() waited {took:.2f} s for a refresh with a 0.3 s lease"
+    for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+        task.cancel()  # the hung refresh
+
+
+@pytest.mark.asyncio
 async def test_a_sync_stop_on_the_loop_thread_does_not_wait_for_that_loop_s_refreshes(shm_name):
     cache = CacheManager(CacheConfig(**_kw(shm_name)))
     await cache.start()
