@@ -969,19 +969,10 @@ class PendingRefreshes:
             self._pending.pop(token, None)
             self._cond.notify_all()
 
-    def tasks(self, loop):
-        """The unfinished tasks of loop among them whose lease has not ended, with the seconds
-        left of it, soonest deadline first."""
-        now = time.monotonic()
-        with self._cond:
-            mine = [(end - now, task) for end, task in self._pending.values()
-                    if task is not None and task.get_loop() is loop and not task.done()
-                    and end > now]
-        return sorted(mine, key=lambda pair: pair[0])
-
     def wait(self):
         """Wait until each refresh in progress now has ended, or its lease has (refreshes begun
-        meanwhile are not waited for)."""
+        meanwhile are not waited for). The async stop() calls it off the loop, so that the
+        loop's refresh tasks run meanwhile."""
         try:
             own_loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -516,28 +516,31 @@ _wait_pool = ProcessPool("shmcache-wait", 32)
 
 
 def _refresh_in_thread(core, fn, k, args, kwargs, opts_ref, tiers, lease, returns):
+    def refresh():
+        start = time.monotonic()
+        try:
+            result = fn.func(*args, **kwargs)
+        except BaseException as e:
+            _abandon(core, k, lease)
+            log.warning("shmcache: background refresh of key %r failed: %r", k[:80], e)
+            return
+        try:
+            _store(core, fn, k, result, _compute_ms_since(start), opts_ref, tiers, lease,
+                   returns)
+        except Exception as e:
+            log.warning("shmcache: background refresh of key %r not stored: %r", k[:80], e)
+
     token = core.refreshes.add(fn.policy.lease_ms)  # stop() lets it finish (see CacheCore)
 
-    def refresh():
+    def tracked():
         core.refreshes.running(token)
         try:
-            start = time.monotonic()
-            try:
-                result = fn.func(*args, **kwargs)
-            except BaseException as e:
-                _abandon(core, k, lease)
-                log.warning("shmcache: background refresh of key %r failed: %r", k[:80], e)
-                return
-            try:
-                _store(core, fn, k, result, _compute_ms_since(start), opts_ref, tiers, lease,
-                       returns)
-            except Exception as e:
-                log.warning("shmcache: background refresh of key %r not stored: %r", k[:80], e)
+            refresh()
         finally:
             core.refreshes.done(token)
 
     try:
-        _background_pool.get().submit(refresh)
+        _background_pool.get().submit(tracked)
     except RuntimeError:  # interpreter shutting down: no refresh, the lease ends at its deadline
         core.refreshes.done(token)
         _abandon(core, k, lease)
@@ -647,20 +650,6 @@ def spawn_refresh(core, k, lease, lease_ms, coro):
     task.add_done_callback(lambda t: core.refreshes.done(token))
     task.add_done_callback(lambda t: t.cancelled() and _abandon_soon(core, k, lease))
     return task
-
-
-async def wait_for_refreshes(core):
-    """Let this loop's background refreshes of core finish, each until its own lease ends
-    (refreshes begun meanwhile are not waited for)."""
-    pending = core.refreshes.tasks(asyncio.get_running_loop())
-    started = time.monotonic()
-    while pending:
-        left = pending[0][0] - (time.monotonic() - started)  # the soonest deadline
-        if left > 0:
-            await asyncio.wait([t for _, t in pending], timeout=left,
-                               return_when=asyncio.FIRST_COMPLETED)
-        elapsed = time.monotonic() - started
-        pending = [(end, t) for end, t in pending if not t.done() and end > elapsed]
 
 
 async def _waiting_fetch(core, key, k, opts_ref, revive):

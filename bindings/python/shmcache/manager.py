@@ -115,11 +115,14 @@ class CacheManager:
         if self._monitor is not None:
             monitor, self._monitor = self._monitor, None
             await monitor.stop()
-        await _decorators.wait_for_refreshes(self.core)  # their stores use the pool below
+        loop = asyncio.get_running_loop()
+        # Off the loop, so that its refresh tasks run meanwhile; before the pool their stores use
+        # is shut down.
+        await loop.run_in_executor(None, self.core.refreshes.wait)
         pool = self._pool.take()
         if pool is not None:
-            await asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)
-        await asyncio.get_running_loop().run_in_executor(None, self.core.close)
+            await loop.run_in_executor(None, pool.shutdown, True)
+        await loop.run_in_executor(None, self.core.close)
 
     async def __aenter__(self):
         return await self.start()
